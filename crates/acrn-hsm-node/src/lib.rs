@@ -1,0 +1,10 @@
+//! Node.js binding of the acrn-hsm core (napi-rs v3).
+//!
+//! A thin layer: it converts between JavaScript values and the core's types and knows no ACRN
+//! semantics of its own. Errors cross the boundary as `Error`s whose message starts with the
+//! stable code in brackets (`[ERR_UNKNOWN_TYPE] ...`); the TypeScript façade (`ts/errors.ts`)
+//! turns that into `error.code`.
+
+mod decode;
+
+pub use decode::*;

@@ -1,0 +1,46 @@
+/**
+ * Errors raised by acrn-hsm. Every error has a stable `code`: an errno name (`'EINVAL'`) for
+ * ioctl failures, with `errno` set, or an `ERR_*` code for bad input (`'ERR_UNKNOWN_TYPE'`).
+ */
+export class AcrnHsmError extends Error {
+  readonly code: string;
+  readonly errno?: number;
+
+  constructor(code: string, message: string, options?: { errno?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AcrnHsmError';
+    this.code = code;
+    if (options?.errno !== undefined) this.errno = options.errno;
+  }
+}
+
+const CODED = /^\[([A-Z0-9_]+)\] ([\s\S]*)$/;
+
+/**
+ * Converts an error thrown by the native addon or the wasm module (whose message starts with
+ * `[CODE]`, optionally followed by `errno=N`) into an {@link AcrnHsmError}. Anything else is
+ * returned as it is.
+ */
+export function fromBindingError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const m = CODED.exec(err.message);
+  if (!m) return err;
+  const code = m[1] as string;
+  let message = m[2] as string;
+  let errno: number | undefined;
+  const e = /^errno=(\d+) ([\s\S]*)$/.exec(message);
+  if (e) {
+    errno = Number(e[1]);
+    message = e[2] as string;
+  }
+  return new AcrnHsmError(code, message, { errno, cause: err });
+}
+
+/** Calls `fn`, rethrowing binding errors as {@link AcrnHsmError}. */
+export function callBinding<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromBindingError(err);
+  }
+}
