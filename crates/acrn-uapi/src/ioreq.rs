@@ -483,6 +483,219 @@ impl IoRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Flat form for language bindings
+// ---------------------------------------------------------------------------------------------
+
+/// Number of words of the flat form of a request ([`IoRequest::to_fields`]).
+pub const IO_REQUEST_FIELDS: usize = 12;
+
+/// Index of each word of the flat form ([`IoRequest::to_fields`]).
+pub mod field {
+    /// `type` (`ACRN_IOREQ_TYPE_*`).
+    pub const TYPE: usize = 0;
+    /// `processed` (`ACRN_IOREQ_STATE_*`).
+    pub const STATE: usize = 1;
+    /// `direction` (`ACRN_IOREQ_DIR_*`).
+    pub const DIRECTION: usize = 2;
+    /// `address` (PIO, MMIO; 0 for PCICFG).
+    pub const ADDRESS: usize = 3;
+    /// `size`.
+    pub const SIZE: usize = 4;
+    /// `value` (a u32 for PIO and PCICFG).
+    pub const VALUE: usize = 5;
+    /// PCI `bus` (0 otherwise).
+    pub const BUS: usize = 6;
+    /// PCI `dev` (0 otherwise).
+    pub const DEV: usize = 7;
+    /// PCI `func` (0 otherwise).
+    pub const FUNC: usize = 8;
+    /// PCI `reg` (0 otherwise).
+    pub const REG: usize = 9;
+    /// `kernel_handled` (0 or 1).
+    pub const KERNEL_HANDLED: usize = 10;
+    /// `completion_polling` (0 or 1).
+    pub const COMPLETION_POLLING: usize = 11;
+}
+
+impl IoRequest {
+    /// The request as 12 `u64` words, the form the language bindings exchange (a
+    /// `BigUint64Array` in JavaScript): `[type, state, direction, address, size, value, bus,
+    /// dev, func, reg, kernel_handled, completion_polling]` (indices in [`field`]). Words that
+    /// do not apply to the request type are 0.
+    pub const fn to_fields(&self) -> [u64; IO_REQUEST_FIELDS] {
+        let mut f = [0u64; IO_REQUEST_FIELDS];
+        f[field::TYPE] = self.request_type().raw() as u64;
+        f[field::STATE] = self.state.raw() as u64;
+        f[field::DIRECTION] = self.payload.direction().raw() as u64;
+        f[field::SIZE] = self.payload.size();
+        f[field::VALUE] = self.payload.value();
+        match self.payload {
+            IoPayload::Pio { address, .. } | IoPayload::Mmio { address, .. } => {
+                f[field::ADDRESS] = address;
+            }
+            IoPayload::PciCfg {
+                bus,
+                dev,
+                func,
+                reg,
+                ..
+            } => {
+                f[field::BUS] = bus as u64;
+                f[field::DEV] = dev as u64;
+                f[field::FUNC] = func as u64;
+                f[field::REG] = reg as u64;
+            }
+        }
+        f[field::KERNEL_HANDLED] = self.kernel_handled as u64;
+        f[field::COMPLETION_POLLING] = self.completion_polling as u64;
+        f
+    }
+
+    /// The inverse of [`IoRequest::to_fields`].
+    ///
+    /// Checks that there are exactly 12 words, that type, state and direction are known, that
+    /// the flags are 0 or 1, and that 32-bit members (PIO/PCICFG `value`, `bus`, `dev`, `func`,
+    /// `reg`) fit. Words that do not apply to the type are ignored. The payload is **not**
+    /// validated (size, overflow), like [`encode_io_request`]: use [`IoPayload::validate`].
+    pub fn from_fields(fields: &[u64]) -> Result<IoRequest, FieldsError> {
+        let Ok(f) = <&[u64; IO_REQUEST_FIELDS]>::try_from(fields) else {
+            return Err(FieldsError::WrongLength {
+                expected: IO_REQUEST_FIELDS,
+                actual: fields.len(),
+            });
+        };
+        let ty = u32::try_from(f[field::TYPE])
+            .ok()
+            .and_then(IoRequestType::from_raw)
+            .ok_or(FieldsError::UnknownType(f[field::TYPE]))?;
+        let state = u32::try_from(f[field::STATE])
+            .ok()
+            .and_then(IoreqState::from_raw)
+            .ok_or(FieldsError::UnknownState(f[field::STATE]))?;
+        let direction = u32::try_from(f[field::DIRECTION])
+            .ok()
+            .and_then(Direction::from_raw)
+            .ok_or(FieldsError::OutOfRange {
+                field: "direction",
+                value: f[field::DIRECTION],
+            })?;
+        let word32 = |index: usize, name: &'static str| {
+            u32::try_from(f[index]).map_err(|_| FieldsError::OutOfRange {
+                field: name,
+                value: f[index],
+            })
+        };
+        let flag = |index: usize, name: &'static str| match f[index] {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(FieldsError::OutOfRange { field: name, value }),
+        };
+        let size = f[field::SIZE];
+        let payload = match ty {
+            IoRequestType::PortIo => IoPayload::Pio {
+                direction,
+                address: f[field::ADDRESS],
+                size,
+                value: word32(field::VALUE, "value")?,
+            },
+            IoRequestType::Mmio => IoPayload::Mmio {
+                direction,
+                address: f[field::ADDRESS],
+                size,
+                value: f[field::VALUE],
+            },
+            IoRequestType::PciCfg => IoPayload::PciCfg {
+                direction,
+                size,
+                value: word32(field::VALUE, "value")?,
+                bus: word32(field::BUS, "bus")?,
+                dev: word32(field::DEV, "dev")?,
+                func: word32(field::FUNC, "func")?,
+                reg: word32(field::REG, "reg")?,
+            },
+        };
+        Ok(IoRequest {
+            state,
+            completion_polling: flag(field::COMPLETION_POLLING, "completion_polling")?,
+            kernel_handled: flag(field::KERNEL_HANDLED, "kernel_handled")?,
+            payload,
+        })
+    }
+}
+
+/// Why [`IoRequest::from_fields`] rejected its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldsError {
+    /// Not exactly [`IO_REQUEST_FIELDS`] words (code `ERR_INVALID_ARG`).
+    WrongLength {
+        /// Words needed.
+        expected: usize,
+        /// Words given.
+        actual: usize,
+    },
+    /// The type word is not PORTIO, MMIO or PCICFG (code `ERR_UNKNOWN_TYPE`).
+    UnknownType(u64),
+    /// The state word is not PENDING, COMPLETE, PROCESSING or FREE (code `ERR_UNKNOWN_STATE`).
+    UnknownState(u64),
+    /// A word is out of range for its member: direction not 0/1, flag not 0/1, or a 32-bit
+    /// member above `u32::MAX` (code `ERR_INVALID_ARG`).
+    OutOfRange {
+        /// The member's name (`"direction"`, `"value"`, `"bus"`, `"kernel_handled"`, ...).
+        field: &'static str,
+        /// The rejected word.
+        value: u64,
+    },
+}
+
+impl FieldsError {
+    /// A stable identifier: `"ERR_INVALID_ARG"`, `"ERR_UNKNOWN_TYPE"` or `"ERR_UNKNOWN_STATE"`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::WrongLength { .. } | Self::OutOfRange { .. } => "ERR_INVALID_ARG",
+            Self::UnknownType(_) => "ERR_UNKNOWN_TYPE",
+            Self::UnknownState(_) => "ERR_UNKNOWN_STATE",
+        }
+    }
+}
+
+impl fmt::Display for FieldsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::WrongLength { expected, actual } => {
+                write!(f, "expected {expected} request words, got {actual}")
+            }
+            Self::UnknownType(ty) => {
+                write!(
+                    f,
+                    "request type {ty} is not one of PORTIO(0), MMIO(1), PCICFG(2)"
+                )
+            }
+            Self::UnknownState(state) => write!(
+                f,
+                "slot state {state} is not one of PENDING(0), COMPLETE(1), PROCESSING(2), FREE(3)"
+            ),
+            Self::OutOfRange {
+                field: "direction",
+                value,
+            } => {
+                write!(f, "direction {value} is not one of READ(0), WRITE(1)")
+            }
+            Self::OutOfRange {
+                field: name @ ("kernel_handled" | "completion_polling"),
+                value,
+            } => {
+                write!(f, "{name} {value} is not 0 or 1")
+            }
+            Self::OutOfRange { field: name, value } => {
+                write!(f, "{name} {value} does not fit in 32 bits")
+            }
+        }
+    }
+}
+
+impl core::error::Error for FieldsError {}
+
+// ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
 
@@ -1200,6 +1413,89 @@ mod tests {
         );
         assert_eq!(e.code(), "ERR_SHORT_BUFFER");
         assert_eq!(buf, [0u8; 100]);
+    }
+
+    #[test]
+    fn fields_round_trip() {
+        let mut rng = Rng(0xF1E1D5);
+        for _ in 0..5_000 {
+            let req = random_valid(&mut rng);
+            let f = req.to_fields();
+            assert_eq!(IoRequest::from_fields(&f), Ok(req));
+            assert_eq!(f[field::TYPE], u64::from(req.request_type().raw()));
+            assert_eq!(f[field::STATE], u64::from(req.state.raw()));
+            assert_eq!(f[field::SIZE], req.payload.size());
+        }
+    }
+
+    #[test]
+    fn fields_layout_and_errors() {
+        let pci = IoRequest {
+            state: IoreqState::Processing,
+            completion_polling: true,
+            kernel_handled: false,
+            payload: IoPayload::PciCfg {
+                direction: Direction::Write,
+                size: 4,
+                value: 0xdead_beef,
+                bus: 1,
+                dev: 2,
+                func: 3,
+                reg: 0x40,
+            },
+        };
+        assert_eq!(
+            pci.to_fields(),
+            [2, 2, 1, 0, 4, 0xdead_beef, 1, 2, 3, 0x40, 0, 1]
+        );
+
+        let good = [1u64, 3, 0, 0x1000, 8, u64::MAX, 0, 0, 0, 0, 1, 0];
+        assert!(IoRequest::from_fields(&good).is_ok());
+        let with = |i: usize, v: u64| {
+            let mut f = good;
+            f[i] = v;
+            IoRequest::from_fields(&f)
+        };
+        let e = IoRequest::from_fields(&good[..11]).unwrap_err();
+        assert_eq!(
+            e,
+            FieldsError::WrongLength {
+                expected: 12,
+                actual: 11
+            }
+        );
+        assert_eq!(e.code(), "ERR_INVALID_ARG");
+        assert_eq!(e.to_string(), "expected 12 request words, got 11");
+        let e = with(field::TYPE, 1 << 32).unwrap_err();
+        assert_eq!(e, FieldsError::UnknownType(1 << 32));
+        assert_eq!(e.code(), "ERR_UNKNOWN_TYPE");
+        let e = with(field::STATE, 4).unwrap_err();
+        assert_eq!(e.code(), "ERR_UNKNOWN_STATE");
+        assert_eq!(
+            e.to_string(),
+            "slot state 4 is not one of PENDING(0), COMPLETE(1), PROCESSING(2), FREE(3)"
+        );
+        let e = with(field::DIRECTION, 2).unwrap_err();
+        assert_eq!(e.to_string(), "direction 2 is not one of READ(0), WRITE(1)");
+        assert_eq!(e.code(), "ERR_INVALID_ARG");
+        let e = with(field::KERNEL_HANDLED, 2).unwrap_err();
+        assert_eq!(e.to_string(), "kernel_handled 2 is not 0 or 1");
+        // MMIO value is 64-bit, PIO value 32-bit.
+        let e = with(field::TYPE, 0).unwrap_err();
+        assert_eq!(
+            e,
+            FieldsError::OutOfRange {
+                field: "value",
+                value: u64::MAX
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "value 18446744073709551615 does not fit in 32 bits"
+        );
+        // Words that do not apply are ignored; the payload is not validated.
+        assert!(with(field::BUS, u64::MAX).is_ok());
+        assert_eq!(with(field::SIZE, 3).map(|r| r.payload.size()), Ok(3));
     }
 
     #[test]

@@ -26,6 +26,6 @@ pub mod ioreq;
 pub mod layout;
 
 pub use ioreq::{
-    DecodeError, Direction, EncodeError, IoPayload, IoRequest, IoRequestType, IoreqState,
-    decode_io_request, decode_ioreq_page, encode_io_request,
+    DecodeError, Direction, EncodeError, FieldsError, IoPayload, IoRequest, IoRequestType,
+    IoreqState, decode_io_request, decode_ioreq_page, encode_io_request,
 };
