@@ -1,0 +1,514 @@
+//! The guest side: one thread per vCPU executing a [`Workload`], trapping on every access as the
+//! hypervisor does (`acrn-hypervisor:hypervisor/dm/io_req.c`, acrn-semantics.md §4.2, §4.4).
+//!
+//! Per request: the slot must be FREE (else the guest gets #GP: a [`FaultKind::GeneralProtection`]
+//! is recorded and the access is skipped); `type` and the 64-byte `reqs` are written (and
+//! `completion_polling = 1` for polling VMs), a release fence, PENDING, and the upcall (the HSM
+//! dispatcher runs inline on this thread). Then the wait: polling VMs spin on `processed` with
+//! acquire loads and `spin_loop`, backing off to `yield_now` and then to parking (woken by the
+//! completer) so that vCPUs beyond the machine's cores do not burn them; notification VMs wait on
+//! the latched per-vCPU event. Post-work merges the value (PIO/PCICFG: `RAX = (RAX & !mask) |
+//! (value & mask)`; MMIO: the destination register), then FREE (a plain store).
+//!
+//! Every wait observes the VM: paused (zombie vCPU: a completion then frees the slot without
+//! post-work and the vCPU stops), reset, destroyed, or the emulator dropped — so no vCPU thread
+//! hangs forever.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::abi;
+use crate::emulator::hsm::upcall;
+use crate::emulator::hv::{Hv, HvVm, lock};
+use crate::emulator::slot::Slot;
+use crate::emulator::{Emulator, VmState};
+use crate::errno::Errno;
+use crate::sync::{Ordering, fence};
+use crate::workload::{Access, Op, Workload, size_mask};
+
+/// Why a vCPU stopped before the end of its operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The VM was not running when the vCPU needed to execute.
+    NotRunning,
+    /// PAUSE_VM (the vCPU became a zombie).
+    Paused,
+    /// RESET_VM.
+    Reset,
+    /// DESTROY_VM (powered off).
+    Destroyed,
+    /// The emulator was dropped.
+    Shutdown,
+}
+
+/// What went wrong with one request, from the guest's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The slot was not FREE when the vCPU needed it: the hypervisor injects `#GP(0)`.
+    GeneralProtection,
+    /// The vCPU was woken (a latched stray event) but the slot was not COMPLETE: no post-work;
+    /// the access returns the register unchanged.
+    StrayWakeup,
+}
+
+/// A fault recorded by a vCPU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// The vCPU.
+    pub vcpu: u16,
+    /// Sequence number of the request on this vCPU (0-based).
+    pub request: u64,
+    /// Kind.
+    pub kind: FaultKind,
+    /// The slot state seen (`processed`).
+    pub state: u32,
+    /// The access.
+    pub access: String,
+}
+
+/// A read whose value differed from `expect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The vCPU.
+    pub vcpu: u16,
+    /// Sequence number of the request on this vCPU.
+    pub request: u64,
+    /// The access.
+    pub access: String,
+    /// Expected value.
+    pub expected: u64,
+    /// Value read (masked to the size).
+    pub actual: u64,
+}
+
+/// The outcome of one vCPU.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VcpuOutcome {
+    /// Requests placed in the slot (PENDING).
+    pub issued: u64,
+    /// Requests whose completion ran post-work (seen COMPLETE, then freed).
+    pub completed: u64,
+    /// Why it stopped early, if it did.
+    pub stopped: Option<StopReason>,
+    /// Final RAX.
+    pub rax: u64,
+}
+
+/// The result of a workload run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunResult {
+    /// Requests placed in a slot (PENDING), all vCPUs.
+    pub issued: u64,
+    /// Requests completed with post-work, all vCPUs.
+    pub completed: u64,
+    /// Reads that differed from their `expect`.
+    pub mismatches: Vec<Mismatch>,
+    /// Faults (#GP, stray wake-ups).
+    pub faults: Vec<Fault>,
+    /// Round-trip latency of every completed request, PENDING to post-work done, in ns
+    /// (in completion order per vCPU, vCPUs concatenated).
+    pub latencies_ns: Vec<u64>,
+    /// Per-vCPU outcome, index = vCPU.
+    pub vcpus: Vec<VcpuOutcome>,
+}
+
+impl RunResult {
+    /// Every request completed, no mismatch, no fault, no vCPU stopped early.
+    pub fn is_clean(&self) -> bool {
+        self.issued == self.completed
+            && self.mismatches.is_empty()
+            && self.faults.is_empty()
+            && self.vcpus.iter().all(|v| v.stopped.is_none())
+    }
+}
+
+/// Runs workloads on one VM's vCPUs.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    emulator: Emulator,
+    vm: Arc<HvVm>,
+}
+
+impl std::fmt::Debug for HvVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HvVm({})", self.vmid)
+    }
+}
+
+/// A workload running in the background ([`Guest::spawn`]).
+#[derive(Debug)]
+pub struct GuestRun {
+    threads: Vec<JoinHandle<VcpuResult>>,
+}
+
+#[derive(Debug, Default)]
+struct VcpuResult {
+    outcome: VcpuOutcome,
+    mismatches: Vec<Mismatch>,
+    faults: Vec<Fault>,
+    latencies: Vec<u64>,
+}
+
+impl GuestRun {
+    /// Waits for every vCPU and gathers the result.
+    pub fn join(self) -> RunResult {
+        let mut r = RunResult::default();
+        for t in self.threads {
+            let v = t.join().unwrap_or_default();
+            r.issued += v.outcome.issued;
+            r.completed += v.outcome.completed;
+            r.mismatches.extend(v.mismatches);
+            r.faults.extend(v.faults);
+            r.latencies_ns.extend(v.latencies);
+            r.vcpus.push(v.outcome);
+        }
+        r
+    }
+
+    /// Whether every vCPU thread has finished.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+}
+
+impl Guest {
+    pub(crate) fn new(emulator: Emulator, vm: Arc<HvVm>) -> Guest {
+        Guest { emulator, vm }
+    }
+
+    /// The VM's id.
+    pub fn vmid(&self) -> u16 {
+        self.vm.vmid
+    }
+
+    /// The emulator.
+    pub fn emulator(&self) -> &Emulator {
+        &self.emulator
+    }
+
+    /// Runs `workload` to the end (or until the VM stops) and returns the result.
+    pub fn run(&self, workload: &Workload) -> Result<RunResult, Errno> {
+        Ok(self.spawn(workload)?.join())
+    }
+
+    /// Starts `workload` on one thread per vCPU list. The VM must be RUNNING (`EPERM`), have at
+    /// least as many vCPUs as lists (`EINVAL`), and no other workload on those vCPUs (`EBUSY`).
+    pub fn spawn(&self, workload: &Workload) -> Result<GuestRun, Errno> {
+        let vm = &self.vm;
+        if workload.vcpus.len() > vm.vcpus.len() {
+            return Err(Errno::EINVAL);
+        }
+        if vm.state() != VmState::Running {
+            return Err(Errno::EPERM);
+        }
+        let n = workload.vcpus.len();
+        for i in 0..n {
+            if vm.vcpus[i].busy.swap(true, Ordering::AcqRel) {
+                for v in &vm.vcpus[..i] {
+                    v.busy.store(false, Ordering::Release);
+                }
+                return Err(Errno::EBUSY);
+            }
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Leave a core for the device model: spin only while the spinners fit.
+        let spin_limit = if n < cores { 20_000 } else { 64 };
+        let mut threads = Vec::with_capacity(n);
+        for (i, ops) in workload.vcpus.iter().enumerate() {
+            let hv = self.emulator.hv.clone();
+            let vm = vm.clone();
+            let ops = ops.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("vcpu{i}"))
+                .spawn(move || {
+                    let mut cpu = Vcpu::new(hv, vm.clone(), i, spin_limit);
+                    cpu.run(&ops);
+                    *lock(&vm.vcpus[i].waiter) = None;
+                    vm.vcpus[i].busy.store(false, Ordering::Release);
+                    cpu.result
+                })
+                .map_err(Errno::from)?;
+            threads.push(t);
+        }
+        Ok(GuestRun { threads })
+    }
+}
+
+/// Places one request in slot `vcpu` and raises the upcall, without waiting.
+pub(crate) fn insert_request(
+    hv: &Hv,
+    vm: &HvVm,
+    vcpu: usize,
+    ty: u32,
+    reqs: &[u64; 8],
+) -> Result<(), Errno> {
+    let page = vm.ioreq_page().ok_or(Errno::EFAULT)?;
+    let slot = Slot::new(&page, vcpu);
+    if slot.processed().load(Ordering::Acquire) != abi::STATE_FREE {
+        return Err(Errno::EBUSY);
+    }
+    fill(&slot, vm.polling, ty, reqs);
+    upcall(hv);
+    Ok(())
+}
+
+fn fill(slot: &Slot<'_>, polling: bool, ty: u32, reqs: &[u64; 8]) {
+    slot.set_ty(ty);
+    slot.set_reqs(reqs);
+    if polling {
+        slot.set_completion_polling(1);
+    }
+    // cpu_write_memory_barrier(), then the state store.
+    fence(Ordering::Release);
+    slot.processed()
+        .store(abi::STATE_PENDING, Ordering::Release);
+}
+
+enum Wait {
+    Done,
+    Stop(StopReason),
+}
+
+struct Vcpu {
+    hv: Arc<Hv>,
+    vm: Arc<HvVm>,
+    id: usize,
+    spin_limit: u32,
+    rax: u64,
+    mmio_reg: u64,
+    seq: u64,
+    generation: u64,
+    result: VcpuResult,
+}
+
+impl Vcpu {
+    fn new(hv: Arc<Hv>, vm: Arc<HvVm>, id: usize, spin_limit: u32) -> Vcpu {
+        let regs = lock(&vm.vcpus[id].regs).clone();
+        let mut rax = [0u8; 8];
+        rax.copy_from_slice(&regs[0..8]);
+        *lock(&vm.vcpus[id].waiter) = Some(std::thread::current());
+        let generation = vm.generation.load(Ordering::Acquire);
+        Vcpu {
+            hv,
+            vm,
+            id,
+            spin_limit,
+            rax: u64::from_le_bytes(rax),
+            mmio_reg: 0,
+            seq: 0,
+            generation,
+            result: VcpuResult::default(),
+        }
+    }
+
+    fn run(&mut self, ops: &[Op]) {
+        let _ = self.exec(ops);
+        self.result.outcome.rax = self.rax;
+    }
+
+    fn exec(&mut self, ops: &[Op]) -> Result<(), StopReason> {
+        for op in ops {
+            match op {
+                Op::Repeat { count, ops } => {
+                    for _ in 0..*count {
+                        self.exec(ops)?;
+                    }
+                }
+                Op::Pio { port, size, access } => {
+                    self.io(abi::TYPE_PORTIO, u64::from(*port), *size, *access, op)?;
+                }
+                Op::Mmio {
+                    address,
+                    size,
+                    access,
+                } => {
+                    self.io(abi::TYPE_MMIO, *address, *size, *access, op)?;
+                }
+                Op::Pci {
+                    bus,
+                    dev,
+                    func,
+                    reg,
+                    size,
+                    access,
+                } => {
+                    let addr = 0x8000_0000u64
+                        | (u64::from(*bus) << 16)
+                        | (u64::from(*dev) << 11)
+                        | (u64::from(*func) << 8)
+                        | (u64::from(*reg) & 0xfc)
+                        | ((u64::from(*reg) & 0xf00) << 16);
+                    self.io(abi::TYPE_PORTIO, 0xcf8, 4, Access::Write(addr), op)?;
+                    self.io(
+                        abi::TYPE_PORTIO,
+                        0xcfc + (u64::from(*reg) & 3),
+                        *size,
+                        *access,
+                        op,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_reason(&self) -> Option<StopReason> {
+        if self.hv.shutdown.load(Ordering::Acquire) {
+            return Some(StopReason::Shutdown);
+        }
+        if self.vm.generation.load(Ordering::Acquire) != self.generation {
+            return Some(match self.vm.state() {
+                VmState::PoweredOff => StopReason::Destroyed,
+                _ => StopReason::Reset,
+            });
+        }
+        None
+    }
+
+    fn stop(&mut self, r: StopReason) -> Result<(), StopReason> {
+        self.result.outcome.stopped = Some(r);
+        Err(r)
+    }
+
+    fn io(
+        &mut self,
+        ty: u32,
+        addr: u64,
+        size: u8,
+        access: Access,
+        op: &Op,
+    ) -> Result<(), StopReason> {
+        if let Some(r) = self.stop_reason() {
+            return self.stop(r);
+        }
+        match self.vm.state() {
+            VmState::Running => {}
+            VmState::Paused => return self.stop(StopReason::Paused),
+            VmState::PoweredOff => return self.stop(StopReason::Destroyed),
+            VmState::Created => return self.stop(StopReason::NotRunning),
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        let Some(page) = self.vm.ioreq_page() else {
+            self.fault(seq, FaultKind::GeneralProtection, u32::MAX, op);
+            return Ok(());
+        };
+        let slot = Slot::new(&page, self.id);
+        let st = slot.processed().load(Ordering::Acquire);
+        if st != abi::STATE_FREE {
+            self.fault(seq, FaultKind::GeneralProtection, st, op);
+            return Ok(());
+        }
+        let mask = size_mask(size);
+        let (dir, value) = match access {
+            Access::Write(v) => (abi::DIR_WRITE, v & mask),
+            Access::Read { .. } => (abi::DIR_READ, 0),
+        };
+        // The 64-byte reqs: direction@0, reserved@4, address@8, size@16, value@24.
+        let reqs = [u64::from(dir), addr, u64::from(size), value, 0, 0, 0, 0];
+        fill(&slot, self.vm.polling, ty, &reqs);
+        self.result.outcome.issued += 1;
+        let t0 = Instant::now();
+        upcall(&self.hv);
+        let waited = if self.vm.polling {
+            self.wait_polling(&slot)
+        } else {
+            self.wait_event()
+        };
+        if let Wait::Stop(r) = waited {
+            return self.stop(r);
+        }
+        // dm_emulate_io_complete
+        if self.vm.state() == VmState::Paused {
+            // Zombie vCPU: FREE without post-work, and the vCPU no longer runs.
+            if slot.processed().load(Ordering::Acquire) == abi::STATE_COMPLETE {
+                slot.processed().store(abi::STATE_FREE, Ordering::Relaxed);
+            }
+            return self.stop(StopReason::Paused);
+        }
+        let st = slot.processed().load(Ordering::Acquire);
+        if st != abi::STATE_COMPLETE {
+            self.fault(seq, FaultKind::StrayWakeup, st, op);
+            return Ok(());
+        }
+        if dir == abi::DIR_READ {
+            let got = if ty == abi::TYPE_MMIO {
+                let v = slot.value64() & mask;
+                self.mmio_reg = v;
+                v
+            } else {
+                // PORTIO, or PCICFG after the cf8/cfc rewrite: merge into RAX by size.
+                let v = u64::from(slot.value32()) & mask;
+                self.rax = (self.rax & !mask) | v;
+                v
+            };
+            if let Access::Read { expect: Some(e) } = access {
+                if e != got {
+                    self.result.mismatches.push(Mismatch {
+                        vcpu: self.id as u16,
+                        request: seq,
+                        access: op.to_string(),
+                        expected: e,
+                        actual: got,
+                    });
+                }
+            }
+        }
+        slot.processed().store(abi::STATE_FREE, Ordering::Relaxed);
+        self.result.outcome.completed += 1;
+        self.result
+            .latencies
+            .push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        Ok(())
+    }
+
+    fn fault(&mut self, seq: u64, kind: FaultKind, state: u32, op: &Op) {
+        self.result.faults.push(Fault {
+            vcpu: self.id as u16,
+            request: seq,
+            kind,
+            state,
+            access: op.to_string(),
+        });
+    }
+
+    /// Polling completion: spin, then yield, then park (the completer rings the doorbell).
+    fn wait_polling(&self, slot: &Slot<'_>) -> Wait {
+        let v = &self.vm.vcpus[self.id];
+        let mut spins: u32 = 0;
+        loop {
+            if slot.processed().load(Ordering::Acquire) == abi::STATE_COMPLETE {
+                return Wait::Done;
+            }
+            if let Some(r) = self.stop_reason() {
+                return Wait::Stop(r);
+            }
+            spins = spins.saturating_add(1);
+            if spins < self.spin_limit {
+                std::hint::spin_loop();
+            } else if spins < self.spin_limit + 32 {
+                std::thread::yield_now();
+            } else {
+                v.parked.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if slot.processed().load(Ordering::Acquire) != abi::STATE_COMPLETE
+                    && self.stop_reason().is_none()
+                {
+                    std::thread::park_timeout(Duration::from_millis(2));
+                }
+                v.parked.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Notification completion: the latched event.
+    fn wait_event(&self) -> Wait {
+        let v = &self.vm.vcpus[self.id];
+        if v.wait_event(|| self.stop_reason().is_some()) {
+            Wait::Done
+        } else {
+            Wait::Stop(self.stop_reason().unwrap_or(StopReason::Shutdown))
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The typed API, in the style of kvm-ioctls: [`Hsm`] is one open device (real or emulated),
+//! [`Vm`] the VM it holds (like `VmFd`). Every method is built on the raw
+//! [`HsmBackend::ioctl`], so the typed and raw interfaces agree by construction.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::abi::{self, le};
+use crate::backend::{HsmBackend, IoctlArg};
+use crate::emulator::{Emulator, Guest};
+use crate::errno::Errno;
+use crate::memory::{UserPages, alloc_page};
+use crate::sys::HsmDevice;
+
+/// An ioctl that failed: which one, and the errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {errno}")]
+pub struct Error {
+    /// The operation (`"CREATE_VM"`, `"open /dev/acrn_hsm"`...).
+    pub op: &'static str,
+    /// The errno.
+    pub errno: Errno,
+}
+
+impl Error {
+    /// The errno's name (`"EINVAL"`).
+    pub fn code(&self) -> &'static str {
+        self.errno.name()
+    }
+}
+
+/// `Result` of the typed API.
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn e(op: &'static str) -> impl Fn(Errno) -> Error {
+    move |errno| Error { op, errno }
+}
+
+/// The arguments of CREATE_VM.
+#[derive(Debug, Clone, Default)]
+pub struct VmConfig {
+    /// vCPUs wanted: used to derive `cpu_affinity` (`(1 << vcpu_num) - 1`) when that is 0. The
+    /// hypervisor decides: it creates one vCPU per pCPU of the affinity.
+    pub vcpu_num: u16,
+    /// The 16 `uuid` bytes, read by the hypervisor as the VM's name. All zero: a name unique in
+    /// this process is generated (two VMs with one name collide in the hypervisor).
+    pub uuid: [u8; 16],
+    /// `vm_flag`, e.g. [`crate::GUEST_FLAG_IO_COMPLETION_POLLING`].
+    pub vm_flag: u64,
+    /// `cpu_affinity` (pCPU bitmap); 0 = derived from `vcpu_num`, or all pCPUs if that is 0 too.
+    pub cpu_affinity: u64,
+    /// The ioreq page; `None`: one is allocated.
+    pub ioreq_page: Option<Arc<UserPages>>,
+}
+
+/// `struct acrn_vm_memmap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemMap {
+    /// `ACRN_MEMMAP_RAM` (0) or `ACRN_MEMMAP_MMIO` (1).
+    pub ty: u32,
+    /// `ACRN_MEM_ACCESS_*` bits (and type bits, ignored by HSM).
+    pub attr: u32,
+    /// Guest-physical address.
+    pub user_vm_pa: u64,
+    /// RAM: the user address of the backing memory (`vma_base`); MMIO: `service_vm_pa`.
+    pub vma_base: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl MemMap {
+    /// The 32 bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        use abi::memmap as o;
+        let mut b = [0u8; 32];
+        le::put_u32(&mut b, o::TYPE, self.ty);
+        le::put_u32(&mut b, o::ATTR, self.attr);
+        le::put_u64(&mut b, o::USER_VM_PA, self.user_vm_pa);
+        le::put_u64(&mut b, o::VMA_BASE, self.vma_base);
+        le::put_u64(&mut b, o::LEN, self.len);
+        b
+    }
+}
+
+/// `struct acrn_vcpu_regs`: the initial state of one vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VcpuRegs {
+    /// vCPU id.
+    pub vcpu_id: u16,
+    /// rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8..r15.
+    pub gprs: [u64; 16],
+    /// GDT (limit, base).
+    pub gdt: (u16, u64),
+    /// IDT (limit, base).
+    pub idt: (u16, u64),
+    /// rip.
+    pub rip: u64,
+    /// CS base.
+    pub cs_base: u64,
+    /// cr0.
+    pub cr0: u64,
+    /// cr4.
+    pub cr4: u64,
+    /// cr3.
+    pub cr3: u64,
+    /// IA32_EFER.
+    pub ia32_efer: u64,
+    /// rflags.
+    pub rflags: u64,
+    /// CS access rights.
+    pub cs_ar: u32,
+    /// CS limit.
+    pub cs_limit: u32,
+    /// cs, ss, ds, es, fs, gs, ldt, tr selectors.
+    pub selectors: [u16; 8],
+}
+
+impl VcpuRegs {
+    /// The 296 bytes (reserved fields zero).
+    pub fn to_bytes(&self) -> [u8; 296] {
+        use abi::vcpu_regs as o;
+        let mut b = [0u8; 296];
+        le::put_u16(&mut b, o::VCPU_ID, self.vcpu_id);
+        for (i, g) in self.gprs.iter().enumerate() {
+            le::put_u64(&mut b, o::REGS + 8 * i, *g);
+        }
+        le::put_u16(&mut b, o::REGS + 128, self.gdt.0);
+        le::put_u64(&mut b, o::REGS + 130, self.gdt.1);
+        le::put_u16(&mut b, o::REGS + 144, self.idt.0);
+        le::put_u64(&mut b, o::REGS + 146, self.idt.1);
+        let r = o::REGS;
+        for (off, v) in [
+            (160, self.rip),
+            (168, self.cs_base),
+            (176, self.cr0),
+            (184, self.cr4),
+            (192, self.cr3),
+            (200, self.ia32_efer),
+            (208, self.rflags),
+        ] {
+            le::put_u64(&mut b, r + off, v);
+        }
+        le::put_u32(&mut b, r + 248, self.cs_ar);
+        le::put_u32(&mut b, r + 252, self.cs_limit);
+        for (i, s) in self.selectors.iter().enumerate() {
+            le::put_u16(&mut b, r + 268 + 2 * i, *s);
+        }
+        b
+    }
+}
+
+/// `struct acrn_ioeventfd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IoEventFd {
+    /// The eventfd.
+    pub fd: i32,
+    /// `ACRN_IOEVENTFD_FLAG_*` (PIO 1, DATAMATCH 2, DEASSIGN 4).
+    pub flags: u32,
+    /// Start address (port or GPA).
+    pub addr: u64,
+    /// Length: 1, 2, 4 or 8.
+    pub len: u32,
+    /// Data to match (with DATAMATCH).
+    pub data: u64,
+}
+
+/// `struct acrn_irqfd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IrqFd {
+    /// The eventfd.
+    pub fd: i32,
+    /// `ACRN_IRQFD_FLAG_DEASSIGN` (1) or 0.
+    pub flags: u32,
+    /// `msi.msi_addr`.
+    pub msi_addr: u64,
+    /// `msi.msi_data`.
+    pub msi_data: u64,
+}
+
+/// One open `/dev/acrn_hsm`, real or emulated.
+#[derive(Clone)]
+pub struct Hsm {
+    backend: Arc<dyn HsmBackend>,
+    emulator: Option<Emulator>,
+}
+
+impl fmt::Debug for Hsm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hsm")
+            .field("backend", &self.backend.name())
+            .finish()
+    }
+}
+
+static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Hsm {
+    /// Opens the real device at `path` (`/dev/acrn_hsm`). The error keeps the errno
+    /// (`ENOENT` where there is no ACRN).
+    pub fn open(path: impl AsRef<Path>) -> Result<Hsm> {
+        let dev = HsmDevice::open(path).map_err(e("open"))?;
+        Ok(Hsm {
+            backend: Arc::new(dev),
+            emulator: None,
+        })
+    }
+
+    /// Opens a new file of the emulator (a fresh, VM-less handle).
+    pub fn emulated(emulator: &Emulator) -> Hsm {
+        Hsm {
+            backend: Arc::new(emulator.open()),
+            emulator: Some(emulator.clone()),
+        }
+    }
+
+    /// Wraps any backend.
+    pub fn from_backend(backend: Arc<dyn HsmBackend>) -> Hsm {
+        Hsm {
+            backend,
+            emulator: None,
+        }
+    }
+
+    /// The raw interface.
+    pub fn backend(&self) -> &Arc<dyn HsmBackend> {
+        &self.backend
+    }
+
+    /// The emulator behind this handle, if emulated.
+    pub fn emulator(&self) -> Option<&Emulator> {
+        self.emulator.as_ref()
+    }
+
+    /// A raw ioctl (see [`HsmBackend::ioctl`]).
+    pub fn ioctl(&self, request: u32, arg: IoctlArg<'_>) -> std::result::Result<i64, Errno> {
+        self.backend.ioctl(request, arg)
+    }
+
+    /// CREATE_VM. On success the hypervisor's vmid and vCPU count are in the returned [`Vm`].
+    pub fn create_vm(&self, config: &VmConfig) -> Result<Vm> {
+        use abi::vm_creation as o;
+        let page = match &config.ioreq_page {
+            Some(p) => p.clone(),
+            None => Arc::new(alloc_page().map_err(e("CREATE_VM"))?),
+        };
+        let mut uuid = config.uuid;
+        if uuid == [0; 16] {
+            let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name = format!("hsm{}-{}", std::process::id() % 100_000, n);
+            let bytes = name.as_bytes();
+            let l = bytes.len().min(15);
+            uuid[..l].copy_from_slice(&bytes[..l]);
+        }
+        let affinity = match (config.cpu_affinity, config.vcpu_num) {
+            (0, 0) => 0,
+            (0, n) if n >= 64 => u64::MAX,
+            (0, n) => (1u64 << n) - 1,
+            (a, _) => a,
+        };
+        let mut b = [0u8; 48];
+        le::put_u16(&mut b, o::VCPU_NUM, config.vcpu_num);
+        b[o::UUID..o::UUID + 16].copy_from_slice(&uuid);
+        le::put_u64(&mut b, o::VM_FLAG, config.vm_flag);
+        le::put_u64(&mut b, o::IOREQ_BUF, page.addr());
+        le::put_u64(&mut b, o::CPU_AFFINITY, affinity);
+        self.ioctl(abi::CREATE_VM, IoctlArg::Bytes(&mut b))
+            .map_err(e("CREATE_VM"))?;
+        Ok(Vm {
+            backend: self.backend.clone(),
+            emulator: self.emulator.clone(),
+            vmid: le::u16_at(&b, o::VMID),
+            vcpu_num: le::u16_at(&b, o::VCPU_NUM),
+            ioreq_page: page,
+            ram: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The guest runner of an emulated VM (`ENODEV` on the real device).
+    pub fn guest(&self, vm: &Vm) -> Result<Guest> {
+        let emu = self.emulator.as_ref().ok_or(Error {
+            op: "guest",
+            errno: Errno::ENODEV,
+        })?;
+        emu.guest(vm.vmid).map_err(e("guest"))
+    }
+}
+
+/// The VM of one [`Hsm`] handle (the kernel allows one per open file). Dropping it does nothing;
+/// closing the last handle destroys the VM, as `release()` does.
+pub struct Vm {
+    backend: Arc<dyn HsmBackend>,
+    emulator: Option<Emulator>,
+    vmid: u16,
+    vcpu_num: u16,
+    ioreq_page: Arc<UserPages>,
+    ram: std::sync::Mutex<Vec<Arc<UserPages>>>,
+}
+
+impl fmt::Debug for Vm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vm")
+            .field("vmid", &self.vmid)
+            .field("vcpu_num", &self.vcpu_num)
+            .finish()
+    }
+}
+
+impl Vm {
+    /// The vmid the hypervisor returned.
+    pub fn vmid(&self) -> u16 {
+        self.vmid
+    }
+    /// The number of vCPUs the hypervisor created.
+    pub fn vcpu_num(&self) -> u16 {
+        self.vcpu_num
+    }
+    /// The ioreq page (16 slots of 256 bytes, shared with the hypervisor).
+    pub fn ioreq_page(&self) -> &Arc<UserPages> {
+        &self.ioreq_page
+    }
+    /// The emulator, if emulated.
+    pub fn emulator(&self) -> Option<&Emulator> {
+        self.emulator.as_ref()
+    }
+
+    fn io(&self, op: &'static str, request: u32) -> Result<i64> {
+        self.backend.ioctl(request, IoctlArg::None).map_err(e(op))
+    }
+
+    fn bytes(&self, op: &'static str, request: u32, b: &mut [u8]) -> Result<i64> {
+        self.backend
+            .ioctl(request, IoctlArg::Bytes(b))
+            .map_err(e(op))
+    }
+
+    /// START_VM.
+    pub fn start(&self) -> Result<()> {
+        self.io("START_VM", abi::START_VM).map(drop)
+    }
+    /// PAUSE_VM.
+    pub fn pause(&self) -> Result<()> {
+        self.io("PAUSE_VM", abi::PAUSE_VM).map(drop)
+    }
+    /// RESET_VM.
+    pub fn reset(&self) -> Result<()> {
+        self.io("RESET_VM", abi::RESET_VM).map(drop)
+    }
+    /// DESTROY_VM (the hypervisor requires the VM paused).
+    pub fn destroy(&self) -> Result<()> {
+        self.io("DESTROY_VM", abi::DESTROY_VM).map(drop)
+    }
+    /// SET_VCPU_REGS.
+    pub fn set_vcpu_regs(&self, regs: &VcpuRegs) -> Result<()> {
+        self.bytes("SET_VCPU_REGS", abi::SET_VCPU_REGS, &mut regs.to_bytes())
+            .map(drop)
+    }
+    /// SET_MEMSEG.
+    pub fn set_memseg(&self, map: &MemMap) -> Result<()> {
+        self.bytes("SET_MEMSEG", abi::SET_MEMSEG, &mut map.to_bytes())
+            .map(drop)
+    }
+    /// UNSET_MEMSEG (MMIO mappings only).
+    pub fn unset_memseg(&self, map: &MemMap) -> Result<()> {
+        self.bytes("UNSET_MEMSEG", abi::UNSET_MEMSEG, &mut map.to_bytes())
+            .map(drop)
+    }
+    /// SET_MEMSEG of guest RAM backed by `mem` at guest-physical `user_vm_pa`; the `Vm` keeps
+    /// `mem` alive.
+    pub fn map_ram(&self, user_vm_pa: u64, mem: Arc<UserPages>, attr: u32) -> Result<()> {
+        self.set_memseg(&MemMap {
+            ty: abi::MEMMAP_RAM,
+            attr,
+            user_vm_pa,
+            vma_base: mem.addr(),
+            len: mem.len() as u64,
+        })?;
+        if let Ok(mut r) = self.ram.lock() {
+            r.push(mem);
+        }
+        Ok(())
+    }
+    /// CREATE_IOREQ_CLIENT (the default client; `EEXIST` for a second).
+    pub fn create_ioreq_client(&self) -> Result<()> {
+        self.io("CREATE_IOREQ_CLIENT", abi::CREATE_IOREQ_CLIENT)
+            .map(drop)
+    }
+    /// ATTACH_IOREQ_CLIENT: blocks until a request is pending (level-triggered; may return
+    /// spuriously). `ENODEV` when there is no client or it is destroyed.
+    pub fn attach_ioreq_client(&self) -> Result<()> {
+        self.io("ATTACH_IOREQ_CLIENT", abi::ATTACH_IOREQ_CLIENT)
+            .map(drop)
+    }
+    /// DESTROY_IOREQ_CLIENT.
+    pub fn destroy_ioreq_client(&self) -> Result<()> {
+        self.io("DESTROY_IOREQ_CLIENT", abi::DESTROY_IOREQ_CLIENT)
+            .map(drop)
+    }
+    /// NOTIFY_REQUEST_FINISH for `vcpu`.
+    pub fn notify_request_finish(&self, vcpu: u32) -> Result<()> {
+        let mut b = [0u8; 8];
+        le::put_u16(&mut b, abi::notify::VMID, self.vmid);
+        le::put_u32(&mut b, abi::notify::VCPU, vcpu);
+        self.bytes("NOTIFY_REQUEST_FINISH", abi::NOTIFY_REQUEST_FINISH, &mut b)
+            .map(drop)
+    }
+    /// CLEAR_VM_IOREQ.
+    pub fn clear_vm_ioreq(&self) -> Result<()> {
+        self.io("CLEAR_VM_IOREQ", abi::CLEAR_VM_IOREQ).map(drop)
+    }
+    /// IOEVENTFD.
+    pub fn ioeventfd(&self, args: &IoEventFd) -> Result<()> {
+        use abi::ioeventfd as o;
+        let mut b = [0u8; 32];
+        le::put_u32(&mut b, o::FD, args.fd as u32);
+        le::put_u32(&mut b, o::FLAGS, args.flags);
+        le::put_u64(&mut b, o::ADDR, args.addr);
+        le::put_u32(&mut b, o::LEN, args.len);
+        le::put_u64(&mut b, o::DATA, args.data);
+        self.bytes("IOEVENTFD", abi::IOEVENTFD, &mut b).map(drop)
+    }
+    /// IRQFD.
+    pub fn irqfd(&self, args: &IrqFd) -> Result<()> {
+        use abi::irqfd as o;
+        let mut b = [0u8; 24];
+        le::put_u32(&mut b, o::FD, args.fd as u32);
+        le::put_u32(&mut b, o::FLAGS, args.flags);
+        le::put_u64(&mut b, o::MSI_ADDR, args.msi_addr);
+        le::put_u64(&mut b, o::MSI_DATA, args.msi_data);
+        self.bytes("IRQFD", abi::IRQFD, &mut b).map(drop)
+    }
+    /// INJECT_MSI.
+    pub fn inject_msi(&self, msi_addr: u64, msi_data: u64) -> Result<()> {
+        let mut b = [0u8; 16];
+        le::put_u64(&mut b, abi::msi::ADDR, msi_addr);
+        le::put_u64(&mut b, abi::msi::DATA, msi_data);
+        self.bytes("INJECT_MSI", abi::INJECT_MSI, &mut b).map(drop)
+    }
+    /// SET_IRQLINE: the by-value `{u32 gsi; u32 op}`.
+    pub fn set_irqline(&self, gsi: u32, op: u32) -> Result<()> {
+        let v = u64::from(gsi) | (u64::from(op) << 32);
+        self.backend
+            .ioctl(abi::SET_IRQLINE, IoctlArg::Value(v))
+            .map_err(e("SET_IRQLINE"))
+            .map(drop)
+    }
+}
