@@ -1,10 +1,13 @@
-//! The pieces of `<linux/acrn.h>` this crate needs: ioctl numbers, constants, and byte offsets.
+//! The pieces of `<linux/acrn.h>` this crate needs: ioctl numbers and constants (taken from
+//! `acrn_uapi`), and byte offsets.
 //!
 //! The emulator and the typed API work on the argument *bytes* (the raw interface is bytes), so
-//! they use offsets into each struct rather than the structs themselves. Every number here is
-//! checked against `acrn_uapi` in the tests at the bottom of this file, so the two cannot drift.
+//! they use offsets into each struct rather than the structs themselves. Every offset here is
+//! checked against `acrn_uapi::bindings` (`offset_of!`) in the tests at the bottom of this file.
 
 #![allow(dead_code)]
+
+use acrn_uapi::{bindings as b, ioctl, ioreq};
 
 /// `_IOC(dir, type, nr, size)` from `<asm-generic/ioctl.h>`.
 pub(crate) const fn ioc(dir: u32, ty: u32, nr: u32, size: u32) -> u32 {
@@ -26,33 +29,33 @@ pub(crate) const fn ioc_size(request: u32) -> usize {
     ((request >> 16) & 0x3fff) as usize
 }
 
-pub(crate) const CREATE_VM: u32 = ioc(READ | WRITE, TYPE, 0x10, 48);
-pub(crate) const DESTROY_VM: u32 = ioc(NONE, TYPE, 0x11, 0);
-pub(crate) const START_VM: u32 = ioc(NONE, TYPE, 0x12, 0);
-pub(crate) const PAUSE_VM: u32 = ioc(NONE, TYPE, 0x13, 0);
-pub(crate) const RESET_VM: u32 = ioc(NONE, TYPE, 0x15, 0);
-pub(crate) const SET_VCPU_REGS: u32 = ioc(WRITE, TYPE, 0x16, 296);
-pub(crate) const INJECT_MSI: u32 = ioc(WRITE, TYPE, 0x23, 16);
-pub(crate) const VM_INTR_MONITOR: u32 = ioc(WRITE, TYPE, 0x24, 8);
-pub(crate) const SET_IRQLINE: u32 = ioc(WRITE, TYPE, 0x25, 8);
-pub(crate) const NOTIFY_REQUEST_FINISH: u32 = ioc(WRITE, TYPE, 0x31, 8);
-pub(crate) const CREATE_IOREQ_CLIENT: u32 = ioc(NONE, TYPE, 0x32, 0);
-pub(crate) const ATTACH_IOREQ_CLIENT: u32 = ioc(NONE, TYPE, 0x33, 0);
-pub(crate) const DESTROY_IOREQ_CLIENT: u32 = ioc(NONE, TYPE, 0x34, 0);
-pub(crate) const CLEAR_VM_IOREQ: u32 = ioc(NONE, TYPE, 0x35, 0);
-pub(crate) const SET_MEMSEG: u32 = ioc(WRITE, TYPE, 0x41, 32);
-pub(crate) const UNSET_MEMSEG: u32 = ioc(WRITE, TYPE, 0x42, 32);
-pub(crate) const SET_PTDEV_INTR: u32 = ioc(WRITE, TYPE, 0x53, 20);
-pub(crate) const RESET_PTDEV_INTR: u32 = ioc(WRITE, TYPE, 0x54, 20);
-pub(crate) const ASSIGN_PCIDEV: u32 = ioc(WRITE, TYPE, 0x55, 36);
-pub(crate) const DEASSIGN_PCIDEV: u32 = ioc(WRITE, TYPE, 0x56, 36);
-pub(crate) const ASSIGN_MMIODEV: u32 = ioc(WRITE, TYPE, 0x57, 104);
-pub(crate) const DEASSIGN_MMIODEV: u32 = ioc(WRITE, TYPE, 0x58, 104);
-pub(crate) const CREATE_VDEV: u32 = ioc(WRITE, TYPE, 0x59, 192);
-pub(crate) const DESTROY_VDEV: u32 = ioc(WRITE, TYPE, 0x5A, 192);
-pub(crate) const PM_GET_CPU_STATE: u32 = ioc(READ | WRITE, TYPE, 0x60, 8);
-pub(crate) const IOEVENTFD: u32 = ioc(WRITE, TYPE, 0x70, 32);
-pub(crate) const IRQFD: u32 = ioc(WRITE, TYPE, 0x71, 24);
+pub(crate) const CREATE_VM: u32 = ioctl::ACRN_IOCTL_CREATE_VM;
+pub(crate) const DESTROY_VM: u32 = ioctl::ACRN_IOCTL_DESTROY_VM;
+pub(crate) const START_VM: u32 = ioctl::ACRN_IOCTL_START_VM;
+pub(crate) const PAUSE_VM: u32 = ioctl::ACRN_IOCTL_PAUSE_VM;
+pub(crate) const RESET_VM: u32 = ioctl::ACRN_IOCTL_RESET_VM;
+pub(crate) const SET_VCPU_REGS: u32 = ioctl::ACRN_IOCTL_SET_VCPU_REGS;
+pub(crate) const INJECT_MSI: u32 = ioctl::ACRN_IOCTL_INJECT_MSI;
+pub(crate) const VM_INTR_MONITOR: u32 = ioctl::ACRN_IOCTL_VM_INTR_MONITOR;
+pub(crate) const SET_IRQLINE: u32 = ioctl::ACRN_IOCTL_SET_IRQLINE;
+pub(crate) const NOTIFY_REQUEST_FINISH: u32 = ioctl::ACRN_IOCTL_NOTIFY_REQUEST_FINISH;
+pub(crate) const CREATE_IOREQ_CLIENT: u32 = ioctl::ACRN_IOCTL_CREATE_IOREQ_CLIENT;
+pub(crate) const ATTACH_IOREQ_CLIENT: u32 = ioctl::ACRN_IOCTL_ATTACH_IOREQ_CLIENT;
+pub(crate) const DESTROY_IOREQ_CLIENT: u32 = ioctl::ACRN_IOCTL_DESTROY_IOREQ_CLIENT;
+pub(crate) const CLEAR_VM_IOREQ: u32 = ioctl::ACRN_IOCTL_CLEAR_VM_IOREQ;
+pub(crate) const SET_MEMSEG: u32 = ioctl::ACRN_IOCTL_SET_MEMSEG;
+pub(crate) const UNSET_MEMSEG: u32 = ioctl::ACRN_IOCTL_UNSET_MEMSEG;
+pub(crate) const SET_PTDEV_INTR: u32 = ioctl::ACRN_IOCTL_SET_PTDEV_INTR;
+pub(crate) const RESET_PTDEV_INTR: u32 = ioctl::ACRN_IOCTL_RESET_PTDEV_INTR;
+pub(crate) const ASSIGN_PCIDEV: u32 = ioctl::ACRN_IOCTL_ASSIGN_PCIDEV;
+pub(crate) const DEASSIGN_PCIDEV: u32 = ioctl::ACRN_IOCTL_DEASSIGN_PCIDEV;
+pub(crate) const ASSIGN_MMIODEV: u32 = ioctl::ACRN_IOCTL_ASSIGN_MMIODEV;
+pub(crate) const DEASSIGN_MMIODEV: u32 = ioctl::ACRN_IOCTL_DEASSIGN_MMIODEV;
+pub(crate) const CREATE_VDEV: u32 = ioctl::ACRN_IOCTL_CREATE_VDEV;
+pub(crate) const DESTROY_VDEV: u32 = ioctl::ACRN_IOCTL_DESTROY_VDEV;
+pub(crate) const PM_GET_CPU_STATE: u32 = ioctl::ACRN_IOCTL_PM_GET_CPU_STATE;
+pub(crate) const IOEVENTFD: u32 = ioctl::ACRN_IOCTL_IOEVENTFD;
+pub(crate) const IRQFD: u32 = ioctl::ACRN_IOCTL_IRQFD;
 
 /// Requests whose argument is passed *by value* (the `unsigned long` itself), not as a pointer.
 pub(crate) const fn is_by_value(request: u32) -> bool {
@@ -66,17 +69,17 @@ pub(crate) const IO_REQUEST_MAX: usize = 16;
 /// `ACRN_MEM_MAPPING_MAX` (acrn_drv.h).
 pub(crate) const MEM_MAPPING_MAX: usize = 256;
 
-pub(crate) const STATE_PENDING: u32 = 0;
-pub(crate) const STATE_COMPLETE: u32 = 1;
-pub(crate) const STATE_PROCESSING: u32 = 2;
-pub(crate) const STATE_FREE: u32 = 3;
+pub(crate) const STATE_PENDING: u32 = b::ACRN_IOREQ_STATE_PENDING;
+pub(crate) const STATE_COMPLETE: u32 = b::ACRN_IOREQ_STATE_COMPLETE;
+pub(crate) const STATE_PROCESSING: u32 = b::ACRN_IOREQ_STATE_PROCESSING;
+pub(crate) const STATE_FREE: u32 = b::ACRN_IOREQ_STATE_FREE;
 
-pub(crate) const TYPE_PORTIO: u32 = 0;
-pub(crate) const TYPE_MMIO: u32 = 1;
-pub(crate) const TYPE_PCICFG: u32 = 2;
+pub(crate) const TYPE_PORTIO: u32 = b::ACRN_IOREQ_TYPE_PORTIO;
+pub(crate) const TYPE_MMIO: u32 = b::ACRN_IOREQ_TYPE_MMIO;
+pub(crate) const TYPE_PCICFG: u32 = b::ACRN_IOREQ_TYPE_PCICFG;
 
-pub(crate) const DIR_READ: u32 = 0;
-pub(crate) const DIR_WRITE: u32 = 1;
+pub(crate) const DIR_READ: u32 = b::ACRN_IOREQ_DIR_READ;
+pub(crate) const DIR_WRITE: u32 = b::ACRN_IOREQ_DIR_WRITE;
 
 pub(crate) const MEMMAP_RAM: u32 = 0;
 pub(crate) const MEMMAP_MMIO: u32 = 1;
@@ -105,21 +108,22 @@ pub const GUEST_FLAG_LAPIC_PASSTHROUGH: u64 = 1 << 1;
 
 /// Byte offsets of `struct acrn_io_request` (256 bytes, one slot).
 pub(crate) mod slot {
-    pub const SIZE: usize = 256;
-    pub const TYPE: usize = 0;
-    pub const COMPLETION_POLLING: usize = 4;
-    pub const REQS: usize = 64;
-    pub const KERNEL_HANDLED: usize = 132;
-    pub const PROCESSED: usize = 136;
-    // Within `reqs` (add REQS): pio/mmio/pci share direction@0, size@16, value@24.
-    pub const DIRECTION: usize = REQS;
-    pub const ADDRESS: usize = REQS + 8;
-    pub const SIZE_FIELD: usize = REQS + 16;
-    pub const VALUE: usize = REQS + 24;
-    pub const PCI_BUS: usize = REQS + 28;
-    pub const PCI_DEV: usize = REQS + 32;
-    pub const PCI_FUNC: usize = REQS + 36;
-    pub const PCI_REG: usize = REQS + 40;
+    use super::ioreq as u;
+    pub const SIZE: usize = u::SLOT_SIZE;
+    pub const TYPE: usize = u::SLOT_OFFSET_TYPE;
+    pub const COMPLETION_POLLING: usize = u::SLOT_OFFSET_COMPLETION_POLLING;
+    pub const REQS: usize = u::SLOT_OFFSET_REQS;
+    pub const KERNEL_HANDLED: usize = u::SLOT_OFFSET_KERNEL_HANDLED;
+    pub const PROCESSED: usize = u::SLOT_OFFSET_PROCESSED;
+    // pio/mmio/pci share direction@0, size@16, value@24 of `reqs`.
+    pub const DIRECTION: usize = u::SLOT_OFFSET_DIRECTION;
+    pub const ADDRESS: usize = u::SLOT_OFFSET_ADDRESS;
+    pub const SIZE_FIELD: usize = u::SLOT_OFFSET_SIZE;
+    pub const VALUE: usize = u::SLOT_OFFSET_VALUE;
+    pub const PCI_BUS: usize = u::SLOT_OFFSET_PCI_BUS;
+    pub const PCI_DEV: usize = u::SLOT_OFFSET_PCI_DEV;
+    pub const PCI_FUNC: usize = u::SLOT_OFFSET_PCI_FUNC;
+    pub const PCI_REG: usize = u::SLOT_OFFSET_PCI_REG;
 }
 
 /// Byte offsets of `struct acrn_vm_creation` (48 bytes).
@@ -243,5 +247,90 @@ mod tests {
         assert_eq!(PM_GET_CPU_STATE, 0xC008_A260);
         assert_eq!(ioc_size(CREATE_VM), 48);
         assert_eq!(ioc_dir(CREATE_VM), 3);
+        assert_eq!(ioc(READ | WRITE, TYPE, 0x10, 48), CREATE_VM);
+        assert_eq!(ioc(NONE, TYPE, 0x35, 0), CLEAR_VM_IOREQ);
+    }
+
+    #[test]
+    fn offsets_match_the_uapi_structs() {
+        use core::mem::{offset_of, size_of};
+        assert_eq!(slot::PROCESSED, 136);
+        assert_eq!(slot::KERNEL_HANDLED, 132);
+        assert_eq!(slot::VALUE, 88);
+        assert_eq!(size_of::<b::acrn_vm_creation>(), vm_creation::SIZE);
+        assert_eq!(
+            offset_of!(b::acrn_vm_creation, reserved0),
+            vm_creation::RESERVED0
+        );
+        assert_eq!(
+            offset_of!(b::acrn_vm_creation, vcpu_num),
+            vm_creation::VCPU_NUM
+        );
+        assert_eq!(
+            offset_of!(b::acrn_vm_creation, reserved1),
+            vm_creation::RESERVED1
+        );
+        assert_eq!(offset_of!(b::acrn_vm_creation, uuid), vm_creation::UUID);
+        assert_eq!(
+            offset_of!(b::acrn_vm_creation, vm_flag),
+            vm_creation::VM_FLAG
+        );
+        assert_eq!(
+            offset_of!(b::acrn_vm_creation, ioreq_buf),
+            vm_creation::IOREQ_BUF
+        );
+        assert_eq!(
+            offset_of!(b::acrn_vm_creation, cpu_affinity),
+            vm_creation::CPU_AFFINITY
+        );
+        assert_eq!(size_of::<b::acrn_vcpu_regs>(), vcpu_regs::SIZE);
+        assert_eq!(offset_of!(b::acrn_vcpu_regs, reserved), vcpu_regs::RESERVED);
+        assert_eq!(offset_of!(b::acrn_vcpu_regs, vcpu_regs), vcpu_regs::REGS);
+        let r = vcpu_regs::REGS;
+        assert_eq!(
+            r + offset_of!(b::acrn_regs, gdt) + offset_of!(b::acrn_descriptor_ptr, reserved),
+            vcpu_regs::GDT_RESERVED
+        );
+        assert_eq!(
+            r + offset_of!(b::acrn_regs, idt) + offset_of!(b::acrn_descriptor_ptr, reserved),
+            vcpu_regs::IDT_RESERVED
+        );
+        assert_eq!(r + offset_of!(b::acrn_regs, rip), vcpu_regs::RIP);
+        assert_eq!(r + offset_of!(b::acrn_regs, cr0), vcpu_regs::CR0);
+        assert_eq!(r + offset_of!(b::acrn_regs, cr4), vcpu_regs::CR4);
+        assert_eq!(
+            r + offset_of!(b::acrn_regs, reserved_64),
+            vcpu_regs::RESERVED_64
+        );
+        assert_eq!(
+            r + offset_of!(b::acrn_regs, reserved_32),
+            vcpu_regs::RESERVED_32
+        );
+        assert_eq!(r + offset_of!(b::acrn_regs, cs_sel), r + 268);
+        assert_eq!(size_of::<b::acrn_vm_memmap>(), memmap::SIZE);
+        assert_eq!(offset_of!(b::acrn_vm_memmap, attr), memmap::ATTR);
+        assert_eq!(
+            offset_of!(b::acrn_vm_memmap, user_vm_pa),
+            memmap::USER_VM_PA
+        );
+        assert_eq!(offset_of!(b::acrn_vm_memmap, addr), memmap::VMA_BASE);
+        assert_eq!(offset_of!(b::acrn_vm_memmap, len), memmap::LEN);
+        assert_eq!(size_of::<b::acrn_ioreq_notify>(), notify::SIZE);
+        assert_eq!(offset_of!(b::acrn_ioreq_notify, reserved), notify::RESERVED);
+        assert_eq!(offset_of!(b::acrn_ioreq_notify, vcpu), notify::VCPU);
+        assert_eq!(size_of::<b::acrn_msi_entry>(), msi::SIZE);
+        assert_eq!(offset_of!(b::acrn_msi_entry, msi_data), msi::DATA);
+        assert_eq!(size_of::<b::acrn_ioeventfd>(), ioeventfd::SIZE);
+        assert_eq!(offset_of!(b::acrn_ioeventfd, flags), ioeventfd::FLAGS);
+        assert_eq!(offset_of!(b::acrn_ioeventfd, addr), ioeventfd::ADDR);
+        assert_eq!(offset_of!(b::acrn_ioeventfd, len), ioeventfd::LEN);
+        assert_eq!(offset_of!(b::acrn_ioeventfd, reserved), ioeventfd::RESERVED);
+        assert_eq!(offset_of!(b::acrn_ioeventfd, data), ioeventfd::DATA);
+        assert_eq!(size_of::<b::acrn_irqfd>(), irqfd::SIZE);
+        assert_eq!(offset_of!(b::acrn_irqfd, msi), irqfd::MSI_ADDR);
+        assert_eq!(b::ACRN_IO_REQUEST_MAX, IO_REQUEST_MAX);
+        assert_eq!(b::ACRN_MEMMAP_MMIO, MEMMAP_MMIO);
+        assert_eq!(b::ACRN_IOEVENTFD_FLAG_DEASSIGN, IOEVENTFD_FLAG_DEASSIGN);
+        assert_eq!(b::ACRN_IRQFD_FLAG_DEASSIGN, IRQFD_FLAG_DEASSIGN);
     }
 }
