@@ -1,9 +1,6 @@
 //! The ABI tables and the I/O-request decoder, as JavaScript values.
 
-use acrn_uapi::ioreq::{
-    DecodeError, Direction, IoPayload, IoRequest, IoreqState, decode_io_request, decode_ioreq_page,
-    encode_io_request,
-};
+use acrn_uapi::ioreq::{self, DecodeError, Direction, IoPayload, IoRequest, IoreqState};
 use napi::bindgen_prelude::{BigInt, BigUint64Array, Uint8Array};
 use napi_derive::napi;
 
@@ -103,21 +100,39 @@ fn to_js(req: &IoRequest) -> DecodedIoRequest {
         completion_polling: req.completion_polling,
     };
     match req.payload {
-        IoPayload::Pio { direction, address, size, value } => {
+        IoPayload::Pio {
+            direction,
+            address,
+            size,
+            value,
+        } => {
             out.r#type = "pio".to_owned();
             out.direction = direction_name(direction).to_owned();
             out.address = Some(BigInt::from(address));
             out.size = size as f64;
             out.value = BigInt::from(u64::from(value));
         }
-        IoPayload::Mmio { direction, address, size, value } => {
+        IoPayload::Mmio {
+            direction,
+            address,
+            size,
+            value,
+        } => {
             out.r#type = "mmio".to_owned();
             out.direction = direction_name(direction).to_owned();
             out.address = Some(BigInt::from(address));
             out.size = size as f64;
             out.value = BigInt::from(value);
         }
-        IoPayload::PciCfg { direction, size, value, bus, dev, func, reg } => {
+        IoPayload::PciCfg {
+            direction,
+            size,
+            value,
+            bus,
+            dev,
+            func,
+            reg,
+        } => {
             out.r#type = "pci".to_owned();
             out.direction = direction_name(direction).to_owned();
             out.size = size as f64;
@@ -134,17 +149,15 @@ fn to_js(req: &IoRequest) -> DecodedIoRequest {
 /// Decodes one 256-byte `struct acrn_io_request`.
 #[napi]
 pub fn decode_io_request(bytes: Uint8Array) -> napi::Result<DecodedIoRequest> {
-    decode_io_request_bytes(&bytes)
-}
-
-fn decode_io_request_bytes(bytes: &[u8]) -> napi::Result<DecodedIoRequest> {
-    decode_io_request(bytes).map(|req| to_js(&req)).map_err(|e| decode_error(&e))
+    ioreq::decode_io_request(&bytes)
+        .map(|req| to_js(&req))
+        .map_err(|e| decode_error(&e))
 }
 
 /// Decodes a 4096-byte `struct acrn_io_request_buffer` into its 16 slots.
 #[napi]
 pub fn decode_ioreq_page(bytes: Uint8Array) -> napi::Result<Vec<DecodedSlot>> {
-    let slots = decode_ioreq_page(&bytes).map_err(|e| decode_error(&e))?;
+    let slots = ioreq::decode_ioreq_page(&bytes).map_err(|e| decode_error(&e))?;
     Ok(slots
         .iter()
         .enumerate()
@@ -172,9 +185,8 @@ pub fn decode_ioreq_page(bytes: Uint8Array) -> napi::Result<Vec<DecodedSlot>> {
 /// 256-byte slot image.
 #[napi]
 pub fn encode_io_request_fields(fields: BigUint64Array) -> napi::Result<Uint8Array> {
-    let req = acrn_uapi::ioreq::IoRequest::from_fields(&fields)
-        .map_err(|e| coded_error(e.code(), &e.to_string()))?;
-    let mut out = vec![0u8; acrn_uapi::ioreq::IO_REQUEST_SIZE];
-    encode_io_request(&req, &mut out).map_err(|e| coded_error(e.code(), &e.to_string()))?;
+    let req = IoRequest::from_fields(&fields).map_err(|e| coded_error(e.code(), &e.to_string()))?;
+    let mut out = vec![0u8; acrn_uapi::ioreq::SLOT_SIZE];
+    ioreq::encode_io_request(&req, &mut out).map_err(|e| coded_error(e.code(), &e.to_string()))?;
     Ok(Uint8Array::from(out))
 }

@@ -40,17 +40,35 @@ fn direction_name(direction: Direction) -> &'static str {
 fn to_js(req: &IoRequest) -> Result<JsValue, JsValue> {
     let obj = Object::new();
     let (kind, direction, size) = match req.payload {
-        IoPayload::Pio { direction, address, size, value } => {
+        IoPayload::Pio {
+            direction,
+            address,
+            size,
+            value,
+        } => {
             set(&obj, "address", address)?;
             set(&obj, "value", u64::from(value))?;
             ("pio", direction, size)
         }
-        IoPayload::Mmio { direction, address, size, value } => {
+        IoPayload::Mmio {
+            direction,
+            address,
+            size,
+            value,
+        } => {
             set(&obj, "address", address)?;
             set(&obj, "value", value)?;
             ("mmio", direction, size)
         }
-        IoPayload::PciCfg { direction, size, value, bus, dev, func, reg } => {
+        IoPayload::PciCfg {
+            direction,
+            size,
+            value,
+            bus,
+            dev,
+            func,
+            reg,
+        } => {
             set(&obj, "value", u64::from(value))?;
             set(&obj, "bus", bus)?;
             set(&obj, "device", dev)?;
@@ -101,5 +119,16 @@ pub fn decode_ioreq_page(bytes: &[u8]) -> Result<Array, JsValue> {
         }
         out.push(&entry);
     }
+    Ok(out)
+}
+
+/// Encodes a request, given as the 12 words of `ts/encode.ts` (`toFields`), into a fresh
+/// 256-byte slot image.
+#[wasm_bindgen(js_name = encodeIoRequestFields)]
+pub fn encode_io_request_fields(fields: &[u64]) -> Result<Vec<u8>, JsValue> {
+    let req = IoRequest::from_fields(fields).map_err(|e| coded_error(e.code(), &e.to_string()))?;
+    let mut out = vec![0u8; acrn_uapi::ioreq::SLOT_SIZE];
+    acrn_uapi::ioreq::encode_io_request(&req, &mut out)
+        .map_err(|e| coded_error(e.code(), &e.to_string()))?;
     Ok(out)
 }
