@@ -4,7 +4,7 @@
 # Output: wasm/pkg/ (acrn_hsm_wasm.js, acrn_hsm_wasm_bg.wasm, typings) — generated, never edited.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f .toolchain/env ] || scripts/setup-toolchain.sh
+[ -f .toolchain/env ] || bash scripts/setup-toolchain.sh
 . .toolchain/env
 target_dir=target/wasm
 case "$WASM_MODE" in
@@ -18,7 +18,7 @@ case "$WASM_MODE" in
   *) echo "unknown WASM_MODE '$WASM_MODE' in .toolchain/env; rerun scripts/setup-toolchain.sh" >&2; exit 1 ;;
 esac
 rm -rf wasm/pkg
-.toolchain/bin/wasm-bindgen --target web --out-dir wasm/pkg \
+"$WASM_BINDGEN" --target web --out-dir wasm/pkg \
   "$target_dir/wasm32-unknown-unknown/release/acrn_hsm_wasm.wasm"
 if [ -x node_modules/.bin/wasm-opt ]; then
   node_modules/.bin/wasm-opt -O3 wasm/pkg/acrn_hsm_wasm_bg.wasm -o wasm/pkg/acrn_hsm_wasm_bg.wasm

@@ -4,13 +4,16 @@
 #      1. a rustup toolchain with the wasm32 target installed, if there is one;
 #      2. otherwise Debian's rustc-web + cargo-web + rust-web-src + lld, used with
 #         -Zbuild-std (the rustup toolchain here has no wasm32 target and cannot fetch one);
-#  - wasm-bindgen-cli at exactly the version crates/acrn-hsm-wasm pins, into .toolchain/bin;
+#  - wasm-bindgen-cli at exactly the version crates/acrn-hsm-wasm pins, into ~/.cache/acrn-hsm/tools
+#    (override with ACRN_HSM_TOOLS);
 #  - gcc (the ABI oracle) if it is missing.
 # Idempotent: a second run only checks. Writes .toolchain/env for scripts/build-wasm.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-mkdir -p .toolchain/bin
+# wasm-bindgen-cli is shared by every clone on the machine (it takes minutes to compile).
+tools="${ACRN_HSM_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/acrn-hsm/tools}"
+mkdir -p .toolchain "$tools/bin"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -41,14 +44,14 @@ else
   wasm_mode="debian-build-std"
   log "wasm32: using Debian's rustc-web with -Zbuild-std ($(/usr/bin/rustc --version))"
 fi
-printf 'WASM_MODE=%s\n' "$wasm_mode" > .toolchain/env
+printf 'WASM_MODE=%s\nWASM_BINDGEN=%s\n' "$wasm_mode" "$tools/bin/wasm-bindgen" > .toolchain/env
 
 # --- wasm-bindgen-cli, pinned to the crate ---------------------------------------------------
 want=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' crates/acrn-hsm-wasm/Cargo.toml)
 [ -n "$want" ] || { log "could not read the pinned wasm-bindgen version from crates/acrn-hsm-wasm/Cargo.toml"; exit 1; }
-have=$("$root/.toolchain/bin/wasm-bindgen" --version 2>/dev/null | awk '{print $2}' || true)
+have=$("$tools/bin/wasm-bindgen" --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
-  log "installing wasm-bindgen-cli $want into .toolchain (cargo install --locked; takes a few minutes)"
-  cargo install --locked --quiet wasm-bindgen-cli --version "$want" --root "$root/.toolchain"
+  log "installing wasm-bindgen-cli $want into $tools (cargo install --locked; takes a few minutes)"
+  cargo install --locked --quiet wasm-bindgen-cli --version "$want" --root "$tools"
 fi
-log "wasm-bindgen-cli $("$root/.toolchain/bin/wasm-bindgen" --version | awk '{print $2}') ready"
+log "wasm-bindgen-cli $("$tools/bin/wasm-bindgen" --version | awk '{print $2}') ready"
