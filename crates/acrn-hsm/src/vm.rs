@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::abi::{self, le};
 use crate::backend::{HsmBackend, IoctlArg};
-use crate::emulator::{Emulator, Guest};
+use crate::emulator::{EmulatedHsm, Emulator, Guest};
 use crate::errno::Errno;
 use crate::memory::{UserPages, alloc_page};
 use crate::sys::HsmDevice;
@@ -184,6 +184,7 @@ pub struct IrqFd {
 pub struct Hsm {
     backend: Arc<dyn HsmBackend>,
     emulator: Option<Emulator>,
+    emulated: Option<Arc<EmulatedHsm>>,
 }
 
 impl fmt::Debug for Hsm {
@@ -204,14 +205,17 @@ impl Hsm {
         Ok(Hsm {
             backend: Arc::new(dev),
             emulator: None,
+            emulated: None,
         })
     }
 
     /// Opens a new file of the emulator (a fresh, VM-less handle).
     pub fn emulated(emulator: &Emulator) -> Hsm {
+        let eh = Arc::new(emulator.open());
         Hsm {
-            backend: Arc::new(emulator.open()),
+            backend: eh.clone(),
             emulator: Some(emulator.clone()),
+            emulated: Some(eh),
         }
     }
 
@@ -220,6 +224,7 @@ impl Hsm {
         Hsm {
             backend,
             emulator: None,
+            emulated: None,
         }
     }
 
@@ -231,6 +236,11 @@ impl Hsm {
     /// The emulator behind this handle, if emulated.
     pub fn emulator(&self) -> Option<&Emulator> {
         self.emulator.as_ref()
+    }
+
+    /// The emulated file behind this handle (its test hooks), if emulated.
+    pub fn emulated_hsm(&self) -> Option<&Arc<EmulatedHsm>> {
+        self.emulated.as_ref()
     }
 
     /// A raw ioctl (see [`HsmBackend::ioctl`]).
@@ -270,6 +280,7 @@ impl Hsm {
         Ok(Vm {
             backend: self.backend.clone(),
             emulator: self.emulator.clone(),
+            emulated: self.emulated.clone(),
             vmid: le::u16_at(&b, o::VMID),
             vcpu_num: le::u16_at(&b, o::VCPU_NUM),
             ioreq_page: page,
@@ -292,6 +303,7 @@ impl Hsm {
 pub struct Vm {
     backend: Arc<dyn HsmBackend>,
     emulator: Option<Emulator>,
+    emulated: Option<Arc<EmulatedHsm>>,
     vmid: u16,
     vcpu_num: u16,
     ioreq_page: Arc<UserPages>,
@@ -323,6 +335,14 @@ impl Vm {
     /// The emulator, if emulated.
     pub fn emulator(&self) -> Option<&Emulator> {
         self.emulator.as_ref()
+    }
+    /// The emulated file holding this VM (its test hooks), if emulated.
+    pub fn emulated_hsm(&self) -> Option<&Arc<EmulatedHsm>> {
+        self.emulated.as_ref()
+    }
+    /// The raw interface of the file holding this VM.
+    pub fn backend(&self) -> &Arc<dyn HsmBackend> {
+        &self.backend
     }
 
     fn io(&self, op: &'static str, request: u32) -> Result<i64> {
