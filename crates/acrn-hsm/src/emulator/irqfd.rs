@@ -160,7 +160,10 @@ fn poll_loop(list: &Mutex<Vec<Irqfd>>, hv: &Hv, ctl: &OwnedFd, stop: &AtomicBool
             read_counter(ctl);
         }
         for (pfd, (fd, vmid, addr, data)) in fds[1..].iter().zip(&snapshot) {
-            if pfd.revents & libc::POLLIN != 0 && read_counter(fd) > 0 {
+            // Deassigned meanwhile (the snapshot is stale): drop the signal, as the kernel
+            // would after removing its wait-queue hook.
+            let live = lock(list).iter().any(|i| Arc::ptr_eq(&i.fd, fd));
+            if pfd.revents & libc::POLLIN != 0 && read_counter(fd) > 0 && live {
                 hv.interrupt(
                     *vmid,
                     InterruptEvent::IrqfdMsi {

@@ -1,6 +1,6 @@
 //! Shared helpers: an emulated VM, raw slot access, and a tiny plain device-model loop (the
 //! attach / scan / notify loop of samples/acrn/vm-sample.c and the ACRN DM's `vm_loop`).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
