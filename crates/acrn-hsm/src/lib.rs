@@ -23,6 +23,7 @@
 
 #![cfg(target_os = "linux")]
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod abi;
 pub mod backend;

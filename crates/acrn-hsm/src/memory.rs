@@ -63,9 +63,10 @@ impl Mapping {
 
     fn byte(&self, offset: usize) -> &AtomicU8 {
         debug_assert!(offset < self.len);
-        // SAFETY: `offset < len` (checked by every caller through `check`), the mapping lives as
-        // long as `&self`, and `AtomicU8` has the size and alignment of `u8`.
-        unsafe { AtomicU8::from_ptr(self.ptr.add(offset)) }
+        let p = self.ptr.wrapping_add(offset);
+        // SAFETY: `offset < len` (checked by every caller through `check`), so `p` is inside the
+        // mapping, which lives as long as `&self`; `AtomicU8` has the size and alignment of `u8`.
+        unsafe { AtomicU8::from_ptr(p) }
     }
 
     fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Errno> {
@@ -89,9 +90,10 @@ impl Mapping {
         if offset % 4 != 0 {
             return Err(Errno::EINVAL);
         }
+        let p = self.ptr.wrapping_add(offset).cast::<u32>();
         // SAFETY: in bounds (checked), 4-byte aligned (the mapping is page-aligned and `offset` is
         // a multiple of 4), and valid for the lifetime of `&self`.
-        Ok(unsafe { AtomicU32::from_ptr(self.ptr.add(offset).cast::<u32>()) })
+        Ok(unsafe { AtomicU32::from_ptr(p) })
     }
 
     fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, Errno> {
@@ -99,9 +101,10 @@ impl Mapping {
         if offset % 8 != 0 {
             return Err(Errno::EINVAL);
         }
+        let p = self.ptr.wrapping_add(offset).cast::<u64>();
         // SAFETY: in bounds (checked), 8-byte aligned (page-aligned base, offset multiple of 8),
         // valid for the lifetime of `&self`.
-        Ok(unsafe { AtomicU64::from_ptr(self.ptr.add(offset).cast::<u64>()) })
+        Ok(unsafe { AtomicU64::from_ptr(p) })
     }
 }
 

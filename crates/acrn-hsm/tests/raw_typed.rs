@@ -1,5 +1,7 @@
 //! The raw and typed interfaces agree, request by request; interrupts; the real device.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 

@@ -3,6 +3,8 @@
 //! ATTACH / scan / NOTIFY loop (a plain device model), PAUSE, DESTROY — with a guest workload
 //! whose reads carry `expect` values.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 
