@@ -30,3 +30,6 @@ export const decodeIoRequest = decoder.decodeIoRequest;
 export const decodeIoreqPage = decoder.decodeIoreqPage;
 /** Encodes a request object into a fresh 256-byte `struct acrn_io_request` image. */
 export const encodeIoRequest = makeEncoder(() => native() as unknown as EncoderBinding);
+
+export { Guest, Hsm, UserPage, Vm, workloadJson } from './hsm.js';
+export type { CreateVmOptions, EmulatorOptions, Memseg, RunFault, RunMismatch, RunResult, VcpuRegs, Workload } from './hsm.js';

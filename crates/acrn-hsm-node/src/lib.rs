@@ -5,6 +5,12 @@
 //! stable code in brackets (`[ERR_UNKNOWN_TYPE] ...`); the TypeScript façade (`ts/errors.ts`)
 //! turns that into `error.code`.
 
+// napi's JS value types (Uint8Array, BigInt...) do not implement Debug, so neither can the
+// objects and classes made of them.
+#![allow(missing_debug_implementations)]
+
 mod decode;
+mod hsm;
 
 pub use decode::*;
+pub use hsm::*;

@@ -1,0 +1,368 @@
+/**
+ * The HSM: the real `/dev/acrn_hsm` or the emulator, one handle per open file (which holds at
+ * most one VM, as in the kernel), its {@link Vm}, and on the emulator the {@link Guest} that runs
+ * workloads on emulated vCPUs. Every failure is an {@link AcrnHsmError} with the errno name as
+ * `code` (`'EINVAL'`) and the number as `errno`.
+ */
+import { callBinding, fromBindingError, AcrnHsmError } from './errors.js';
+import { native } from './native.js';
+import type { NativeBinding } from './native.js';
+
+type HsmHandle = InstanceType<NativeBinding['HsmHandle']>;
+type VmHandle = InstanceType<NativeBinding['VmHandle']>;
+type NativeUserPage = InstanceType<NativeBinding['UserPage']>;
+
+/** Options of the emulated machine. */
+export interface EmulatorOptions {
+  /** Physical CPUs of the emulated hypervisor (default 16); a VM gets one vCPU per pCPU of its affinity. */
+  pcpus?: number;
+  /** VM slots for post-launched VMs (default 8). */
+  maxVms?: number;
+}
+
+/** The arguments of CREATE_VM. */
+export interface CreateVmOptions {
+  /** vCPUs (1..16). */
+  vcpuNum: number;
+  /** 16 bytes, the hypervisor's VM name; omitted: a unique name is generated. */
+  uuid?: Uint8Array;
+  /** `vm_flag`, e.g. `GUEST_FLAG_IO_COMPLETION_POLLING` (1n << 2n) for a polling VM. */
+  vmFlag?: bigint;
+  /** `cpu_affinity`; omitted: derived from `vcpuNum`. */
+  cpuAffinity?: bigint;
+  /** The ioreq page; omitted: one is allocated. */
+  ioreqPage?: UserPage;
+}
+
+/** `struct acrn_vm_memmap`. */
+export interface Memseg {
+  /** `ACRN_MEMMAP_RAM` (0) or `ACRN_MEMMAP_MMIO` (1). */
+  type: number;
+  /** `ACRN_MEM_ACCESS_*` bits. */
+  attr: number;
+  userVmPa: bigint;
+  /** RAM: the address of memory from `Hsm.allocPages`; MMIO: the Service VM physical address. */
+  vmaBase: bigint;
+  len: bigint;
+}
+
+/** The initial state of a vCPU (`struct acrn_vcpu_regs`), the fields a loader sets. */
+export interface VcpuRegs {
+  vcpuId: number;
+  rip?: bigint;
+  rsp?: bigint;
+  cr0?: bigint;
+  cr3?: bigint;
+  cr4?: bigint;
+  rflags?: bigint;
+  csSel?: number;
+}
+
+/** A guest read whose value differed from its `expect`. */
+export interface RunMismatch {
+  vcpu: number;
+  request: number;
+  access: string;
+  expected: bigint;
+  actual: bigint;
+}
+
+/** A guest fault: #GP for a slot that was not FREE, or a stray wake-up. */
+export interface RunFault {
+  vcpu: number;
+  request: number;
+  kind: 'general-protection' | 'stray-wakeup';
+  state: number;
+  access: string;
+}
+
+/** The result of a guest workload run. */
+export interface RunResult {
+  issued: number;
+  completed: number;
+  mismatches: RunMismatch[];
+  faults: RunFault[];
+  /** Per request, PENDING to FREE as the guest saw it, in ns. */
+  latenciesNs: Float64Array;
+  /** Per vCPU: why it stopped early (`'paused'`, `'reset'`, `'destroyed'`...), or null. */
+  stopped: (string | null)[];
+}
+
+/** A guest workload: `{ vcpus: [[op, ...], ...] }` (see docs/workloads.md). u64 values may be bigint. */
+export interface Workload {
+  vcpus: unknown[][];
+}
+
+/** Page-aligned memory owned by the library (an ioreq page, guest RAM). */
+export class UserPage {
+  /** @internal */
+  readonly handle: NativeUserPage;
+
+  /** @internal */
+  constructor(handle: NativeUserPage) {
+    this.handle = handle;
+  }
+
+  /** The user address, for raw ioctls (`ioreq_buf`, `vma_base`). */
+  get address(): bigint {
+    return this.handle.address;
+  }
+
+  get length(): number {
+    return this.handle.length;
+  }
+
+  /** Copies `length` bytes at `offset` out. */
+  read(offset: number, length: number): Buffer {
+    checkU32('offset', offset);
+    checkU32('length', length);
+    return callBinding(() => this.handle.read(offset, length));
+  }
+
+  /** Copies `bytes` in at `offset`. */
+  write(offset: number, bytes: Uint8Array): void {
+    checkU32('offset', offset);
+    if (!(bytes instanceof Uint8Array)) throw new TypeError('bytes must be a Uint8Array');
+    callBinding(() => this.handle.write(offset, bytes));
+  }
+
+  /** Slot `vcpu` of an ioreq page, read with an acquire load of `processed` first. */
+  readSlot(vcpu: number): Buffer {
+    checkU32('vcpu', vcpu);
+    return callBinding(() => this.handle.readSlot(vcpu));
+  }
+}
+
+function checkU32(name: string, v: unknown): asserts v is number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer`);
+  if (v < 0 || v > 0xffff_ffff) throw new RangeError(`${name} ${v} is outside 0..2^32-1`);
+}
+
+function checkU64(name: string, v: unknown): asserts v is bigint {
+  if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint (u64 values are bigint), got ${typeof v}`);
+  if (v < 0n || v >= 1n << 64n) throw new RangeError(`${name} ${v} is outside 0..2^64-1`);
+}
+
+/** JSON text of a workload, with bigint values written as `"0x..."` strings (which the format accepts). */
+export function workloadJson(workload: Workload): string {
+  if (typeof workload !== 'object' || workload === null || !Array.isArray(workload.vcpus)) {
+    throw new TypeError('a workload is { vcpus: [[op, ...], ...] }');
+  }
+  return JSON.stringify(workload, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v));
+}
+
+/** One open `/dev/acrn_hsm` (real or emulated). */
+export class Hsm {
+  /** @internal */
+  readonly handle: HsmHandle;
+
+  private constructor(handle: HsmHandle) {
+    this.handle = handle;
+  }
+
+  /**
+   * Opens the real device. Throws an `AcrnHsmError` naming the path and the errno when it cannot
+   * be opened (`ENOENT`: not an ACRN Service VM; `EACCES`: needs root or a udev rule).
+   */
+  static open(path = '/dev/acrn_hsm'): Hsm {
+    if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string');
+    return new Hsm(callBinding(() => native().HsmHandle.open(path)));
+  }
+
+  /** A handle on a new emulated machine (the HSM driver and the hypervisor, in process). */
+  static emulated(options: EmulatorOptions = {}): Hsm {
+    if (options.pcpus !== undefined) checkU32('pcpus', options.pcpus);
+    if (options.maxVms !== undefined) checkU32('maxVms', options.maxVms);
+    return new Hsm(callBinding(() => native().HsmHandle.emulated(options)));
+  }
+
+  /** One page (4096 bytes) of page-aligned memory, e.g. for `ioreq_buf`. */
+  static allocPage(): UserPage {
+    return Hsm.allocPages(4096);
+  }
+
+  /** `length` bytes (rounded up to pages) of page-aligned memory, e.g. guest RAM. */
+  static allocPages(length: number): UserPage {
+    checkU32('length', length);
+    if (length === 0) throw new RangeError('length must be at least 1');
+    return new UserPage(callBinding(() => native().allocPages(length)));
+  }
+
+  /** Whether this handle is on the emulator. */
+  get emulated(): boolean {
+    return this.handle.emulatedBackend;
+  }
+
+  /** Another open file on the same emulated machine. */
+  reopen(): Hsm {
+    return new Hsm(callBinding(() => this.handle.reopen()));
+  }
+
+  /**
+   * The raw ioctl. `arg`: the argument struct's bytes (written back in place for `_IOWR`), a
+   * bigint for by-value arguments, or nothing. Fails with the errno the kernel would give.
+   */
+  ioctl(request: number, arg?: Uint8Array | bigint): number {
+    checkU32('request', request);
+    if (arg === undefined) return Number(callBinding(() => this.handle.ioctl(request)));
+    if (typeof arg === 'bigint') {
+      checkU64('arg', arg);
+      return Number(callBinding(() => this.handle.ioctlValue(request, arg)));
+    }
+    if (!(arg instanceof Uint8Array)) throw new TypeError('arg must be a Uint8Array, a bigint or absent');
+    return Number(callBinding(() => this.handle.ioctl(request, arg)));
+  }
+
+  /** CREATE_VM. */
+  createVm(options: CreateVmOptions): Vm {
+    if (typeof options !== 'object' || options === null) throw new TypeError('createVm takes { vcpuNum, ... }');
+    checkU32('vcpuNum', options.vcpuNum);
+    if (options.vcpuNum < 1 || options.vcpuNum > 16) throw new RangeError(`vcpuNum ${options.vcpuNum} is outside 1..16 (the ioreq page has 16 slots)`);
+    if (options.vmFlag !== undefined) checkU64('vmFlag', options.vmFlag);
+    if (options.cpuAffinity !== undefined) checkU64('cpuAffinity', options.cpuAffinity);
+    if (options.uuid !== undefined && !(options.uuid instanceof Uint8Array && options.uuid.length === 16)) {
+      throw new TypeError('uuid must be a Uint8Array of 16 bytes');
+    }
+    const { ioreqPage, ...rest } = options;
+    if (ioreqPage !== undefined && !(ioreqPage instanceof UserPage)) throw new TypeError('ioreqPage must come from Hsm.allocPage()');
+    return new Vm(this, callBinding(() => this.handle.createVm(rest, ioreqPage?.handle)));
+  }
+
+  /** The guest side of an emulated VM: runs workloads on its vCPUs. */
+  guest(vm: Vm): Guest {
+    if (!this.emulated) throw new AcrnHsmError('ENODEV', 'a guest can only be driven on the emulator', { errno: 19 });
+    return new Guest(vm);
+  }
+}
+
+/** The VM of one {@link Hsm} handle. */
+export class Vm {
+  readonly hsm: Hsm;
+  /** @internal */
+  readonly handle: VmHandle;
+
+  /** @internal */
+  constructor(hsm: Hsm, handle: VmHandle) {
+    this.hsm = hsm;
+    this.handle = handle;
+  }
+
+  get vmid(): number {
+    return this.handle.vmid;
+  }
+  get vcpuNum(): number {
+    return this.handle.vcpuNum;
+  }
+  /** The ioreq page shared with the hypervisor. */
+  get ioreqPage(): UserPage {
+    return new UserPage(this.handle.ioreqPage);
+  }
+
+  start(): void {
+    callBinding(() => this.handle.start());
+  }
+  pause(): void {
+    callBinding(() => this.handle.pause());
+  }
+  reset(): void {
+    callBinding(() => this.handle.reset());
+  }
+  destroy(): void {
+    callBinding(() => this.handle.destroy());
+  }
+  setVcpuRegs(regs: VcpuRegs): void {
+    checkU32('vcpuId', regs?.vcpuId);
+    for (const k of ['rip', 'rsp', 'cr0', 'cr3', 'cr4', 'rflags'] as const) {
+      if (regs[k] !== undefined) checkU64(k, regs[k]);
+    }
+    callBinding(() => this.handle.setVcpuRegs(regs));
+  }
+  setMemseg(map: Memseg): void {
+    checkMemseg(map);
+    callBinding(() => this.handle.setMemseg(map));
+  }
+  unsetMemseg(map: Memseg): void {
+    checkMemseg(map);
+    callBinding(() => this.handle.unsetMemseg(map));
+  }
+  /** Maps `memory` (from `Hsm.allocPages`) as guest RAM at `userVmPa`; it stays alive while mapped. */
+  mapRam(userVmPa: bigint, memory: UserPage, attr = 7): void {
+    checkU64('userVmPa', userVmPa);
+    if (!(memory instanceof UserPage)) throw new TypeError('memory must come from Hsm.allocPages()');
+    checkU32('attr', attr);
+    callBinding(() => this.handle.mapRam(userVmPa, memory.handle, attr));
+  }
+  createIoreqClient(): void {
+    callBinding(() => this.handle.createIoreqClient());
+  }
+  /** ATTACH_IOREQ_CLIENT: resolves when requests may be pending; rejects with ENODEV when the client is destroyed. */
+  async attachIoreqClient(): Promise<void> {
+    try {
+      await this.handle.attachIoreqClient();
+    } catch (err) {
+      throw fromBindingError(err);
+    }
+  }
+  /** ATTACH_IOREQ_CLIENT, blocking this thread (for a worker's synchronous loop). */
+  attachIoreqClientSync(): void {
+    callBinding(() => this.handle.attachIoreqClientSync());
+  }
+  destroyIoreqClient(): void {
+    callBinding(() => this.handle.destroyIoreqClient());
+  }
+  notifyRequestFinish(vcpu: number): void {
+    checkU32('vcpu', vcpu);
+    callBinding(() => this.handle.notifyRequestFinish(vcpu));
+  }
+  clearVmIoreq(): void {
+    callBinding(() => this.handle.clearVmIoreq());
+  }
+  ioeventfd(args: { fd: number; flags: number; addr: bigint; len: number; data?: bigint }): void {
+    checkU64('addr', args.addr);
+    callBinding(() => this.handle.ioeventfd(args.fd, args.flags, args.addr, args.len, args.data ?? 0n));
+  }
+  irqfd(args: { fd: number; flags: number; msiAddr: bigint; msiData: bigint }): void {
+    checkU64('msiAddr', args.msiAddr);
+    checkU64('msiData', args.msiData);
+    callBinding(() => this.handle.irqfd(args.fd, args.flags, args.msiAddr, args.msiData));
+  }
+  injectMsi(msiAddr: bigint, msiData: bigint): void {
+    checkU64('msiAddr', msiAddr);
+    checkU64('msiData', msiData);
+    callBinding(() => this.handle.injectMsi(msiAddr, msiData));
+  }
+  setIrqline(gsi: number, op: number): void {
+    checkU32('gsi', gsi);
+    checkU32('op', op);
+    callBinding(() => this.handle.setIrqline(gsi, op));
+  }
+}
+
+function checkMemseg(map: Memseg): void {
+  if (typeof map !== 'object' || map === null) throw new TypeError('a memseg is { type, attr, userVmPa, vmaBase, len }');
+  checkU32('type', map.type);
+  checkU32('attr', map.attr);
+  checkU64('userVmPa', map.userVmPa);
+  checkU64('vmaBase', map.vmaBase);
+  checkU64('len', map.len);
+}
+
+/** The guest of an emulated VM. */
+export class Guest {
+  readonly vm: Vm;
+
+  /** @internal */
+  constructor(vm: Vm) {
+    this.vm = vm;
+  }
+
+  /** Runs a workload on the vCPUs; resolves when every vCPU has finished or stopped. */
+  async run(workload: Workload): Promise<RunResult> {
+    const json = workloadJson(workload);
+    try {
+      return (await callBinding(() => this.vm.handle.runGuest(json))) as RunResult;
+    } catch (err) {
+      throw fromBindingError(err);
+    }
+  }
+}
