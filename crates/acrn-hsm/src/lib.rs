@@ -27,6 +27,9 @@
 
 mod abi;
 pub mod backend;
+pub mod client;
+pub mod demo;
+pub mod devices;
 pub mod emulator;
 pub mod errno;
 pub mod memory;
@@ -40,6 +43,10 @@ pub use abi::{
     GUEST_FLAG_RT, GUEST_FLAG_SECURE_WORLD_ENABLED,
 };
 pub use backend::{HsmBackend, IoctlArg};
+pub use client::{
+    ClientConfig, ClientHandle, ClientStats, Dispatcher, IoDevice, IoreqClient, PciDevice, RunExit,
+    VmAction, VmControl, WakeMode, reset_vm_like_dm,
+};
 pub use emulator::guest_types::{Fault, FaultKind, Mismatch, RunResult, StopReason, VcpuOutcome};
 pub use emulator::{
     EmulatedHsm, Emulator, EmulatorConfig, Guest, GuestRun, InterruptEvent, VmInfo, VmState,

@@ -1,0 +1,543 @@
+//! Dispatch of claimed requests to devices by address: PIO and MMIO ranges in ordered maps
+//! (`BTreeMap<base, (len, device)>`, looked up with `range(..=addr).next_back()`, O(log n)), and
+//! PCI configuration space by bus/device/function.
+//!
+//! The maps are built before the client runs (`&mut` registration, off the hot path). Overlapping
+//! and empty ranges are refused with a [`BusError`]. At run time:
+//!
+//! * an access fully inside a registered range goes to its device, with the offset from the
+//!   range's base;
+//! * an access nobody claims is answered as the ACRN device model does: reads return all ones by
+//!   size, writes are ignored, and the request is still completed;
+//! * a malformed request (unknown type, size not 1/2/4/8, PIO or PCI size 8, an address range
+//!   that overflows, a PCI address out of range) is completed the same way and reported as a
+//!   [`FaultReport`] (counted, and given to the optional fault callback);
+//! * a device that panics does not take the client down: the panic is caught, reads return all
+//!   ones, and a [`FaultReason::DevicePanic`] is reported.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::protocol::{Bdf, Kind, Request};
+
+/// A device on the PIO or MMIO bus. `offset` is relative to the base of the range the device was
+/// registered at, and `offset + size` never leaves that range. `size` is 1, 2, 4 or 8 (8 only for
+/// MMIO). Reads return the value in the low `size` bytes (higher bits are masked off).
+pub trait IoDevice: Send {
+    /// A short name, for statistics and errors.
+    fn name(&self) -> &str {
+        "device"
+    }
+    /// A guest read of `size` bytes at `offset`.
+    fn read(&mut self, offset: u64, size: u8) -> u64;
+    /// A guest write of `size` bytes at `offset`.
+    fn write(&mut self, offset: u64, size: u8, value: u64);
+    /// Back to the power-on state (called by the device-model style reset).
+    fn reset(&mut self) {}
+}
+
+/// The configuration space of one PCI function. `reg` is the byte offset in the function's
+/// 4 KiB configuration space (`reg + size <= 4096`), `size` is 1, 2 or 4.
+pub trait PciDevice: Send {
+    /// A short name, for statistics and errors.
+    fn name(&self) -> &str {
+        "pci-function"
+    }
+    /// A configuration read.
+    fn cfg_read(&mut self, reg: u32, size: u8) -> u32;
+    /// A configuration write.
+    fn cfg_write(&mut self, reg: u32, size: u8, value: u32);
+    /// Back to the power-on state.
+    fn reset(&mut self) {}
+}
+
+/// PIO or MMIO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressSpace {
+    /// Port I/O (ports 0..=0xffff).
+    Pio,
+    /// Memory-mapped I/O (the 64-bit guest-physical space).
+    Mmio,
+}
+
+impl fmt::Display for AddressSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressSpace::Pio => "PIO",
+            AddressSpace::Mmio => "MMIO",
+        })
+    }
+}
+
+/// A registration refused by the [`Dispatcher`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// `len == 0`.
+    #[error("{space} range at {base:#x} for {device:?} is empty")]
+    Empty {
+        /// The space.
+        space: AddressSpace,
+        /// The base.
+        base: u64,
+        /// The device being registered.
+        device: String,
+    },
+    /// `base + len` does not fit in the space (64 bits for MMIO, 0x10000 for PIO).
+    #[error("{space} range {base:#x}+{len:#x} for {device:?} runs past the end of the space")]
+    OutOfSpace {
+        /// The space.
+        space: AddressSpace,
+        /// The base.
+        base: u64,
+        /// The length.
+        len: u64,
+        /// The device being registered.
+        device: String,
+    },
+    /// The range overlaps one already registered.
+    #[error(
+        "{space} range {base:#x}+{len:#x} for {device:?} overlaps {existing:?} at {existing_base:#x}+{existing_len:#x}"
+    )]
+    Overlap {
+        /// The space.
+        space: AddressSpace,
+        /// The base.
+        base: u64,
+        /// The length.
+        len: u64,
+        /// The device being registered.
+        device: String,
+        /// The device already there.
+        existing: String,
+        /// Its base.
+        existing_base: u64,
+        /// Its length.
+        existing_len: u64,
+    },
+    /// A function is already registered at that address.
+    #[error("PCI function {bdf} for {device:?} is already taken by {existing:?}")]
+    PciTaken {
+        /// The function.
+        bdf: Bdf,
+        /// The device being registered.
+        device: String,
+        /// The device already there.
+        existing: String,
+    },
+}
+
+/// Why a request was malformed or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultReason {
+    /// `type` is not PORTIO, MMIO or PCICFG.
+    UnknownType(u32),
+    /// `direction` is neither read (0) nor write (1); the request is completed as a write
+    /// (nothing written back).
+    UnknownDirection(u32),
+    /// `size` is not 1, 2, 4 or 8 (or is 8 for PIO / PCICFG).
+    InvalidSize(u64),
+    /// `address + size` overflows the space (64 bits, or port 0xffff).
+    AddressOverflow,
+    /// PCICFG with bus > 255, dev > 31, func > 7 or `reg + size > 4096`.
+    InvalidPciAddress,
+    /// The device's handler panicked.
+    DevicePanic,
+}
+
+impl fmt::Display for FaultReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultReason::UnknownType(t) => write!(f, "unknown request type {t}"),
+            FaultReason::UnknownDirection(d) => write!(f, "unknown direction {d}"),
+            FaultReason::InvalidSize(s) => write!(f, "invalid access size {s}"),
+            FaultReason::AddressOverflow => f.write_str("address range overflows"),
+            FaultReason::InvalidPciAddress => f.write_str("PCI address out of range"),
+            FaultReason::DevicePanic => f.write_str("device handler panicked"),
+        }
+    }
+}
+
+/// A fault: the request (as read from the slot) and the reason. The request was still completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultReport {
+    /// The request.
+    pub request: Request,
+    /// Why.
+    pub reason: FaultReason,
+}
+
+/// Where a request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// To this device.
+    Device(DeviceId),
+    /// Nobody claims it: reads all ones, writes ignored.
+    Unclaimed,
+    /// Malformed or the handler failed: reads all ones.
+    Fault(FaultReason),
+}
+
+/// The result of dispatching one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The value to write back for a read (masked to the size; all ones by size when unclaimed
+    /// or faulty).
+    pub value: u64,
+    /// Where it went.
+    pub target: Target,
+}
+
+/// A registered device (index into the dispatcher's device table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(pub usize);
+
+/// Live per-device counters, readable from any thread while the client runs.
+#[derive(Debug, Default)]
+pub struct DeviceCounters {
+    name: String,
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl DeviceCounters {
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Reads served so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+    /// Writes served so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+    fn count(&self, is_read: bool) {
+        let c = if is_read { &self.reads } else { &self.writes };
+        // One writer (the client thread): a load + store would do, fetch_add keeps it obvious.
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+enum DeviceBox {
+    Io(Box<dyn IoDevice>),
+    Pci(Box<dyn PciDevice>),
+}
+
+struct Entry {
+    dev: DeviceBox,
+    counters: Arc<DeviceCounters>,
+}
+
+/// A callback for faults.
+pub type FaultHook = Box<dyn FnMut(&FaultReport) + Send>;
+
+/// The device table and the three address maps.
+#[derive(Default)]
+pub struct Dispatcher {
+    devices: Vec<Entry>,
+    pio: BTreeMap<u64, (u64, DeviceId)>,
+    mmio: BTreeMap<u64, (u64, DeviceId)>,
+    pci: BTreeMap<Bdf, DeviceId>,
+    on_fault: Option<FaultHook>,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("devices", &self.devices.len())
+            .field("pio", &self.pio.len())
+            .field("mmio", &self.mmio.len())
+            .field("pci", &self.pci.len())
+            .finish()
+    }
+}
+
+/// All ones in the low `size` bytes (all 64 bits for sizes of 8 and more or invalid sizes).
+#[inline]
+pub fn ones(size: u64) -> u64 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        4 => 0xffff_ffff,
+        _ => u64::MAX,
+    }
+}
+
+impl Dispatcher {
+    /// An empty dispatcher: every access unclaimed.
+    pub fn new() -> Dispatcher {
+        Dispatcher::default()
+    }
+
+    /// Registers `device` for ports `base..base + len`.
+    pub fn add_pio(
+        &mut self,
+        base: u16,
+        len: u32,
+        device: Box<dyn IoDevice>,
+    ) -> Result<DeviceId, BusError> {
+        self.add_range(AddressSpace::Pio, u64::from(base), u64::from(len), device)
+    }
+
+    /// Registers `device` for guest-physical `base..base + len`.
+    pub fn add_mmio(
+        &mut self,
+        base: u64,
+        len: u64,
+        device: Box<dyn IoDevice>,
+    ) -> Result<DeviceId, BusError> {
+        self.add_range(AddressSpace::Mmio, base, len, device)
+    }
+
+    /// Registers `device` at `base..base + len` of `space`.
+    pub fn add_range(
+        &mut self,
+        space: AddressSpace,
+        base: u64,
+        len: u64,
+        device: Box<dyn IoDevice>,
+    ) -> Result<DeviceId, BusError> {
+        let name = device.name().to_string();
+        if len == 0 {
+            return Err(BusError::Empty {
+                space,
+                base,
+                device: name,
+            });
+        }
+        let limit = match space {
+            AddressSpace::Pio => 0x1_0000,
+            AddressSpace::Mmio => u64::MAX,
+        };
+        // Last byte must be <= limit - 1 (PIO) or representable (MMIO: base + len - 1 <= MAX).
+        let last = base.checked_add(len - 1);
+        let fits = match (space, last) {
+            (_, None) => false,
+            (AddressSpace::Pio, Some(l)) => l < limit,
+            (AddressSpace::Mmio, Some(_)) => true,
+        };
+        if !fits {
+            return Err(BusError::OutOfSpace {
+                space,
+                base,
+                len,
+                device: name,
+            });
+        }
+        let end_incl = base + (len - 1);
+        let map = match space {
+            AddressSpace::Pio => &self.pio,
+            AddressSpace::Mmio => &self.mmio,
+        };
+        // The range starting at or before `base`, and the first starting inside ours.
+        let before = map.range(..=base).next_back();
+        let inside = map.range(base..=end_incl).next();
+        for (&b, &(l, id)) in before.into_iter().chain(inside) {
+            let other_last = b + (l - 1);
+            if b <= end_incl && base <= other_last {
+                return Err(BusError::Overlap {
+                    space,
+                    base,
+                    len,
+                    device: name,
+                    existing: self.devices[id.0].counters.name.clone(),
+                    existing_base: b,
+                    existing_len: l,
+                });
+            }
+        }
+        let id = self.push(DeviceBox::Io(device), name);
+        let map = match space {
+            AddressSpace::Pio => &mut self.pio,
+            AddressSpace::Mmio => &mut self.mmio,
+        };
+        map.insert(base, (len, id));
+        Ok(id)
+    }
+
+    /// Registers the configuration space of function `bdf`.
+    pub fn add_pci(&mut self, bdf: Bdf, device: Box<dyn PciDevice>) -> Result<DeviceId, BusError> {
+        let name = device.name().to_string();
+        if let Some(id) = self.pci.get(&bdf) {
+            return Err(BusError::PciTaken {
+                bdf,
+                device: name,
+                existing: self.devices[id.0].counters.name.clone(),
+            });
+        }
+        let id = self.push(DeviceBox::Pci(device), name);
+        self.pci.insert(bdf, id);
+        Ok(id)
+    }
+
+    fn push(&mut self, dev: DeviceBox, name: String) -> DeviceId {
+        let id = DeviceId(self.devices.len());
+        self.devices.push(Entry {
+            dev,
+            counters: Arc::new(DeviceCounters {
+                name,
+                ..Default::default()
+            }),
+        });
+        id
+    }
+
+    /// Installs the fault callback (called on the client thread, after counting).
+    pub fn set_fault_hook(&mut self, hook: impl FnMut(&FaultReport) + Send + 'static) {
+        self.on_fault = Some(Box::new(hook));
+    }
+
+    /// The live counters of every device, in registration order (index = [`DeviceId`]).
+    pub fn counters(&self) -> Vec<Arc<DeviceCounters>> {
+        self.devices.iter().map(|e| e.counters.clone()).collect()
+    }
+
+    /// Number of registered devices.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// No device registered.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Which device (if any) serves `[addr, addr + size)` of `space`.
+    pub fn lookup(&self, space: AddressSpace, addr: u64, size: u64) -> Option<(DeviceId, u64)> {
+        let map = match space {
+            AddressSpace::Pio => &self.pio,
+            AddressSpace::Mmio => &self.mmio,
+        };
+        let (&base, &(len, id)) = map.range(..=addr).next_back()?;
+        let off = addr - base;
+        // Fully inside: off + size <= len (no overflow: off < 2^64, size <= 8, checked).
+        match off.checked_add(size) {
+            Some(end) if end <= len => Some((id, off)),
+            _ => None,
+        }
+    }
+
+    /// Resets every device ([`IoDevice::reset`], [`PciDevice::reset`]).
+    pub fn reset_devices(&mut self) {
+        for e in &mut self.devices {
+            let r = catch_unwind(AssertUnwindSafe(|| match &mut e.dev {
+                DeviceBox::Io(d) => d.reset(),
+                DeviceBox::Pci(d) => d.reset(),
+            }));
+            // A device whose reset panics stays as it is; the reset of the others goes on.
+            drop(r);
+        }
+    }
+
+    /// Validates `req` and hands it to its device. Never panics, whatever the request holds.
+    pub fn dispatch(&mut self, req: &Request) -> Outcome {
+        let o = self.dispatch_inner(req);
+        if let Target::Fault(reason) = o.target {
+            if let Some(h) = self.on_fault.as_mut() {
+                let report = FaultReport {
+                    request: *req,
+                    reason,
+                };
+                let _ = catch_unwind(AssertUnwindSafe(|| h(&report)));
+            }
+        }
+        o
+    }
+
+    #[inline]
+    fn dispatch_inner(&mut self, req: &Request) -> Outcome {
+        let size = req.size;
+        let fault = |reason| Outcome {
+            value: ones(size),
+            target: Target::Fault(reason),
+        };
+        let max = match req.kind {
+            Kind::Unknown(t) => return fault(FaultReason::UnknownType(t)),
+            Kind::Mmio => 8,
+            Kind::Pio | Kind::PciCfg => 4,
+        };
+        if !matches!(size, 1 | 2 | 4 | 8) || size > max {
+            return fault(FaultReason::InvalidSize(size));
+        }
+        if req.direction > 1 {
+            return fault(FaultReason::UnknownDirection(req.direction));
+        }
+        let (id, offset) = match req.kind {
+            Kind::Pio | Kind::Mmio => {
+                let space = if req.kind == Kind::Pio {
+                    AddressSpace::Pio
+                } else {
+                    AddressSpace::Mmio
+                };
+                let limit_ok = match space {
+                    AddressSpace::Pio => req.address + size <= 0x1_0000,
+                    AddressSpace::Mmio => req.address.checked_add(size - 1).is_some(),
+                };
+                // PIO: address < 2^64 - 8 is implied by the compare only if it does not wrap.
+                if !limit_ok || req.address.checked_add(size - 1).is_none() {
+                    return fault(FaultReason::AddressOverflow);
+                }
+                match self.lookup(space, req.address, size) {
+                    Some(x) => x,
+                    None => {
+                        return Outcome {
+                            value: ones(size),
+                            target: Target::Unclaimed,
+                        };
+                    }
+                }
+            }
+            _ => {
+                let (b, d, f) = req.raw_bdf;
+                if b > 255 || d > 31 || f > 7 || u64::from(req.reg) + size > 4096 {
+                    return fault(FaultReason::InvalidPciAddress);
+                }
+                match self.pci.get(&req.bdf) {
+                    Some(&id) => (id, u64::from(req.reg)),
+                    None => {
+                        return Outcome {
+                            value: ones(size),
+                            target: Target::Unclaimed,
+                        };
+                    }
+                }
+            }
+        };
+        let entry = &mut self.devices[id.0];
+        let sz = size as u8;
+        let is_read = req.is_read;
+        let value = req.value;
+        let r = catch_unwind(AssertUnwindSafe(|| match &mut entry.dev {
+            DeviceBox::Io(d) => {
+                if is_read {
+                    d.read(offset, sz)
+                } else {
+                    d.write(offset, sz, value);
+                    0
+                }
+            }
+            DeviceBox::Pci(d) => {
+                if is_read {
+                    u64::from(d.cfg_read(offset as u32, sz))
+                } else {
+                    d.cfg_write(offset as u32, sz, value as u32);
+                    0
+                }
+            }
+        }));
+        match r {
+            Ok(v) => {
+                entry.counters.count(is_read);
+                Outcome {
+                    value: v & ones(size),
+                    target: Target::Device(id),
+                }
+            }
+            Err(_) => fault(FaultReason::DevicePanic),
+        }
+    }
+}

@@ -1,0 +1,696 @@
+//! The ioreq client: the userspace half of the I/O-request protocol (acrn-semantics.md §4.4,
+//! §4.7), over a [`Vm`] of the real device or of the emulator.
+//!
+//! [`IoreqClient::new`] creates the VM's default ioreq client (CREATE_IOREQ_CLIENT);
+//! [`IoreqClient::run`] then serves requests until stopped:
+//!
+//! * **The scan** ([`protocol::claim`]): for each of the `vcpu_num` slots, an acquire load of
+//!   `processed` first; slots that are not PROCESSING, or whose `kernel_handled` is set, are left
+//!   alone; the payload is read through atomics after that load, never through references. One
+//!   pass handles every PROCESSING slot it finds (a batch).
+//! * **Dispatch** by address ([`Dispatcher`]), then the response: only `reqs.*.value`, only for
+//!   reads ([`protocol::respond`]), then **exactly one NOTIFY** per claimed request. The
+//!   [`protocol::Claim`] token is consumed by the NOTIFY, so a request cannot be notified twice and
+//!   a slot that was not claimed cannot be notified at all. After NOTIFY the slot is not touched.
+//! * **Wake modes** ([`WakeMode`]): `Blocking` sleeps in ATTACH_IOREQ_CLIENT, re-scans after every
+//!   return (including spurious ones) and stops on `ENODEV`; `Poll` spins on the page with
+//!   `spin_loop`, then yields, then sleeps with a growing back-off, so an idle client does not
+//!   burn a core.
+//! * **Stop** ([`ClientHandle::stop`]): a flag, plus (blocking mode) DESTROY_IOREQ_CLIENT, which
+//!   makes a blocked ATTACH return `ENODEV`. Requests still PROCESSING at that moment stay so, as
+//!   in the kernel (they are completed by CLEAR_VM_IOREQ or the VM's destruction).
+//! * **Reset / suspend / power-off as the device model does them**: a device asks through
+//!   [`VmControl`]; the client withholds the NOTIFY of the request being handled and runs
+//!   [`reset_vm_like_dm`] (PAUSE, CLEAR_VM_IOREQ, reset devices, RESET, vCPU registers, START).
+
+pub mod dispatch;
+pub mod protocol;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use dispatch::{
+    AddressSpace, BusError, DeviceCounters, DeviceId, Dispatcher, FaultHook, FaultReason,
+    FaultReport, IoDevice, Outcome, PciDevice, Target, ones,
+};
+pub use protocol::{Bdf, Claim, Kind, Request, SlotMemory};
+
+use crate::errno::Errno;
+use crate::memory::UserPages;
+use crate::vm::{Result, VcpuRegs, Vm};
+
+/// The live ioreq page as [`SlotMemory`]: every access is an atomic on the page
+/// ([`UserPages::atomic_u32`] / [`UserPages::atomic_u64`], bounds- and alignment-checked; an
+/// impossible out-of-range access reads all ones and writes nothing).
+#[derive(Debug, Clone)]
+pub struct PageSlots {
+    page: Arc<UserPages>,
+}
+
+impl PageSlots {
+    /// The slots of `page` (the VM's ioreq page).
+    pub fn new(page: Arc<UserPages>) -> PageSlots {
+        PageSlots { page }
+    }
+}
+
+const SLOT_SIZE: usize = acrn_uapi::ioreq::SLOT_SIZE;
+
+impl SlotMemory for PageSlots {
+    #[inline]
+    fn load_u32(&self, slot: usize, offset: usize, order: Ordering) -> u32 {
+        match self.page.atomic_u32(slot * SLOT_SIZE + offset) {
+            Ok(a) => a.load(order),
+            Err(_) => u32::MAX,
+        }
+    }
+    #[inline]
+    fn load_u64(&self, slot: usize, offset: usize, order: Ordering) -> u64 {
+        match self.page.atomic_u64(slot * SLOT_SIZE + offset) {
+            Ok(a) => a.load(order),
+            Err(_) => u64::MAX,
+        }
+    }
+    #[inline]
+    fn store_u32(&self, slot: usize, offset: usize, value: u32, order: Ordering) {
+        if let Ok(a) = self.page.atomic_u32(slot * SLOT_SIZE + offset) {
+            a.store(value, order);
+        }
+    }
+    #[inline]
+    fn store_u64(&self, slot: usize, offset: usize, value: u64, order: Ordering) {
+        if let Ok(a) = self.page.atomic_u64(slot * SLOT_SIZE + offset) {
+            a.store(value, order);
+        }
+    }
+}
+
+/// The busy-poll back-off: `spins` idle passes with `spin_loop`, then `yields` with
+/// `yield_now`, then sleeps starting at `sleep` and doubling up to `max_sleep`. Any request
+/// found resets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollConfig {
+    /// Idle passes spent spinning.
+    pub spins: u32,
+    /// Idle passes spent yielding after that.
+    pub yields: u32,
+    /// First sleep.
+    pub sleep: Duration,
+    /// Longest sleep (bounds the latency of the first request after a long idle period).
+    pub max_sleep: Duration,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            spins: 4096,
+            yields: 256,
+            sleep: Duration::from_micros(20),
+            max_sleep: Duration::from_millis(1),
+        }
+    }
+}
+
+/// How the client waits for requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WakeMode {
+    /// ATTACH_IOREQ_CLIENT (the device model's way).
+    #[default]
+    Blocking,
+    /// Spin on the page (lowest latency), with a back-off when idle.
+    Poll(PollConfig),
+}
+
+impl WakeMode {
+    /// `Poll` with the default back-off.
+    pub fn poll() -> WakeMode {
+        WakeMode::Poll(PollConfig::default())
+    }
+}
+
+/// What a device may ask of the VM, from inside a request handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum VmAction {
+    /// Reset: [`reset_vm_like_dm`], then keep serving.
+    Reset = 1,
+    /// Suspend: PAUSE, CLEAR_VM_IOREQ; [`IoreqClient::run`] returns [`RunExit::Suspended`].
+    Suspend = 2,
+    /// Power off: PAUSE, CLEAR_VM_IOREQ; `run` returns [`RunExit::PoweredOff`].
+    PowerOff = 3,
+}
+
+/// A handle devices keep to ask for a [`VmAction`]. The client checks it after each request it
+/// dispatches; the request being handled is the one whose NOTIFY is withheld.
+#[derive(Debug, Clone, Default)]
+pub struct VmControl(Arc<AtomicU8>);
+
+impl VmControl {
+    /// A new, idle control.
+    pub fn new() -> VmControl {
+        VmControl::default()
+    }
+    /// Asks for `action` (the latest request wins).
+    pub fn request(&self, action: VmAction) {
+        self.0.store(action as u8, Ordering::Release);
+    }
+    fn take(&self) -> Option<VmAction> {
+        match self.0.swap(0, Ordering::AcqRel) {
+            1 => Some(VmAction::Reset),
+            2 => Some(VmAction::Suspend),
+            3 => Some(VmAction::PowerOff),
+            _ => None,
+        }
+    }
+}
+
+/// Configuration of an [`IoreqClient`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientConfig {
+    /// Blocking (default) or busy-poll.
+    pub mode: WakeMode,
+    /// The vCPU registers set by an in-loop reset (one entry per vCPU to set; none: the registers
+    /// RESET_VM leaves).
+    pub reset_regs: Vec<VcpuRegs>,
+    /// The control devices use to request a reset, suspend or power-off; `None`: a fresh one
+    /// (see [`IoreqClient::control`]).
+    pub control: Option<VmControl>,
+}
+
+/// Why [`IoreqClient::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunExit {
+    /// [`ClientHandle::stop`], or the ioreq client was destroyed (`ENODEV`).
+    Stopped,
+    /// A device requested [`VmAction::Suspend`]; the VM is paused.
+    Suspended,
+    /// A device requested [`VmAction::PowerOff`]; the VM is paused.
+    PoweredOff,
+}
+
+/// Counters of one client, as a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ClientStats {
+    /// PIO reads served by a device.
+    pub pio_reads: u64,
+    /// PIO writes served by a device.
+    pub pio_writes: u64,
+    /// MMIO reads served by a device.
+    pub mmio_reads: u64,
+    /// MMIO writes served by a device.
+    pub mmio_writes: u64,
+    /// PCI configuration reads served by a device.
+    pub pci_reads: u64,
+    /// PCI configuration writes served by a device.
+    pub pci_writes: u64,
+    /// Requests nobody claims (answered all ones / ignored).
+    pub unclaimed: u64,
+    /// Malformed requests and device panics (answered all ones / ignored).
+    pub faults: u64,
+    /// NOTIFY_REQUEST_FINISH issued.
+    pub notifies: u64,
+    /// NOTIFYs that returned an error.
+    pub notify_errors: u64,
+    /// NOTIFYs withheld (reset, suspend, power-off).
+    pub withheld: u64,
+    /// Scan passes.
+    pub scans: u64,
+    /// ATTACH returns (blocking mode).
+    pub wakeups: u64,
+    /// ATTACH returns after which the scan found nothing.
+    pub spurious_wakeups: u64,
+    /// Device-model style resets done.
+    pub resets: u64,
+    /// The most requests one pass handled.
+    pub max_batch: u64,
+}
+
+impl ClientStats {
+    /// Requests claimed and completed (served + unclaimed + faults).
+    pub fn handled(&self) -> u64 {
+        self.pio_reads
+            + self.pio_writes
+            + self.mmio_reads
+            + self.mmio_writes
+            + self.pci_reads
+            + self.pci_writes
+            + self.unclaimed
+            + self.faults
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    v: [AtomicU64; 16],
+}
+
+// Indexes into `Counters::v`.
+const C_PIO_R: usize = 0;
+const C_PIO_W: usize = 1;
+const C_MMIO_R: usize = 2;
+const C_MMIO_W: usize = 3;
+const C_PCI_R: usize = 4;
+const C_PCI_W: usize = 5;
+const C_UNCLAIMED: usize = 6;
+const C_FAULTS: usize = 7;
+const C_NOTIFIES: usize = 8;
+const C_NOTIFY_ERR: usize = 9;
+const C_WITHHELD: usize = 10;
+const C_SCANS: usize = 11;
+const C_WAKEUPS: usize = 12;
+const C_SPURIOUS: usize = 13;
+const C_RESETS: usize = 14;
+const C_MAX_BATCH: usize = 15;
+
+impl Counters {
+    #[inline]
+    fn inc(&self, i: usize) {
+        // Single writer (the client thread); readers only take snapshots.
+        self.v[i].fetch_add(1, Ordering::Relaxed);
+    }
+    fn get(&self, i: usize) -> u64 {
+        self.v[i].load(Ordering::Relaxed)
+    }
+    fn snapshot(&self) -> ClientStats {
+        ClientStats {
+            pio_reads: self.get(C_PIO_R),
+            pio_writes: self.get(C_PIO_W),
+            mmio_reads: self.get(C_MMIO_R),
+            mmio_writes: self.get(C_MMIO_W),
+            pci_reads: self.get(C_PCI_R),
+            pci_writes: self.get(C_PCI_W),
+            unclaimed: self.get(C_UNCLAIMED),
+            faults: self.get(C_FAULTS),
+            notifies: self.get(C_NOTIFIES),
+            notify_errors: self.get(C_NOTIFY_ERR),
+            withheld: self.get(C_WITHHELD),
+            scans: self.get(C_SCANS),
+            wakeups: self.get(C_WAKEUPS),
+            spurious_wakeups: self.get(C_SPURIOUS),
+            resets: self.get(C_RESETS),
+            max_batch: self.get(C_MAX_BATCH),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    stop: AtomicBool,
+    running: AtomicBool,
+    counters: Counters,
+    devices: std::sync::RwLock<Vec<Arc<DeviceCounters>>>,
+}
+
+/// A handle on a client, usable from other threads: stop it, read its statistics.
+#[derive(Clone)]
+pub struct ClientHandle {
+    shared: Arc<Shared>,
+    vm: Arc<Vm>,
+    blocking: bool,
+    control: VmControl,
+}
+
+impl fmt::Debug for ClientHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientHandle")
+            .field("vm", &self.vm)
+            .field("blocking", &self.blocking)
+            .finish()
+    }
+}
+
+impl ClientHandle {
+    /// Makes [`IoreqClient::run`] return promptly with [`RunExit::Stopped`]: sets the stop flag
+    /// and, in blocking mode, destroys the ioreq client (a blocked ATTACH returns `ENODEV`).
+    /// Idempotent. A `run` not started yet returns at once.
+    pub fn stop(&self) {
+        if self.shared.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.blocking {
+            // ENODEV here means it is already gone: fine.
+            let _ = self.vm.destroy_ioreq_client();
+        }
+    }
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Acquire)
+    }
+    /// Whether `run` is executing.
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+    /// A snapshot of the client's counters.
+    pub fn stats(&self) -> ClientStats {
+        self.shared.counters.snapshot()
+    }
+    /// The live counters of every device (registration order), as of the last `run` start or
+    /// [`IoreqClient::new`].
+    pub fn device_counters(&self) -> Vec<Arc<DeviceCounters>> {
+        self.shared
+            .devices
+            .read()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+    /// The VM control devices use.
+    pub fn control(&self) -> VmControl {
+        self.control.clone()
+    }
+}
+
+/// The userspace ioreq client of one VM.
+pub struct IoreqClient {
+    vm: Arc<Vm>,
+    mem: PageSlots,
+    vcpu_num: usize,
+    dispatcher: Dispatcher,
+    config: ClientConfig,
+    control: VmControl,
+    shared: Arc<Shared>,
+    /// Slots whose request was claimed and whose NOTIFY is withheld: never claimed again until
+    /// CLEAR_VM_IOREQ completed them.
+    withheld: u32,
+}
+
+impl fmt::Debug for IoreqClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoreqClient")
+            .field("vm", &self.vm)
+            .field("dispatcher", &self.dispatcher)
+            .field("mode", &self.config.mode)
+            .finish()
+    }
+}
+
+impl IoreqClient {
+    /// Creates the VM's default ioreq client (CREATE_IOREQ_CLIENT; `EEXIST` if there is one)
+    /// and a client serving it with `dispatcher`.
+    pub fn new(vm: Arc<Vm>, dispatcher: Dispatcher, config: ClientConfig) -> Result<IoreqClient> {
+        vm.create_ioreq_client()?;
+        Ok(Self::for_existing(vm, dispatcher, config))
+    }
+
+    /// A client for a VM whose default ioreq client already exists (created by the caller).
+    pub fn for_existing(vm: Arc<Vm>, dispatcher: Dispatcher, config: ClientConfig) -> IoreqClient {
+        let vcpu_num = usize::from(vm.vcpu_num()).min(acrn_uapi::ioreq::SLOT_COUNT);
+        let control = config.control.clone().unwrap_or_default();
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            counters: Counters::default(),
+            devices: std::sync::RwLock::new(dispatcher.counters()),
+        });
+        IoreqClient {
+            mem: PageSlots::new(vm.ioreq_page().clone()),
+            vm,
+            vcpu_num,
+            dispatcher,
+            config,
+            control,
+            shared,
+            withheld: 0,
+        }
+    }
+
+    /// A handle to stop the client and read its statistics from another thread.
+    pub fn handle(&self) -> ClientHandle {
+        ClientHandle {
+            shared: self.shared.clone(),
+            vm: self.vm.clone(),
+            blocking: matches!(self.config.mode, WakeMode::Blocking),
+            control: self.control.clone(),
+        }
+    }
+
+    /// The control devices use to request a reset, suspend or power-off.
+    pub fn control(&self) -> VmControl {
+        self.control.clone()
+    }
+
+    /// The VM.
+    pub fn vm(&self) -> &Arc<Vm> {
+        &self.vm
+    }
+
+    /// The dispatcher (to register devices before `run`, or inspect them after).
+    pub fn dispatcher_mut(&mut self) -> &mut Dispatcher {
+        &mut self.dispatcher
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ClientStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Serves requests until [`ClientHandle::stop`], the destruction of the ioreq client
+    /// (`ENODEV`), or a suspend / power-off request. Errors: an ATTACH failing otherwise than
+    /// with `ENODEV`/`EINTR`, or a failing step of a reset.
+    pub fn run(&mut self) -> Result<RunExit> {
+        if let Ok(mut d) = self.shared.devices.write() {
+            *d = self.dispatcher.counters();
+        }
+        self.shared.running.store(true, Ordering::Release);
+        let r = match self.config.mode {
+            WakeMode::Blocking => self.run_blocking(),
+            WakeMode::Poll(p) => self.run_poll(p),
+        };
+        self.shared.running.store(false, Ordering::Release);
+        r
+    }
+
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Acquire)
+    }
+
+    fn run_blocking(&mut self) -> Result<RunExit> {
+        loop {
+            if self.stopped() {
+                return Ok(RunExit::Stopped);
+            }
+            match self.vm.attach_ioreq_client() {
+                Ok(()) => {}
+                Err(e) if e.errno == Errno::ENODEV => return Ok(RunExit::Stopped),
+                Err(e) if e.errno == Errno::EINTR => {}
+                Err(e) => return Err(e),
+            }
+            self.shared.counters.inc(C_WAKEUPS);
+            match self.scan()? {
+                Pass::Handled(0) => self.shared.counters.inc(C_SPURIOUS),
+                Pass::Handled(_) => {}
+                Pass::Exit(x) => return Ok(x),
+            }
+        }
+    }
+
+    fn run_poll(&mut self, p: PollConfig) -> Result<RunExit> {
+        let mut idle: u64 = 0;
+        let mut sleep = p.sleep;
+        loop {
+            if self.stopped() {
+                return Ok(RunExit::Stopped);
+            }
+            match self.scan()? {
+                Pass::Handled(0) => {}
+                Pass::Handled(_) => {
+                    idle = 0;
+                    sleep = p.sleep;
+                    continue;
+                }
+                Pass::Exit(x) => return Ok(x),
+            }
+            idle += 1;
+            if idle <= u64::from(p.spins) {
+                std::hint::spin_loop();
+            } else if idle <= u64::from(p.spins) + u64::from(p.yields) {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(sleep);
+                sleep = (sleep * 2).min(p.max_sleep.max(p.sleep));
+            }
+        }
+    }
+
+    /// One scan pass over the `vcpu_num` slots; returns how many requests it completed. For
+    /// callers that drive the client themselves (their own wait): not needed with `run`.
+    pub fn scan_once(&mut self) -> Result<usize> {
+        match self.scan()? {
+            Pass::Handled(n) => Ok(n),
+            Pass::Exit(_) => Ok(0),
+        }
+    }
+
+    fn scan(&mut self) -> Result<Pass> {
+        self.shared.counters.inc(C_SCANS);
+        let mut n = 0usize;
+        for i in 0..self.vcpu_num {
+            if self.withheld & (1 << i) != 0 {
+                continue;
+            }
+            let Some(claim) = protocol::claim(&self.mem, i) else {
+                continue;
+            };
+            n += 1;
+            let out = self.dispatcher.dispatch(claim.request());
+            protocol::respond(&self.mem, &claim, out.value);
+            self.count(&claim, out.target);
+            if let Some(action) = self.control.take() {
+                return self.vm_action(action, claim).map(|x| match x {
+                    Some(exit) => Pass::Exit(exit),
+                    None => Pass::Handled(n),
+                });
+            }
+            self.notify(claim);
+        }
+        let c = &self.shared.counters;
+        if n as u64 > c.get(C_MAX_BATCH) {
+            c.v[C_MAX_BATCH].store(n as u64, Ordering::Relaxed);
+        }
+        Ok(Pass::Handled(n))
+    }
+
+    #[inline]
+    fn count(&self, claim: &Claim, target: Target) {
+        let r = claim.request();
+        let i = match target {
+            Target::Device(_) => match (r.kind, r.is_read) {
+                (Kind::Pio, true) => C_PIO_R,
+                (Kind::Pio, false) => C_PIO_W,
+                (Kind::Mmio, true) => C_MMIO_R,
+                (Kind::Mmio, false) => C_MMIO_W,
+                (Kind::PciCfg, true) => C_PCI_R,
+                (Kind::PciCfg, false) => C_PCI_W,
+                (Kind::Unknown(_), _) => C_FAULTS,
+            },
+            Target::Unclaimed => C_UNCLAIMED,
+            Target::Fault(_) => C_FAULTS,
+        };
+        self.shared.counters.inc(i);
+    }
+
+    /// NOTIFY_REQUEST_FINISH for a claim (consumed: exactly once). The slot is not touched after.
+    fn notify(&self, claim: Claim) {
+        let vcpu = protocol::release_for_notify(claim);
+        match self.vm.notify_request_finish(u32::from(vcpu)) {
+            Ok(()) => self.shared.counters.inc(C_NOTIFIES),
+            // The kernel has stored COMPLETE before the hypercall that failed: nothing to retry.
+            Err(_) => self.shared.counters.inc(C_NOTIFY_ERR),
+        }
+    }
+
+    fn vm_action(&mut self, action: VmAction, claim: Claim) -> Result<Option<RunExit>> {
+        match action {
+            VmAction::Reset => {
+                self.withhold(claim);
+                let regs = std::mem::take(&mut self.config.reset_regs);
+                let r = self.reset_withheld(&regs);
+                self.config.reset_regs = regs;
+                r.map(|()| None)
+            }
+            VmAction::Suspend | VmAction::PowerOff => {
+                self.withhold(claim);
+                self.vm.pause()?;
+                self.vm.clear_vm_ioreq()?;
+                self.withheld = 0;
+                Ok(Some(if action == VmAction::Suspend {
+                    RunExit::Suspended
+                } else {
+                    RunExit::PoweredOff
+                }))
+            }
+        }
+    }
+
+    fn withhold(&mut self, claim: Claim) {
+        self.withheld |= 1 << claim.vcpu();
+        self.shared.counters.inc(C_WITHHELD);
+        // Dropped: no NOTIFY for it; CLEAR_VM_IOREQ completes it.
+        let _ = claim;
+    }
+
+    fn reset_withheld(&mut self, regs: &[VcpuRegs]) -> Result<()> {
+        reset_vm_like_dm(&self.vm, None, &mut self.dispatcher, regs)?;
+        self.withheld = 0;
+        self.shared.counters.inc(C_RESETS);
+        Ok(())
+    }
+
+    /// The device model's reset as one call, for a client that is not running: PAUSE_VM,
+    /// CLEAR_VM_IOREQ, reset of every device, RESET_VM, SET_VCPU_REGS for each of `regs`,
+    /// START_VM. (From inside a handler, use [`VmControl`] instead: the NOTIFY of the triggering
+    /// request is then withheld.)
+    pub fn reset_vm_like_dm(&mut self, regs: &[VcpuRegs]) -> Result<()> {
+        self.reset_withheld(regs)
+    }
+
+    /// Gives the dispatcher (and its devices) back.
+    pub fn into_dispatcher(mut self) -> Dispatcher {
+        std::mem::take(&mut self.dispatcher)
+    }
+}
+
+impl Drop for IoreqClient {
+    fn drop(&mut self) {
+        // Stop handles from destroying a client that is no longer ours, then destroy it (the
+        // device model destroys its client on exit). ENODEV: already destroyed.
+        if !self.shared.stop.swap(true, Ordering::AcqRel) {
+            let _ = self.vm.destroy_ioreq_client();
+        }
+    }
+}
+
+enum Pass {
+    Handled(usize),
+    Exit(RunExit),
+}
+
+/// Resets a VM the way the ACRN device model does (`devicemodel/core/main.c`, `vm_reset`;
+/// acrn-semantics.md §4.7 rule 8), as one call:
+///
+/// 1. `withheld`, the claim of the request that triggered the reset, is dropped **without**
+///    NOTIFY (its vCPU must not resume into the old VM);
+/// 2. PAUSE_VM (every vCPU becomes a zombie);
+/// 3. CLEAR_VM_IOREQ (HSM completes every request still pending or processing, including the
+///    withheld one);
+/// 4. every device of `dispatcher` is reset;
+/// 5. RESET_VM;
+/// 6. SET_VCPU_REGS for each entry of `regs`;
+/// 7. START_VM.
+///
+/// The first failing step ends the call with its error (`Error::op` names it).
+pub fn reset_vm_like_dm(
+    vm: &Vm,
+    withheld: Option<Claim>,
+    dispatcher: &mut Dispatcher,
+    regs: &[VcpuRegs],
+) -> Result<()> {
+    let _ = withheld;
+    vm.pause()?;
+    vm.clear_vm_ioreq()?;
+    dispatcher.reset_devices();
+    vm.reset()?;
+    for r in regs {
+        vm.set_vcpu_regs(r)?;
+    }
+    vm.start()
+}
+
+/// Suspends a VM the way the device model does: the triggering request's NOTIFY withheld,
+/// PAUSE_VM, CLEAR_VM_IOREQ. Devices keep their state.
+pub fn suspend_vm_like_dm(vm: &Vm, withheld: Option<Claim>) -> Result<()> {
+    let _ = withheld;
+    vm.pause()?;
+    vm.clear_vm_ioreq()
+}
+
+// The client runs on its own thread.
+const _: fn() = || {
+    fn is_send<T: Send>() {}
+    is_send::<IoreqClient>();
+    is_send::<ClientHandle>();
+};
