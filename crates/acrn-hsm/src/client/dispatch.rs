@@ -473,12 +473,14 @@ impl Dispatcher {
                 } else {
                     AddressSpace::Mmio
                 };
-                let limit_ok = match space {
-                    AddressSpace::Pio => req.address + size <= 0x1_0000,
-                    AddressSpace::Mmio => req.address.checked_add(size - 1).is_some(),
+                let in_space = match (space, req.address.checked_add(size)) {
+                    (_, None) => false,
+                    (AddressSpace::Pio, Some(end)) => end <= 0x1_0000,
+                    // address + size == 2^64 exactly is fine: the last byte is u64::MAX.
+                    (AddressSpace::Mmio, Some(_)) => true,
                 };
-                // PIO: address < 2^64 - 8 is implied by the compare only if it does not wrap.
-                if !limit_ok || req.address.checked_add(size - 1).is_none() {
+                let last_ok = req.address.checked_add(size - 1).is_some();
+                if !(in_space || (space == AddressSpace::Mmio && last_ok)) {
                     return fault(FaultReason::AddressOverflow);
                 }
                 match self.lookup(space, req.address, size) {
