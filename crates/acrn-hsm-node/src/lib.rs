@@ -11,6 +11,8 @@
 
 mod decode;
 mod hsm;
+mod trace;
 
 pub use decode::*;
 pub use hsm::*;
+pub use trace::*;

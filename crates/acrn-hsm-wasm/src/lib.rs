@@ -9,7 +9,10 @@ use acrn_uapi::ioreq::{DecodeError, Direction, IoPayload, IoRequest, IoreqState}
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
-fn coded_error(code: &str, message: &str) -> JsValue {
+mod trace;
+pub use trace::*;
+
+pub(crate) fn coded_error(code: &str, message: &str) -> JsValue {
     js_sys::Error::new(&format!("[{code}] {message}")).into()
 }
 

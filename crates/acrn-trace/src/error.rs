@@ -61,6 +61,8 @@ pub enum ErrorKind {
     TrailingData,
     /// The byte source or sink failed.
     Io(String),
+    /// An argument given to an encoder or a report is invalid (not about the trace bytes).
+    InvalidArgument(&'static str),
 }
 
 impl TraceError {
@@ -70,7 +72,8 @@ impl TraceError {
     }
 
     /// Stable error code, used by the bindings as `error.code`: `ERR_TRACE_BAD_MAGIC`,
-    /// `ERR_TRACE_VERSION`, `ERR_TRACE_TRUNCATED`, `ERR_TRACE_CORRUPT` or `ERR_TRACE_IO`.
+    /// `ERR_TRACE_VERSION`, `ERR_TRACE_TRUNCATED`, `ERR_TRACE_CORRUPT`, `ERR_TRACE_IO` or
+    /// `ERR_TRACE_INVALID` (a bad argument, not bad trace bytes).
     pub fn code(&self) -> &'static str {
         match self.kind {
             ErrorKind::BadMagic => "ERR_TRACE_BAD_MAGIC",
@@ -85,6 +88,7 @@ impl TraceError {
             | ErrorKind::CountMismatch { .. }
             | ErrorKind::TrailingData => "ERR_TRACE_CORRUPT",
             ErrorKind::Io(_) => "ERR_TRACE_IO",
+            ErrorKind::InvalidArgument(_) => "ERR_TRACE_INVALID",
         }
     }
 }
@@ -147,6 +151,7 @@ impl fmt::Display for TraceError {
                 "corrupt trace: unexpected bytes after the footer, at byte offset {off}"
             ),
             ErrorKind::Io(msg) => write!(f, "I/O error at byte offset {off}: {msg}"),
+            ErrorKind::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! * [`report`]: `perf kvm stat report`-style tables with percentiles per stage, on a bounded,
 //!   log-linear [`Histogram`].
 //! * [`export`]: Chrome Trace Event JSON (Perfetto) and CSV, written in chunks.
+//! * [`flat`]: the flat forms the native and wasm bindings share (columns, JSON header, words).
 //!
 //! ```
 //! use acrn_trace::{TraceHeader, TraceReader, TraceRecord, TraceWriter, IoType, Direction};
@@ -42,6 +43,7 @@ extern crate std;
 
 pub mod error;
 pub mod export;
+pub mod flat;
 pub mod format;
 pub mod hist;
 pub mod io;
