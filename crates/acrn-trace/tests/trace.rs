@@ -694,3 +694,24 @@ fn a_million_requests_stream_through_in_bounded_memory() {
     assert_eq!(g.key, "0x3f8:PIO-W");
     assert_eq!(g.stage(Stage::Total).max(), Some(1098));
 }
+
+#[cfg(feature = "std")]
+#[test]
+fn std_adapters_stream_files() {
+    use acrn_trace::{IoSink, IoSource};
+    let dir = std::env::temp_dir().join(format!("acrn-trace-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.trace");
+    let recs = records(10, 100);
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w = TraceWriter::new(IoSink(std::io::BufWriter::new(file)), &header()).unwrap();
+    for r in &recs {
+        w.write_record(r).unwrap();
+    }
+    let sink = w.finish().unwrap();
+    drop(sink);
+    let rd = TraceReader::new(IoSource(std::fs::File::open(&path).unwrap())).unwrap();
+    let got: Vec<_> = rd.collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, recs);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
