@@ -335,19 +335,21 @@ export function pciFields(address: bigint): { bus: number; device: number; funct
 
 /** Builds the trace API over one binding. */
 export function makeTraceApi(binding: () => TraceBinding): TraceApi {
+  // Plain closures (no `this`): the functions are exported detached.
+  const traceReportJson = (bytes: Uint8Array | ArrayBuffer, by: TraceGroupBy = 'address'): string => {
+    const b = bytesOf(bytes, 'traceReport(bytes)');
+    const g = checkBy(by);
+    return callBinding(() => binding().traceReport(b, g));
+  };
   return {
     decodeTrace(bytes) {
       const b = bytesOf(bytes, 'decodeTrace(bytes)');
       return fromRaw(callBinding(() => binding().decodeTrace(b)));
     },
     traceReport(bytes, by = 'address') {
-      return JSON.parse(this.traceReportJson(bytes, by)) as TraceReport;
+      return JSON.parse(traceReportJson(bytes, by)) as TraceReport;
     },
-    traceReportJson(bytes, by = 'address') {
-      const b = bytesOf(bytes, 'traceReport(bytes)');
-      const g = checkBy(by);
-      return callBinding(() => binding().traceReport(b, g));
-    },
+    traceReportJson,
     traceExportChrome(bytes) {
       const b = bytesOf(bytes, 'traceExportChrome(bytes)');
       return callBinding(() => binding().traceExportChrome(b));
