@@ -13,6 +13,10 @@ commands:
   abi [--json]            sizes, alignments, field offsets, ioctl numbers and constants of <linux/acrn.h>
   decode FILE [--json]    decode a 4096-byte ioreq page dump into its 16 slots
   info [--json]           is /dev/acrn_hsm here, is the emulator available, versions
+  trace report FILE [--by address|device|vcpu|type] [--json]
+                          latency report of an I/O-request trace (perf kvm stat style, with percentiles)
+  trace export FILE --format chrome|csv -o OUT
+                          export a trace (Chrome Trace Event JSON for the Perfetto UI, or CSV)
   help                    this text
 `;
 
@@ -156,7 +160,7 @@ async function cmdInfo(args: string[], out: Out): Promise<number> {
   out.stdout(`device    ${path}: ${device.present ? (device.accessible ? 'present, accessible' : `present, ${device.reason}`) : device.reason}\n`);
   out.stdout(`addon     ${nativeInfo.available ? 'loaded' : `unavailable: ${nativeInfo.error}`}\n`);
   out.stdout(`emulator  ${info.emulator.available ? 'available' : 'unavailable (needs the native addon)'}\n`);
-  out.stdout(`backend   ${info.backend} (the default for Hsm.open / demo)\n`);
+  out.stdout(`backend   ${info.backend} (what demo and bench use)\n`);
   return 0;
 }
 
@@ -171,6 +175,10 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         return await cmdDecode(rest, out);
       case 'info':
         return await cmdInfo(rest, out);
+      case 'trace': {
+        const { traceCommand } = await import('./cli-trace.js');
+        return await traceCommand(rest, out);
+      }
       case undefined:
       case 'help':
       case '--help':

@@ -1,40 +1,36 @@
 /**
- * `acrn-hsm/wasm` for browsers: the decoder API on the wasm module. Call `await init()` once
- * (it fetches `acrn_hsm_wasm_bg.wasm` next to the glue, or takes the module/bytes you pass).
+ * `acrn-hsm/wasm` for browsers: the decoding side of `acrn-hsm` on the wasm module. Call
+ * `await init()` once (it fetches `acrn_hsm_wasm_bg.wasm` next to the glue, or takes the
+ * module/bytes/URL you pass).
  */
 import initWasm, * as wasm from '../../wasm/pkg/acrn_hsm_wasm.js';
 import type { Abi } from '../abi.js';
-import { makeDecoder, type DecoderBinding } from '../decoder.js';
-import { makeEncoder, type EncoderBinding } from '../encode.js';
+import { makeApi, type ApiBinding } from '../api.js';
 import { AcrnHsmError } from '../errors.js';
 
+export type * from '../public-types.js';
 export { AcrnHsmError } from '../errors.js';
-export type { Abi, AbiTables, StructLayout } from '../abi.js';
-export type { Direction, IoRequest, IoreqSlot, IoreqState, MmioRequest, PciRequest, PioRequest } from '../ioreq.js';
+export { NO_DEVICE, pciAddress, pciFields, Trace, TRACE_STAGES, TRACE_STAMPS } from '../trace.js';
 
 let ready = false;
 
 /** Instantiates the wasm module; `input` may be a URL, a Response, bytes or a compiled module. */
 export async function init(input?: Parameters<typeof initWasm>[0]): Promise<void> {
   if (ready) return;
-  await initWasm(input === undefined ? undefined : { module_or_path: input } as Parameters<typeof initWasm>[0]);
+  await initWasm(input === undefined ? undefined : ({ module_or_path: input } as Parameters<typeof initWasm>[0]));
   ready = true;
 }
 
-function binding(): DecoderBinding & EncoderBinding {
+function binding(): ApiBinding {
   if (!ready) throw new AcrnHsmError('ERR_NOT_INITIALIZED', "call `await init()` from 'acrn-hsm/wasm' before decoding");
-  return wasm as unknown as DecoderBinding & EncoderBinding;
+  return wasm as unknown as ApiBinding;
 }
 
-const decoder = makeDecoder(binding);
+const api = makeApi(binding);
 
 /** The ABI of `<linux/acrn.h>` (after `init()`). */
 export function getAbi(): Abi {
-  return decoder.abi;
+  return api.decoder.abi;
 }
-/** Decodes one 256-byte `struct acrn_io_request`. */
-export const decodeIoRequest = decoder.decodeIoRequest;
-/** Decodes a 4096-byte ioreq page into its 16 slots. */
-export const decodeIoreqPage = decoder.decodeIoreqPage;
-/** Encodes a request object into a fresh 256-byte slot image. */
-export const encodeIoRequest = makeEncoder(binding);
+export const { decodeIoRequest, decodeIoreqPage } = api.decoder;
+export const { encodeIoRequest, decodeTrace, traceReport, traceReportJson, traceExportChrome, traceExportCsv, encodeTrace } = api;
