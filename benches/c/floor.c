@@ -24,7 +24,9 @@
  * With --table, HdrHistogram-style percentile tables go to stderr.
  *
  * Usage: floor [--requests N] [--futex-requests N] [--warmup W] [--only spin|futex]
- *              [--table] [--expected-interval-ns NS]
+ *              [--table] [--expected-interval-ns NS] [--no-pin]
+ *
+ * --no-pin leaves placement to the scheduler (the threads of the emulator are not pinned).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -230,7 +232,7 @@ static uint64_t parse_u64(const char *opt, const char *v)
 int main(int argc, char **argv)
 {
 	uint64_t spin_n = 200000, futex_n = 50000, warmup = 5000, interval = 0;
-	bool table = false, do_spin = true, do_futex = true;
+	bool table = false, do_spin = true, do_futex = true, no_pin = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -258,9 +260,11 @@ int main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--table")) {
 			table = true;
+		} else if (!strcmp(a, "--no-pin")) {
+			no_pin = true;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			printf("usage: floor [--requests N] [--futex-requests N] [--warmup W] "
-			       "[--only spin|futex] [--table] [--expected-interval-ns NS]\n");
+			       "[--only spin|futex] [--table] [--expected-interval-ns NS] [--no-pin]\n");
 			return 0;
 		} else {
 			fprintf(stderr, "floor: unknown option %s\n", a);
@@ -274,8 +278,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	memset(s, 0, sizeof(*s));
-	pick_cpus(&s->cpu_vcpu, &s->cpu_client);
+	if (no_pin) {
+		s->cpu_vcpu = -1;
+		s->cpu_client = -1;
+	} else {
+		pick_cpus(&s->cpu_vcpu, &s->cpu_client);
+	}
 	s->pinned = s->cpu_vcpu >= 0 && s->cpu_client >= 0;
+	/* Unpinned spinning threads may share a CPU: yield now and then. */
 	s->yield_spins = s->pinned ? 0 : 256;
 	s->warmup = warmup;
 	s->expected_interval = interval;
