@@ -10,6 +10,8 @@ import type { IoRequest, IoreqSlot } from './ioreq.js';
 const USAGE = `usage: acrn-hsm <command> [options]
 
 commands:
+  demo [--vcpus N] [--requests N] [--seconds S] [--mode notify|poll] [--json]
+                          a User VM on the emulator with devices in Rust and TypeScript; every value checked
   abi [--json]            sizes, alignments, field offsets, ioctl numbers and constants of <linux/acrn.h>
   decode FILE [--json]    decode a 4096-byte ioreq page dump into its 16 slots
   info [--json]           is /dev/acrn_hsm here, is the emulator available, versions
@@ -175,6 +177,10 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         return await cmdDecode(rest, out);
       case 'info':
         return await cmdInfo(rest, out);
+      case 'demo': {
+        const { demoCommand } = await import('./cli-demo.js');
+        return await demoCommand(rest, out);
+      }
       case 'trace': {
         const { traceCommand } = await import('./cli-trace.js');
         return await traceCommand(rest, out);
@@ -189,7 +195,7 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+    if (err instanceof UsageError || (err instanceof AcrnHsmError && err.code === 'ERR_USAGE') || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
       out.stderr(`acrn-hsm: ${err.message}\n${USAGE.split('\n')[0]}\n`);
       return 2;
     }

@@ -10,9 +10,11 @@
 #![allow(missing_debug_implementations)]
 
 mod decode;
+mod demo;
 mod hsm;
 mod trace;
 
 pub use decode::*;
+pub use demo::*;
 pub use hsm::*;
 pub use trace::*;
