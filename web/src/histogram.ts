@@ -1,0 +1,133 @@
+// Latency histogram of the `total` stage with logarithmic axes (latencies span decades: a
+// fast PIO exit and a slow MMIO handler differ by 1000x) and p50 / p99 markers. Percentiles
+// here are exact nearest-rank values over every request (the table's are per group).
+import { fitCanvas } from './dom.js';
+import { formatCount, formatNs } from './format.js';
+
+const BINS_PER_DECADE = 16;
+
+export interface LatencyStats {
+  count: number;
+  p50: number;
+  p99: number;
+  min: number;
+  max: number;
+}
+
+/** Nearest-rank percentile `p` (0..100) of sorted values. */
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[rank - 1] as number;
+}
+
+export class Histogram {
+  #sorted = new Float64Array(0);
+  #stats: LatencyStats | null = null;
+
+  constructor(private readonly canvas: HTMLCanvasElement) {}
+
+  /** Takes the per-request latencies (NaN = not observed). */
+  setData(total: Float64Array): LatencyStats | null {
+    let n = 0;
+    for (let i = 0; i < total.length; i++) if (!Number.isNaN(total[i] as number)) n++;
+    const v = new Float64Array(n);
+    n = 0;
+    for (let i = 0; i < total.length; i++) if (!Number.isNaN(total[i] as number)) v[n++] = total[i] as number;
+    v.sort();
+    this.#sorted = v;
+    this.#stats = n === 0 ? null : { count: n, p50: percentile(v, 50), p99: percentile(v, 99), min: v[0] as number, max: v[n - 1] as number };
+    const d = this.canvas.dataset;
+    d.count = String(n);
+    d.p50Ns = this.#stats ? String(this.#stats.p50) : '';
+    d.p99Ns = this.#stats ? String(this.#stats.p99) : '';
+    this.draw();
+    return this.#stats;
+  }
+
+  draw(): void {
+    const { ctx, width, height } = fitCanvas(this.canvas);
+    ctx.clearRect(0, 0, width, height);
+    const stats = this.#stats;
+    ctx.font = '11px system-ui, sans-serif';
+    if (!stats) {
+      ctx.fillStyle = '#6a7587';
+      ctx.fillText('No request has both PENDING and FREE/COMPLETE observed.', 10, 20);
+      this.canvas.dataset.bins = '0';
+      return;
+    }
+    const pad = { l: 44, r: 12, t: 18, b: 26 };
+    const lo = Math.floor(Math.log10(Math.max(1, stats.min)));
+    const hi = Math.max(lo + 1, Math.ceil(Math.log10(Math.max(1, stats.max) * 1.0001)));
+    const nb = (hi - lo) * BINS_PER_DECADE;
+    const counts = new Float64Array(nb);
+    for (let i = 0; i < this.#sorted.length; i++) {
+      const x = Math.log10(Math.max(1, this.#sorted[i] as number));
+      const b = Math.min(nb - 1, Math.max(0, Math.floor((x - lo) * BINS_PER_DECADE)));
+      counts[b]! += 1;
+    }
+    let maxCount = 1;
+    for (const c of counts) maxCount = Math.max(maxCount, c);
+    const yTop = Math.ceil(Math.log10(maxCount + 1));
+    const pw = width - pad.l - pad.r;
+    const ph = height - pad.t - pad.b;
+    const xOf = (ns: number) => pad.l + ((Math.log10(Math.max(1, ns)) - lo) / (hi - lo)) * pw;
+    const yOf = (c: number) => pad.t + ph - (Math.log10(c + 1) / Math.max(1, yTop)) * ph;
+
+    // Grid and axes: one line per decade on both axes.
+    ctx.strokeStyle = '#eef1f6';
+    ctx.fillStyle = '#6a7587';
+    ctx.lineWidth = 1;
+    ctx.textAlign = 'center';
+    for (let d = lo; d <= hi; d++) {
+      const x = Math.round(pad.l + ((d - lo) / (hi - lo)) * pw) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(x, pad.t);
+      ctx.lineTo(x, pad.t + ph);
+      ctx.stroke();
+      ctx.fillText(formatNs(10 ** d), x, height - 8);
+    }
+    ctx.textAlign = 'right';
+    for (let d = 0; d <= yTop; d++) {
+      const y = Math.round(yOf(10 ** d - 1)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(pad.l, y);
+      ctx.lineTo(pad.l + pw, y);
+      ctx.stroke();
+      ctx.fillText(d === 0 ? '0' : formatCount(10 ** d), pad.l - 6, y + 4);
+    }
+
+    let bins = 0;
+    ctx.fillStyle = '#5b8def';
+    const bw = pw / nb;
+    for (let b = 0; b < nb; b++) {
+      const c = counts[b] as number;
+      if (c === 0) continue;
+      bins++;
+      const y = yOf(c);
+      ctx.fillRect(pad.l + b * bw + 0.5, y, Math.max(1, bw - 1), pad.t + ph - y);
+    }
+    this.canvas.dataset.bins = String(bins);
+
+    // Percentile markers.
+    for (const [label, ns, colour] of [
+      ['p50', stats.p50, '#1d8f4e'],
+      ['p99', stats.p99, '#d9480f'],
+    ] as const) {
+      const x = Math.round(xOf(ns)) + 0.5;
+      ctx.strokeStyle = colour;
+      ctx.setLineDash([4, 3]);
+      ctx.beginPath();
+      ctx.moveTo(x, pad.t - 4);
+      ctx.lineTo(x, pad.t + ph);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = colour;
+      ctx.textAlign = x > width - 90 ? 'right' : 'left';
+      ctx.fillText(`${label} ${formatNs(ns)}`, x + (ctx.textAlign === 'right' ? -4 : 4), pad.t - 6 + (label === 'p99' ? 0 : 12));
+    }
+    ctx.fillStyle = '#6a7587';
+    ctx.textAlign = 'left';
+    ctx.fillText(`${formatCount(stats.count)} requests`, pad.l + 4, height - pad.b - ph + 26);
+  }
+}
