@@ -166,9 +166,11 @@ export async function traceCommand(args: string[], out: Out): Promise<number> {
         return await report(rest, out);
       case 'export':
         return await exportCmd(rest, out);
-      case 'view':
-        out.stderr('acrn-hsm trace view: not yet available (the trace viewer is coming); use `trace export --format chrome` and https://ui.perfetto.dev meanwhile\n');
-        return 2;
+      case 'view': {
+        // Loaded on demand: the other subcommands do not need the HTTP server.
+        const { traceViewCommand } = await import('./cli-view.js');
+        return await traceViewCommand(rest, out);
+      }
       case undefined:
       case 'help':
       case '--help':
