@@ -35,6 +35,7 @@ describe('C benchmark programs', () => {
     expect(o.futex.count).toBe(300);
     checkLatencies(o.spin);
     checkLatencies(o.futex);
+    if (o.pinned) checkLatencies(o.futex_unpinned);
     expect(r.stderr).toContain('Percentile');
   });
 

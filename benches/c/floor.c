@@ -20,7 +20,10 @@
  *          per request, the floor of notification-mode completion.
  *
  * Output (stdout): {"spin": {p50_ns, p99_ns, p999_ns, max_ns, min_ns, mean_ns, count},
- *                   "futex": {...}, "pinned": bool, "cpus": [a, b], "requests": N, "warmup": W}
+ *                   "futex": {...}, "futex_unpinned": {...}, "pinned": bool, "cpus": [a, b],
+ *                   "warmup": W}
+ * ("futex_unpinned": the futex variant again with both threads left to the scheduler; only
+ * when the main runs were pinned.)
  * With --table, HdrHistogram-style percentile tables go to stderr.
  *
  * Usage: floor [--requests N] [--futex-requests N] [--warmup W] [--only spin|futex]
@@ -310,6 +313,21 @@ int main(int argc, char **argv)
 			hist_print_table(stderr, &s->hist, "floor: futex (FUTEX_WAIT/FUTEX_WAKE)");
 		printf("%s\"futex\": ", first ? "" : ", ");
 		hist_print_json(stdout, &s->hist);
+		first = false;
+		if (s->pinned) {
+			/* The same, placed by the scheduler (which tends to keep a sleeping pair on
+			 * one CPU: two same-CPU switches instead of two cross-CPU wake-ups). */
+			int a = s->cpu_vcpu, b = s->cpu_client;
+			s->cpu_vcpu = s->cpu_client = -1;
+			run(s);
+			s->cpu_vcpu = a;
+			s->cpu_client = b;
+			if (table)
+				hist_print_table(stderr, &s->hist,
+						 "floor: futex, threads not pinned");
+			printf(", \"futex_unpinned\": ");
+			hist_print_json(stdout, &s->hist);
+		}
 	}
 	printf(", \"pinned\": %s, \"cpus\": [%d, %d], \"warmup\": %llu}\n",
 	       s->pinned ? "true" : "false", s->cpu_vcpu, s->cpu_client,

@@ -1,6 +1,6 @@
 // Summarizes benches/c/run-matrix.sh output (JSONL on stdin) as Markdown tables: the median
 // over runs of every figure (with the min..max of p50 over runs), and the reference client's
-// p50 as a ratio of the floor's (spin for polling, futex for notify).
+// p50 as a ratio of the floor's (spin for polling; futex, pinned and unpinned, for notify).
 import { readFileSync } from 'node:fs';
 
 const rows = readFileSync(0, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
@@ -15,7 +15,7 @@ const floor = {};
 console.log(`runs: ${floors.length}; load average at each run: ${rows.map((r) => r.load).join(' ')}\n`);
 console.log('| floor | p50 (median; min..max) | p99 | p99.9 | max | count |');
 console.log('|---|---|---|---|---|---|');
-for (const k of ['spin', 'futex']) {
+for (const k of ['spin', 'futex', 'futex_unpinned']) {
   const xs = floors.map((f) => f[k]).filter(Boolean);
   if (!xs.length) continue;
   const p50s = xs.map((x) => x.p50_ns);
@@ -34,7 +34,7 @@ for (const [key, xs] of groups) {
   const [loop, mode, vcpus] = key.split('|');
   const p50s = xs.map((x) => x.p50_ns);
   const p50 = median(p50s);
-  const ref = mode === 'polling' ? floor.spin : floor.futex;
-  const ratio = ref ? `${(p50 / ref).toFixed(2)}x ${mode === 'polling' ? 'spin' : 'futex'}` : '';
+  const r = (ref, name) => (ref ? `${(p50 / ref).toFixed(2)}x ${name}` : '');
+  const ratio = mode === 'polling' ? r(floor.spin, 'spin') : [r(floor.futex, 'futex'), r(floor.futex_unpinned, 'futex unpinned')].filter(Boolean).join(', ');
   console.log(`| ${loop} | ${mode} | ${vcpus} | ${fmt(p50)} (${fmt(Math.min(...p50s))}..${fmt(Math.max(...p50s))}) | ${fmt(median(xs.map((x) => x.p99_ns)))} | ${fmt(median(xs.map((x) => x.p999_ns)))} | ${fmt(median(xs.map((x) => x.max_ns)))} | ${Math.round(median(xs.map((x) => x.throughput_rps)))} | ${ratio} |`);
 }
