@@ -21,6 +21,21 @@ export function percentile(sorted: Float64Array, p: number): number {
   return sorted[rank - 1] as number;
 }
 
+/** A decade of ns as an axis label: 100ns, 1us, 10us, ... */
+function decade(d: number): string {
+  const units = ['ns', 'us', 'ms', 's'];
+  const u = Math.min(3, Math.max(0, Math.floor(d / 3)));
+  return `${10 ** (d - 3 * u)}${units[u]}`;
+}
+
+/** 1, 10, 100, 1k, 10k, 100k, 1M, ... */
+function compact(n: number): string {
+  if (n >= 1e9) return `${n / 1e9}G`;
+  if (n >= 1e6) return `${n / 1e6}M`;
+  if (n >= 1e3) return `${n / 1e3}k`;
+  return String(n);
+}
+
 export class Histogram {
   #sorted = new Float64Array(0);
   #stats: LatencyStats | null = null;
@@ -41,6 +56,8 @@ export class Histogram {
     d.count = String(n);
     d.p50Ns = this.#stats ? String(this.#stats.p50) : '';
     d.p99Ns = this.#stats ? String(this.#stats.p99) : '';
+    const hint = document.getElementById('histogram-hint');
+    if (hint) hint.textContent = `log–log · ${formatCount(n)} requests`;
     this.draw();
     return this.#stats;
   }
@@ -56,7 +73,7 @@ export class Histogram {
       this.canvas.dataset.bins = '0';
       return;
     }
-    const pad = { l: 44, r: 12, t: 18, b: 26 };
+    const pad = { l: 40, r: 16, t: 30, b: 24 };
     const lo = Math.floor(Math.log10(Math.max(1, stats.min)));
     const hi = Math.max(lo + 1, Math.ceil(Math.log10(Math.max(1, stats.max) * 1.0001)));
     const nb = (hi - lo) * BINS_PER_DECADE;
@@ -85,7 +102,8 @@ export class Histogram {
       ctx.moveTo(x, pad.t);
       ctx.lineTo(x, pad.t + ph);
       ctx.stroke();
-      ctx.fillText(formatNs(10 ** d), x, height - 8);
+      ctx.textAlign = d === hi ? 'right' : d === lo ? 'left' : 'center';
+      ctx.fillText(decade(d), d === hi ? x + 2 : d === lo ? x - 2 : x, height - 8);
     }
     ctx.textAlign = 'right';
     for (let d = 0; d <= yTop; d++) {
@@ -94,7 +112,7 @@ export class Histogram {
       ctx.moveTo(pad.l, y);
       ctx.lineTo(pad.l + pw, y);
       ctx.stroke();
-      ctx.fillText(d === 0 ? '0' : formatCount(10 ** d), pad.l - 6, y + 4);
+      ctx.fillText(d === 0 ? '0' : compact(10 ** d), pad.l - 6, y + 4);
     }
 
     let bins = 0;
@@ -123,11 +141,9 @@ export class Histogram {
       ctx.stroke();
       ctx.setLineDash([]);
       ctx.fillStyle = colour;
+      // Labels above the plot, p99 on the upper row so close markers do not collide.
       ctx.textAlign = x > width - 90 ? 'right' : 'left';
-      ctx.fillText(`${label} ${formatNs(ns)}`, x + (ctx.textAlign === 'right' ? -4 : 4), pad.t - 6 + (label === 'p99' ? 0 : 12));
+      ctx.fillText(`${label} ${formatNs(ns)}`, x + (ctx.textAlign === 'right' ? -4 : 4), label === 'p99' ? 11 : 24);
     }
-    ctx.fillStyle = '#6a7587';
-    ctx.textAlign = 'left';
-    ctx.fillText(`${formatCount(stats.count)} requests`, pad.l + 4, height - pad.b - ph + 26);
   }
 }

@@ -31,8 +31,11 @@ export class Timeline {
   // Per-column accumulators, reused across frames.
   #cover = new Float32Array(0);
   #count = new Uint32Array(0);
-  #longest = new Float64Array(0);
-  #dev = new Int32Array(0);
+  /** Per column × device slot (devices in header order, then "none"): covered px. */
+  #devCover = new Float32Array(0);
+  /** Device id → slot in #devCover. */
+  #slot = new Map<number, number>();
+  #slots = 1;
 
   /** Called with the record index when a request is clicked (-1: none there). */
   onSelect: (index: number) => void = () => {};
@@ -46,6 +49,9 @@ export class Timeline {
     this.#model = model;
     this.#selected = -1;
     this.#colour = new Map(model.trace.header.devices.map((d, i) => [d.id, PALETTE[i % PALETTE.length] as string]));
+    this.#slot = new Map(model.trace.header.devices.map((d, i) => [d.id, i]));
+    this.#slots = model.trace.header.devices.length + 1;
+    this.#devCover = new Float32Array(0);
     const lanes = model.lanes.length;
     this.#laneH = lanes <= 8 ? 28 : lanes <= 16 ? 20 : Math.max(8, Math.floor(320 / lanes));
     this.canvas.style.height = `${AXIS + lanes * this.#laneH + 8}px`;
@@ -121,11 +127,10 @@ export class Timeline {
     const nsPerPx = (this.#v1 - this.#v0) / plotW;
     ctx.clearRect(0, 0, width, height);
     this.#drawAxis(ctx, plotW, height, nsPerPx);
-    if (this.#cover.length !== plotW) {
+    if (this.#cover.length !== plotW || this.#devCover.length !== plotW * this.#slots) {
       this.#cover = new Float32Array(plotW);
       this.#count = new Uint32Array(plotW);
-      this.#longest = new Float64Array(plotW);
-      this.#dev = new Int32Array(plotW);
+      this.#devCover = new Float32Array(plotW * this.#slots);
     }
     let drawn = 0;
     m.lanes.forEach((lane, li) => {
@@ -177,8 +182,9 @@ export class Timeline {
     const barH = h - 6;
     const cover = this.#cover.fill(0);
     const count = this.#count.fill(0);
-    const longest = this.#longest.fill(-1);
-    const dev = this.#dev;
+    const devCover = this.#devCover.fill(0);
+    const slots = this.#slots;
+    const slotOf = this.#slot;
     const v0 = this.#v0;
     const v1 = this.#v1;
     const first = lowerBound(lane.start, v0 - lane.maxSpan);
@@ -198,22 +204,31 @@ export class Timeline {
       const c0 = Math.max(0, Math.floor(x0));
       const c1 = Math.min(plotW - 1, Math.floor(x1));
       const i = lane.index[k] as number;
-      const span = e - (lane.start[k] as number);
+      const slot = slotOf.get(m.trace.records.device[i] as number) ?? slots - 1;
       for (let c = c0; c <= c1; c++) {
-        cover[c]! += Math.max(0, Math.min(x1, c + 1) - Math.max(x0, c));
+        // A zero-length request still counts a little, so it shows.
+        const px = Math.max(0.05, Math.min(x1, c + 1) - Math.max(x0, c));
+        cover[c]! += px;
         count[c]! += 1;
-        if (span > (longest[c] as number)) {
-          longest[c] = span;
-          dev[c] = m.trace.records.device[i] as number;
-        }
+        devCover[c * slots + slot]! += px;
       }
     }
-    // Binned columns: opacity shows how busy the vCPU was in that column.
+    // Binned columns: opacity shows how busy the vCPU was in that column, and the column is
+    // split between the devices in proportion to the time each of them took there.
+    const colours = [...this.#colour.values(), NONE_COLOUR];
     for (let c = 0; c < plotW; c++) {
       if (count[c] === 0) continue;
-      ctx.globalAlpha = 0.35 + 0.65 * Math.min(1, cover[c] as number);
-      ctx.fillStyle = this.colourOf(dev[c] as number);
-      ctx.fillRect(GUTTER + c, barTop, 1, barH);
+      const busy = cover[c] as number;
+      ctx.globalAlpha = 0.35 + 0.65 * Math.min(1, busy);
+      let y = barTop;
+      for (let d = 0; d < slots; d++) {
+        const part = devCover[c * slots + d] as number;
+        if (part === 0) continue;
+        const h = (part / busy) * barH;
+        ctx.fillStyle = colours[d] as string;
+        ctx.fillRect(GUTTER + c, y, 1, h);
+        y += h;
+      }
     }
     ctx.globalAlpha = 1;
     for (const k of wide) this.#drawRequest(ctx, m, lane.index[k] as number, barTop, barH, nsPerPx, plotW);
