@@ -164,6 +164,33 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer in Chromium', () => {
     expect(vcpuKeys).toEqual([...new Set(trace.records.vcpu)].map((v) => `vcpu${v}`).sort());
   });
 
+  it('selects a row: its requests in the histogram (own p50/p99) and on the timeline', async () => {
+    await page.getByTestId('group-by').selectOption('address');
+    const { report } = await cliReport(file, 'address');
+    const h = page.getByTestId('latency-histogram');
+    // Rows of each kind (PIO, MMIO, PCI): the page computes group membership itself, so this
+    // checks its keys against the core's.
+    for (const kind of ['PIO', 'MMIO', 'PCI']) {
+      const g = report.groups.find((x) => x.key.includes(`:${kind}-`) && x.stages.total.count > 0);
+      if (!g) continue;
+      const row = page.locator(`[data-testid=report-table] tbody tr[data-key="${g.key}"]`);
+      await row.click();
+      expect(await page.getAttribute('[data-testid=report-table]', 'data-selected')).toBe(g.key);
+      expect(await row.getAttribute('aria-selected')).toBe('true');
+      expect(await h.getAttribute('data-selected-count')).toBe(String(g.stages.total.count));
+      expect(await page.getAttribute('[data-testid=timeline]', 'data-highlight')).toBe('true');
+      // Exact nearest-rank here, the core's log-linear histogram (within 1/128) there.
+      for (const [attr, cli] of [['data-p50-ns', g.p50_ns], ['data-p99-ns', g.p99_ns]] as const) {
+        const exact = Number(await h.getAttribute(attr));
+        expect(Math.abs(exact - (cli as number))).toBeLessThanOrEqual(Math.max(1, (cli as number) / 100));
+      }
+      if (kind === 'MMIO') await page.screenshot({ path: join(ARTIFACTS, 'viewer-selected.png'), fullPage: true });
+      await row.click(); // again: unselect
+      expect(await page.getAttribute('[data-testid=report-table]', 'data-selected')).toBeNull();
+      expect(await h.getAttribute('data-selected-count')).toBeNull();
+    }
+  });
+
   it('draws the latency histogram with p50/p99 markers', async () => {
     const h = page.getByTestId('latency-histogram');
     const lat = Array.from(total)

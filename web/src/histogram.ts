@@ -36,30 +36,68 @@ function compact(n: number): string {
   return String(n);
 }
 
+/** The observed latencies (of the records in `mask`, if given), sorted. */
+function sortedLatencies(total: Float64Array, mask: Uint8Array | null): Float64Array {
+  let n = 0;
+  for (let i = 0; i < total.length; i++) if (!Number.isNaN(total[i] as number) && (!mask || mask[i])) n++;
+  const v = new Float64Array(n);
+  n = 0;
+  for (let i = 0; i < total.length; i++) if (!Number.isNaN(total[i] as number) && (!mask || mask[i])) v[n++] = total[i] as number;
+  return v.sort();
+}
+
+function statsOf(v: Float64Array): LatencyStats | null {
+  const n = v.length;
+  return n === 0 ? null : { count: n, p50: percentile(v, 50), p99: percentile(v, 99), min: v[0] as number, max: v[n - 1] as number };
+}
+
 export class Histogram {
-  #sorted = new Float64Array(0);
+  #sorted: Float64Array = new Float64Array(0);
   #stats: LatencyStats | null = null;
+  #total: Float64Array = new Float64Array(0);
+  /** The selected group's latencies (sorted) and stats, drawn over the others. */
+  #sel: { sorted: Float64Array; stats: LatencyStats | null; label: string } | null = null;
 
   constructor(private readonly canvas: HTMLCanvasElement) {}
 
   /** Takes the per-request latencies (NaN = not observed). */
   setData(total: Float64Array): LatencyStats | null {
-    let n = 0;
-    for (let i = 0; i < total.length; i++) if (!Number.isNaN(total[i] as number)) n++;
-    const v = new Float64Array(n);
-    n = 0;
-    for (let i = 0; i < total.length; i++) if (!Number.isNaN(total[i] as number)) v[n++] = total[i] as number;
-    v.sort();
+    this.#total = total;
+    this.#sel = null;
+    const v = sortedLatencies(total, null);
     this.#sorted = v;
-    this.#stats = n === 0 ? null : { count: n, p50: percentile(v, 50), p99: percentile(v, 99), min: v[0] as number, max: v[n - 1] as number };
-    const d = this.canvas.dataset;
-    d.count = String(n);
-    d.p50Ns = this.#stats ? String(this.#stats.p50) : '';
-    d.p99Ns = this.#stats ? String(this.#stats.p99) : '';
-    const hint = document.getElementById('histogram-hint');
-    if (hint) hint.textContent = `log–log · ${formatCount(n)} requests`;
+    this.#stats = statsOf(v);
+    this.#publish();
     this.draw();
     return this.#stats;
+  }
+
+  /** Highlights the requests in `mask` (null: none), with their own p50 / p99 markers. */
+  setSelection(mask: Uint8Array | null, label = ''): void {
+    if (!mask) this.#sel = null;
+    else {
+      const v = sortedLatencies(this.#total, mask);
+      this.#sel = { sorted: v, stats: statsOf(v), label };
+    }
+    this.#publish();
+    this.draw();
+  }
+
+  #publish(): void {
+    // What the markers show, for tests and tools: the selection's when there is one.
+    const shown = this.#sel ? this.#sel.stats : this.#stats;
+    const d = this.canvas.dataset;
+    d.count = String(this.#sorted.length);
+    d.p50Ns = shown ? String(shown.p50) : '';
+    d.p99Ns = shown ? String(shown.p99) : '';
+    if (this.#sel) d.selectedCount = String(this.#sel.sorted.length);
+    else delete d.selectedCount;
+    const hint = document.getElementById('histogram-hint');
+    if (hint) {
+      hint.textContent = this.#sel
+        ? `log–log · ${formatCount(this.#sel.sorted.length)} of ${formatCount(this.#sorted.length)} requests: ${this.#sel.label}`
+        : `log–log · ${formatCount(this.#sorted.length)} requests`;
+    }
   }
 
   draw(): void {
@@ -77,12 +115,16 @@ export class Histogram {
     const lo = Math.floor(Math.log10(Math.max(1, stats.min)));
     const hi = Math.max(lo + 1, Math.ceil(Math.log10(Math.max(1, stats.max) * 1.0001)));
     const nb = (hi - lo) * BINS_PER_DECADE;
-    const counts = new Float64Array(nb);
-    for (let i = 0; i < this.#sorted.length; i++) {
-      const x = Math.log10(Math.max(1, this.#sorted[i] as number));
-      const b = Math.min(nb - 1, Math.max(0, Math.floor((x - lo) * BINS_PER_DECADE)));
-      counts[b]! += 1;
-    }
+    const binOf = (v: Float64Array) => {
+      const counts = new Float64Array(nb);
+      for (let i = 0; i < v.length; i++) {
+        const x = Math.log10(Math.max(1, v[i] as number));
+        counts[Math.min(nb - 1, Math.max(0, Math.floor((x - lo) * BINS_PER_DECADE)))]! += 1;
+      }
+      return counts;
+    };
+    const counts = binOf(this.#sorted);
+    const selCounts = this.#sel ? binOf(this.#sel.sorted) : null;
     let maxCount = 1;
     for (const c of counts) maxCount = Math.max(maxCount, c);
     const yTop = Math.ceil(Math.log10(maxCount + 1));
@@ -116,22 +158,29 @@ export class Histogram {
     }
 
     let bins = 0;
-    ctx.fillStyle = '#5b8def';
     const bw = pw / nb;
-    for (let b = 0; b < nb; b++) {
-      const c = counts[b] as number;
-      if (c === 0) continue;
-      bins++;
-      const y = yOf(c);
-      ctx.fillRect(pad.l + b * bw + 0.5, y, Math.max(1, bw - 1), pad.t + ph - y);
-    }
+    const bars = (cs: Float64Array, colour: string) => {
+      ctx.fillStyle = colour;
+      for (let b = 0; b < nb; b++) {
+        const c = cs[b] as number;
+        if (c === 0) continue;
+        bins++;
+        const y = yOf(c);
+        ctx.fillRect(pad.l + b * bw + 0.5, y, Math.max(1, bw - 1), pad.t + ph - y);
+      }
+    };
+    bars(counts, selCounts ? '#cdd8ec' : '#5b8def');
+    if (selCounts) bars(selCounts, '#2f6fde');
     this.canvas.dataset.bins = String(bins);
+    const marked = this.#sel ? this.#sel.stats : stats;
 
     // Percentile markers.
-    for (const [label, ns, colour] of [
-      ['p50', stats.p50, '#1d8f4e'],
-      ['p99', stats.p99, '#d9480f'],
-    ] as const) {
+    for (const [label, ns, colour] of marked
+      ? ([
+          ['p50', marked.p50, '#1d8f4e'],
+          ['p99', marked.p99, '#d9480f'],
+        ] as const)
+      : []) {
       const x = Math.round(xOf(ns)) + 0.5;
       ctx.strokeStyle = colour;
       ctx.setLineDash([4, 3]);

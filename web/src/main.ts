@@ -6,7 +6,7 @@ import { showDetails } from './details.js';
 import { byId, el } from './dom.js';
 import { formatCount, formatNs } from './format.js';
 import { Histogram } from './histogram.js';
-import { buildModel, type Model } from './model.js';
+import { buildModel, selectGroup, type Model } from './model.js';
 import { setupPageDump } from './pagedump.js';
 import { ReportTable } from './table.js';
 import { PALETTE, STAGE_COLOURS, STAGE_NAMES, Timeline } from './timeline.js';
@@ -98,6 +98,9 @@ function showReport(): void {
     reports.set(by, report);
   }
   table.show(report);
+  // A new grouping drops the row selection.
+  histogram.setSelection(null);
+  timeline.highlight(null);
 }
 
 function showLegend(m: Model): void {
@@ -166,6 +169,12 @@ function setupInputs(): void {
   byId('zoom-in').addEventListener('click', () => timeline.zoom(0.5));
   byId('zoom-out').addEventListener('click', () => timeline.zoom(2));
   byId('zoom-reset').addEventListener('click', () => timeline.fit());
+  table.onSelect = (key) => {
+    if (!model) return;
+    const sel = key === null ? null : selectGroup(model, groupBy.value, key);
+    histogram.setSelection(sel?.mask ?? null, key ?? '');
+    timeline.highlight(sel?.mask ?? null);
+  };
   timeline.onSelect = (i) => {
     if (model) showDetails(details, model, i);
   };

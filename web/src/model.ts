@@ -150,3 +150,58 @@ export function deviceName(model: Model, i: number): string {
   const d = model.trace.records.device[i] as number;
   return d === NO_DEVICE ? '(none)' : (model.deviceNames.get(d) ?? `device ${d}`);
 }
+
+const TYPE_LABELS = ['PIO', 'MMIO', 'PCI'];
+
+/**
+ * Record `i`'s key in a report grouped `by`, written exactly as the core writes it
+ * (crates/acrn-trace: `address_key`, `type_key`), so a table row selects its requests.
+ */
+export function groupKey(model: Model, i: number, by: string): string {
+  const c = model.trace.records;
+  const type = `${TYPE_LABELS[c.type[i] as number] ?? '?'}-${c.direction[i] === 1 ? 'W' : 'R'}`;
+  switch (by) {
+    case 'type':
+      return type;
+    case 'vcpu':
+      return `vcpu${c.vcpu[i] as number}`;
+    case 'device': {
+      const d = c.device[i] as number;
+      return d === NO_DEVICE ? '(none)' : (model.deviceNames.get(d) ?? `device${d}`);
+    }
+    default: {
+      const a = c.address[i] as bigint;
+      if (c.type[i] !== 2) return `0x${a.toString(16)}:${type}`;
+      const h2 = (n: bigint) => n.toString(16).padStart(2, '0');
+      return `${h2((a >> 24n) & 0xffn)}:${h2((a >> 19n) & 0x1fn)}.${(a >> 16n) & 7n}@0x${(a & 0xffffn).toString(16)}:${type}`;
+    }
+  }
+}
+
+/** A mask of the records whose key (grouped `by`) is `key`, and how many there are. */
+export function selectGroup(model: Model, by: string, key: string): { mask: Uint8Array; count: number } {
+  const c = model.trace.records;
+  const n = c.count;
+  const mask = new Uint8Array(n);
+  let count = 0;
+  // Formatting a BigInt address per record is slow on a million records: memoise the match
+  // per distinct address (BigInt map keys compare by value) and type/direction.
+  const memo = new Map<bigint, (boolean | undefined)[]>();
+  for (let i = 0; i < n; i++) {
+    let hit: boolean;
+    if (by === 'address') {
+      const a = c.address[i] as bigint;
+      let slots = memo.get(a);
+      if (!slots) memo.set(a, (slots = []));
+      const s = (c.type[i] as number) * 2 + (c.direction[i] as number);
+      hit = slots[s] ??= groupKey(model, i, by) === key;
+    } else {
+      hit = groupKey(model, i, by) === key;
+    }
+    if (hit) {
+      mask[i] = 1;
+      count++;
+    }
+  }
+  return { mask, count };
+}

@@ -16,6 +16,7 @@ const COLUMNS: Column[] = [
   { id: 'key', label: 'key', value: (g) => g.key, show: (g) => g.key },
   { id: 'count', label: 'count', value: (g) => g.count, show: (g) => formatCount(g.count) },
   { id: 'share', label: 'share', value: (g) => g.share, show: (g) => formatShare(g.share) },
+  { id: 'notok', label: 'not ok', value: (g) => g.count - (g.outcomes.ok ?? 0), show: (g) => (g.count - (g.outcomes.ok ?? 0) ? formatCount(g.count - (g.outcomes.ok ?? 0)) : '') },
   { id: 'min', label: 'min', value: (g) => g.min_ns, show: (g) => formatNs(g.min_ns) },
   { id: 'p50', label: 'p50', value: (g) => g.p50_ns, show: (g) => formatNs(g.p50_ns) },
   { id: 'p99', label: 'p99', value: (g) => g.p99_ns, show: (g) => formatNs(g.p99_ns) },
@@ -50,11 +51,16 @@ export function sortGroups(groups: TraceReportGroup[], sort: SortState): TraceRe
 export class ReportTable {
   #sort: SortState = null;
   #report: TraceReport | null = null;
+  #selected: string | null = null;
+
+  /** Called when a row is selected (its key) or unselected (null). */
+  onSelect: (key: string | null) => void = () => {};
 
   constructor(private readonly table: HTMLTableElement) {}
 
   show(report: TraceReport): void {
     this.#report = report;
+    this.#selected = null;
     this.render();
   }
 
@@ -63,13 +69,15 @@ export class ReportTable {
     if (!report) return;
     this.table.replaceChildren();
     this.table.dataset.by = report.by;
+    if (this.#selected) this.table.dataset.selected = this.#selected;
+    else delete this.table.dataset.selected;
     const head = el('thead');
     const hr = el('tr');
     for (const c of COLUMNS) {
       const th = el('th', 'sortable', c.id === 'key' ? report.by : c.label);
       th.dataset.column = c.id;
       th.scope = 'col';
-      th.title = `sort by ${c.label}`;
+      th.title = c.id === 'notok' ? 'requests not completed ok (unclaimed, handler error, ...); sort' : `sort by ${c.label}`;
       if (this.#sort?.column === c.id) th.setAttribute('aria-sort', this.#sort.dir);
       th.addEventListener('click', () => this.toggle(c.id));
       hr.append(th);
@@ -80,6 +88,16 @@ export class ReportTable {
     for (const g of sortGroups(report.groups, this.#sort)) {
       const tr = el('tr');
       tr.dataset.key = g.key;
+      if (g.key === this.#selected) {
+        tr.classList.add('selected');
+        tr.setAttribute('aria-selected', 'true');
+      }
+      tr.title = 'click: show these requests in the histogram and the timeline';
+      tr.addEventListener('click', () => {
+        this.#selected = this.#selected === g.key ? null : g.key;
+        this.render();
+        this.onSelect(this.#selected);
+      });
       for (const c of COLUMNS) {
         const td = el('td', c.id === 'key' ? 'key' : undefined);
         const v = c.value(g);
@@ -92,7 +110,10 @@ export class ReportTable {
         } else {
           td.textContent = c.show(g);
         }
-        if (c.id === 'key') td.title = outcomesText(g);
+        if (c.id === 'notok' && v) {
+          td.className = 'notok';
+          td.title = outcomesText(g);
+        }
         tr.append(td);
       }
       body.append(tr);
@@ -114,6 +135,7 @@ export class ReportTable {
 
 function outcomesText(g: TraceReportGroup): string {
   return Object.entries(g.outcomes)
-    .map(([k, n]) => `${k}: ${n}`)
+    .filter(([k]) => k !== 'ok')
+    .map(([k, n]) => `${n} ${k.replace('_', ' ')}`)
     .join(', ');
 }

@@ -16,6 +16,7 @@ const WIDE_PX = 5;
 /** Device colours; requests no device served are grey. */
 export const PALETTE = ['#3b7ddd', '#e8833a', '#2fa37a', '#b45fc7', '#d64f5a', '#c9a227', '#3fa7c4', '#8c6d4f', '#6b7bd6', '#77a33b'];
 const NONE_COLOUR = '#9aa3b2';
+const FADED_COLOUR = '#e4e8ef';
 /** Stage colours, in stamp order: dispatch, queue, handler, reply, completion, release. */
 export const STAGE_COLOURS = ['#9db7e8', '#c7b3e6', '#f0a35e', '#8fd1b0', '#e6cf7a', '#c4cbd6'];
 export const STAGE_NAMES = ['dispatch', 'queue', 'handler', 'reply', 'completion', 'release'];
@@ -36,6 +37,8 @@ export class Timeline {
   /** Device id → slot in #devCover. */
   #slot = new Map<number, number>();
   #slots = 1;
+  /** Records to highlight (a report row's group); the others are drawn faded. */
+  #mask: Uint8Array | null = null;
 
   /** Called with the record index when a request is clicked (-1: none there). */
   onSelect: (index: number) => void = () => {};
@@ -50,7 +53,9 @@ export class Timeline {
     this.#selected = -1;
     this.#colour = new Map(model.trace.header.devices.map((d, i) => [d.id, PALETTE[i % PALETTE.length] as string]));
     this.#slot = new Map(model.trace.header.devices.map((d, i) => [d.id, i]));
-    this.#slots = model.trace.header.devices.length + 1;
+    // Device slots, then "no device", then "not in the highlighted group".
+    this.#slots = model.trace.header.devices.length + 2;
+    this.#mask = null;
     this.#devCover = new Float32Array(0);
     const lanes = model.lanes.length;
     this.#laneH = lanes <= 8 ? 28 : lanes <= 16 ? 20 : Math.max(8, Math.floor(320 / lanes));
@@ -61,6 +66,14 @@ export class Timeline {
   /** Device id → colour (for the legend). */
   colourOf(device: number): string {
     return this.#colour.get(device) ?? NONE_COLOUR;
+  }
+
+  /** Highlights the records of `mask` (null: all drawn normally). */
+  highlight(mask: Uint8Array | null): void {
+    this.#mask = mask;
+    if (mask) this.canvas.dataset.highlight = 'true';
+    else delete this.canvas.dataset.highlight;
+    this.requestDraw();
   }
 
   select(index: number): void {
@@ -185,6 +198,7 @@ export class Timeline {
     const devCover = this.#devCover.fill(0);
     const slots = this.#slots;
     const slotOf = this.#slot;
+    const mask = this.#mask;
     const v0 = this.#v0;
     const v1 = this.#v1;
     const first = lowerBound(lane.start, v0 - lane.maxSpan);
@@ -197,14 +211,14 @@ export class Timeline {
       visible++;
       const x0 = ((lane.start[k] as number) - v0) / nsPerPx;
       const x1 = (e - v0) / nsPerPx;
-      if (x1 - x0 >= WIDE_PX) {
+      if (x1 - x0 >= WIDE_PX && (!mask || mask[lane.index[k] as number])) {
         wide.push(k);
         continue;
       }
       const c0 = Math.max(0, Math.floor(x0));
       const c1 = Math.min(plotW - 1, Math.floor(x1));
       const i = lane.index[k] as number;
-      const slot = slotOf.get(m.trace.records.device[i] as number) ?? slots - 1;
+      const slot = mask && !mask[i] ? slots - 1 : (slotOf.get(m.trace.records.device[i] as number) ?? slots - 2);
       for (let c = c0; c <= c1; c++) {
         // A zero-length request still counts a little, so it shows.
         const px = Math.max(0.05, Math.min(x1, c + 1) - Math.max(x0, c));
@@ -214,15 +228,40 @@ export class Timeline {
       }
     }
     // Binned columns: opacity shows how busy the vCPU was in that column, and the column is
-    // split between the devices in proportion to the time each of them took there.
-    const colours = [...this.#colour.values(), NONE_COLOUR];
+    // split between the devices in proportion to the time each of them took there. With a
+    // highlighted group, the others are a faded backdrop and any highlighted request makes
+    // its column fully visible (a single short request must not vanish among the others).
+    const colours = [...this.#colour.values(), NONE_COLOUR, FADED_COLOUR];
+    const faded = slots - 1;
     for (let c = 0; c < plotW; c++) {
       if (count[c] === 0) continue;
+      const base = c * slots;
       const busy = cover[c] as number;
+      if (mask) {
+        const other = devCover[base + faded] as number;
+        const mine = busy - other;
+        if (other > 0) {
+          ctx.globalAlpha = 1;
+          ctx.fillStyle = FADED_COLOUR;
+          ctx.fillRect(GUTTER + c, barTop, 1, barH);
+        }
+        if (mine <= 0) continue;
+        ctx.globalAlpha = 1;
+        let y = barTop;
+        for (let d = 0; d < faded; d++) {
+          const part = devCover[base + d] as number;
+          if (part === 0) continue;
+          const h = (part / mine) * barH;
+          ctx.fillStyle = colours[d] as string;
+          ctx.fillRect(GUTTER + c, y, 1, h);
+          y += h;
+        }
+        continue;
+      }
       ctx.globalAlpha = 0.35 + 0.65 * Math.min(1, busy);
       let y = barTop;
       for (let d = 0; d < slots; d++) {
-        const part = devCover[c * slots + d] as number;
+        const part = devCover[base + d] as number;
         if (part === 0) continue;
         const h = (part / busy) * barH;
         ctx.fillStyle = colours[d] as string;
