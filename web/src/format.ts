@@ -27,7 +27,8 @@ export function hex(v: bigint | number, width = 0): string {
 
 /** A short label for a time on an axis whose ticks are `step` ns apart (enough decimals to tell ticks apart). */
 export function formatTick(ns: number, step: number): string {
-  const [unit, name] = step >= 1e9 ? [1e9, 's'] : step >= 1e6 ? [1e6, 'ms'] : step >= 1e3 ? [1e3, 'us'] : [1, 'ns'];
+  // The largest unit in which a step is at least 0.1 (so 500us steps read 2.5ms, not 2500us).
+  const [unit, name] = step >= 1e8 ? [1e9, 's'] : step >= 1e5 ? [1e6, 'ms'] : step >= 100 ? [1e3, 'us'] : [1, 'ns'];
   const decimals = Math.max(0, -Math.floor(Math.log10(step / unit) + 1e-9));
   return `${(ns / unit).toFixed(decimals)}${name}`;
 }
