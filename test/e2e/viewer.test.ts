@@ -228,6 +228,14 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer in Chromium', () => {
     const [c0, c1] = await viewRange(page);
     expect(c1 - c0).toBeCloseTo(b1 - b0, -1);
     expect(c0).toBeLessThan(b0);
+    // Keyboard: arrows pan, + / - zoom.
+    await tl.focus();
+    await page.keyboard.press('ArrowRight');
+    const [k0, k1] = await viewRange(page);
+    expect(k0 - c0).toBeCloseTo((c1 - c0) / 10, -1);
+    await page.keyboard.press('+');
+    const [z0, z1] = await viewRange(page);
+    expect(z1 - z0).toBeCloseTo((k1 - k0) / 2, -1);
     await page.getByTestId('zoom-reset').click();
     const [d0, d1] = await viewRange(page);
     expect(d1 - d0).toBeCloseTo(a1 - a0, -1);
@@ -321,12 +329,14 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer in Chromium', () => {
     const err = page.getByTestId('error');
     await expect.poll(() => err.isVisible()).toBe(true);
     expect(await err.getAttribute('data-code')).toBe('ERR_TRACE_BAD_MAGIC');
-    expect(await err.textContent()).toMatch(/cat\.gif .*bad magic at byte offset 0/);
+    expect(await err.textContent()).toMatch(/cat\.gif: not an acrn-hsm trace.*bad magic at byte offset 0.*\(still showing demo\.trace\)/);
+    expect(await err.isVisible()).toBe(true); // sticky: visible wherever the page is scrolled
+    expect((await err.boundingBox())!.y).toBeGreaterThanOrEqual(0);
     // Picked with the file input: truncated inside record 10.
     const cut = Buffer.from(bytes.subarray(0, bytes.length - 80 * (N - 10) - 40));
     await page.getByTestId('file-input').setInputFiles({ name: 'cut.trace', mimeType: 'application/octet-stream', buffer: cut });
     await expect.poll(() => err.getAttribute('data-code')).toBe('ERR_TRACE_TRUNCATED');
-    expect(await err.textContent()).toMatch(/cut\.trace .*truncated record 10 at byte offset \d+: 40 of 80 bytes/);
+    expect(await err.textContent()).toMatch(/cut\.trace: truncated record 10 at byte offset \d+: 40 of 80 bytes/);
     expect(await page.getByTestId('summary-requests').getAttribute('data-value')).toBe(String(N));
     await page.screenshot({ path: join(ARTIFACTS, 'viewer-error.png') });
     // A good file replaces the error.

@@ -25,15 +25,22 @@ let model: Model | null = null;
 let loadedAcrn: Awaited<ReturnType<typeof loadAcrn>> | null = null;
 const reports = new Map<TraceGroupBy, TraceReport>();
 
-function showError(what: string, err: unknown): void {
+function showError(what: string, err: unknown, note?: string): void {
   errorBox.replaceChildren();
+  const msg = el('span', 'msg');
   if (err instanceof AcrnHsmError) {
     errorBox.dataset.code = err.code;
-    errorBox.append(el('span', 'code', err.code), `${what}: ${err.message}`);
+    msg.append(el('span', 'code', err.code), `${what}: ${err.message}`);
   } else {
     delete errorBox.dataset.code;
-    errorBox.append(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+    msg.append(`${what}: ${err instanceof Error ? err.message : String(err)}`);
   }
+  if (note) msg.append(el('span', 'note', ` (${note})`));
+  const close = el('button', 'close', '×');
+  close.title = 'dismiss';
+  close.setAttribute('aria-label', 'dismiss');
+  close.addEventListener('click', clearError);
+  errorBox.append(msg, close);
   errorBox.hidden = false;
 }
 
@@ -49,7 +56,8 @@ async function open(bytes: Uint8Array, name: string): Promise<void> {
   try {
     next = buildModel(acrn.decodeTrace(bytes), bytes, name);
   } catch (err) {
-    showError(`${name} is not a trace the viewer can read`, err);
+    // Named like the CLI's errors (file: message with the byte offset); what was shown stays.
+    showError(name, err, model ? `still showing ${model.name}` : undefined);
     return;
   }
   clearError();

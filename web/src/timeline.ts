@@ -337,6 +337,19 @@ export class Timeline {
 
   #bindInput(): void {
     const c = this.canvas;
+    // Keyboard: + / - zoom, arrows pan by a tenth of the view, 0 fits.
+    c.tabIndex = 0;
+    c.setAttribute('aria-label', 'timeline: + and - zoom, arrow keys pan, 0 shows everything');
+    c.addEventListener('keydown', (ev) => {
+      const span = this.#v1 - this.#v0;
+      if (ev.key === '+' || ev.key === '=') this.zoom(0.5);
+      else if (ev.key === '-' || ev.key === '_') this.zoom(2);
+      else if (ev.key === 'ArrowLeft') this.setView(this.#v0 - span / 10, this.#v1 - span / 10);
+      else if (ev.key === 'ArrowRight') this.setView(this.#v0 + span / 10, this.#v1 + span / 10);
+      else if (ev.key === '0') this.fit();
+      else return;
+      ev.preventDefault();
+    });
     c.addEventListener(
       'wheel',
       (ev) => {
