@@ -43,7 +43,7 @@ interface Row {
 }
 
 function readRows(page: Page): Promise<Row[]> {
-  return page.$$eval('[data-testid=report-table] tbody tr', (trs) =>
+  return page.$$eval('[data-testid=report-table] tbody tr[data-key]', (trs) =>
     trs.map((tr) => {
       const cell = (c: string) => tr.querySelector(`td[data-column=${c}]`) as HTMLElement;
       return {
@@ -162,6 +162,33 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer in Chromium', () => {
     }
     const vcpuKeys = (await cliReport(file, 'vcpu')).report.groups.map((g) => g.key).sort();
     expect(vcpuKeys).toEqual([...new Set(trace.records.vcpu)].map((v) => `vcpu${v}`).sort());
+  });
+
+  it("shows each group's stages on demand, as `trace report` prints them", async () => {
+    await page.getByTestId('group-by').selectOption('device');
+    const { report } = await cliReport(file, 'device');
+    await page.getByTestId('show-stages').check();
+    const stageRows = await page.$$eval('[data-testid=report-table] tbody tr.stage', (trs) =>
+      trs.map((tr) => ({
+        parent: tr.getAttribute('data-parent'),
+        stage: tr.getAttribute('data-stage'),
+        count: Number((tr.querySelector('td[data-column=count]') as HTMLElement).dataset.value),
+        p99: (tr.querySelector('td[data-column=p99]') as HTMLElement).textContent,
+      })),
+    );
+    const expected = report.groups.flatMap((g) =>
+      Object.entries(g.stages)
+        .filter(([name, st]) => name !== 'total' && st.count > 0)
+        .map(([name, st]) => ({ parent: g.key, stage: name, count: st.count, p99: formatNs(st.p99_ns) })),
+    );
+    // (The table keeps the sort chosen earlier; each stage row follows its group's row.)
+    const order = (r: { parent: string | null; stage: string | null }) => `${r.parent}\u0000${r.stage}`;
+    expect([...stageRows].sort((x, y) => order(x).localeCompare(order(y)))).toEqual([...expected].sort((x, y) => order(x).localeCompare(order(y))));
+    const parents = (await readRows(page)).map((r) => r.key);
+    expect([...new Set(stageRows.map((r) => r.parent))]).toEqual(parents.filter((k) => stageRows.some((r) => r.parent === k)));
+    expect(stageRows.some((r) => r.stage === 'handler')).toBe(true);
+    await page.getByTestId('show-stages').uncheck();
+    expect(await page.locator('[data-testid=report-table] tbody tr.stage').count()).toBe(0);
   });
 
   it('selects a row: its requests in the histogram (own p50/p99) and on the timeline', async () => {

@@ -5,7 +5,7 @@ import wasmUrl from '../../wasm/pkg/acrn_hsm_wasm_bg.wasm?url';
 import * as acrn from '../../ts/wasm/browser.js';
 
 export type { Trace, TraceReport, TraceReportGroup, TraceGroupBy, TraceRecord, IoreqSlot } from '../../ts/wasm/browser.js';
-export { AcrnHsmError, TRACE_STAMPS, pciFields, NO_DEVICE } from '../../ts/wasm/browser.js';
+export { AcrnHsmError, TRACE_STAGES, TRACE_STAMPS, pciFields, NO_DEVICE } from '../../ts/wasm/browser.js';
 
 export type Acrn = typeof acrn;
 

@@ -61,8 +61,12 @@ export class Histogram {
   constructor(private readonly canvas: HTMLCanvasElement) {}
 
   /** Takes the per-request latencies (NaN = not observed). */
-  setData(total: Float64Array): LatencyStats | null {
+  #label = 'total';
+
+  /** Takes the per-request latencies (NaN = not observed) and what they measure. */
+  setData(total: Float64Array, label = 'total'): LatencyStats | null {
     this.#total = total;
+    this.#label = label;
     this.#sel = null;
     const v = sortedLatencies(total, null);
     this.#sorted = v;
@@ -96,7 +100,7 @@ export class Histogram {
     if (hint) {
       hint.textContent = this.#sel
         ? `log–log · ${formatCount(this.#sel.sorted.length)} of ${formatCount(this.#sorted.length)} requests: ${this.#sel.label}`
-        : `log–log · ${formatCount(this.#sorted.length)} requests`;
+        : `log–log · ${formatCount(this.#sorted.length)} requests · ${this.#label}`;
     }
   }
 
@@ -107,7 +111,7 @@ export class Histogram {
     ctx.font = '11px system-ui, sans-serif';
     if (!stats) {
       ctx.fillStyle = '#6a7587';
-      ctx.fillText('No request has both PENDING and FREE/COMPLETE observed.', 10, 20);
+      ctx.fillText('No request has two observed timestamps.', 10, 20);
       this.canvas.dataset.bins = '0';
       return;
     }

@@ -53,9 +53,14 @@ function clearError(): void {
 async function open(bytes: Uint8Array, name: string): Promise<void> {
   const acrn = await loadAcrn();
   let next: Model;
+  // Big traces take a moment: say so, and let the browser paint it before decoding.
+  notice.hidden = false;
+  notice.textContent = `Decoding ${name} (${formatCount(Math.round(bytes.length / 1024))} KiB)…`;
+  await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
   try {
     next = buildModel(acrn.decodeTrace(bytes), bytes, name);
   } catch (err) {
+    notice.hidden = true;
     // Named like the CLI's errors (file: message with the byte offset); what was shown stays.
     showError(name, err, model ? `still showing ${model.name}` : undefined);
     return;
@@ -73,7 +78,9 @@ async function open(bytes: Uint8Array, name: string): Promise<void> {
   notice.hidden = next.trace.footer;
   notice.textContent = next.trace.footer ? '' : 'This trace has no footer: its writer did not finish it (crash, or still being written). The records it has are shown.';
   showReport();
-  histogram.setData(next.total);
+  // On a real ACRN system the process does not see PENDING/FREE: show what it does see.
+  if (next.total.some((v) => !Number.isNaN(v))) histogram.setData(next.total, 'PENDING → FREE');
+  else histogram.setData(next.end.map((e, i) => e - (next.start[i] as number)), 'first → last observed stamp');
   timeline.setModel(next);
   details.replaceChildren(el('p', 'muted', 'Click a request on the timeline.'));
   showLegend(next);
@@ -174,6 +181,8 @@ function setupInputs(): void {
     });
   }
   groupBy.addEventListener('change', showReport);
+  const stages = byId<HTMLInputElement>('show-stages');
+  stages.addEventListener('change', () => table.showStages(stages.checked));
   byId('zoom-in').addEventListener('click', () => timeline.zoom(0.5));
   byId('zoom-out').addEventListener('click', () => timeline.zoom(2));
   byId('zoom-reset').addEventListener('click', () => timeline.fit());

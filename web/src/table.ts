@@ -1,7 +1,7 @@
 // The report table: the rows of `traceReportJson` (the same wasm function the CLI's report
 // uses), sortable by any column. Each cell keeps its raw value in `data-value` so sorting and
 // tests work on numbers, not on formatted text.
-import type { TraceReport, TraceReportGroup } from './acrn.js';
+import { TRACE_STAGES, type TraceReport, type TraceReportGroup } from './acrn.js';
 import { el } from './dom.js';
 import { formatCount, formatNs, formatShare } from './format.js';
 
@@ -52,6 +52,7 @@ export class ReportTable {
   #sort: SortState = null;
   #report: TraceReport | null = null;
   #selected: string | null = null;
+  #stages = false;
 
   /** Called when a row is selected (its key) or unselected (null). */
   onSelect: (key: string | null) => void = () => {};
@@ -61,6 +62,12 @@ export class ReportTable {
   show(report: TraceReport): void {
     this.#report = report;
     this.#selected = null;
+    this.render();
+  }
+
+  /** Shows each group's stages (dispatch, queue, handler, ...) under it, as the CLI's text report does. */
+  showStages(on: boolean): void {
+    this.#stages = on;
     this.render();
   }
 
@@ -117,6 +124,7 @@ export class ReportTable {
         tr.append(td);
       }
       body.append(tr);
+      if (this.#stages) body.append(...stageRows(g));
     }
     this.table.append(head, body);
   }
@@ -131,6 +139,40 @@ export class ReportTable {
     }
     this.render();
   }
+}
+
+/** One row per observed stage of a group (the `total` stage is the group's own row). */
+function stageRows(g: TraceReportGroup): HTMLTableRowElement[] {
+  const rows: HTMLTableRowElement[] = [];
+  for (const name of TRACE_STAGES) {
+    const st = g.stages[name];
+    if (name === 'total' || st.count === 0) continue;
+    const tr = el('tr', 'stage');
+    tr.dataset.stage = name;
+    tr.dataset.parent = g.key;
+    const cells: [string, string, number | null][] = [
+      ['key', name, null],
+      ['count', formatCount(st.count), st.count],
+      ['share', '', null],
+      ['notok', '', null],
+      ['min', formatNs(st.min_ns), st.min_ns],
+      ['p50', formatNs(st.p50_ns), st.p50_ns],
+      ['p99', formatNs(st.p99_ns), st.p99_ns],
+      ['p999', formatNs(st.p999_ns), st.p999_ns],
+      ['max', formatNs(st.max_ns), st.max_ns],
+      ['mean', formatNs(st.mean_ns), st.mean_ns],
+    ];
+    for (const [col, text, v] of cells) {
+      const td = el('td', col === 'key' ? 'key' : undefined, text);
+      td.dataset.column = col;
+      td.dataset.value = v === null ? '' : String(v);
+      tr.append(td);
+    }
+    // Stage rows belong to their group's row: a click there must not select anything.
+    tr.addEventListener('click', (ev) => ev.stopPropagation());
+    rows.push(tr);
+  }
+  return rows;
 }
 
 function outcomesText(g: TraceReportGroup): string {
