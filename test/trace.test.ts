@@ -240,7 +240,7 @@ describe('CLI', () => {
       expect((err as AcrnHsmError).message).toMatch(msg);
       expect((err as AcrnHsmError).message).not.toContain('\n');
     }
-    for (const args of [['view', file], ['report'], ['report', file, '--by', 'colour'], ['export', file, '--format', 'svg', '-o', 'x'], ['frobnicate'], ['report', file, '--nope']]) {
+    for (const args of [['view'], ['report'], ['report', file, '--by', 'colour'], ['export', file, '--format', 'svg', '-o', 'x'], ['frobnicate'], ['report', file, '--nope']]) {
       const c = capture();
       expect(await traceCommand(args, c.out)).toBe(2);
       expect(c.get().stderr.length).toBeGreaterThan(0);

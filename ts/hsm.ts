@@ -5,6 +5,7 @@
  * `code` (`'EINVAL'`) and the number as `errno`.
  */
 import { callBinding, fromBindingError, AcrnHsmError } from './errors.js';
+import { IoreqClient, type WakeMode } from './client.js';
 import { native } from './native.js';
 import type { NativeBinding } from './native.js';
 
@@ -237,12 +238,13 @@ export class Hsm {
 
 /** The VM of one {@link Hsm} handle. */
 export class Vm {
-  readonly hsm: Hsm;
+  /** The handle that created it (undefined for a VM opened from a shared token). */
+  readonly hsm: Hsm | undefined;
   /** @internal */
   readonly handle: VmHandle;
 
   /** @internal */
-  constructor(hsm: Hsm, handle: VmHandle) {
+  constructor(hsm: Hsm | undefined, handle: VmHandle) {
     this.hsm = hsm;
     this.handle = handle;
   }
@@ -292,8 +294,27 @@ export class Vm {
     checkU32('attr', attr);
     callBinding(() => this.handle.mapRam(userVmPa, memory.handle, attr));
   }
-  createIoreqClient(): void {
-    callBinding(() => this.handle.createIoreqClient());
+  /**
+   * CREATE_IOREQ_CLIENT: the VM's (default) ioreq client, to which devices are added
+   * (`client.pio/mmio/pci`) and which serves them (`client.run()` / `client.runSync()`).
+   * `wake: 'poll'` busy-polls the ioreq page instead of sleeping in ATTACH.
+   */
+  createIoreqClient(options: { wake?: WakeMode } = {}): IoreqClient {
+    const wake = options.wake ?? 'blocking';
+    if (wake !== 'blocking' && wake !== 'poll') throw new TypeError(`wake must be 'blocking' or 'poll', got ${String(wake)}`);
+    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')));
+  }
+
+  /** A token with which a worker thread opens this same VM: `Vm.fromShared(token)`. */
+  share(): number {
+    return this.handle.share();
+  }
+
+  /** The VM another thread shared with `vm.share()` (e.g. in a worker serving its devices). */
+  static fromShared(token: number): Vm {
+    checkU32('token', token);
+    const handle = callBinding(() => native().VmHandle.fromShared(token));
+    return new Vm(undefined, handle);
   }
   /** ATTACH_IOREQ_CLIENT: resolves when requests may be pending; rejects with ENODEV when the client is destroyed. */
   async attachIoreqClient(): Promise<void> {

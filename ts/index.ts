@@ -11,6 +11,8 @@ export type * from './public-types.js';
 export { AcrnHsmError } from './errors.js';
 export { NO_DEVICE, pciAddress, pciFields, Trace, TRACE_STAGES, TRACE_STAMPS } from './trace.js';
 export { Guest, Hsm, UserPage, Vm, workloadJson } from './hsm.js';
+export { IoreqClient, PciFunction, RegisterFile, stopClient, Uart16550 } from './client.js';
+export type { ClientCounters, ClientFault, Device, PciDevice, ServedRequest, WakeMode } from './client.js';
 export type { CreateVmOptions, EmulatorOptions, Memseg, RunFault, RunMismatch, RunResult, VcpuRegs, Workload } from './hsm.js';
 
 const api = makeApi(() => native() as unknown as ApiBinding);

@@ -20,7 +20,7 @@ fn errno_error(op: &str, errno: Errno) -> napi::Error {
     coded_error(errno.name(), &format!("errno={} {op}: {errno}", errno.0))
 }
 
-fn hsm_error(err: acrn_hsm::Error) -> napi::Error {
+pub(crate) fn hsm_error(err: acrn_hsm::Error) -> napi::Error {
     errno_error(err.op, err.errno)
 }
 
@@ -264,6 +264,12 @@ impl HsmHandle {
     }
 }
 
+/// VMs shared with other threads (worker_threads): a token names an `Arc` of the VM, so a worker
+/// can serve the VM created on the main thread.
+static SHARED_VMS: std::sync::Mutex<Vec<(u32, std::sync::Weak<Vm>, Hsm)>> =
+    std::sync::Mutex::new(Vec::new());
+static NEXT_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 /// The VM of one handle.
 #[napi]
 pub struct VmHandle {
@@ -460,6 +466,38 @@ fn opt_u64(what: &str, v: &Option<BigInt>) -> napi::Result<u64> {
 
 #[napi]
 impl VmHandle {
+    /// A token another thread (a worker) can open the same VM with (`VmHandle.fromShared`).
+    /// It stays valid while this VM object is alive.
+    #[napi]
+    pub fn share(&self) -> u32 {
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        let mut shared = SHARED_VMS.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|(_, w, _)| w.strong_count() > 0);
+        shared.push((token, Arc::downgrade(&self.vm), self.hsm.clone()));
+        token
+    }
+
+    /// The VM another thread shared with `share()`.
+    #[napi(factory)]
+    pub fn from_shared(token: u32) -> napi::Result<VmHandle> {
+        let shared = SHARED_VMS.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            .iter()
+            .find(|(t, _, _)| *t == token)
+            .and_then(|(_, w, hsm)| {
+                w.upgrade().map(|vm| VmHandle {
+                    vm,
+                    hsm: hsm.clone(),
+                })
+            })
+            .ok_or_else(|| {
+                coded_error(
+                    "ERR_INVALID_ARG",
+                    &format!("no shared VM with token {token} (or it was dropped)"),
+                )
+            })
+    }
+
     /// The hypervisor's vmid.
     #[napi(getter)]
     pub fn vmid(&self) -> u32 {
@@ -551,6 +589,16 @@ impl VmHandle {
     #[napi]
     pub fn create_ioreq_client(&self) -> napi::Result<()> {
         self.vm.create_ioreq_client().map_err(hsm_error)
+    }
+
+    /// CREATE_IOREQ_CLIENT, returning the client that serves devices (`poll`: busy-poll the
+    /// page instead of sleeping in ATTACH).
+    #[napi]
+    pub fn create_client(
+        &self,
+        poll: Option<bool>,
+    ) -> napi::Result<crate::client::IoreqClientHandle> {
+        crate::client::IoreqClientHandle::create(self.vm.clone(), poll.unwrap_or(false))
     }
 
     /// ATTACH_IOREQ_CLIENT: resolves when a request may be pending (level-triggered; re-scan

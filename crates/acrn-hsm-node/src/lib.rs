@@ -9,11 +9,13 @@
 // objects and classes made of them.
 #![allow(missing_debug_implementations)]
 
+mod client;
 mod decode;
 mod demo;
 mod hsm;
 mod trace;
 
+pub use client::*;
 pub use decode::*;
 pub use demo::*;
 pub use hsm::*;

@@ -1,0 +1,409 @@
+/**
+ * Device backends in TypeScript: the ioreq client of a VM, serving PIO, MMIO and PCI
+ * configuration requests with devices written in TypeScript or native devices of the core.
+ *
+ * Native devices are served inside the Rust client as soon as their request is seen; requests
+ * for TypeScript devices come to JavaScript in batches (at most one per vCPU), one native call
+ * per batch that also completes the previous one. Two loops drive it:
+ *
+ * - `runSync()`: blocks its thread; meant for a `worker_thread`. No allocation per request
+ *   (records arrive in a preallocated `BigUint64Array`), except the `bigint`s of MMIO values.
+ * - `run()`: the asynchronous loop on the main thread; each wait runs on the libuv pool. Handlers
+ *   may return promises here (awaited; slower).
+ *
+ * A handler that throws, or returns something that is not a number/bigint for a read, does not
+ * stop the client: the read returns all ones, as real hardware and the ACRN device model do, and
+ * the error goes to the `'error'` event with the request attached.
+ */
+import { EventEmitter } from 'node:events';
+import { AcrnHsmError, callBinding, fromBindingError } from './errors.js';
+import type { NativeBinding } from './native.js';
+import { native } from './native.js';
+
+type ClientHandle = InstanceType<NativeBinding['IoreqClientHandle']>;
+
+/** A PIO or MMIO device in TypeScript. `offset` is relative to the base of its range. */
+export interface Device {
+  /** A guest read of `size` bytes (1, 2, 4, or 8 for MMIO): a number (u32 range) or a bigint. */
+  read(offset: number, size: number): number | bigint | Promise<number | bigint>;
+  /** A guest write; `value` is a number for PIO, a bigint for MMIO. */
+  write(offset: number, size: number, value: number | bigint): void | Promise<void>;
+}
+
+/** The configuration space of one PCI function in TypeScript. */
+export interface PciDevice {
+  /** A configuration read of `size` bytes (1, 2, 4) at register `reg`. */
+  read(reg: number, size: number): number | Promise<number>;
+  /** A configuration write. */
+  write(reg: number, size: number, value: number): void | Promise<void>;
+}
+
+/** The request a handler was serving, attached to errors. */
+export interface ServedRequest {
+  type: 'pio' | 'mmio' | 'pci';
+  direction: 'read' | 'write';
+  vcpu: number;
+  /** Port or guest-physical address; for PCI `bus << 16 | device << 11 | function << 8`. */
+  address: bigint;
+  /** Offset in the device's range (the register for PCI). */
+  offset: number;
+  size: number;
+  /** The value written (writes). */
+  value?: number | bigint;
+  /** The device's name. */
+  device: string;
+}
+
+/** A malformed request the client completed with all ones. */
+export interface ClientFault {
+  vcpu: number;
+  reason: string;
+  request: string;
+}
+
+/** The client's counters. */
+export interface ClientCounters {
+  js: number;
+  native: number;
+  unclaimed: number;
+  faults: number;
+  notifies: number;
+  notifyErrors: number;
+  batches: number;
+  maxBatch: number;
+  wakeups: number;
+}
+
+/** How the client waits: sleeping in ATTACH (`'blocking'`, default) or spinning on the page (`'poll'`). */
+export type WakeMode = 'blocking' | 'poll';
+
+/** A native 16550 UART of the core (8 ports). */
+export class Uart16550 {
+  readonly name: string;
+  /** @internal */ attached?: { handle: ClientHandle; index: number };
+  constructor(options: { name?: string } = {}) {
+    this.name = options.name ?? 'uart16550';
+  }
+  /** What the guest transmitted since the last call. */
+  takeOutput(): string {
+    const a = this.attachedOrThrow();
+    return callBinding(() => a.handle.uartTakeOutput(a.index)).toString('latin1');
+  }
+  /** Bytes for the guest to receive. */
+  pushInput(data: string | Uint8Array): void {
+    const a = this.attachedOrThrow();
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'latin1') : Buffer.from(data);
+    callBinding(() => a.handle.uartPushInput(a.index, bytes));
+  }
+  private attachedOrThrow() {
+    if (!this.attached) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the UART with client.pio(base, 8, uart) first');
+    return this.attached;
+  }
+}
+
+/** A native register file of the core: memory-backed, little-endian, any aligned access. */
+export class RegisterFile {
+  readonly name: string;
+  readonly length: number;
+  /** @internal */ attached?: { handle: ClientHandle; index: number };
+  constructor(length: number, options: { name?: string } = {}) {
+    checkInt('length', length, 1, 1 << 24);
+    this.length = length;
+    this.name = options.name ?? 'regfile';
+  }
+  /** A copy of the registers. */
+  bytes(): Buffer {
+    if (!this.attached) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the register file with client.mmio/pio first');
+    const a = this.attached;
+    return callBinding(() => a.handle.registerBytes(a.index));
+  }
+}
+
+/** A native PCI function of the core: configuration space with IDs, class and sized BARs. */
+export class PciFunction {
+  constructor(
+    readonly options: {
+      vendorId: number;
+      deviceId: number;
+      classCode?: number;
+      bars?: { index: number; kind: 'mem32' | 'mem64' | 'io'; size: bigint }[];
+      name?: string;
+    },
+  ) {
+    checkInt('vendorId', options.vendorId, 0, 0xffff);
+    checkInt('deviceId', options.deviceId, 0, 0xffff);
+  }
+}
+
+type Registered = { name: string; kind: 'io' | 'pci'; device: Device | PciDevice; space: 'pio' | 'mmio' | 'pci' };
+
+function checkInt(name: string, v: unknown, min: number, max: number): asserts v is number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${typeof v === 'number' ? v : typeof v}`);
+  if (v < min || v > max) throw new RangeError(`${name} ${v} is outside ${min}..${max}`);
+}
+
+function checkU64(name: string, v: unknown): asserts v is bigint {
+  if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint (u64 values are bigint), got ${typeof v}`);
+  if (v < 0n || v >= 1n << 64n) throw new RangeError(`${name} ${v} is outside 0..2^64-1`);
+}
+
+function isDevice(d: unknown): d is Device {
+  return typeof d === 'object' && d !== null && typeof (d as Device).read === 'function' && typeof (d as Device).write === 'function';
+}
+
+const TYPES = ['pio', 'mmio', 'pci'] as const;
+const ALL_ONES = 0xffff_ffff_ffff_ffffn;
+
+/** The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which), `'fault'` (a malformed request). */
+export class IoreqClient extends EventEmitter {
+  /** @internal */ readonly handle: ClientHandle;
+  private readonly devices: Registered[] = [];
+  private running = false;
+
+  /** @internal */
+  constructor(handle: ClientHandle) {
+    super();
+    this.handle = handle;
+  }
+
+  /** Serves ports `[base, base + length)` with `device` (a TS device, a `Uart16550` or a `RegisterFile`). */
+  pio(base: number, length: number, device: Device | Uart16550 | RegisterFile): this {
+    checkInt('base', base, 0, 0xffff);
+    checkInt('length', length, 1, 0x10000 - base);
+    return this.addRange('pio', BigInt(base), BigInt(length), device);
+  }
+
+  /** Serves guest-physical `[base, base + length)` with `device` (a TS device or a `RegisterFile`). */
+  mmio(base: bigint, length: bigint, device: Device | RegisterFile): this {
+    checkU64('base', base);
+    checkU64('length', length);
+    if (length === 0n) throw new RangeError('length must be at least 1');
+    return this.addRange('mmio', base, length, device);
+  }
+
+  /** Serves the configuration space of PCI function `bus:device.fn` (reached by the guest through 0xCF8/0xCFC). */
+  pci(bus: number, device: number, fn: number, dev: PciDevice | PciFunction): this {
+    checkInt('bus', bus, 0, 255);
+    checkInt('device', device, 0, 31);
+    checkInt('function', fn, 0, 7);
+    this.assertIdle();
+    if (dev instanceof PciFunction) {
+      callBinding(() => this.handle.addPciFunction(bus, device, fn, dev.options));
+    } else if (isDevice(dev)) {
+      const name = deviceName(dev, `pci-${bus}:${device}.${fn}`);
+      const index = callBinding(() => this.handle.addJsPci(bus, device, fn, name));
+      this.devices[index] = { name, kind: 'pci', device: dev, space: 'pci' };
+    } else {
+      throw new TypeError('a PCI device is a PciFunction or { read(reg, size), write(reg, size, value) }');
+    }
+    return this;
+  }
+
+  private addRange(space: 'pio' | 'mmio', base: bigint, length: bigint, device: Device | Uart16550 | RegisterFile): this {
+    this.assertIdle();
+    if (device instanceof Uart16550) {
+      if (space !== 'pio' || length !== 8n) throw new RangeError('a 16550 UART takes 8 ports: client.pio(base, 8, uart)');
+      if (device.attached) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this UART is already registered');
+      const index = callBinding(() => this.handle.addUart(Number(base), device.name));
+      device.attached = { handle: this.handle, index };
+    } else if (device instanceof RegisterFile) {
+      if (BigInt(device.length) !== length) throw new RangeError(`the register file has ${device.length} bytes, the range ${length}`);
+      if (device.attached) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this register file is already registered');
+      const index = callBinding(() => this.handle.addRegisterFile(space, base, device.length, device.name));
+      device.attached = { handle: this.handle, index };
+    } else if (isDevice(device)) {
+      const name = deviceName(device, `${space}-0x${base.toString(16)}`);
+      const index = callBinding(() => this.handle.addJsRange(space, base, length, name));
+      this.devices[index] = { name, kind: 'io', device, space };
+    } else {
+      throw new TypeError('a device is { read(offset, size), write(offset, size, value) }, a Uart16550 or a RegisterFile');
+    }
+    return this;
+  }
+
+  private assertIdle(): void {
+    if (this.running) throw new AcrnHsmError('ERR_CLIENT_RUNNING', 'devices cannot be added while the client is serving');
+  }
+
+  /** The counters. */
+  get counters(): ClientCounters {
+    return this.handle.counters() as ClientCounters;
+  }
+
+  /** Stops serving; `run()` resolves and `runSync()` returns. */
+  stop(): void {
+    callBinding(() => this.handle.stop());
+  }
+
+  /** A token another thread can stop this client with: `stopClient(token)`. */
+  get stopToken(): number {
+    return this.handle.stopToken;
+  }
+
+  /**
+   * The synchronous loop, for a worker thread: serves until the client is stopped or destroyed
+   * (or the VM goes away). Blocks the calling thread.
+   */
+  runSync(): void {
+    this.running = true;
+    const out = new BigUint64Array(64);
+    const out32 = new Uint32Array(out.buffer);
+    const responses = new BigUint64Array(16);
+    const resp32 = new Uint32Array(responses.buffer);
+    let batches = 0;
+    try {
+      for (;;) {
+        const n = callBinding(() => native().clientNext(this.handle, responses, out));
+        if (n < 0) break;
+        for (let k = 0; k < n; k++) this.serveOne(out, out32, k, responses, resp32, false);
+        if ((++batches & 255) === 0) this.drainFaults();
+      }
+    } finally {
+      this.running = false;
+      this.drainFaults();
+    }
+  }
+
+  /** The asynchronous loop on the main thread: resolves when the client is stopped or destroyed. */
+  async run(): Promise<void> {
+    this.running = true;
+    const responses = new BigUint64Array(16);
+    const resp32 = new Uint32Array(responses.buffer);
+    let pending = 0;
+    try {
+      for (;;) {
+        let out: BigUint64Array | null;
+        try {
+          out = await this.handle.nextAsync(responses.subarray(0, pending));
+        } catch (err) {
+          throw fromBindingError(err);
+        }
+        if (out === null) break;
+        const out32 = new Uint32Array(out.buffer, out.byteOffset, out.length * 2);
+        pending = out.length / 4;
+        for (let k = 0; k < pending; k++) {
+          const r = this.serveOne(out, out32, k, responses, resp32, true);
+          if (r !== undefined) await r;
+        }
+        this.drainFaults();
+      }
+    } finally {
+      this.running = false;
+      this.drainFaults();
+    }
+  }
+
+  /** Runs the handler of record `k`; returns a promise only for async handlers in the async loop. */
+  private serveOne(
+    out: BigUint64Array,
+    out32: Uint32Array,
+    k: number,
+    responses: BigUint64Array,
+    resp32: Uint32Array,
+    allowAsync: boolean,
+  ): Promise<void> | undefined {
+    const lo = out32[k * 8] as number;
+    const size = out32[k * 8 + 1] as number;
+    const index = lo & 0xffff;
+    const kind = (lo >>> 24) & 3;
+    const isRead = ((lo >>> 26) & 1) === 1;
+    const offset = (out32[k * 8 + 2] as number) + (out32[k * 8 + 3] as number) * 0x1_0000_0000;
+    const reg = this.devices[index];
+    const fail = (err: unknown) => {
+      if (isRead) responses[k] = ALL_ONES;
+      this.reportError(err, out, out32, k, reg?.name ?? `#${index}`);
+    };
+    if (!reg) {
+      fail(new AcrnHsmError('ERR_NO_DEVICE', `no TypeScript device #${index}`));
+      return undefined;
+    }
+    try {
+      if (isRead) {
+        const v = reg.device.read(offset, size);
+        if (allowAsync && v instanceof Promise) {
+          return v.then(
+            (value) => this.storeRead(value, kind, responses, resp32, k, out, out32, reg.name),
+            fail,
+          );
+        }
+        this.storeRead(v, kind, responses, resp32, k, out, out32, reg.name);
+      } else {
+        const value = kind === 1 ? (out[k * 4 + 2] as bigint) : (out32[k * 8 + 4] as number);
+        const r = (reg.device as Device).write(offset, size, value);
+        if (r instanceof Promise) {
+          if (allowAsync) return r.then(undefined, fail);
+          fail(new TypeError(`${reg.name}.write returned a promise: async handlers need client.run(), not runSync()`));
+        }
+      }
+    } catch (err) {
+      fail(err);
+    }
+    return undefined;
+  }
+
+  private storeRead(
+    v: unknown,
+    kind: number,
+    responses: BigUint64Array,
+    resp32: Uint32Array,
+    k: number,
+    out: BigUint64Array,
+    out32: Uint32Array,
+    name: string,
+  ): void {
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff) {
+      resp32[k * 2] = v;
+      resp32[k * 2 + 1] = 0;
+    } else if (typeof v === 'bigint' && v >= 0n && v <= ALL_ONES) {
+      responses[k] = v;
+    } else {
+      responses[k] = ALL_ONES;
+      const expected = kind === 1 ? 'a bigint in 0..2^64-1 (or a number in 0..2^32-1)' : 'a number in 0..2^32-1';
+      this.reportError(
+        new TypeError(`${name}.read returned ${v instanceof Promise ? 'a promise (async handlers need client.run())' : typeof v === 'number' || typeof v === 'bigint' ? String(v) : typeof v}; expected ${expected}`),
+        out,
+        out32,
+        k,
+        name,
+      );
+    }
+  }
+
+  private reportError(err: unknown, out: BigUint64Array, out32: Uint32Array, k: number, device: string): void {
+    const lo = out32[k * 8] as number;
+    const kind = (lo >>> 24) & 3;
+    const isRead = ((lo >>> 26) & 1) === 1;
+    const request: ServedRequest = {
+      type: TYPES[kind] ?? 'pio',
+      direction: isRead ? 'read' : 'write',
+      vcpu: (lo >>> 16) & 0xff,
+      address: out[k * 4 + 3] as bigint,
+      offset: (out32[k * 8 + 2] as number) + (out32[k * 8 + 3] as number) * 0x1_0000_0000,
+      size: out32[k * 8 + 1] as number,
+      device,
+    };
+    if (!isRead) request.value = kind === 1 ? (out[k * 4 + 2] as bigint) : (out32[k * 8 + 4] as number);
+    const e = err instanceof Error ? err : new Error(String(err));
+    (e as Error & { request?: ServedRequest }).request = request;
+    if (this.listenerCount('error') > 0) this.emit('error', e, request);
+    else process.emitWarning(`acrn-hsm: device ${device} failed (${e.message}); the ${request.direction} was completed${isRead ? ' with all ones' : ''}`);
+  }
+
+  private drainFaults(): void {
+    if (this.counters.faults === 0) return;
+    for (const f of this.handle.takeFaults()) {
+      if (this.listenerCount('fault') > 0) this.emit('fault', f as ClientFault);
+    }
+  }
+}
+
+function deviceName(d: object, fallback: string): string {
+  const n = (d as { name?: unknown }).name;
+  return typeof n === 'string' && n.length > 0 ? n : (d.constructor?.name && d.constructor.name !== 'Object' ? d.constructor.name : fallback);
+}
+
+/** Stops a client from another thread (see `IoreqClient.stopToken`). */
+export function stopClient(token: number): boolean {
+  checkInt('token', token, 1, 0xffff_ffff);
+  return native().stopClient(token);
+}
