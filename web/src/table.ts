@@ -138,6 +138,8 @@ export class ReportTable {
       this.#sort = { column, dir: first };
     }
     this.render();
+    // A new order starts at its top.
+    this.table.parentElement?.scrollTo({ top: 0 });
   }
 }
 
