@@ -245,6 +245,7 @@ fn malformed_slots_are_completed_and_reported() {
     assert_eq!(v(0) & 0xffff_ffff, 0xffff_ffff);
     assert_eq!(v(1), u64::MAX);
     assert_eq!(v(2), u64::MAX);
+    assert_eq!(v(3), u64::MAX);
     assert_eq!(client.stats().faults, 4);
     assert_eq!(client.stats().notifies, 4);
     assert_eq!(faults.lock().expect("lock").len(), 4);

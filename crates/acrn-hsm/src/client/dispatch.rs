@@ -456,7 +456,13 @@ impl Dispatcher {
             target: Target::Fault(reason),
         };
         let max = match req.kind {
-            Kind::Unknown(t) => return fault(FaultReason::UnknownType(t)),
+            // Unknown type: the size means nothing either; answer all 64 bits.
+            Kind::Unknown(t) => {
+                return Outcome {
+                    value: u64::MAX,
+                    target: Target::Fault(FaultReason::UnknownType(t)),
+                };
+            }
             Kind::Mmio => 8,
             Kind::Pio | Kind::PciCfg => 4,
         };

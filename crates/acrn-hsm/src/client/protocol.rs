@@ -191,9 +191,10 @@ pub fn claim<M: SlotMemory + ?Sized>(mem: &M, slot: usize) -> Option<Claim> {
 }
 
 /// Writes the response of a claimed **read** into the slot: `mmio_request.value` (u64) for MMIO,
-/// `pio_request.value` / `pci_request.value` (u32, truncated) otherwise. Does nothing for writes
-/// and for reads of an unknown type (whose value field is not known to be theirs). The store is
-/// relaxed: NOTIFY's release store of COMPLETE publishes it.
+/// `pio_request.value` / `pci_request.value` (u32, truncated) for PIO and PCICFG. Does nothing for
+/// writes. The store is
+/// relaxed: NOTIFY's release store of COMPLETE publishes it. For a read of an unknown type the
+/// whole 8-byte value field is written (the dispatcher answers those with all ones).
 #[inline]
 pub fn respond<M: SlotMemory + ?Sized>(mem: &M, claim: &Claim, value: u64) {
     let r = &claim.request;
@@ -206,7 +207,9 @@ pub fn respond<M: SlotMemory + ?Sized>(mem: &M, claim: &Claim, value: u64) {
         Kind::Pio | Kind::PciCfg => {
             mem.store_u32(slot, SLOT_OFFSET_VALUE, value as u32, Ordering::Relaxed)
         }
-        Kind::Unknown(_) => {}
+        // Malformed: the value field is at +88 in every payload form; the u64 store answers all
+        // ones whatever the hypervisor takes the request for.
+        Kind::Unknown(_) => mem.store_u64(slot, SLOT_OFFSET_VALUE, value, Ordering::Relaxed),
     }
 }
 
