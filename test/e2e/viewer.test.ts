@@ -1,5 +1,5 @@
-// The trace viewer in a real browser: `trace view`'s server, the built page (dist-web/), Debian
-// Chromium driven by playwright-core. The page must show the trace's request count, a report
+// The trace viewer in a real browser: the `acrn-hsm trace view` command (its own process), the
+// built page (dist-web/), Debian
 // equal to `acrn-hsm trace report --json`, a histogram and a timeline, react to sorting,
 // grouping, zoom, pan and clicks, explain bad files, decode an ioreq page, and log no errors.
 //
@@ -7,6 +7,8 @@
 // one (e.g. from `acrn-hsm demo --trace FILE`): every check below works from the decoded trace,
 // not from the generator's records.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -74,7 +76,9 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer in Chromium', () => {
   // The report's `total` stage: pending → free, else → complete (docs/trace-format.md).
   const stop = ((f, c) => f.map((v, i) => (Number.isNaN(v) ? (c[i] as number) : v)))(trace.relative('free'), trace.relative('complete'));
   const total = pending.map((p, i) => ((stop[i] as number) >= p ? (stop[i] as number) - p : NaN));
-  let server: ViewServer;
+  // The real command, as a user runs it: `acrn-hsm trace view FILE --port 0`.
+  let cli: ChildProcess;
+  let url: URL;
   let browser: Awaited<ReturnType<typeof launch>>;
   let page: Page;
   const problems: string[] = [];
@@ -83,7 +87,21 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer in Chromium', () => {
     if (!existsSync(join(ROOT, 'dist-web', 'index.html'))) throw new Error('dist-web/ is not built: run npm run build:web');
     writeFileSync(file, bytes);
     mkdirSync(ARTIFACTS, { recursive: true });
-    server = await startViewServer({ file, port: 0 });
+    cli = spawn(process.execPath, [join(ROOT, 'bin', 'acrn-hsm.js'), 'trace', 'view', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    cli.stderr?.on('data', (c: Buffer) => (stderr += c));
+    url = await new Promise<URL>((ok, fail) => {
+      cli.stdout?.on('data', (c: Buffer) => {
+        stdout += c;
+        const line = /^(http:\/\/\S+)\n/.exec(stdout);
+        if (line) ok(new URL(line[1] as string));
+      });
+      cli.on('exit', (code) => fail(new Error(`trace view exited (${code}) before printing its URL: ${stderr}`)));
+    });
+    expect(url.hostname).toBe('127.0.0.1');
+    for (let i = 0; i < 100 && !stderr.includes('only'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(stderr).toMatch(/127\.0\.0\.1:\d+ only/);
     browser = await launch();
     page = await browser.context.newPage();
     page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
@@ -93,15 +111,18 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer in Chromium', () => {
     // Only the server's origin is ever contacted.
     page.on('request', (r) => {
       const u = new URL(r.url());
-      if (!['blob:', 'data:'].includes(u.protocol) && u.host !== `127.0.0.1:${server.port}`) problems.push(`request to ${r.url()}`);
+      if (!['blob:', 'data:'].includes(u.protocol) && u.host !== url.host) problems.push(`request to ${r.url()}`);
     });
-    await page.goto(server.url);
+    await page.goto(url.href);
     await page.waitForSelector('body[data-loaded=true]', { timeout: 20_000 });
   });
 
   afterAll(async () => {
     await browser?.close();
-    await server?.close();
+    if (cli && cli.exitCode === null) {
+      cli.kill('SIGKILL');
+      await once(cli, 'exit');
+    }
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -377,6 +398,13 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer in Chromium', () => {
 
   it('logged no page errors, console errors or requests elsewhere', () => {
     expect(problems).toEqual([]);
+  });
+
+  it('stops `trace view` on Ctrl-C (SIGINT) with status 0', async () => {
+    const exited = once(cli, 'exit');
+    cli.kill('SIGINT');
+    const [code] = await exited;
+    expect(code).toBe(0);
   });
 });
 
