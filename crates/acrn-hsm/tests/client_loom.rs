@@ -3,17 +3,29 @@
 //! [`protocol::claim`] and [`protocol::respond`] over a [`SlotMemory`] made of loom atomics,
 //! the same functions `IoreqClient` runs over the live page.
 //!
-//! Checked in every interleaving loom explores (and every value a relaxed load may return):
-//! the client never reads a stale payload (each claimed request is the one the vCPU placed),
-//! no response is lost (the vCPU reads back the value the client wrote for it), and every request
-//! completes exactly once (two requests in a row on one slot, each claimed once, notified once).
-//! A second model weakens the client's acquire load of `processed` to relaxed and must fail:
-//! the check can fail, and the acquire is what makes it pass.
+//! Three models:
+//!
+//! * **busy-poll client, dispatcher inline** (the emulator's shape: the upcall runs HSM's
+//!   dispatcher on the vCPU thread): two requests in a row on the slot (a read, then a write), the
+//!   client spinning on the page;
+//! * **blocking client, HSM on its own thread**: the vCPU, HSM's dispatcher (woken by the upcall)
+//!   and the client (woken through its wait queue, as ATTACH is, re-scanning after every wake-up,
+//!   spurious ones included) on three threads;
+//! * the first shape with the client's acquire load of `processed` **weakened to relaxed**: it
+//!   must fail (`should_panic`), showing the check can fail and the acquire is what makes it pass.
+//!
+//! Checked in every interleaving loom explores, and for every value a relaxed load may return:
+//! the client never reads a stale payload (each claimed request is exactly the one the vCPU
+//! placed: type, direction, address, size, value), no response is lost (the vCPU reads back the
+//! value the client wrote for its read), and every request completes exactly once (claimed once,
+//! notified once, the slot FREE again before the next request; a second claim would fail the
+//! payload check or hang the model).
 //!
 //! Runs in a plain `cargo test -p acrn-hsm --test client_loom` (no `--cfg loom` needed: loom is
-//! used as a library here, nothing in the crate is swapped), bounded to 2 preemptions so it stays
-//! quick. Longer setting: `LOOM_MAX_PREEMPTIONS=3 cargo test --release -p acrn-hsm --test
-//! client_loom` (minutes).
+//! used as a library, nothing in the crate is swapped), in about a second: preemption bounds 3
+//! (inline) and 1 (three threads). Longer setting: `LOOM_MAX_PREEMPTIONS=2` (about 15 s in a debug
+//! build) or `LOOM_MAX_PREEMPTIONS=3 cargo test --release -p acrn-hsm --test client_loom`
+//! (the environment variable applies to every model).
 
 use std::sync::atomic::Ordering;
 
@@ -159,9 +171,12 @@ fn model(shape: Shape) {
         // HSM: the dispatcher (acrn_ioreq_dispatch) for this slot, woken by the upcall (the HSM
         // vector; a loom Notify, so the model does not spin here).
         let upcall = Arc::new(loom::sync::Notify::new());
+        // The client's wait queue (ATTACH): rung by HSM after PROCESSING in the 3-thread shape.
+        let wq = Arc::new(loom::sync::Notify::new());
         let hsm = hsm_thread.then(|| {
             let s = slot.clone();
             let upcall = upcall.clone();
+            let wq = wq.clone();
             loom::thread::spawn(move || {
                 for _ in 0..requests {
                     // Notify may wake spuriously (loom models it): re-check, as the real
@@ -170,6 +185,7 @@ fn model(shape: Shape) {
                         upcall.wait();
                     }
                     dispatch(&s);
+                    wq.notify();
                 }
             })
         });
@@ -181,11 +197,18 @@ fn model(shape: Shape) {
                 slot: slot.clone(),
                 weak,
             };
+            let wq = wq.clone();
             loom::thread::spawn(move || {
                 let mut claimed = 0;
                 while claimed < requests {
                     let Some(claim) = protocol::claim(&view, 0) else {
-                        loom::thread::yield_now();
+                        if hsm_thread {
+                            // Blocking mode: ATTACH, then scan again (wake-ups may be spurious).
+                            wq.wait();
+                        } else {
+                            // Busy-poll mode.
+                            loom::thread::yield_now();
+                        }
                         continue;
                     };
                     let r = *claim.request();
@@ -277,7 +300,7 @@ fn one_request_hypervisor_hsm_and_client_on_three_threads() {
         weak: false,
         hsm_thread: true,
         requests: 1,
-        bound: 0,
+        bound: 1,
     });
 }
 
