@@ -1,7 +1,8 @@
 // The trace viewer in a real browser: the `acrn-hsm trace view` command (its own process), the
-// built page (dist-web/), Debian
-// equal to `acrn-hsm trace report --json`, a histogram and a timeline, react to sorting,
-// grouping, zoom, pan and clicks, explain bad files, decode an ioreq page, and log no errors.
+// built page (dist-web/), Debian Chromium driven by playwright-core. The page must show the
+// trace's request count, a report equal to `acrn-hsm trace report --json`, a histogram and a
+// timeline, react to sorting, grouping, zoom, pan and clicks, explain bad files, decode an
+// ioreq page, and log no errors.
 //
 // The trace is generated (test/e2e/make-trace.ts) unless ACRN_HSM_VIEWER_TRACE names a recorded
 // one (e.g. from `acrn-hsm demo --trace FILE`): every check below works from the decoded trace,
