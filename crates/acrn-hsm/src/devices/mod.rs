@@ -5,7 +5,7 @@
 //! * [`PciFunction`]: the configuration space of one PCI function with sizable BARs.
 //! * [`FnDevice`]: a device made of two closures (for callers that bring their own logic).
 //! * [`ResetPort`]: the 0xCF9-style reset control register, asking the client for a
-//!   device-model style reset through a [`VmControl`](crate::client::VmControl).
+//!   device-model style reset through a [`VmControl`].
 
 mod pci;
 mod regfile;
