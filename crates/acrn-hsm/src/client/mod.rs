@@ -22,6 +22,38 @@
 //! * **Reset / suspend / power-off as the device model does them**: a device asks through
 //!   [`VmControl`]; the client withholds the NOTIFY of the request being handled and runs
 //!   [`reset_vm_like_dm`] (PAUSE, CLEAR_VM_IOREQ, reset devices, RESET, vCPU registers, START).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
+//! use acrn_hsm::devices::Uart16550;
+//! use acrn_hsm::{Access, Emulator, Hsm, Op, VmConfig, Workload};
+//!
+//! let emu = Emulator::new();
+//! let hsm = Hsm::emulated(&emu);
+//! let vm = Arc::new(hsm.create_vm(&VmConfig { vcpu_num: 1, ..Default::default() })?);
+//! let mut bus = Dispatcher::new();
+//! let uart = Uart16550::new();
+//! let out = uart.output();
+//! bus.add_pio(0x3f8, 8, Box::new(uart)).expect("free range");
+//! let mut client = IoreqClient::new(vm.clone(), bus, ClientConfig::default())?;
+//! let handle = client.handle();
+//! let thread = std::thread::spawn(move || client.run());
+//! vm.start()?;
+//! let w = Workload { vcpus: vec![vec![
+//!     Op::Pio { port: 0x3fd, size: 1, access: Access::Read { expect: Some(0x60) } },
+//!     Op::Pio { port: 0x3f8, size: 1, access: Access::Write(u64::from(b'A')) },
+//! ]] };
+//! let result = hsm.guest(&vm)?.run(&w).expect("guest");
+//! handle.stop();
+//! thread.join().expect("client thread")?;
+//! assert!(result.is_clean());
+//! assert_eq!(out.text(), "A");
+//! # Ok::<(), acrn_hsm::Error>(())
+//! ```
+//!
+//! Tests: `cargo test -p acrn-hsm --test client_e2e --test client_dispatch --test client_loom
+//! --test client_stress` (the loom model and the stress test are documented in their files).
 
 pub mod dispatch;
 pub mod protocol;
@@ -450,7 +482,8 @@ impl IoreqClient {
 
     /// Serves requests until [`ClientHandle::stop`], the destruction of the ioreq client
     /// (`ENODEV`), or a suspend / power-off request. Errors: an ATTACH failing otherwise than
-    /// with `ENODEV`/`EINTR`, or a failing step of a reset.
+    /// with `ENODEV`/`EINTR`, or a failing step of a reset. A stopped client stays stopped (a
+    /// later `run` returns at once); after a suspend or power-off `run` may be called again.
     pub fn run(&mut self) -> Result<RunExit> {
         if let Ok(mut d) = self.shared.devices.write() {
             *d = self.dispatcher.counters();
