@@ -190,7 +190,12 @@ impl VmControl {
     pub fn request(&self, action: VmAction) {
         self.0.store(action as u8, Ordering::Release);
     }
+    #[inline]
     fn take(&self) -> Option<VmAction> {
+        // Checked after every request: a plain load on the fast path, the swap only when set.
+        if self.0.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         match self.0.swap(0, Ordering::AcqRel) {
             1 => Some(VmAction::Reset),
             2 => Some(VmAction::Suspend),
