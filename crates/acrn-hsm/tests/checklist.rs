@@ -1091,10 +1091,11 @@ fn checklist_17_dm_defaults_all_ones_and_always_completed() {
           [{"pio": 3324, "size": 4, "read": true, "expect": "0xffffffff"},
            {"pci": {"bus": 0, "dev": 7, "func": 0, "reg": 0}, "size": 4, "read": true, "expect": "0xffffffff"},
            {"pci": {"bus": 0, "dev": 3, "func": 0, "reg": 0}, "size": 4, "read": true, "expect": "0x12348086"},
-           {"pio": 1280, "size": 1, "write": 1}]
+           {"pio": 1296, "size": 1, "write": 1}]
         ]}"#,
     )
     .unwrap();
+    // (vCPU 1's write goes to another port than vCPU 0's reads: the vCPUs run concurrently.)
     let r = emu.guest(vm.vmid()).unwrap().run(&w).unwrap();
     assert!(r.is_clean(), "{r:?}");
     assert_eq!(r.completed, w.request_count());

@@ -358,6 +358,11 @@ impl Vcpu {
             return Some(StopReason::Shutdown);
         }
         if self.vm.generation.load(Ordering::Acquire) != self.generation {
+            // Teardown stores `shutdown` before it bumps the generation: having seen the new
+            // generation, this load sees the flag if that is why it changed.
+            if self.hv.shutdown.load(Ordering::Acquire) {
+                return Some(StopReason::Shutdown);
+            }
             return Some(match self.vm.state() {
                 VmState::PoweredOff => StopReason::Destroyed,
                 _ => StopReason::Reset,

@@ -42,6 +42,10 @@ pub(crate) struct Client {
     /// Count of emulated signals delivered to ATTACH waiters.
     signals: Mutex<u64>,
     wq: Condvar,
+    /// Threads blocked on `wq`; changed only under `signals`, so a waker holding that lock sees
+    /// every waiter that could miss its wake-up. (A `Condvar` notify is a system call even with
+    /// nobody waiting: one per request on the hot path without this count.)
+    waiters: AtomicU32,
     /// `(type, start, end)` inclusive ranges (non-default clients only).
     ranges: Mutex<Vec<(u32, u64, u64)>>,
 }
@@ -54,13 +58,18 @@ impl Client {
             destroying: AtomicBool::new(false),
             signals: Mutex::new(0),
             wq: Condvar::new(),
+            waiters: AtomicU32::new(0),
             ranges: Mutex::new(Vec::new()),
         })
     }
 
     fn wake(&self) {
-        drop(lock(&self.signals));
-        self.wq.notify_all();
+        let guard = lock(&self.signals);
+        let waiting = self.waiters.load(Ordering::Relaxed) != 0;
+        drop(guard);
+        if waiting {
+            self.wq.notify_all();
+        }
     }
 
     /// `acrn_in_range` for any of the client's ranges (C arithmetic: wrapping).
@@ -792,7 +801,9 @@ impl EmulatedHsm {
             if self.hv.shutdown.load(Ordering::Acquire) {
                 return Ok(0);
             }
+            c.waiters.fetch_add(1, Ordering::Relaxed);
             sig = c.wq.wait(sig).unwrap_or_else(|e| e.into_inner());
+            c.waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

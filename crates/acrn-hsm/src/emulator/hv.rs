@@ -5,7 +5,7 @@
 //! Results are hypervisor codes: `0`, `-1` (most failures, `EPERM` in userspace), `-22` (`EINVAL`,
 //! memory regions), `-25` (`ENOTTY`, the target VM cannot be resolved).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::Thread;
 
@@ -34,6 +34,8 @@ pub(crate) struct HvVcpu {
     /// clears).
     event: Mutex<bool>,
     event_cv: Condvar,
+    /// Threads blocked on `event_cv`, changed only under `event` (see `signal_event`).
+    event_waiters: AtomicU32,
     /// Set while a polling waiter is parked (the doorbell below wakes it).
     pub(crate) parked: AtomicBool,
     pub(crate) waiter: Mutex<Option<Thread>>,
@@ -48,6 +50,7 @@ impl HvVcpu {
         HvVcpu {
             event: Mutex::new(false),
             event_cv: Condvar::new(),
+            event_waiters: AtomicU32::new(0),
             parked: AtomicBool::new(false),
             waiter: Mutex::new(None),
             regs: Mutex::new(vec![0; 288]),
@@ -57,8 +60,15 @@ impl HvVcpu {
 
     /// `signal_event(&vcpu->events[VCPU_EVENT_IOREQ])`.
     pub(crate) fn signal_event(&self) {
-        *lock(&self.event) = true;
-        self.event_cv.notify_all();
+        let mut set = lock(&self.event);
+        *set = true;
+        // A notify is a system call even with nobody waiting; the count is read under the lock
+        // the waiter holds until it sleeps, so no wake-up is lost.
+        let waiting = self.event_waiters.load(Ordering::Relaxed) != 0;
+        drop(set);
+        if waiting {
+            self.event_cv.notify_all();
+        }
     }
 
     /// `wait_event`: returns once the event is set (and clears it), or when `stop()` says so
@@ -73,7 +83,9 @@ impl HvVcpu {
             if stop() {
                 return false;
             }
+            self.event_waiters.fetch_add(1, Ordering::Relaxed);
             set = self.event_cv.wait(set).unwrap_or_else(|e| e.into_inner());
+            self.event_waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
