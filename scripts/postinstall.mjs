@@ -1,5 +1,6 @@
 // `npm install` in a clone of the repository sets everything up: the toolchain pieces that are
-// missing (scripts/setup-toolchain.sh), the native addon, the wasm module and the TypeScript.
+// missing (scripts/setup-toolchain.sh), Debian's Chromium for the viewer's browser tests
+// (scripts/setup-browser.sh), the native addon, the wasm module, the TypeScript and the viewer page.
 // In an installed copy of the package (no Cargo.toml beside it) there is nothing to build.
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -12,6 +13,7 @@ if (!existsSync(join(root, 'Cargo.toml')) || process.env.ACRN_HSM_SKIP_BUILD ===
 }
 for (const [what, cmd, args] of [
   ['toolchain', 'bash', ['scripts/setup-toolchain.sh']],
+  ['browser', 'bash', ['scripts/setup-browser.sh']],
   ['build', 'npm', ['run', 'build']],
 ]) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });

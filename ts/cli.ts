@@ -19,6 +19,8 @@ commands:
                           latency report of an I/O-request trace (perf kvm stat style, with percentiles)
   trace export FILE --format chrome|csv -o OUT
                           export a trace (Chrome Trace Event JSON for the Perfetto UI, or CSV)
+  trace view FILE [--port P]
+                          open a trace in the browser viewer: serves it on 127.0.0.1 only, prints the URL
   help                    this text
 `;
 
