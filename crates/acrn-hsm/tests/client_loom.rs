@@ -23,9 +23,9 @@
 //!
 //! Runs in a plain `cargo test -p acrn-hsm --test client_loom` (no `--cfg loom` needed: loom is
 //! used as a library, nothing in the crate is swapped), in about a second: preemption bounds 3
-//! (inline) and 1 (three threads). Longer setting: `LOOM_MAX_PREEMPTIONS=2` (about 15 s in a debug
-//! build) or `LOOM_MAX_PREEMPTIONS=3 cargo test --release -p acrn-hsm --test client_loom`
-//! (the environment variable applies to every model).
+//! (inline) and 1 (three threads). Longer settings (the environment variable applies to every
+//! model): `LOOM_MAX_PREEMPTIONS=3 cargo test --release -p acrn-hsm --test client_loom` (about
+//! 5 s of model checking), `LOOM_MAX_PREEMPTIONS=4` (about 25 s), both passing.
 
 use std::sync::atomic::Ordering;
 
