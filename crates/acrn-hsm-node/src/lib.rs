@@ -9,12 +9,14 @@
 // objects and classes made of them.
 #![allow(missing_debug_implementations)]
 
+mod bench;
 mod client;
 mod decode;
 mod demo;
 mod hsm;
 mod trace;
 
+pub use bench::*;
 pub use client::*;
 pub use decode::*;
 pub use demo::*;

@@ -1,0 +1,279 @@
+/**
+ * `acrn-hsm bench`: ioreq latency of every path (native Rust device, TS handler in the worker's
+ * synchronous loop, TS handler on the main-thread async loop) × completion mode (poll, notify) ×
+ * vCPUs, on the emulator, with the two C references (the floor and the C reference client)
+ * measured in the same run. Method and figures: docs/performance.md.
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { AcrnHsmError } from './errors.js';
+import type { BenchMode, BenchPath, CaseResult, CaseSize, FloorResult } from './bench/run.js';
+import { MODES, PATHS } from './bench/run.js';
+
+type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+
+const USAGE = `usage: acrn-hsm bench [--quick] [--json] [--vcpus 1,2,4,16] [--seconds S] [--requests N]
+                     [--paths native,js-sync,js-async] [--modes poll,notify] [--svg FILE]
+                     [--expected-interval-ns NS] [--no-c]`;
+
+/** What `--json` prints. */
+export interface BenchJson {
+  floor: Record<string, number | boolean | null>;
+  c_reference: Record<string, Record<string, { loop: string; p50_ns: number; p99_ns: number; p999_ns: number; max_ns: number; throughput_rps: number }>>;
+  results: { path: BenchPath; mode: BenchMode; vcpus: number; p50_ns: number; p99_ns: number; p999_ns: number; max_ns: number; throughput_rps: number }[];
+  ratios: { native_vs_floor: number | null; js_sync_vs_floor: number | null; notify_vs_futex: number | null; throughput_vs_c: number | null };
+}
+
+function usage(msg: string): never {
+  throw new AcrnHsmError('ERR_USAGE', `${msg}\n${USAGE}`);
+}
+
+function list<T extends string>(what: string, v: string | undefined, allowed: readonly T[], dflt: readonly T[]): T[] {
+  if (v === undefined) return [...dflt];
+  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const i of items) if (!allowed.includes(i as T)) usage(`--${what}: '${i}' is not one of ${allowed.join(', ')}`);
+  if (items.length === 0) usage(`--${what} is empty`);
+  return [...new Set(items)] as T[];
+}
+
+function num(what: string, v: string | undefined, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) usage(`--${what} ${v}: expected a number in ${min}..${max}`);
+  return n;
+}
+
+function fmtNs(ns: number | null | undefined): string {
+  if (ns === null || ns === undefined || !Number.isFinite(ns)) return '-';
+  if (ns >= 1e6) return `${(ns / 1e6).toFixed(2)} ms`;
+  if (ns >= 1e4) return `${(ns / 1e3).toFixed(1)} µs`;
+  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} µs`;
+  return `${Math.round(ns)} ns`;
+}
+
+function ratio(a: number | undefined, b: number | undefined): number | null {
+  if (a === undefined || b === undefined || !(b > 0)) return null;
+  return Math.round((a / b) * 1000) / 1000;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (c: string[]) => c.map((x, i) => (i < 3 ? x.padEnd(w[i] ?? 0) : x.padStart(w[i] ?? 0))).join('  ');
+  return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n') + '\n';
+}
+
+class Progress {
+  private done = 0;
+  constructor(
+    private readonly total: number,
+    private readonly write: ((s: string) => void) | null,
+  ) {}
+  step(label: string): void {
+    if (!this.write) return;
+    const width = 30;
+    const filled = Math.round((this.done / this.total) * width);
+    this.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${this.done}/${this.total} ${label.padEnd(34)}`);
+  }
+  next(): void {
+    this.done++;
+  }
+  end(): void {
+    if (this.write) this.write(`\r${' '.repeat(80)}\r`);
+  }
+}
+
+/** Runs `acrn-hsm bench`; returns the exit status. */
+export async function benchCommand(args: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      quick: { type: 'boolean' },
+      json: { type: 'boolean' },
+      vcpus: { type: 'string' },
+      seconds: { type: 'string' },
+      requests: { type: 'string' },
+      paths: { type: 'string' },
+      modes: { type: 'string' },
+      svg: { type: 'string' },
+      'expected-interval-ns': { type: 'string' },
+      'no-c': { type: 'boolean' },
+    },
+    strict: true,
+  });
+  const quick = values.quick === true;
+  const vcpuList = (values.vcpus ?? '1,2,4,16').split(',').map((s) => {
+    const n = Number(s.trim());
+    if (!Number.isInteger(n) || n < 1 || n > 16) usage(`--vcpus: '${s}' is not an integer in 1..16`);
+    return n;
+  });
+  const vcpus = [...new Set(vcpuList)].sort((a, b) => a - b);
+  const paths = list('paths', values.paths, PATHS, PATHS);
+  const modes = list('modes', values.modes, MODES, MODES);
+  const size: CaseSize = {
+    requests: Math.round(num('requests', values.requests, quick ? 20_000 : 100_000, 3, 1e8)),
+    seconds: num('seconds', values.seconds, quick ? 3 : 10, 0, 3600),
+    expectedIntervalNs: Math.round(num('expected-interval-ns', values['expected-interval-ns'], 0, 0, 1e9)),
+  };
+  const withC = values['no-c'] !== true;
+
+  const run = await import('./bench/run.js');
+  const isTty = process.stderr.isTTY === true;
+  const progress = new Progress(modes.length * vcpus.length * (paths.length + (withC ? 1 : 0)) + (withC ? 1 : 0), isTty ? out.stderr : null);
+
+  let bins: { floor: string; reference: string } | null = null;
+  let floor: FloorResult | null = null;
+  if (withC) {
+    bins = run.ensureCPrograms(out.stderr);
+    progress.step('floor (spin, futex)');
+    floor = run.runFloor(bins.floor, quick, size.expectedIntervalNs);
+    progress.next();
+  }
+  const results: CaseResult[] = [];
+  const cref: CaseResult[] = [];
+  // Grouped by (mode, vCPUs), the references next to the paths they are compared with, so that
+  // drifting load on the shared machine affects a comparison as little as possible.
+  for (const mode of modes) {
+    for (const v of vcpus) {
+      if (bins) {
+        progress.step(`c-reference ${mode} ${v} vCPU`);
+        cref.push(run.runCReference(bins.reference, mode, v, size));
+        progress.next();
+      }
+      for (const path of paths) {
+        progress.step(`${path} ${mode} ${v} vCPU`);
+        const r =
+          path === 'native'
+            ? await run.runNative(mode, v, size)
+            : path === 'js-sync'
+              ? await run.runJsSync(mode, v, size)
+              : await run.runJsAsync(mode, v, size);
+        results.push(r);
+        progress.next();
+      }
+    }
+  }
+  progress.end();
+
+  const find = (rs: CaseResult[], path: string, mode: BenchMode, v: number) => rs.find((r) => r.path === path && r.mode === mode && r.vcpus === v);
+  const v1 = vcpus[0] ?? 1;
+  const vTop = vcpus.includes(16) ? 16 : (vcpus[vcpus.length - 1] ?? 1);
+  const futexRef = floor?.futex_unpinned ?? floor?.futex;
+  const thr = modes
+    .map((m) => ratio(find(results, 'native', m, vTop)?.throughputRps, find(cref, 'c-reference', m, vTop)?.throughputRps))
+    .filter((x): x is number => x !== null);
+  const json: BenchJson = {
+    floor: floor
+      ? {
+          spin_p50_ns: floor.spin.p50_ns,
+          futex_p50_ns: futexRef?.p50_ns ?? null,
+          futex_pinned_p50_ns: floor.futex.p50_ns,
+          futex_unpinned_p50_ns: floor.futex_unpinned?.p50_ns ?? null,
+          spin_p99_ns: floor.spin.p99_ns,
+          futex_pinned_p99_ns: floor.futex.p99_ns,
+          futex_unpinned_p99_ns: floor.futex_unpinned?.p99_ns ?? null,
+          pinned: floor.pinned,
+        }
+      : {},
+    c_reference: {},
+    results: results.map((r) => ({
+      path: r.path as BenchPath,
+      mode: r.mode,
+      vcpus: r.vcpus,
+      p50_ns: r.p50,
+      p99_ns: r.p99,
+      p999_ns: r.p999,
+      max_ns: r.max,
+      throughput_rps: Math.round(r.throughputRps),
+    })),
+    ratios: {
+      native_vs_floor: ratio(find(results, 'native', 'poll', v1)?.p50, floor?.spin.p50_ns),
+      js_sync_vs_floor: ratio(find(results, 'js-sync', 'poll', v1)?.p50, floor?.spin.p50_ns),
+      notify_vs_futex: ratio(find(results, 'native', 'notify', v1)?.p50, futexRef?.p50_ns),
+      throughput_vs_c: thr.length ? Math.min(...thr) : null,
+    },
+  };
+  for (const c of cref) {
+    const m = (json.c_reference[c.mode] ??= {});
+    m[String(c.vcpus)] = {
+      loop: c.loop ?? '',
+      p50_ns: c.p50,
+      p99_ns: c.p99,
+      p999_ns: c.p999,
+      max_ns: c.max,
+      throughput_rps: Math.round(c.throughputRps),
+    };
+  }
+
+  const bad = results.filter((r) => r.errors !== 0);
+  for (const r of bad) {
+    out.stderr(`acrn-hsm bench: ${r.path} ${r.mode} ${r.vcpus} vCPU: ${r.errors} errors (mismatches, faults, lost or duplicated requests); issued ${r.issued}, completed ${r.completed}\n`);
+  }
+
+  if (values.svg) {
+    const panels = [];
+    for (const mode of modes) {
+      for (const v of vcpus) {
+        const series = [...paths.map((p) => find(results, p, mode, v)), find(cref, 'c-reference', mode, v)]
+          .filter((r): r is CaseResult => r !== undefined)
+          .map((r) => ({ label: r.path, points: r.points ?? r.hist.percentilePoints() }));
+        const f = mode === 'poll' ? floor?.spin.p50_ns : futexRef?.p50_ns;
+        panels.push({ title: `${mode}, ${v} vCPU${v > 1 ? 's' : ''}`, series, floor: f ? { label: `floor ${mode === 'poll' ? 'spin' : 'futex'} p50`, valueNs: f } : undefined });
+      }
+    }
+    const { renderSvg } = await import('./bench/svg.js');
+    writeFileSync(values.svg, renderSvg(panels, vcpus.length, 'acrn-hsm bench: guest-side ioreq latency (PENDING to FREE)'));
+  }
+
+  if (values.json) {
+    out.stdout(JSON.stringify(json, null, 2) + '\n');
+    return bad.length ? 1 : 0;
+  }
+
+  // Percentile tables, then the summary.
+  if (floor) out.stdout(floor.table.trimEnd() + '\n\n');
+  for (const r of [...cref, ...results]) {
+    const title = `${r.path} ${r.mode} ${r.vcpus} vCPU${r.loop ? ` (loop ${r.loop})` : ''}`;
+    if (r.path === 'c-reference') out.stdout(`${(r.table ?? '').trimEnd().replace(/^# .*/, `# ${title}`)}\n\n`);
+    else out.stdout(r.hist.percentileTable(title));
+  }
+  if (floor) {
+    out.stdout('floor\n');
+    out.stdout(
+      table(
+        ['variant', '', '', 'p50', 'p99', 'p99.9', 'max'],
+        (['spin', 'futex', 'futex_unpinned'] as const).flatMap((k) => {
+          const f = floor[k];
+          return f ? [[k === 'futex' ? 'futex (pinned)' : k, '', '', fmtNs(f.p50_ns), fmtNs(f.p99_ns), fmtNs(f.p999_ns), fmtNs(f.max_ns)]] : [];
+        }),
+      ) + '\n',
+    );
+  }
+  const rows = [...cref, ...results]
+    .sort((a, b) => (a.mode === b.mode ? a.vcpus - b.vcpus : a.mode < b.mode ? 1 : -1))
+    .map((r) => {
+      const f = r.mode === 'poll' ? floor?.spin.p50_ns : futexRef?.p50_ns;
+      const c = find(cref, 'c-reference', r.mode, r.vcpus);
+      return [
+        r.path,
+        r.mode,
+        String(r.vcpus),
+        fmtNs(r.p50),
+        fmtNs(r.p99),
+        fmtNs(r.p999),
+        fmtNs(r.max),
+        String(Math.round(r.throughputRps)),
+        f ? `${(r.p50 / f).toFixed(2)}x` : '-',
+        c && r.path !== 'c-reference' ? `${(r.throughputRps / c.throughputRps).toFixed(2)}x` : '-',
+      ];
+    });
+  out.stdout(table(['path', 'mode', 'vCPUs', 'p50', 'p99', 'p99.9', 'max', 'req/s', 'p50/floor', 'thr/C'], rows) + '\n');
+  const rt = json.ratios;
+  const target = (x: number | null, ok: (x: number) => boolean) => (x === null ? 'n/a' : ok(x) ? 'met' : 'missed');
+  out.stdout('ratios (targets: DESIGN.md "Performance")\n');
+  out.stdout(`  native_vs_floor   ${rt.native_vs_floor ?? '-'}  native poll ${v1} vCPU p50 / spin floor p50 (target <= 1.5: ${target(rt.native_vs_floor, (x) => x <= 1.5)})\n`);
+  out.stdout(`  js_sync_vs_floor  ${rt.js_sync_vs_floor ?? '-'}  js-sync poll ${v1} vCPU p50 / spin floor p50 (target <= 2: ${target(rt.js_sync_vs_floor, (x) => x <= 2)})\n`);
+  out.stdout(`  notify_vs_futex   ${rt.notify_vs_futex ?? '-'}  native notify ${v1} vCPU p50 / ${floor?.futex_unpinned ? 'unpinned' : 'pinned'} futex floor p50 (target <= 1.2: ${target(rt.notify_vs_futex, (x) => x <= 1.2)})\n`);
+  out.stdout(`  throughput_vs_c   ${rt.throughput_vs_c ?? '-'}  native / C reference throughput at ${vTop} vCPUs, lower of the modes (target >= 0.9: ${target(rt.throughput_vs_c, (x) => x >= 0.9)})\n`);
+  if (values.svg) out.stdout(`plot: ${values.svg}\n`);
+  return bad.length ? 1 : 0;
+}
