@@ -313,7 +313,7 @@ pub struct VcpuRegsOptions {
     pub vcpu_id: u32,
     /// rip.
     pub rip: Option<BigInt>,
-    /// rsp (gprs[4]).
+    /// rsp (`gprs[4]`).
     pub rsp: Option<BigInt>,
     /// cr0.
     pub cr0: Option<BigInt>,

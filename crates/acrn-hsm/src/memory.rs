@@ -8,7 +8,7 @@
 //! process-wide registry, and any other address fails with `EFAULT`, as `pin_user_pages` would
 //! for an unmapped or unwritable address.
 //!
-//! Pinning keeps the mapping alive: the registry hands out [`Pinned`] references holding an `Arc`
+//! Pinning keeps the mapping alive: the registry hands out `Pinned` references holding an `Arc`
 //! of the mapping, so dropping the [`UserPages`] while the emulator still uses the page removes
 //! the address from the registry (it no longer resolves) but unmaps the memory only once the last
 //! pin is released, exactly like a pinned page outlives `munmap` in the kernel.
