@@ -1,6 +1,6 @@
 //! The ABI tables and the I/O-request decoder, as JavaScript values.
 
-use acrn_uapi::ioreq::{self, DecodeError, Direction, IoPayload, IoRequest, IoreqState};
+use acrn_uapi::ioreq::{self, DecodeError, IoPayload, IoRequest};
 use napi::bindgen_prelude::{BigInt, BigUint64Array, Uint8Array};
 use napi_derive::napi;
 
@@ -68,26 +68,10 @@ pub struct DecodedSlot {
     pub error_message: Option<String>,
 }
 
-fn state_name(state: IoreqState) -> &'static str {
-    match state {
-        IoreqState::Pending => "pending",
-        IoreqState::Complete => "complete",
-        IoreqState::Processing => "processing",
-        IoreqState::Free => "free",
-    }
-}
-
-fn direction_name(direction: Direction) -> &'static str {
-    match direction {
-        Direction::Read => "read",
-        Direction::Write => "write",
-    }
-}
-
 fn to_js(req: &IoRequest) -> DecodedIoRequest {
     let mut out = DecodedIoRequest {
         r#type: String::new(),
-        state: state_name(req.state).to_owned(),
+        state: req.state.label().to_owned(),
         direction: String::new(),
         address: None,
         size: 0.0,
@@ -107,7 +91,7 @@ fn to_js(req: &IoRequest) -> DecodedIoRequest {
             value,
         } => {
             out.r#type = "pio".to_owned();
-            out.direction = direction_name(direction).to_owned();
+            out.direction = direction.label().to_owned();
             out.address = Some(BigInt::from(address));
             out.size = size as f64;
             out.value = BigInt::from(u64::from(value));
@@ -119,7 +103,7 @@ fn to_js(req: &IoRequest) -> DecodedIoRequest {
             value,
         } => {
             out.r#type = "mmio".to_owned();
-            out.direction = direction_name(direction).to_owned();
+            out.direction = direction.label().to_owned();
             out.address = Some(BigInt::from(address));
             out.size = size as f64;
             out.value = BigInt::from(value);
@@ -134,7 +118,7 @@ fn to_js(req: &IoRequest) -> DecodedIoRequest {
             reg,
         } => {
             out.r#type = "pci".to_owned();
-            out.direction = direction_name(direction).to_owned();
+            out.direction = direction.label().to_owned();
             out.size = size as f64;
             out.value = BigInt::from(u64::from(value));
             out.bus = Some(bus);

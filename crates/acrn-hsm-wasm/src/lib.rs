@@ -5,7 +5,7 @@
 //! Errors are JS `Error`s whose message starts with the stable code in brackets, as in the addon.
 //! Nothing here can panic on input: a panic would abort the whole wasm instance.
 
-use acrn_uapi::ioreq::{DecodeError, Direction, IoPayload, IoRequest, IoreqState};
+use acrn_uapi::ioreq::{DecodeError, IoPayload, IoRequest};
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -22,22 +22,6 @@ fn decode_error(err: &DecodeError) -> JsValue {
 
 fn set(obj: &Object, key: &str, value: impl Into<JsValue>) -> Result<(), JsValue> {
     Reflect::set(obj, &JsValue::from_str(key), &value.into()).map(|_| ())
-}
-
-fn state_name(state: IoreqState) -> &'static str {
-    match state {
-        IoreqState::Pending => "pending",
-        IoreqState::Complete => "complete",
-        IoreqState::Processing => "processing",
-        IoreqState::Free => "free",
-    }
-}
-
-fn direction_name(direction: Direction) -> &'static str {
-    match direction {
-        Direction::Read => "read",
-        Direction::Write => "write",
-    }
 }
 
 fn to_js(req: &IoRequest) -> Result<JsValue, JsValue> {
@@ -81,8 +65,8 @@ fn to_js(req: &IoRequest) -> Result<JsValue, JsValue> {
         }
     };
     set(&obj, "type", kind)?;
-    set(&obj, "state", state_name(req.state))?;
-    set(&obj, "direction", direction_name(direction))?;
+    set(&obj, "state", req.state.label())?;
+    set(&obj, "direction", direction.label())?;
     // Sizes of well-formed requests are 1..8; a stale FREE slot may hold anything, and f64 is
     // what a JS number can carry.
     set(&obj, "size", size as f64)?;

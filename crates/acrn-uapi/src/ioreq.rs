@@ -185,6 +185,16 @@ impl IoreqState {
             Self::Free => "FREE",
         }
     }
+
+    /// The lower-case name the JavaScript API uses (`"pending"`, ...).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Complete => "complete",
+            Self::Processing => "processing",
+            Self::Free => "free",
+        }
+    }
 }
 
 impl TryFrom<u32> for IoreqState {
@@ -241,6 +251,14 @@ impl Direction {
         }
     }
 
+    /// The lower-case name the JavaScript API uses (`"read"`, `"write"`).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+
     /// As the hypervisor and the device model read the field: 0 is a read, anything else a
     /// write.
     const fn from_raw_lenient(raw: u32) -> Self {
@@ -292,6 +310,15 @@ impl IoRequestType {
             Self::PortIo => "PORTIO",
             Self::Mmio => "MMIO",
             Self::PciCfg => "PCICFG",
+        }
+    }
+
+    /// The short name the JavaScript API uses (`"pio"`, `"mmio"`, `"pci"`).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::PortIo => "pio",
+            Self::Mmio => "mmio",
+            Self::PciCfg => "pci",
         }
     }
 }
