@@ -14,7 +14,7 @@ type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 
 const USAGE = `usage: acrn-hsm bench [--quick] [--json] [--vcpus 1,2,4,16] [--seconds S] [--requests N]
                      [--paths native,js-sync,js-async] [--modes poll,notify] [--svg FILE]
-                     [--expected-interval-ns NS] [--no-c]`;
+                     [--expected-interval-ns NS] [--floor-requests N] [--poll-backoff] [--runs R] [--no-c]`;
 
 /** What `--json` prints. */
 export interface BenchJson {
@@ -82,6 +82,65 @@ class Progress {
   }
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return 0;
+  return n % 2 ? (s[(n - 1) >> 1] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
+}
+
+/**
+ * One result per (path, mode, vCPUs): the median over the runs of each figure (p50, p99, p99.9,
+ * max, throughput; errors summed), with the table and plot of the run whose p50 is the median.
+ */
+function aggregate(rs: CaseResult[]): CaseResult[] {
+  const groups = new Map<string, CaseResult[]>();
+  for (const r of rs) {
+    const key = `${r.path}|${r.mode}|${r.vcpus}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const byP50 = [...g].sort((a, b) => a.p50 - b.p50);
+    const mid = byP50[(byP50.length - 1) >> 1] ?? (g[0] as CaseResult);
+    return {
+      ...mid,
+      p50: median(g.map((r) => r.p50)),
+      p99: median(g.map((r) => r.p99)),
+      p999: median(g.map((r) => r.p999)),
+      max: median(g.map((r) => r.max)),
+      throughputRps: median(g.map((r) => r.throughputRps)),
+      errors: g.reduce((n, r) => n + r.errors, 0),
+      runs: g.length,
+      p50Range: [byP50[0]?.p50 ?? 0, byP50[byP50.length - 1]?.p50 ?? 0],
+    };
+  });
+}
+
+function aggregateFloor(fs: FloorResult[]): FloorResult | null {
+  const first = fs[0];
+  if (!first) return null;
+  const byP50 = [...fs].sort((a, b) => a.spin.p50_ns - b.spin.p50_ns);
+  const mid = byP50[(byP50.length - 1) >> 1] ?? first;
+  const agg = (pick: (f: FloorResult) => FloorResult['spin'] | undefined): FloorResult['spin'] | undefined => {
+    const xs = fs.map(pick).filter((x): x is FloorResult['spin'] => x !== undefined);
+    const x0 = xs[0];
+    if (!x0) return undefined;
+    return {
+      ...x0,
+      p50_ns: median(xs.map((x) => x.p50_ns)),
+      p99_ns: median(xs.map((x) => x.p99_ns)),
+      p999_ns: median(xs.map((x) => x.p999_ns)),
+      max_ns: median(xs.map((x) => x.max_ns)),
+    };
+  };
+  return {
+    ...mid,
+    spin: agg((f) => f.spin) ?? first.spin,
+    futex: agg((f) => f.futex) ?? first.futex,
+    futex_unpinned: agg((f) => f.futex_unpinned),
+  };
+}
+
 /** Runs `acrn-hsm bench`; returns the exit status. */
 export async function benchCommand(args: string[], out: Out): Promise<number> {
   const { values } = parseArgs({
@@ -97,6 +156,9 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
       svg: { type: 'string' },
       'expected-interval-ns': { type: 'string' },
       'no-c': { type: 'boolean' },
+      'floor-requests': { type: 'string' },
+      'poll-backoff': { type: 'boolean' },
+      runs: { type: 'string' },
     },
     strict: true,
   });
@@ -111,48 +173,58 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
   const modes = list('modes', values.modes, MODES, MODES);
   const size: CaseSize = {
     requests: Math.round(num('requests', values.requests, quick ? 20_000 : 100_000, 3, 1e8)),
-    seconds: num('seconds', values.seconds, quick ? 3 : 10, 0, 3600),
+    seconds: num('seconds', values.seconds, 0, 0, 3600),
     expectedIntervalNs: Math.round(num('expected-interval-ns', values['expected-interval-ns'], 0, 0, 1e9)),
+    pollBackoff: values['poll-backoff'] === true,
   };
   const withC = values['no-c'] !== true;
 
   const run = await import('./bench/run.js');
   const isTty = process.stderr.isTTY === true;
-  const progress = new Progress(modes.length * vcpus.length * (paths.length + (withC ? 1 : 0)) + (withC ? 1 : 0), isTty ? out.stderr : null);
+  const runs = Math.round(num('runs', values.runs, 3, 1, 100));
+  const progress = new Progress(runs * (modes.length * vcpus.length * (paths.length + (withC ? 1 : 0)) + (withC ? 1 : 0)), isTty ? out.stderr : null);
+  const floorRequests = values['floor-requests'] === undefined ? undefined : Math.round(num('floor-requests', values['floor-requests'], 0, 100, 1e8));
 
   let bins: { floor: string; reference: string } | null = null;
-  let floor: FloorResult | null = null;
-  if (withC) {
-    bins = run.ensureCPrograms(out.stderr);
-    progress.step('floor (spin, futex)');
-    floor = run.runFloor(bins.floor, quick, size.expectedIntervalNs);
-    progress.next();
-  }
-  const results: CaseResult[] = [];
-  const cref: CaseResult[] = [];
-  // Grouped by (mode, vCPUs), the references next to the paths they are compared with, so that
-  // drifting load on the shared machine affects a comparison as little as possible.
-  for (const mode of modes) {
-    for (const v of vcpus) {
-      if (bins) {
-        progress.step(`c-reference ${mode} ${v} vCPU`);
-        cref.push(run.runCReference(bins.reference, mode, v, size));
-        progress.next();
-      }
-      for (const path of paths) {
-        progress.step(`${path} ${mode} ${v} vCPU`);
-        const r =
-          path === 'native'
-            ? await run.runNative(mode, v, size)
-            : path === 'js-sync'
-              ? await run.runJsSync(mode, v, size)
-              : await run.runJsAsync(mode, v, size);
-        results.push(r);
-        progress.next();
+  if (withC) bins = run.ensureCPrograms(out.stderr);
+  const floors: FloorResult[] = [];
+  const allResults: CaseResult[] = [];
+  const allCref: CaseResult[] = [];
+  // `runs` repetitions of the whole matrix (the machine is shared: one run's figures can be off
+  // by a scheduler time slice); within a run, cases are grouped by (mode, vCPUs), the reference
+  // next to the paths it is compared with, so drifting load affects a comparison least.
+  for (let k = 0; k < runs; k++) {
+    const tag = runs > 1 ? ` (run ${k + 1}/${runs})` : '';
+    if (bins) {
+      progress.step(`floor${tag}`);
+      floors.push(run.runFloor(bins.floor, quick, size.expectedIntervalNs, floorRequests));
+      progress.next();
+    }
+    for (const mode of modes) {
+      for (const v of vcpus) {
+        if (bins) {
+          progress.step(`c-reference ${mode} ${v} vCPU${tag}`);
+          allCref.push(run.runCReference(bins.reference, mode, v, size));
+          progress.next();
+        }
+        for (const path of paths) {
+          progress.step(`${path} ${mode} ${v} vCPU${tag}`);
+          const r =
+            path === 'native'
+              ? await run.runNative(mode, v, size)
+              : path === 'js-sync'
+                ? await run.runJsSync(mode, v, size)
+                : await run.runJsAsync(mode, v, size);
+          allResults.push(r);
+          progress.next();
+        }
       }
     }
   }
   progress.end();
+  const results = aggregate(allResults);
+  const cref = aggregate(allCref);
+  const floor = aggregateFloor(floors);
 
   const find = (rs: CaseResult[], path: string, mode: BenchMode, v: number) => rs.find((r) => r.path === path && r.mode === mode && r.vcpus === v);
   const v1 = vcpus[0] ?? 1;
@@ -258,6 +330,7 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
         r.mode,
         String(r.vcpus),
         fmtNs(r.p50),
+        r.p50Range && (r.runs ?? 1) > 1 ? `${fmtNs(r.p50Range[0])}..${fmtNs(r.p50Range[1])}` : '-',
         fmtNs(r.p99),
         fmtNs(r.p999),
         fmtNs(r.max),
@@ -266,7 +339,8 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
         c && r.path !== 'c-reference' ? `${(r.throughputRps / c.throughputRps).toFixed(2)}x` : '-',
       ];
     });
-  out.stdout(table(['path', 'mode', 'vCPUs', 'p50', 'p99', 'p99.9', 'max', 'req/s', 'p50/floor', 'thr/C'], rows) + '\n');
+  out.stdout(`medians over ${runs} run${runs > 1 ? 's' : ''}\n`);
+  out.stdout(table(['path', 'mode', 'vCPUs', 'p50', 'p50 range', 'p99', 'p99.9', 'max', 'req/s', 'p50/floor', 'thr/C'], rows) + '\n');
   const rt = json.ratios;
   const target = (x: number | null, ok: (x: number) => boolean) => (x === null ? 'n/a' : ok(x) ? 'met' : 'missed');
   out.stdout('ratios (targets: DESIGN.md "Performance")\n');

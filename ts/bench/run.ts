@@ -25,6 +25,8 @@ export interface CaseSize {
   seconds: number;
   /** Coordinated-omission correction interval (0: off). */
   expectedIntervalNs: number;
+  /** Native poll client: the library's default back-off instead of spinning like the C busy loop. */
+  pollBackoff?: boolean;
 }
 
 /** A measured case. */
@@ -49,6 +51,9 @@ export interface CaseResult {
   p99: number;
   p999: number;
   max: number;
+  /** Runs aggregated (medians), and the min..max of p50 over them. */
+  runs?: number;
+  p50Range?: [number, number];
 }
 
 const VM_FLAG_POLLING = 1n << 2n; // GUEST_FLAG_IO_COMPLETION_POLLING
@@ -58,7 +63,9 @@ function rounds(size: CaseSize, vcpus: number): { rounds: number; warmup: number
   const r = Math.max(1, Math.ceil(size.requests / per));
   // As the C reference: a discarded warm-up of min(N/10, 10000) requests.
   const warmup = Math.max(1, Math.ceil(Math.min(size.requests / 10, 10_000) / per));
-  const chunk = size.seconds > 0 ? Math.max(1, Math.ceil(r / 10)) : r;
+  // A time cap needs several guest runs (each starts and joins its vCPU threads, which costs
+  // throughput at many vCPUs): only when asked for, and then 4 of them.
+  const chunk = size.seconds > 0 ? Math.max(1, Math.ceil(r / 4)) : r;
   return { rounds: r, warmup, chunk };
 }
 
@@ -90,6 +97,7 @@ export async function runNative(mode: BenchMode, vcpus: number, size: CaseSize):
     warmupRounds: r.warmup,
     chunkRounds: r.chunk,
     maxSeconds: size.seconds,
+    pollBackoff: size.pollBackoff === true,
   });
   const errors = out.errors + (out.issued - out.completed) + Math.abs(out.notifies - out.completed);
   return finish(
@@ -197,12 +205,16 @@ export async function runJsAsync(mode: BenchMode, vcpus: number, size: CaseSize)
 
 /** Root of the package (dist/bench/ is two levels below). */
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const C_DIR = `${PACKAGE_ROOT}target/bench-c`;
 
-/** The C programs, built by `scripts/build-bench-c.sh` if missing. Throws if they cannot be. */
+/**
+ * The C programs, built by `scripts/build-bench-c.sh` if missing. Throws if they cannot be.
+ * `ACRN_HSM_BENCH_C_DIR` points to another build (e.g. `target/bench-c/debug` for smoke tests;
+ * measure with the default release build).
+ */
 export function ensureCPrograms(log: (s: string) => void): { floor: string; reference: string } {
-  const floor = `${C_DIR}/floor`;
-  const reference = `${C_DIR}/reference_client`;
+  const dir = process.env.ACRN_HSM_BENCH_C_DIR || `${PACKAGE_ROOT}target/bench-c`;
+  const floor = `${dir}/floor`;
+  const reference = `${dir}/reference_client`;
   if (!existsSync(floor) || !existsSync(reference)) {
     log('bench: building the C references (scripts/build-bench-c.sh)...\n');
     const r = spawnSync('bash', [`${PACKAGE_ROOT}scripts/build-bench-c.sh`], { cwd: PACKAGE_ROOT, encoding: 'utf8' });
@@ -242,9 +254,10 @@ export interface FloorResult {
 }
 
 /** Runs `floor` (sizes scaled down by `scale` in quick mode). */
-export function runFloor(bin: string, quick: boolean, expectedIntervalNs: number): FloorResult {
+export function runFloor(bin: string, quick: boolean, expectedIntervalNs: number, requests?: number): FloorResult {
   const args = ['--table'];
-  if (quick) args.push('--requests', '100000', '--futex-requests', '20000');
+  if (requests !== undefined) args.push('--requests', String(requests), '--futex-requests', String(Math.max(100, Math.round(requests / 10))), '--warmup', String(Math.min(5000, requests)));
+  else if (quick) args.push('--requests', '100000', '--futex-requests', '20000');
   if (expectedIntervalNs > 0) args.push('--expected-interval-ns', String(expectedIntervalNs));
   const { json, table } = runChild(bin, args);
   const points: FloorResult['points'] = {};

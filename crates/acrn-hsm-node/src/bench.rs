@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
+use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, PollConfig, WakeMode};
 use acrn_hsm::devices::RegisterFile;
 use acrn_hsm::{
     Access, Emulator, GUEST_FLAG_IO_COMPLETION_POLLING, Hsm, Op, RunResult, VmConfig, Workload,
@@ -46,6 +46,10 @@ pub struct NativeBenchOptions {
     pub chunk_rounds: u32,
     /// Upper bound on the measured part's wall time, in seconds (0: none).
     pub max_seconds: f64,
+    /// Poll mode: `true` keeps the library's default back-off ([`PollConfig::default`]: spin,
+    /// yield, then sleep when idle); `false`/absent spins without ever sleeping, as the C
+    /// reference client's busy loop does (the same policy, so the two compare overheads).
+    pub poll_backoff: Option<bool>,
 }
 
 /// The result of a native case.
@@ -141,8 +145,14 @@ fn run_case(o: &NativeBenchOptions, poll: bool) -> napi::Result<Measured> {
         )),
     )
     .map_err(bus_err)?;
-    let mode = if poll {
+    let mode = if poll && o.poll_backoff == Some(true) {
         WakeMode::poll()
+    } else if poll {
+        WakeMode::Poll(PollConfig {
+            spins: u32::MAX,
+            yields: 0,
+            ..PollConfig::default()
+        })
     } else {
         WakeMode::Blocking
     };
