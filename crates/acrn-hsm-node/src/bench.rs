@@ -65,7 +65,7 @@ pub struct NativeBenchResult {
     pub seconds: f64,
     /// PENDING to FREE per completed request, ns.
     pub latencies_ns: Float64Array,
-    /// NOTIFYs the client issued (should equal `completed`).
+    /// NOTIFYs the client issued for the measured runs (should equal `completed`).
     pub notifies: f64,
 }
 
@@ -178,10 +178,11 @@ fn run_case(o: &NativeBenchOptions, poll: bool) -> napi::Result<Measured> {
                 .run(&bench_workload(vcpus, rounds))
                 .map_err(|e| coded_error(e.name(), &format!("guest run: {e}")))
         };
-        if o.warmup_rounds > 0 {
-            run(u64::from(o.warmup_rounds))?;
-        }
-        let before = handle.stats().notifies;
+        let warm = if o.warmup_rounds > 0 {
+            run(u64::from(o.warmup_rounds))?.completed
+        } else {
+            0
+        };
         let chunk = if o.chunk_rounds == 0 {
             o.rounds
         } else {
@@ -210,11 +211,16 @@ fn run_case(o: &NativeBenchOptions, poll: bool) -> napi::Result<Measured> {
                 break;
             }
         }
-        m.notifies = handle.stats().notifies - before;
-        Ok(m)
+        Ok((m, warm))
     })();
     handle.stop();
     let joined = thread.join();
+    // Counted after the client thread ended: a vCPU may see its completion before the client
+    // has counted the NOTIFY that made it.
+    let result = result.map(|(mut m, warm)| {
+        m.notifies = handle.stats().notifies.saturating_sub(warm);
+        m
+    });
     let _ = vm.pause();
     match joined {
         Ok(Ok(_)) => {}

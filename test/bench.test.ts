@@ -1,0 +1,124 @@
+// `acrn-hsm bench`: the histogram against exact percentiles, coordinated-omission correction,
+// and a smoke run of the whole matrix with tiny counts that must print the documented JSON shape
+// (the C references from the fast debug build). The measurement itself is in
+// docs/performance.md, not here.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Histogram } from '../dist/bench/hist.js';
+import { parseTable } from '../dist/bench/run.js';
+import { benchCommand } from '../dist/cli-bench.js';
+
+const root = join(import.meta.dirname, '..');
+const cDir = join(root, 'target/bench-c/debug');
+
+function exact(sorted: number[], p: number): number {
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+describe('Histogram', () => {
+  it('percentiles within 0.8% of the exact ones (log-normal sample), exact below 256 ns', () => {
+    const h = new Histogram();
+    const xs: number[] = [];
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; i < 20000; i++) {
+      const v = Math.round(Math.exp(4 + 6 * rnd() * rnd()));
+      xs.push(v);
+      h.recordN(v);
+    }
+    xs.sort((a, b) => a - b);
+    for (const p of [1, 10, 50, 90, 99, 99.9, 100]) {
+      const e = exact(xs, p);
+      const got = h.valueAt(p);
+      expect(got, `p${p}`).toBeGreaterThanOrEqual(e);
+      if (e < 256) expect(got).toBe(e);
+      else expect((got - e) / e, `p${p}: ${got} vs ${e}`).toBeLessThan(0.008);
+    }
+    expect(h.total).toBe(20000);
+    expect(h.max).toBe(xs[xs.length - 1]);
+    expect(h.mean()).toBeCloseTo(xs.reduce((a, b) => a + b, 0) / xs.length, 6);
+  });
+
+  it('coordinated-omission correction back-fills the samples a fixed schedule would have taken', () => {
+    const h = new Histogram();
+    h.recordCorrected(100, 1000); // below the interval: one sample
+    h.recordCorrected(10_000, 1000); // 10000, then 9000, 8000, ..., 1000
+    expect(h.total).toBe(1 + 10);
+    expect(h.valueAt(100)).toBe(10_000);
+    const plain = new Histogram();
+    plain.recordAll([100, 10_000]);
+    expect(plain.total).toBe(2);
+  });
+
+  it('prints an HdrHistogram-style table the C parser reads back', () => {
+    const h = new Histogram();
+    for (let i = 1; i <= 1000; i++) h.recordN(i * 10);
+    const t = h.percentileTable('case');
+    expect(t).toMatch(/^# case\n\s+Value\(us\)\s+Percentile\s+TotalCount\s+1\/\(1-Percentile\)/);
+    expect(t).toContain('#[Mean    =');
+    expect(t).toContain('Total count    =         1000]');
+    const pts = parseTable(t);
+    expect(pts[0]?.percentile).toBe(0);
+    expect(pts[pts.length - 1]).toEqual({ percentile: 1, valueNs: 10_000 });
+    for (let i = 1; i < pts.length; i++) expect(pts[i]!.valueNs).toBeGreaterThanOrEqual(pts[i - 1]!.valueNs);
+  });
+});
+
+describe('acrn-hsm bench', () => {
+  beforeAll(() => {
+    if (existsSync(join(cDir, 'floor')) && existsSync(join(cDir, 'reference_client'))) return;
+    const r = spawnSync('bash', ['scripts/build-bench-c.sh', '--debug'], { cwd: root, encoding: 'utf8', timeout: 110_000 });
+    expect(r.status, r.stderr).toBe(0);
+  }, 120_000);
+
+  it('--quick --json with tiny counts: the documented shape, consistent figures, an SVG', async () => {
+    process.env.ACRN_HSM_BENCH_C_DIR = cDir;
+    const svg = join(mkdtempSync(join(tmpdir(), 'bench-')), 'plot.svg');
+    let stdout = '';
+    let stderr = '';
+    const code = await benchCommand(
+      ['--quick', '--json', '--requests', '300', '--vcpus', '1,2', '--runs', '1', '--floor-requests', '2000', '--svg', svg],
+      { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) },
+    );
+    expect(code, stderr).toBe(0);
+    const j = JSON.parse(stdout);
+    expect(Object.keys(j).sort()).toEqual(['c_reference', 'floor', 'ratios', 'results']);
+    expect(j.floor.spin_p50_ns).toBeGreaterThan(0);
+    expect(j.floor.futex_p50_ns).toBeGreaterThan(0);
+    for (const mode of ['poll', 'notify']) {
+      for (const v of ['1', '2']) {
+        const c = j.c_reference[mode][v];
+        expect(c.p50_ns).toBeGreaterThan(0);
+        expect(c.throughput_rps).toBeGreaterThan(0);
+        expect(c.loop).toBe(mode === 'poll' ? 'busy' : 'attach');
+      }
+    }
+    expect(j.results).toHaveLength(3 * 2 * 2);
+    for (const r of j.results) {
+      expect(Object.keys(r).sort()).toEqual(['max_ns', 'mode', 'p50_ns', 'p999_ns', 'p99_ns', 'path', 'throughput_rps', 'vcpus']);
+      expect(['native', 'js-sync', 'js-async']).toContain(r.path);
+      expect(r.p50_ns).toBeGreaterThan(0);
+      expect(r.p50_ns).toBeLessThanOrEqual(r.p99_ns);
+      expect(r.p99_ns).toBeLessThanOrEqual(r.p999_ns);
+      expect(r.p999_ns).toBeLessThanOrEqual(r.max_ns);
+      expect(r.throughput_rps).toBeGreaterThan(0);
+    }
+    const nat = j.results.find((r: { path: string; mode: string; vcpus: number }) => r.path === 'native' && r.mode === 'poll' && r.vcpus === 1);
+    expect(Object.keys(j.ratios).sort()).toEqual(['js_sync_vs_floor', 'native_vs_floor', 'notify_vs_futex', 'throughput_vs_c']);
+    expect(j.ratios.native_vs_floor).toBeCloseTo(nat.p50_ns / j.floor.spin_p50_ns, 2);
+    for (const v of Object.values(j.ratios)) expect(v).toBeGreaterThan(0);
+    const plot = readFileSync(svg, 'utf8');
+    expect(plot).toMatch(/^<svg /);
+    expect(plot.match(/<path /g)?.length).toBe(4 * 2 * 2);
+  }, 60_000);
+
+  it('rejects bad options with a usage error', async () => {
+    let stderr = '';
+    await expect(benchCommand(['--vcpus', '17'], { stdout: () => {}, stderr: (s) => (stderr += s) })).rejects.toThrow(/--vcpus/);
+    await expect(benchCommand(['--paths', 'java'], { stdout: () => {}, stderr: () => {} })).rejects.toThrow(/--paths/);
+    expect(stderr).toBe('');
+  });
+});
