@@ -338,6 +338,9 @@ impl Counters {
 #[derive(Debug)]
 struct Shared {
     stop: AtomicBool,
+    /// Whether this client's DESTROY_IOREQ_CLIENT was issued (by a blocking-mode stop or the
+    /// drop): issued at most once, so a client created later by someone else is never destroyed.
+    destroyed: AtomicBool,
     running: AtomicBool,
     counters: Counters,
     devices: std::sync::RwLock<Vec<Arc<DeviceCounters>>>,
@@ -369,7 +372,7 @@ impl ClientHandle {
         if self.shared.stop.swap(true, Ordering::AcqRel) {
             return;
         }
-        if self.blocking {
+        if self.blocking && !self.shared.destroyed.swap(true, Ordering::AcqRel) {
             // ENODEV here means it is already gone: fine.
             let _ = self.vm.destroy_ioreq_client();
         }
@@ -439,6 +442,7 @@ impl IoreqClient {
         let control = config.control.clone().unwrap_or_default();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            destroyed: AtomicBool::new(false),
             running: AtomicBool::new(false),
             counters: Counters::default(),
             devices: std::sync::RwLock::new(dispatcher.counters()),
@@ -675,8 +679,12 @@ impl IoreqClient {
 impl Drop for IoreqClient {
     fn drop(&mut self) {
         // Stop handles from destroying a client that is no longer ours, then destroy it (the
-        // device model destroys its client on exit). ENODEV: already destroyed.
-        if !self.shared.stop.swap(true, Ordering::AcqRel) {
+        // device model destroys its client on exit), unless a blocking-mode stop already did.
+        // A poll-mode stop does not destroy: without this, a stopped poll-mode client would
+        // leave the VM's ioreq client behind (requests PROCESSING forever, EEXIST for the next
+        // client). ENODEV: already destroyed.
+        self.shared.stop.store(true, Ordering::Release);
+        if !self.shared.destroyed.swap(true, Ordering::AcqRel) {
             let _ = self.vm.destroy_ioreq_client();
         }
     }

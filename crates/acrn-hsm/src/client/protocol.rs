@@ -125,6 +125,47 @@ pub struct Request {
 /// not constructible outside this module: only [`claim`] makes one, and NOTIFY consumes it.
 /// Dropping it withholds the NOTIFY (as the device model does for the request that triggers a
 /// reset); the slot then stays PROCESSING until CLEAR_VM_IOREQ completes it.
+///
+/// So a NOTIFY for a slot the client did not claim cannot be written with the client API. The
+/// legitimate path compiles:
+///
+/// ```
+/// use acrn_hsm::client::{PageSlots, protocol};
+/// fn serve(mem: &PageSlots, slot: usize) -> Option<u16> {
+///     let claim = protocol::claim(mem, slot)?; // only a PROCESSING slot gives a claim
+///     protocol::respond(mem, &claim, 0xff);
+///     Some(protocol::release_for_notify(claim)) // the vCPU to NOTIFY, once
+/// }
+/// ```
+///
+/// A claim cannot be made up for another slot (its field is private)...
+///
+/// ```compile_fail
+/// use acrn_hsm::client::{Claim, Request, protocol};
+/// fn forge(request: Request) -> u16 {
+///     protocol::release_for_notify(Claim { request })
+/// }
+/// ```
+///
+/// ...nor copied, nor released twice:
+///
+/// ```compile_fail
+/// use acrn_hsm::client::{PageSlots, protocol};
+/// fn twice(mem: &PageSlots) -> Option<(u16, u16)> {
+///     let claim = protocol::claim(mem, 0)?;
+///     let copy = claim.clone();
+///     Some((protocol::release_for_notify(claim), protocol::release_for_notify(copy)))
+/// }
+/// ```
+///
+/// ```compile_fail
+/// use acrn_hsm::client::{PageSlots, protocol};
+/// fn twice(mem: &PageSlots) -> Option<(u16, u16)> {
+///     let claim = protocol::claim(mem, 0)?;
+///     let first = protocol::release_for_notify(claim);
+///     Some((first, protocol::release_for_notify(claim)))
+/// }
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a claimed request must be NOTIFYed (or deliberately withheld)"]
 pub struct Claim {

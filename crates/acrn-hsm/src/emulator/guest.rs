@@ -235,6 +235,19 @@ impl Guest {
     }
 }
 
+/// PAUSE_VM's wait (after its store of PAUSED): returns once no vCPU of `vm` is between its
+/// state check and its upcall (`Vcpu::io`), so every request placed by a vCPU that saw RUNNING is
+/// in its slot, dispatched, when PAUSE_VM returns. A Dekker pair: state store, full fence, flag
+/// load here; flag store, full fence, state load in `Vcpu::io`.
+pub(crate) fn wait_out_of_guest_mode(vm: &HvVm) {
+    fence(Ordering::SeqCst);
+    for v in &vm.vcpus {
+        while v.entering.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Places one request in slot `vcpu` and raises the upcall, without waiting.
 pub(crate) fn insert_request(
     hv: &Hv,
@@ -384,24 +397,33 @@ impl Vcpu {
         access: Access,
         op: &Op,
     ) -> Result<(), StopReason> {
-        if let Some(r) = self.stop_reason() {
+        // From the state check to the upcall the vCPU is "in guest mode": PAUSE_VM waits for
+        // it to leave (see `Hv::pause_vm`).
+        self.vm.vcpus[self.id]
+            .entering
+            .store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let stop = self.stop_reason().or(match self.vm.state() {
+            VmState::Running => None,
+            VmState::Paused => Some(StopReason::Paused),
+            VmState::PoweredOff => Some(StopReason::Destroyed),
+            VmState::Created => Some(StopReason::NotRunning),
+        });
+        if let Some(r) = stop {
+            self.leave_guest_mode();
             return self.stop(r);
-        }
-        match self.vm.state() {
-            VmState::Running => {}
-            VmState::Paused => return self.stop(StopReason::Paused),
-            VmState::PoweredOff => return self.stop(StopReason::Destroyed),
-            VmState::Created => return self.stop(StopReason::NotRunning),
         }
         let seq = self.seq;
         self.seq += 1;
         let Some(page) = self.vm.ioreq_page() else {
+            self.leave_guest_mode();
             self.fault(seq, FaultKind::GeneralProtection, u32::MAX, op);
             return Ok(());
         };
         let slot = Slot::new(&page, self.id);
         let st = slot.processed().load(Ordering::Acquire);
         if st != abi::STATE_FREE {
+            self.leave_guest_mode();
             self.fault(seq, FaultKind::GeneralProtection, st, op);
             return Ok(());
         }
@@ -416,6 +438,7 @@ impl Vcpu {
         self.result.outcome.issued += 1;
         let t0 = Instant::now();
         upcall(&self.hv);
+        self.leave_guest_mode();
         let waited = if self.vm.polling {
             self.wait_polling(&slot)
         } else {
@@ -466,6 +489,12 @@ impl Vcpu {
             .latencies
             .push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
         Ok(())
+    }
+
+    fn leave_guest_mode(&self) {
+        self.vm.vcpus[self.id]
+            .entering
+            .store(false, Ordering::Release);
     }
 
     fn fault(&mut self, seq: u64, kind: FaultKind, state: u32, op: &Op) {

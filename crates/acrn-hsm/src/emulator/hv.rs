@@ -43,6 +43,10 @@ pub(crate) struct HvVcpu {
     pub(crate) regs: Mutex<Vec<u8>>,
     /// A guest workload currently runs on this vCPU.
     pub(crate) busy: AtomicBool,
+    /// Set while the vCPU is between its check that the VM runs and the upcall of the request
+    /// it then places: PAUSE_VM waits for it to clear, so that (as on the real hypervisor, whose
+    /// pause takes the vCPUs off their pCPUs) no request of the paused VM is placed afterwards.
+    pub(crate) entering: AtomicBool,
 }
 
 impl HvVcpu {
@@ -55,6 +59,7 @@ impl HvVcpu {
             waiter: Mutex::new(None),
             regs: Mutex::new(vec![0; 288]),
             busy: AtomicBool::new(false),
+            entering: AtomicBool::new(false),
         }
     }
 
@@ -292,6 +297,11 @@ impl Hv {
         }
         vm.set_state(VmState::Paused);
         vm.kick_all();
+        // Synchronous, as the hypervisor's pause is: a vCPU that saw RUNNING before the store
+        // above finishes placing its request (and its upcall) before PAUSE_VM returns, so that
+        // CLEAR_VM_IOREQ and RESET_VM that follow see it. (Without this a request placed after
+        // RESET_VM's sweep stayed in the slot of a vCPU that had stopped: #GP on its next run.)
+        crate::emulator::guest::wait_out_of_guest_mode(&vm);
         HV_OK
     }
 
