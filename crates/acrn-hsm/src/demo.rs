@@ -32,6 +32,7 @@ use crate::client::{
 use crate::devices::{Bar, PciFunction, RegisterFile, Uart16550, UartOutput};
 use crate::emulator::Emulator;
 use crate::errno::Errno;
+use crate::trace::{RecorderError, TraceRecorder, TraceSetup, TraceSummary};
 use crate::vm::{Hsm, VmConfig};
 use crate::workload::{Access, Op, Workload};
 use crate::{GUEST_FLAG_IO_COMPLETION_POLLING, RunResult};
@@ -107,6 +108,8 @@ pub struct DemoConfig {
     pub progress_interval: Duration,
     /// Requests per vCPU per round (progress and `seconds` are checked between rounds too).
     pub round_requests: u64,
+    /// Records every request into a trace file there ([`crate::trace`]).
+    pub trace: Option<std::path::PathBuf>,
 }
 
 impl Default for DemoConfig {
@@ -120,6 +123,7 @@ impl Default for DemoConfig {
             seed: 1,
             progress_interval: Duration::from_millis(200),
             round_requests: 20_000,
+            trace: None,
         }
     }
 }
@@ -223,6 +227,9 @@ pub struct DemoSummary {
     pub client: ClientStats,
     /// The first few mismatches and faults, for diagnosis.
     pub samples: Vec<String>,
+    /// What the trace holds, when one was recorded (`records` = `issued`: the requests the HSM
+    /// completed in the kernel are records of the device "hsm (in kernel)").
+    pub trace: Option<TraceSummary>,
 }
 
 impl DemoSummary {
@@ -254,6 +261,9 @@ pub enum DemoError {
     /// The client stopped with an error or panicked.
     #[error("client: {0}")]
     Client(String),
+    /// The trace could not be written.
+    #[error(transparent)]
+    Trace(#[from] RecorderError),
 }
 
 /// The device-side exactly-once check: vCPU *i* writes 1, 2, 3... to port `SEQ_PORT + 4i`;
@@ -488,6 +498,7 @@ fn ops_requests(ops: &[Op]) -> (u64, u64) {
                 n += a * count;
                 cf8 += b * count;
             }
+            Op::Delay { .. } | Op::Barrier => {}
             _ => n += 1,
         }
     }
@@ -500,6 +511,50 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// The demo's devices (UART, register file, PCI function, sequencer), as [`run`] registers them:
+/// what `acrn-hsm trace replay` serves a demo trace with.
+pub fn devices(vcpus: u16) -> Result<Dispatcher, DemoError> {
+    Ok(demo_devices(vcpus)?.0)
+}
+
+fn demo_devices(vcpus: u16) -> Result<(Dispatcher, UartOutput, Arc<SeqStats>), DemoError> {
+    let mut d = Dispatcher::new();
+    let uart = Uart16550::new();
+    let uart_out: UartOutput = uart.output();
+    d.add_pio(UART_PORT, 8, Box::new(uart))?;
+    d.add_mmio(
+        REGFILE_BASE,
+        REGFILE_LEN,
+        Box::new(RegisterFile::new(REGFILE_LEN as usize)),
+    )?;
+    let function = PciFunction::new(PCI_VENDOR, PCI_DEVICE)
+        .with_name("pci-00:03.0")
+        .with_class(0x05, 0x80, 0x00, 0x01)
+        .with_interrupt_pin(1)
+        .with_bar(
+            0,
+            Bar::Mem32 {
+                size: REGFILE_LEN as u32,
+                prefetchable: false,
+            },
+        )
+        .map_err(|e| DemoError::Config(e.to_string()))?;
+    d.add_pci(PCI_BDF, Box::new(function))?;
+    let seq_stats = Arc::new(SeqStats {
+        last: Mutex::new(vec![0; usize::from(vcpus)]),
+        ..Default::default()
+    });
+    d.add_pio(
+        SEQ_PORT,
+        0x40,
+        Box::new(Sequencer {
+            last: vec![0; 16],
+            stats: seq_stats.clone(),
+        }),
+    )?;
+    Ok((d, uart_out, seq_stats))
 }
 
 /// Runs the demo with the built-in devices only.
@@ -545,41 +600,7 @@ pub fn run_with(
         )));
     }
 
-    // Devices.
-    let mut d = Dispatcher::new();
-    let uart = Uart16550::new();
-    let uart_out: UartOutput = uart.output();
-    d.add_pio(UART_PORT, 8, Box::new(uart))?;
-    d.add_mmio(
-        REGFILE_BASE,
-        REGFILE_LEN,
-        Box::new(RegisterFile::new(REGFILE_LEN as usize)),
-    )?;
-    let function = PciFunction::new(PCI_VENDOR, PCI_DEVICE)
-        .with_name("pci-00:03.0")
-        .with_class(0x05, 0x80, 0x00, 0x01)
-        .with_interrupt_pin(1)
-        .with_bar(
-            0,
-            Bar::Mem32 {
-                size: REGFILE_LEN as u32,
-                prefetchable: false,
-            },
-        )
-        .map_err(|e| DemoError::Config(e.to_string()))?;
-    d.add_pci(PCI_BDF, Box::new(function))?;
-    let seq_stats = Arc::new(SeqStats {
-        last: Mutex::new(vec![0; usize::from(config.vcpus)]),
-        ..Default::default()
-    });
-    d.add_pio(
-        SEQ_PORT,
-        0x40,
-        Box::new(Sequencer {
-            last: vec![0; 16],
-            stats: seq_stats.clone(),
-        }),
-    )?;
+    let (mut d, uart_out, seq_stats) = demo_devices(config.vcpus)?;
     let mut extra_ops = Vec::new();
     for x in extra {
         d.add_range(x.space, x.base, x.len, x.device)?;
@@ -599,6 +620,20 @@ pub fn run_with(
         });
     }
 
+    let recorder = match &config.trace {
+        Some(path) => {
+            let mut setup = TraceSetup::new(
+                &format!("acrn-hsm demo (vmid {})", vm.vmid()),
+                vm.vmid(),
+                config.vcpus,
+                polling,
+                &d,
+            );
+            setup.emulated = true;
+            Some(TraceRecorder::create(path, &setup)?)
+        }
+        None => None,
+    };
     let wake = config.wake.unwrap_or(match config.mode {
         DemoMode::Notify => WakeMode::Blocking,
         DemoMode::Poll => WakeMode::Poll(PollConfig::default()),
@@ -608,6 +643,7 @@ pub fn run_with(
         d,
         ClientConfig {
             mode: wake,
+            recorder: recorder.as_ref().map(TraceRecorder::client),
             ..Default::default()
         },
     )?;
@@ -619,7 +655,10 @@ pub fn run_with(
 
     let guard = StopOnDrop(handle.clone());
     vm.start()?;
-    let guest = hsm.guest(&vm).map_err(|e| DemoError::Guest(e.errno))?;
+    let mut guest = hsm.guest(&vm).map_err(|e| DemoError::Guest(e.errno))?;
+    if let Some(r) = &recorder {
+        guest = guest.with_recorder(r.guest());
+    }
     let t0 = Instant::now();
     let deadline = config
         .seconds
@@ -724,6 +763,9 @@ pub fn run_with(
     }
     // Leave the VM as the DM would at exit (paused); errors here do not change the result.
     let _ = vm.pause();
+    // The client (and its recorder) is gone with its thread; the guest's recorder goes now.
+    drop(guest);
+    let trace = recorder.map(TraceRecorder::finish).transpose()?;
 
     let mut lat = std::mem::take(&mut total.latencies_ns);
     lat.sort_unstable();
@@ -768,6 +810,7 @@ pub fn run_with(
         devices: device_progress(&handle),
         client: client_stats,
         samples,
+        trace,
     })
 }
 

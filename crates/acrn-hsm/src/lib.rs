@@ -35,6 +35,7 @@ pub mod errno;
 pub mod memory;
 mod sync;
 pub mod sys;
+pub mod trace;
 mod vm;
 pub mod workload;
 

@@ -59,6 +59,16 @@ pub enum Op {
         /// Read or write.
         access: Access,
     },
+    /// The vCPU does no I/O for `ns` nanoseconds (a trace replay's pacing). JSON:
+    /// `{"delay_ns": 1500}`.
+    Delay {
+        /// How long.
+        ns: u64,
+    },
+    /// Waits until every vCPU of the workload reached the same barrier (or finished): what
+    /// comes before it on any vCPU happens before what comes after it on any other (a trace
+    /// replay's phases). Every vCPU list should hold the same number. JSON: `{"barrier": true}`.
+    Barrier,
     /// `ops` executed `count` times.
     Repeat {
         /// Repetitions.
@@ -118,6 +128,7 @@ pub fn request_count(ops: &[Op]) -> u64 {
         .map(|op| match op {
             Op::Pio { .. } | Op::Mmio { .. } => 1,
             Op::Pci { .. } => 2,
+            Op::Delay { .. } | Op::Barrier => 0,
             Op::Repeat { count, ops } => count.saturating_mul(request_count(ops)),
         })
         .fold(0u64, u64::saturating_add)
@@ -217,6 +228,13 @@ fn parse_op(v: &Value, path: &str) -> Result<Op, WorkloadError> {
     let o = v
         .as_object()
         .ok_or_else(|| err(path, format!("an operation is an object, got {v}")))?;
+    if o.get("barrier").is_some_and(|b| b == &Value::Bool(true)) {
+        return Ok(Op::Barrier);
+    }
+    if let Some(d) = o.get("delay_ns") {
+        let ns = parse_u64(d, &format!("{path}.delay_ns"))?;
+        return Ok(Op::Delay { ns });
+    }
     if let Some(c) = o.get("repeat") {
         let count = parse_u64(c, &format!("{path}.repeat"))?;
         let ops = o
@@ -310,7 +328,7 @@ fn parse_op(v: &Value, path: &str) -> Result<Op, WorkloadError> {
     }
     Err(err(
         path,
-        "unknown operation: expected \"pio\", \"mmio\", \"pci\" or \"repeat\"",
+        "unknown operation: expected \"pio\", \"mmio\", \"pci\", \"delay_ns\", \"barrier\" or \"repeat\"",
     ))
 }
 
@@ -404,6 +422,12 @@ impl Workload {
                     );
                     m.insert("size".into(), num(u64::from(*size)));
                     access(&mut m, a);
+                }
+                Op::Delay { ns } => {
+                    m.insert("delay_ns".into(), num(*ns));
+                }
+                Op::Barrier => {
+                    m.insert("barrier".into(), Value::Bool(true));
                 }
                 Op::Repeat { count, ops } => {
                     m.insert("repeat".into(), num(*count));
@@ -555,6 +579,8 @@ impl fmt::Display for Op {
                     acc(access)
                 )
             }
+            Op::Delay { ns } => write!(f, "delay {ns} ns"),
+            Op::Barrier => f.write_str("barrier"),
             Op::Repeat { count, ops } => write!(f, "repeat {count} x {} op(s)", ops.len()),
         }
     }

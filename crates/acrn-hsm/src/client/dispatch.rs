@@ -243,6 +243,34 @@ pub struct Dispatcher {
     mmio: BTreeMap<u64, (u64, DeviceId)>,
     pci: BTreeMap<Bdf, DeviceId>,
     on_fault: Option<FaultHook>,
+    /// The handler's start and end ([`Dispatcher::dispatch_timed`]).
+    handler_ns: (u64, u64),
+}
+
+/// The space of a [`DeviceRange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RangeSpace {
+    /// Port I/O.
+    Pio,
+    /// Memory-mapped I/O.
+    Mmio,
+    /// A PCI function's configuration space.
+    Pci,
+}
+
+/// A registered device and where it is (the trace header's device table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRange {
+    /// Its id.
+    pub id: DeviceId,
+    /// Its name.
+    pub name: String,
+    /// Its space.
+    pub space: RangeSpace,
+    /// First address (PCI: `bdf << 16`, as in traces).
+    pub base: u64,
+    /// Length in bytes (PCI: 4096).
+    pub len: u64,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -396,6 +424,36 @@ impl Dispatcher {
         self.devices.iter().map(|e| e.counters.clone()).collect()
     }
 
+    /// Every registered device with its range, in registration order.
+    pub fn ranges(&self) -> Vec<DeviceRange> {
+        let mut out = Vec::with_capacity(self.devices.len());
+        let name = |id: DeviceId| self.devices[id.0].counters.name.clone();
+        for (space, map) in [(RangeSpace::Pio, &self.pio), (RangeSpace::Mmio, &self.mmio)] {
+            for (&base, &(len, id)) in map {
+                out.push(DeviceRange {
+                    id,
+                    name: name(id),
+                    space,
+                    base,
+                    len,
+                });
+            }
+        }
+        for (bdf, &id) in &self.pci {
+            out.push(DeviceRange {
+                id,
+                name: name(id),
+                space: RangeSpace::Pci,
+                base: (u64::from(bdf.bus) << 24)
+                    | (u64::from(bdf.dev) << 19)
+                    | (u64::from(bdf.func) << 16),
+                len: 4096,
+            });
+        }
+        out.sort_by_key(|r| r.id);
+        out
+    }
+
     /// Number of registered devices.
     pub fn len(&self) -> usize {
         self.devices.len()
@@ -435,7 +493,20 @@ impl Dispatcher {
 
     /// Validates `req` and hands it to its device. Never panics, whatever the request holds.
     pub fn dispatch(&mut self, req: &Request) -> Outcome {
-        let o = self.dispatch_inner(req);
+        self.dispatch_with::<false>(req)
+    }
+
+    /// [`dispatch`](Self::dispatch), also returning the times (`CLOCK_MONOTONIC` ns) the
+    /// device's handler was called and returned (0, 0 when no handler ran).
+    pub fn dispatch_timed(&mut self, req: &Request) -> (Outcome, u64, u64) {
+        self.handler_ns = (0, 0);
+        let o = self.dispatch_with::<true>(req);
+        (o, self.handler_ns.0, self.handler_ns.1)
+    }
+
+    #[inline]
+    fn dispatch_with<const TIMED: bool>(&mut self, req: &Request) -> Outcome {
+        let o = self.dispatch_inner::<TIMED>(req);
         if let Target::Fault(reason) = o.target {
             if let Some(h) = self.on_fault.as_mut() {
                 let report = FaultReport {
@@ -449,7 +520,7 @@ impl Dispatcher {
     }
 
     #[inline]
-    fn dispatch_inner(&mut self, req: &Request) -> Outcome {
+    fn dispatch_inner<const TIMED: bool>(&mut self, req: &Request) -> Outcome {
         let size = req.size;
         let fault = |reason| Outcome {
             value: ones(size),
@@ -519,6 +590,7 @@ impl Dispatcher {
         let sz = size as u8;
         let is_read = req.is_read;
         let value = req.value;
+        let t0 = if TIMED { crate::trace::now_ns() } else { 0 };
         let r = catch_unwind(AssertUnwindSafe(|| match &mut entry.dev {
             DeviceBox::Io(d) => {
                 if is_read {
@@ -537,6 +609,10 @@ impl Dispatcher {
                 }
             }
         }));
+        if TIMED {
+            self.handler_ns = (t0, crate::trace::now_ns());
+        }
+        let entry = &mut self.devices[id.0];
         match r {
             Ok(v) => {
                 entry.counters.count(is_read);

@@ -66,8 +66,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use dispatch::{
-    AddressSpace, BusError, DeviceCounters, DeviceId, Dispatcher, FaultHook, FaultReason,
-    FaultReport, IoDevice, Outcome, PciDevice, Target, ones,
+    AddressSpace, BusError, DeviceCounters, DeviceId, DeviceRange, Dispatcher, FaultHook,
+    FaultReason, FaultReport, IoDevice, Outcome, PciDevice, RangeSpace, Target, ones,
 };
 pub use protocol::{Bdf, Claim, Kind, Request, SlotMemory};
 
@@ -216,6 +216,10 @@ pub struct ClientConfig {
     /// The control devices use to request a reset, suspend or power-off; `None`: a fresh one
     /// (see [`IoreqClient::control`]).
     pub control: Option<VmControl>,
+    /// Records every request the client handles into a trace
+    /// ([`TraceRecorder::client`](crate::trace::TraceRecorder::client)); `None`: no recording
+    /// (one branch per request).
+    pub recorder: Option<crate::trace::ClientRecorder>,
 }
 
 /// Why [`IoreqClient::run`] returned.
@@ -503,6 +507,9 @@ impl IoreqClient {
             WakeMode::Poll(p) => self.run_poll(p),
         };
         self.shared.running.store(false, Ordering::Release);
+        if let Some(rec) = self.config.recorder.as_mut() {
+            rec.flush();
+        }
         r
     }
 
@@ -578,6 +585,12 @@ impl IoreqClient {
                 continue;
             };
             n += 1;
+            if self.config.recorder.is_some() {
+                match self.handle_recorded(claim)? {
+                    Some(exit) => return Ok(exit.map_or(Pass::Handled(n), Pass::Exit)),
+                    None => continue,
+                }
+            }
             let out = self.dispatcher.dispatch(claim.request());
             protocol::respond(&self.mem, &claim, out.value);
             self.count(&claim, out.target);
@@ -594,6 +607,34 @@ impl IoreqClient {
             c.v[C_MAX_BATCH].store(n as u64, Ordering::Relaxed);
         }
         Ok(Pass::Handled(n))
+    }
+
+    /// The recording form of one request of [`scan`](Self::scan): stamps processing, handler
+    /// start and end, notify. `Some(x)`: a VM action ended the pass (`x` as `vm_action`).
+    fn handle_recorded(&mut self, claim: Claim) -> Result<Option<Option<RunExit>>> {
+        let processing = crate::trace::now_ns();
+        let req = *claim.request();
+        let (out, hs, he) = self.dispatcher.dispatch_timed(&req);
+        protocol::respond(&self.mem, &claim, out.value);
+        self.count(&claim, out.target);
+        if let Some(action) = self.control.take() {
+            if let Some(rec) = self.config.recorder.as_mut() {
+                rec.record(&req, out.target, out.value, [processing, hs, he, 0], true);
+            }
+            return self.vm_action(action, claim).map(Some);
+        }
+        let notify = crate::trace::now_ns();
+        self.notify(claim);
+        if let Some(rec) = self.config.recorder.as_mut() {
+            rec.record(
+                &req,
+                out.target,
+                out.value,
+                [processing, hs, he, notify],
+                false,
+            );
+        }
+        Ok(None)
     }
 
     #[inline]

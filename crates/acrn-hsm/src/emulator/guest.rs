@@ -25,6 +25,7 @@ use crate::emulator::slot::Slot;
 use crate::emulator::{Emulator, VmState};
 use crate::errno::Errno;
 use crate::sync::{Ordering, fence};
+use crate::trace::{GuestRecorder, VcpuRecorder, now_ns};
 use crate::workload::{Access, Op, Workload, size_mask};
 
 /// Why a vCPU stopped before the end of its operations.
@@ -128,6 +129,7 @@ impl RunResult {
 pub struct Guest {
     emulator: Emulator,
     vm: Arc<HvVm>,
+    recorder: Option<GuestRecorder>,
 }
 
 impl std::fmt::Debug for HvVm {
@@ -174,7 +176,18 @@ impl GuestRun {
 
 impl Guest {
     pub(crate) fn new(emulator: Emulator, vm: Arc<HvVm>) -> Guest {
-        Guest { emulator, vm }
+        Guest {
+            emulator,
+            vm,
+            recorder: None,
+        }
+    }
+
+    /// Records every request the vCPUs issue (pending, complete and free stamps) into a trace
+    /// ([`TraceRecorder::guest`](crate::trace::TraceRecorder::guest)).
+    pub fn with_recorder(mut self, recorder: GuestRecorder) -> Guest {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// The VM's id.
@@ -215,15 +228,24 @@ impl Guest {
         // Leave a core for the device model: spin only while the spinners fit.
         let spin_limit = if n < cores { 20_000 } else { 64 };
         let mut threads = Vec::with_capacity(n);
+        let barrier = Some(Arc::new(PhaseBarrier::new(n)));
         for (i, ops) in workload.vcpus.iter().enumerate() {
             let hv = self.emulator.hv.clone();
             let vm = vm.clone();
             let ops = ops.clone();
+            let rec = self.recorder.as_ref().map(|r| r.vcpu(i as u16));
+            let barrier = barrier.clone();
             let t = std::thread::Builder::new()
                 .name(format!("vcpu{i}"))
                 .spawn(move || {
                     let mut cpu = Vcpu::new(hv, vm.clone(), i, spin_limit);
+                    cpu.rec = rec;
+                    cpu.barrier = barrier.clone();
                     cpu.run(&ops);
+                    if let Some(b) = barrier {
+                        b.depart();
+                    }
+                    drop(cpu.rec.take());
                     *lock(&vm.vcpus[i].waiter) = None;
                     vm.vcpus[i].busy.store(false, Ordering::Release);
                     cpu.result
@@ -278,6 +300,17 @@ fn fill(slot: &Slot<'_>, polling: bool, ty: u32, reqs: &[u64; 8]) {
         .store(abi::STATE_PENDING, Ordering::Release);
 }
 
+/// Idles for `d`: spins below 50 µs (sleeping is too coarse there), sleeps above.
+fn pause_for(d: Duration) {
+    let t = Instant::now();
+    if d > Duration::from_micros(50) {
+        std::thread::sleep(d - Duration::from_micros(20));
+    }
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
 enum Wait {
     Done,
     Stop(StopReason),
@@ -293,6 +326,59 @@ struct Vcpu {
     seq: u64,
     generation: u64,
     result: VcpuResult,
+    rec: Option<VcpuRecorder>,
+    barrier: Option<Arc<PhaseBarrier>>,
+}
+
+/// [`Op::Barrier`]: every vCPU thread of a run waits for the others; a thread that finished
+/// (or stopped) counts as arrived at every later barrier, so none waits forever.
+struct PhaseBarrier {
+    n: usize,
+    /// (arrived, generation, departed)
+    state: std::sync::Mutex<(usize, u64, usize)>,
+    cv: std::sync::Condvar,
+}
+
+impl PhaseBarrier {
+    fn new(n: usize) -> PhaseBarrier {
+        PhaseBarrier {
+            n,
+            state: std::sync::Mutex::new((0, 0, 0)),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    fn wait(&self, stop: impl Fn() -> bool) {
+        let mut g = lock(&self.state);
+        g.0 += 1;
+        if g.0 + g.2 >= self.n {
+            g.0 = 0;
+            g.1 += 1;
+            self.cv.notify_all();
+            return;
+        }
+        let generation = g.1;
+        while g.1 == generation {
+            if stop() {
+                g.0 -= 1;
+                return;
+            }
+            g = match self.cv.wait_timeout(g, Duration::from_millis(5)) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+
+    fn depart(&self) {
+        let mut g = lock(&self.state);
+        g.2 += 1;
+        if g.0 > 0 && g.0 + g.2 >= self.n {
+            g.0 = 0;
+            g.1 += 1;
+            self.cv.notify_all();
+        }
+    }
 }
 
 impl Vcpu {
@@ -312,6 +398,8 @@ impl Vcpu {
             seq: 0,
             generation,
             result: VcpuResult::default(),
+            rec: None,
+            barrier: None,
         }
     }
 
@@ -326,6 +414,12 @@ impl Vcpu {
                 Op::Repeat { count, ops } => {
                     for _ in 0..*count {
                         self.exec(ops)?;
+                    }
+                }
+                Op::Delay { ns } => pause_for(Duration::from_nanos(*ns)),
+                Op::Barrier => {
+                    if let Some(b) = self.barrier.clone() {
+                        b.wait(|| self.stop_reason().is_some())
                     }
                 }
                 Op::Pio { port, size, access } => {
@@ -434,6 +528,8 @@ impl Vcpu {
         };
         // The 64-byte reqs: direction@0, reserved@4, address@8, size@16, value@24.
         let reqs = [u64::from(dir), addr, u64::from(size), value, 0, 0, 0, 0];
+        // Stamped before the PENDING store: another vCPU's upcall may dispatch the slot at once.
+        let pending_ns = if self.rec.is_some() { now_ns() } else { 0 };
         fill(&slot, self.vm.polling, ty, &reqs);
         self.result.outcome.issued += 1;
         let t0 = Instant::now();
@@ -445,21 +541,37 @@ impl Vcpu {
             self.wait_event()
         };
         if let Wait::Stop(r) = waited {
+            self.record(
+                ty,
+                addr,
+                size,
+                dir,
+                value,
+                [pending_ns, 0, 0],
+                &slot,
+                Some(r),
+            );
             return self.stop(r);
         }
+        let complete_ns = if self.rec.is_some() { now_ns() } else { 0 };
         // dm_emulate_io_complete
         if self.vm.state() == VmState::Paused {
             // Zombie vCPU: FREE without post-work, and the vCPU no longer runs.
             if slot.processed().load(Ordering::Acquire) == abi::STATE_COMPLETE {
                 slot.processed().store(abi::STATE_FREE, Ordering::Relaxed);
             }
-            return self.stop(StopReason::Paused);
+            let free_ns = if self.rec.is_some() { now_ns() } else { 0 };
+            let stamps = [pending_ns, complete_ns, free_ns];
+            let r = StopReason::Paused;
+            self.record(ty, addr, size, dir, value, stamps, &slot, Some(r));
+            return self.stop(r);
         }
         let st = slot.processed().load(Ordering::Acquire);
         if st != abi::STATE_COMPLETE {
             self.fault(seq, FaultKind::StrayWakeup, st, op);
             return Ok(());
         }
+        let mut value = value;
         if dir == abi::DIR_READ {
             let got = if ty == abi::TYPE_MMIO {
                 let v = slot.value64() & mask;
@@ -471,6 +583,7 @@ impl Vcpu {
                 self.rax = (self.rax & !mask) | v;
                 v
             };
+            value = got;
             if let Access::Read { expect: Some(e) } = access {
                 if e != got {
                     self.result.mismatches.push(Mismatch {
@@ -484,6 +597,10 @@ impl Vcpu {
             }
         }
         slot.processed().store(abi::STATE_FREE, Ordering::Relaxed);
+        if self.rec.is_some() {
+            let stamps = [pending_ns, complete_ns, now_ns()];
+            self.record(ty, addr, size, dir, value, stamps, &slot, None);
+        }
         self.result.outcome.completed += 1;
         self.result
             .latencies
@@ -495,6 +612,46 @@ impl Vcpu {
         self.vm.vcpus[self.id]
             .entering
             .store(false, Ordering::Release);
+    }
+
+    /// Records a request into the trace (no-op without a recorder). Whether it went to the
+    /// userspace client is read from the slot the HSM handled: 0xCF8, and 0xCFC..0xCFF left as
+    /// PORTIO (CONFIG_ADDRESS disabled), were completed in the kernel, as were requests of the
+    /// in-kernel ioeventfd client (`kernel_handled`). `stop`: the vCPU stopped instead of
+    /// completing it.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        ty: u32,
+        addr: u64,
+        size: u8,
+        dir: u32,
+        value: u64,
+        stamps: [u64; 3],
+        slot: &Slot<'_>,
+        stop: Option<StopReason>,
+    ) {
+        let Some(rec) = self.rec.as_mut() else {
+            return;
+        };
+        let pio = ty == abi::TYPE_PORTIO;
+        let in_kernel = (pio && addr == 0xcf8)
+            || (pio && (0xcfc..=0xcff).contains(&addr) && slot.ty() == abi::TYPE_PORTIO)
+            || (stop.is_none() && slot.kernel_handled() != 0);
+        let outcome = stop.map(|r| match r {
+            StopReason::Paused | StopReason::Reset => acrn_trace::Outcome::Cleared,
+            _ => acrn_trace::Outcome::Incomplete,
+        });
+        rec.record(
+            ty == abi::TYPE_MMIO,
+            addr,
+            size,
+            dir == abi::DIR_READ,
+            value,
+            stamps,
+            !in_kernel,
+            outcome,
+        );
     }
 
     fn fault(&mut self, seq: u64, kind: FaultKind, state: u32, op: &Op) {

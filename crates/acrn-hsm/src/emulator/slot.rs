@@ -60,6 +60,9 @@ impl<'a> Slot<'a> {
         self.u32_field(off::COMPLETION_POLLING)
             .store(v, Ordering::Relaxed)
     }
+    pub(crate) fn kernel_handled(&self) -> u32 {
+        self.u32_field(off::KERNEL_HANDLED).load(Ordering::Relaxed)
+    }
     pub(crate) fn set_kernel_handled(&self, v: u32) {
         self.u32_field(off::KERNEL_HANDLED)
             .store(v, Ordering::Relaxed)

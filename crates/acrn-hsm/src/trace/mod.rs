@@ -1,0 +1,632 @@
+//! The I/O-request recorder: one [`acrn_trace`] record per request, with a timestamp for every
+//! stage this process can see, on one clock (`CLOCK_MONOTONIC`, ns; [`now_ns`]).
+//!
+//! Who stamps what (docs/trace-format.md, "Recorder"):
+//!
+//! | stage | stamped by | where |
+//! |-------|------------|-------|
+//! | `pending` | the emulator's vCPU thread | right after its release store of PENDING |
+//! | `processing` | the client ([`ClientRecorder`]) | right after it claimed the PROCESSING slot |
+//! | `handler_start`, `handler_end` | the client | around the device call in the dispatcher (0 when no handler ran: unclaimed, malformed) |
+//! | `notify` | the client | right before NOTIFY_REQUEST_FINISH |
+//! | `complete` | the vCPU | when its wait saw COMPLETE |
+//! | `free` | the vCPU | after its store of FREE (post-work done) |
+//!
+//! **No lock on the hot path**: the client thread and each vCPU thread append records to their
+//! own `Vec` and hand full chunks ([`CHUNK`] records) to the writer thread over a bounded channel.
+//!
+//! **The join**: one vCPU has at most one request in flight, so the *n*-th request the client
+//! claims on slot *i* is the *n*-th request of vCPU *i* that reached the client. The vCPU knows
+//! which of its requests the HSM completed in the kernel (0xCF8, 0xCFC..0xCFF while CONFIG_ADDRESS
+//! is disabled, the in-kernel ioeventfd client) from the slot after completion, so the writer
+//! walks each vCPU's requests in order and pairs every request that went to the client with the
+//! next client record of that vCPU; the in-kernel ones are written alone, with the device
+//! [`KERNEL_DEVICE`] ("hsm (in kernel)"). A pair is checked (same direction and size, same
+//! address, or PCICFG for a 0xCFC..0xCFF access; `processing` not before `pending`); a client
+//! record that fails the check is written alone. On a real device there is no guest side: client
+//! records are written as they come, with `pending`, `complete` and `free` 0.
+
+mod replay;
+
+pub use acrn_trace;
+pub use replay::{
+    ReplayDevices, ReplayError, ReplayOptions, ReplayReport, TraceWorkload, replay_trace,
+};
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use acrn_trace::{
+    CompletionMode, DeviceInfo, Direction, IoSink, IoType, NO_DEVICE, Outcome, TraceHeader,
+    TraceRecord, TraceWriter,
+};
+
+use crate::client::{Dispatcher, FaultReason, Kind, Request, Target};
+
+/// Records a recorder thread buffers before handing them to the writer.
+pub const CHUNK: usize = 1024;
+/// Chunks the channel to the writer holds before producers wait (bounds memory).
+const CHANNEL_CHUNKS: usize = 256;
+/// Device id, in traces made with the emulator, of requests the HSM completed in the kernel.
+pub const KERNEL_DEVICE: u16 = 0xFFFE;
+
+/// `CLOCK_MONOTONIC` in ns (the trace clock).
+#[inline]
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, writable timespec; CLOCK_MONOTONIC is always available on Linux
+    // (clock_gettime then cannot fail; if it did, `ts` stays zero).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+fn clock_resolution_ns() -> u32 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as in `now_ns`.
+    let r = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    if r != 0 || ts.tv_sec != 0 {
+        return 1;
+    }
+    u32::try_from(ts.tv_nsec).unwrap_or(1).max(1)
+}
+
+/// A recorder failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The trace file could not be created or written.
+    #[error("trace: {0}")]
+    Io(#[from] std::io::Error),
+    /// The encoder refused the header or a record.
+    #[error("trace: {0}")]
+    Trace(#[from] acrn_trace::TraceError),
+    /// The writer thread panicked.
+    #[error("trace: the writer thread panicked")]
+    Panicked,
+}
+
+/// What goes into a trace's header: the VM and its devices.
+#[derive(Debug, Clone)]
+pub struct TraceSetup {
+    /// The VM's name.
+    pub name: String,
+    /// Its vmid.
+    pub vmid: u16,
+    /// Its vCPUs.
+    pub vcpus: u16,
+    /// Polling completion (else notify).
+    pub polling: bool,
+    /// The device table (id = [`DeviceId`](crate::client::DeviceId) index).
+    pub devices: Vec<DeviceInfo>,
+    /// Add the [`KERNEL_DEVICE`] entry (traces recorded with the emulator).
+    pub emulated: bool,
+}
+
+impl TraceSetup {
+    /// The setup of VM `name` served by `dispatcher` ([`Dispatcher::ranges`]).
+    pub fn new(name: &str, vmid: u16, vcpus: u16, polling: bool, dispatcher: &Dispatcher) -> Self {
+        let devices = dispatcher
+            .ranges()
+            .into_iter()
+            .filter_map(|r| {
+                Some(DeviceInfo {
+                    id: u16::try_from(r.id.0).ok().filter(|&i| i < KERNEL_DEVICE)?,
+                    name: r.name,
+                    kind: match r.space {
+                        crate::client::RangeSpace::Pio => IoType::Pio,
+                        crate::client::RangeSpace::Mmio => IoType::Mmio,
+                        crate::client::RangeSpace::Pci => IoType::Pci,
+                    },
+                    base: r.base,
+                    length: r.len,
+                })
+            })
+            .collect();
+        TraceSetup {
+            name: name.to_string(),
+            vmid,
+            vcpus,
+            polling,
+            devices,
+            emulated: false,
+        }
+    }
+
+    /// The header (clock start = now).
+    pub fn header(&self) -> TraceHeader {
+        let mut h = TraceHeader::new(&self.name, self.vcpus);
+        h.vm.vmid = self.vmid;
+        h.vm.completion = if self.polling {
+            CompletionMode::Polling
+        } else {
+            CompletionMode::Notify
+        };
+        h.clock.resolution_ns = clock_resolution_ns();
+        h.clock.start_ns = now_ns();
+        h.clock.wall_start_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0));
+        h.devices = self.devices.clone();
+        if self.emulated {
+            h.devices.push(DeviceInfo {
+                id: KERNEL_DEVICE,
+                name: "hsm (in kernel)".into(),
+                kind: IoType::Pio,
+                base: 0xcf8,
+                length: 8,
+            });
+        }
+        h
+    }
+}
+
+/// A request as the vCPU saw it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GuestEntry {
+    pub(crate) rec: TraceRecord,
+    /// It went to the userspace client (else the HSM completed it in the kernel).
+    pub(crate) via_client: bool,
+    /// The vCPU stopped (pause, reset, ...) before its completion: the client may or may not
+    /// have claimed it.
+    pub(crate) stopped: bool,
+}
+
+enum Msg {
+    Client(Vec<TraceRecord>),
+    Guest(u16, Vec<GuestEntry>),
+    GuestAttached,
+}
+
+/// The client thread's recorder (put it in [`ClientConfig::recorder`](crate::ClientConfig)).
+/// Cloning gives a recorder with its own, empty buffer, feeding the same trace.
+pub struct ClientRecorder {
+    tx: SyncSender<Msg>,
+    buf: Vec<TraceRecord>,
+}
+
+impl std::fmt::Debug for ClientRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRecorder")
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
+}
+
+impl Clone for ClientRecorder {
+    fn clone(&self) -> Self {
+        ClientRecorder {
+            tx: self.tx.clone(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// The trace form of a client request and its outcome.
+fn client_record(req: &Request, target: Target, value: u64) -> TraceRecord {
+    let (kind, address) = match req.kind {
+        Kind::Pio => (IoType::Pio, req.address),
+        Kind::Mmio | Kind::Unknown(_) => (IoType::Mmio, req.address),
+        Kind::PciCfg => (
+            IoType::Pci,
+            acrn_trace::format::pci_address(
+                req.bdf.bus,
+                req.bdf.dev,
+                req.bdf.func,
+                (req.reg & 0xffff) as u16,
+            ),
+        ),
+    };
+    let (outcome, device) = match target {
+        Target::Device(id) => (
+            Outcome::Ok,
+            u16::try_from(id.0)
+                .ok()
+                .filter(|&i| i < KERNEL_DEVICE)
+                .unwrap_or(NO_DEVICE),
+        ),
+        Target::Unclaimed => (Outcome::Unclaimed, NO_DEVICE),
+        Target::Fault(FaultReason::DevicePanic) => (Outcome::HandlerError, NO_DEVICE),
+        Target::Fault(_) => (Outcome::Malformed, NO_DEVICE),
+    };
+    let mut r = TraceRecord::new(
+        req.vcpu,
+        kind,
+        if req.is_read {
+            Direction::Read
+        } else {
+            Direction::Write
+        },
+        u8::try_from(req.size).unwrap_or(u8::MAX),
+        address,
+    );
+    r.outcome = outcome;
+    r.device = device;
+    r.value = if req.is_read { value } else { req.value };
+    r
+}
+
+impl ClientRecorder {
+    /// Records one request the client handled. `stamps` = processing, handler_start,
+    /// handler_end, notify (0: not observed); `withheld`: its NOTIFY was withheld (outcome
+    /// `cleared`).
+    #[inline]
+    pub(crate) fn record(
+        &mut self,
+        req: &Request,
+        target: Target,
+        value: u64,
+        stamps: [u64; 4],
+        withheld: bool,
+    ) {
+        let mut r = client_record(req, target, value);
+        if withheld {
+            r.outcome = Outcome::Cleared;
+        }
+        r.ts.processing = stamps[0];
+        r.ts.handler_start = stamps[1];
+        r.ts.handler_end = stamps[2];
+        r.ts.notify = stamps[3];
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(CHUNK);
+        }
+        self.buf.push(r);
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    /// Hands the buffered records to the writer.
+    pub fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        // The writer gone (it failed): records are dropped; `TraceRecorder::finish` reports it.
+        let _ = self.tx.send(Msg::Client(chunk));
+    }
+}
+
+impl Drop for ClientRecorder {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The guest's recorder (give it to [`Guest::with_recorder`](crate::Guest::with_recorder)):
+/// makes one [`VcpuRecorder`] per vCPU thread.
+#[derive(Clone)]
+pub struct GuestRecorder {
+    tx: SyncSender<Msg>,
+}
+
+impl std::fmt::Debug for GuestRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuestRecorder")
+    }
+}
+
+impl GuestRecorder {
+    pub(crate) fn vcpu(&self, vcpu: u16) -> VcpuRecorder {
+        VcpuRecorder {
+            tx: self.tx.clone(),
+            vcpu,
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// One vCPU thread's buffer.
+pub(crate) struct VcpuRecorder {
+    tx: SyncSender<Msg>,
+    vcpu: u16,
+    buf: Vec<GuestEntry>,
+}
+
+impl VcpuRecorder {
+    /// Records a request of this vCPU: `ty` the `ACRN_IOREQ_TYPE_*` it issued, `value` written
+    /// or read; stamps pending, complete, free.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn record(
+        &mut self,
+        mmio: bool,
+        address: u64,
+        size: u8,
+        read: bool,
+        value: u64,
+        stamps: [u64; 3],
+        via_client: bool,
+        outcome: Option<Outcome>,
+    ) {
+        let mut rec = TraceRecord::new(
+            self.vcpu,
+            if mmio { IoType::Mmio } else { IoType::Pio },
+            if read {
+                Direction::Read
+            } else {
+                Direction::Write
+            },
+            size,
+            address,
+        );
+        rec.value = value;
+        rec.ts.pending = stamps[0];
+        rec.ts.complete = stamps[1];
+        rec.ts.free = stamps[2];
+        let stopped = outcome.is_some();
+        rec.outcome = outcome.unwrap_or(Outcome::Ok);
+        if !via_client {
+            rec.device = KERNEL_DEVICE;
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(CHUNK);
+        }
+        self.buf.push(GuestEntry {
+            rec,
+            via_client,
+            stopped,
+        });
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let _ = self.tx.send(Msg::Guest(self.vcpu, chunk));
+    }
+}
+
+impl Drop for VcpuRecorder {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// What a finished trace holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct TraceSummary {
+    /// Records written.
+    pub records: u64,
+    /// Records joining a client record and a guest request.
+    pub joined: u64,
+    /// Requests the HSM completed in the kernel (device [`KERNEL_DEVICE`]).
+    pub in_kernel: u64,
+    /// Client records written without a guest request (a real device, or unmatched).
+    pub client_only: u64,
+    /// Guest requests that went to the client but had no client record (stopped / cleared).
+    pub guest_only: u64,
+}
+
+/// A trace being recorded: the writer thread, and the factories of the per-thread recorders.
+///
+/// ```no_run
+/// # use acrn_hsm::trace::{TraceRecorder, TraceSetup};
+/// # let dispatcher = acrn_hsm::Dispatcher::new();
+/// let setup = TraceSetup::new("vm0", 1, 2, false, &dispatcher);
+/// let recorder = TraceRecorder::create("run.trace", &setup)?;
+/// let client_rec = recorder.client(); // -> ClientConfig { recorder: Some(client_rec), .. }
+/// let guest_rec = recorder.guest();   // -> guest.with_recorder(guest_rec)
+/// // ... run, then drop the client and the guest runs ...
+/// # drop((client_rec, guest_rec));
+/// let summary = recorder.finish()?;
+/// # Ok::<(), acrn_hsm::trace::RecorderError>(())
+/// ```
+pub struct TraceRecorder {
+    tx: SyncSender<Msg>,
+    thread: JoinHandle<Result<TraceSummary, RecorderError>>,
+}
+
+impl std::fmt::Debug for TraceRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceRecorder")
+    }
+}
+
+impl TraceRecorder {
+    /// Records to a new file at `path` (buffered, streaming).
+    pub fn create(path: impl AsRef<Path>, setup: &TraceSetup) -> Result<Self, RecorderError> {
+        let f = File::create(path)?;
+        Self::new(BufWriter::with_capacity(1 << 16, f), setup)
+    }
+
+    /// Records to `sink`: the header is written now, records as they are joined, the footer by
+    /// [`finish`](Self::finish).
+    pub fn new<W: Write + Send + 'static>(
+        sink: W,
+        setup: &TraceSetup,
+    ) -> Result<Self, RecorderError> {
+        let writer = TraceWriter::new(IoSink(sink), &setup.header())?;
+        let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
+        let vcpus = usize::from(setup.vcpus.max(1));
+        let thread = std::thread::Builder::new()
+            .name("trace-writer".into())
+            .spawn(move || writer_thread(writer, rx, vcpus))?;
+        Ok(TraceRecorder { tx, thread })
+    }
+
+    /// A recorder for the client thread.
+    pub fn client(&self) -> ClientRecorder {
+        ClientRecorder {
+            tx: self.tx.clone(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// A recorder for the emulator's guest: from now on client records are joined with the
+    /// guest's requests.
+    pub fn guest(&self) -> GuestRecorder {
+        let _ = self.tx.send(Msg::GuestAttached);
+        GuestRecorder {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Waits until every [`ClientRecorder`] and [`GuestRecorder`] is dropped (drop the client
+    /// and the guest runs first), writes what is left and the footer, and flushes.
+    pub fn finish(self) -> Result<TraceSummary, RecorderError> {
+        drop(self.tx);
+        self.thread.join().map_err(|_| RecorderError::Panicked)?
+    }
+}
+
+/// Client and guest queues of one vCPU.
+#[derive(Default)]
+struct Lane {
+    client: VecDeque<TraceRecord>,
+    guest: VecDeque<GuestEntry>,
+}
+
+/// Whether client record `c` is the request `g` the vCPU issued.
+fn compatible(g: &TraceRecord, c: &TraceRecord) -> bool {
+    let addr_ok = match (c.kind, g.kind) {
+        (IoType::Pci, IoType::Pio) => (0xcfc..=0xcff).contains(&g.address),
+        (a, b) => a == b && c.address == g.address,
+    };
+    addr_ok
+        && c.direction == g.direction
+        && c.size == g.size
+        && (c.ts.processing == 0 || g.ts.pending == 0 || c.ts.processing >= g.ts.pending)
+}
+
+struct Joiner<W: Write> {
+    w: TraceWriter<IoSink<W>>,
+    lanes: Vec<Lane>,
+    guest_attached: bool,
+    sum: TraceSummary,
+}
+
+impl<W: Write> Joiner<W> {
+    fn write(&mut self, r: &TraceRecord) -> Result<(), RecorderError> {
+        self.w.write_record(r)?;
+        self.sum.records += 1;
+        Ok(())
+    }
+
+    fn lane(&mut self, vcpu: u16) -> &mut Lane {
+        let i = usize::from(vcpu);
+        if self.lanes.len() <= i {
+            self.lanes.resize_with(i + 1, Lane::default);
+        }
+        &mut self.lanes[i]
+    }
+
+    /// Writes what can be joined on lane `i`; `end`: nothing more will come.
+    fn drain(&mut self, i: usize, end: bool) -> Result<(), RecorderError> {
+        loop {
+            let lane = &mut self.lanes[i];
+            let Some(g) = lane.guest.front().copied() else {
+                if end || !self.guest_attached {
+                    while let Some(c) = self.lanes[i].client.pop_front() {
+                        self.sum.client_only += 1;
+                        self.write(&c)?;
+                    }
+                }
+                return Ok(());
+            };
+            if !g.via_client {
+                lane.guest.pop_front();
+                self.sum.in_kernel += 1;
+                self.write(&g.rec)?;
+                continue;
+            }
+            match lane.client.front().copied() {
+                Some(c) if c.ts.processing != 0 && c.ts.processing < g.rec.ts.pending => {
+                    // A client record older than this request: its own request was taken for
+                    // an in-kernel one. Written alone.
+                    lane.client.pop_front();
+                    self.sum.client_only += 1;
+                    self.write(&c)?;
+                }
+                Some(c) if compatible(&g.rec, &c) => {
+                    lane.client.pop_front();
+                    lane.guest.pop_front();
+                    let mut r = c;
+                    r.ts.pending = g.rec.ts.pending;
+                    r.ts.complete = g.rec.ts.complete;
+                    r.ts.free = g.rec.ts.free;
+                    if g.stopped && r.outcome == Outcome::Ok {
+                        r.outcome = g.rec.outcome;
+                    }
+                    self.sum.joined += 1;
+                    self.write(&r)?;
+                }
+                Some(_) => {
+                    // Not this request's: the guest request is written alone.
+                    lane.guest.pop_front();
+                    self.sum.guest_only += 1;
+                    let mut r = g.rec;
+                    r.device = NO_DEVICE;
+                    self.write(&r)?;
+                }
+                None if end || (g.stopped && lane.guest.len() > 1) => {
+                    lane.guest.pop_front();
+                    self.sum.guest_only += 1;
+                    let mut r = g.rec;
+                    r.device = NO_DEVICE;
+                    if r.outcome == Outcome::Ok {
+                        r.outcome = Outcome::Incomplete;
+                    }
+                    self.write(&r)?;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+fn writer_thread<W: Write>(
+    w: TraceWriter<IoSink<W>>,
+    rx: Receiver<Msg>,
+    vcpus: usize,
+) -> Result<TraceSummary, RecorderError> {
+    let mut j = Joiner {
+        w,
+        lanes: Vec::new(),
+        guest_attached: false,
+        sum: TraceSummary::default(),
+    };
+    j.lanes.resize_with(vcpus, Lane::default);
+    for msg in rx.iter() {
+        match msg {
+            Msg::GuestAttached => j.guest_attached = true,
+            Msg::Client(chunk) => {
+                let mut touched = 0u64;
+                for r in chunk {
+                    touched |= 1 << (r.vcpu % 64);
+                    j.lane(r.vcpu).client.push_back(r);
+                }
+                for i in 0..j.lanes.len() {
+                    if touched & (1 << (i % 64)) != 0 {
+                        j.drain(i, false)?;
+                    }
+                }
+            }
+            Msg::Guest(vcpu, chunk) => {
+                j.lane(vcpu).guest.extend(chunk);
+                j.drain(usize::from(vcpu), false)?;
+            }
+        }
+    }
+    for i in 0..j.lanes.len() {
+        j.drain(i, true)?;
+    }
+    let sum = j.sum;
+    let IoSink(mut sink) = j.w.finish()?;
+    sink.flush()?;
+    Ok(sum)
+}
