@@ -14,6 +14,15 @@
  * A handler that throws, or returns something that is not a number/bigint for a read, does not
  * stop the client: the read returns all ones, as real hardware and the ACRN device model do, and
  * the error goes to the `'error'` event with the request attached.
+ *
+ * Time-out policy (`run()` only): a handler's promise that has not settled after
+ * `handlerTimeoutMs` (option of `vm.createIoreqClient`, default 1000 ms; `Infinity` disables it)
+ * no longer holds the guest's vCPU: the request is completed (a read with all ones) and an
+ * `'error'` event with `code: 'ERR_HANDLER_TIMEOUT'` carries the request. Whatever the promise
+ * settles to later is ignored. Requests of one batch are served one after the other, so a batch
+ * of stuck handlers takes one time-out each. (`runSync()` does not await promises; a synchronous
+ * handler that never returns can only be stopped by terminating its worker: see
+ * docs/reliability.md for the recovery.)
  */
 import { EventEmitter } from 'node:events';
 import { AcrnHsmError, callBinding, fromBindingError } from './errors.js';
@@ -76,6 +85,21 @@ export interface ClientCounters {
 
 /** How the client waits: sleeping in ATTACH (`'blocking'`, default) or spinning on the page (`'poll'`). */
 export type WakeMode = 'blocking' | 'poll';
+
+/** The default of `handlerTimeoutMs`. */
+export const DEFAULT_HANDLER_TIMEOUT_MS = 1000;
+
+/**
+ * Checks a `handlerTimeoutMs` option: `undefined` gives the default, `Infinity` disables the
+ * time-out, anything else must be an integer in 1..2^31-1 (what `setTimeout` takes).
+ * @internal
+ */
+export function checkHandlerTimeout(v: unknown): number {
+  if (v === undefined) return DEFAULT_HANDLER_TIMEOUT_MS;
+  if (v === Number.POSITIVE_INFINITY) return v;
+  checkInt('handlerTimeoutMs', v, 1, 0x7fff_ffff);
+  return v;
+}
 
 /** A native 16550 UART of the core (8 ports). */
 export class Uart16550 {
@@ -159,11 +183,14 @@ export class IoreqClient extends EventEmitter {
   /** @internal */ readonly handle: ClientHandle;
   private readonly devices: Registered[] = [];
   private running = false;
+  /** How long `run()` waits for a handler's promise (ms; `Infinity`: no limit). */
+  readonly handlerTimeoutMs: number;
 
   /** @internal */
-  constructor(handle: ClientHandle) {
+  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number } = {}) {
     super();
     this.handle = handle;
+    this.handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
   }
 
   /** Serves ports `[base, base + length)` with `device` (a TS device, a `Uart16550` or a `RegisterFile`). */
@@ -282,8 +309,9 @@ export class IoreqClient extends EventEmitter {
         const out32 = new Uint32Array(out.buffer, out.byteOffset, out.length * 2);
         pending = out.length / 4;
         for (let k = 0; k < pending; k++) {
-          const r = this.serveOne(out, out32, k, responses, resp32, true);
-          if (r !== undefined) await r;
+          const guard = { expired: false };
+          const r = this.serveOne(out, out32, k, responses, resp32, true, guard);
+          if (r !== undefined) await this.settleOrTimeOut(r, guard, out, out32, k, responses);
         }
         this.drainFaults();
       }
@@ -291,6 +319,52 @@ export class IoreqClient extends EventEmitter {
       this.running = false;
       this.drainFaults();
     }
+  }
+
+  /**
+   * Waits for an async handler at most `handlerTimeoutMs`; past it, marks `guard` expired (the
+   * handler's late result is then ignored), answers a read with all ones and reports
+   * `ERR_HANDLER_TIMEOUT`.
+   */
+  private async settleOrTimeOut(
+    r: Promise<void>,
+    guard: { expired: boolean },
+    out: BigUint64Array,
+    out32: Uint32Array,
+    k: number,
+    responses: BigUint64Array,
+  ): Promise<void> {
+    const ms = this.handlerTimeoutMs;
+    if (!Number.isFinite(ms)) return r;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        guard.expired = true;
+        resolve();
+      }, ms);
+    });
+    try {
+      await Promise.race([r, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!guard.expired) return;
+    const lo = out32[k * 8] as number;
+    const isRead = ((lo >>> 26) & 1) === 1;
+    const reg = this.devices[lo & 0xffff];
+    const name = reg?.name ?? `#${lo & 0xffff}`;
+    if (isRead) responses[k] = ALL_ONES;
+    const what = isRead ? 'read' : 'write';
+    this.reportError(
+      new AcrnHsmError(
+        'ERR_HANDLER_TIMEOUT',
+        `${name}.${what} did not settle within ${ms} ms; the ${what} was completed${isRead ? ' with all ones' : ''} (handlerTimeoutMs)`,
+      ),
+      out,
+      out32,
+      k,
+      name,
+    );
   }
 
   /** Runs the handler of record `k`; returns a promise only for async handlers in the async loop. */
@@ -301,6 +375,7 @@ export class IoreqClient extends EventEmitter {
     responses: BigUint64Array,
     resp32: Uint32Array,
     allowAsync: boolean,
+    guard: { expired: boolean } = { expired: false },
   ): Promise<void> | undefined {
     const lo = out32[k * 8] as number;
     const size = out32[k * 8 + 1] as number;
@@ -322,8 +397,12 @@ export class IoreqClient extends EventEmitter {
         const v = reg.device.read(offset, size);
         if (allowAsync && v instanceof Promise) {
           return v.then(
-            (value) => this.storeRead(value, kind, responses, resp32, k, out, out32, reg.name),
-            fail,
+            (value) => {
+              if (!guard.expired) this.storeRead(value, kind, responses, resp32, k, out, out32, reg.name);
+            },
+            (err) => {
+              if (!guard.expired) fail(err);
+            },
           );
         }
         this.storeRead(v, kind, responses, resp32, k, out, out32, reg.name);
@@ -331,7 +410,11 @@ export class IoreqClient extends EventEmitter {
         const value = kind === 1 ? (out[k * 4 + 2] as bigint) : (out32[k * 8 + 4] as number);
         const r = (reg.device as Device).write(offset, size, value);
         if (r instanceof Promise) {
-          if (allowAsync) return r.then(undefined, fail);
+          if (allowAsync) {
+            return r.then(undefined, (err) => {
+              if (!guard.expired) fail(err);
+            });
+          }
           fail(new TypeError(`${reg.name}.write returned a promise: async handlers need client.run(), not runSync()`));
         }
       }

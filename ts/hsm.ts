@@ -4,8 +4,9 @@
  * workloads on emulated vCPUs. Every failure is an {@link AcrnHsmError} with the errno name as
  * `code` (`'EINVAL'`) and the number as `errno`.
  */
+import { statSync } from 'node:fs';
 import { callBinding, fromBindingError, AcrnHsmError } from './errors.js';
-import { IoreqClient, type WakeMode } from './client.js';
+import { IoreqClient, checkHandlerTimeout, type WakeMode } from './client.js';
 import { native } from './native.js';
 import type { NativeBinding } from './native.js';
 
@@ -134,6 +135,31 @@ export class UserPage {
   }
 }
 
+/** Adds to an open() failure who may open the device (EACCES/EPERM) or what is missing (ENOENT). */
+function explainOpenError(err: unknown, path: string): unknown {
+  if (!(err instanceof AcrnHsmError)) return err;
+  let hint: string;
+  if (err.code === 'EACCES' || err.code === 'EPERM') {
+    let owner = '';
+    try {
+      const st = statSync(path);
+      owner = ` (${path} is owned by uid ${st.uid}, gid ${st.gid}, mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`;
+    } catch {
+      // No stat: say nothing about the owner.
+    }
+    const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+    hint =
+      `opening ${path} needs read and write permission${owner}; this process runs as uid ${uid ?? '?'}. ` +
+      `The kernel creates /dev/acrn_hsm root-only (crw------- root root): run the device model as root, ` +
+      `or let a group open it with a udev rule such as KERNEL=="acrn_hsm", GROUP="acrn", MODE="0660"`;
+  } else if (err.code === 'ENOENT') {
+    hint = `${path} does not exist: /dev/acrn_hsm is created by the ACRN HSM driver (CONFIG_ACRN_HSM) in an ACRN Service VM; elsewhere use Hsm.emulated()`;
+  } else {
+    return err;
+  }
+  return new AcrnHsmError(err.code, `${err.message}: ${hint}`, { errno: err.errno, cause: err });
+}
+
 function checkU32(name: string, v: unknown): asserts v is number {
   if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer`);
   if (v < 0 || v > 0xffff_ffff) throw new RangeError(`${name} ${v} is outside 0..2^32-1`);
@@ -167,7 +193,11 @@ export class Hsm {
    */
   static open(path = '/dev/acrn_hsm'): Hsm {
     if (typeof path !== 'string' || path.length === 0) throw new TypeError('path must be a non-empty string');
-    return new Hsm(callBinding(() => native().HsmHandle.open(path)));
+    try {
+      return new Hsm(callBinding(() => native().HsmHandle.open(path)));
+    } catch (err) {
+      throw explainOpenError(err, path);
+    }
   }
 
   /** A handle on a new emulated machine (the HSM driver and the hypervisor, in process). */
@@ -298,11 +328,14 @@ export class Vm {
    * CREATE_IOREQ_CLIENT: the VM's (default) ioreq client, to which devices are added
    * (`client.pio/mmio/pci`) and which serves them (`client.run()` / `client.runSync()`).
    * `wake: 'poll'` busy-polls the ioreq page instead of sleeping in ATTACH.
+   * `handlerTimeoutMs` (default 1000, `Infinity`: none): how long `run()` waits for a handler's
+   * promise before completing the request (reads: all ones) with an `ERR_HANDLER_TIMEOUT` error.
    */
-  createIoreqClient(options: { wake?: WakeMode } = {}): IoreqClient {
+  createIoreqClient(options: { wake?: WakeMode; handlerTimeoutMs?: number } = {}): IoreqClient {
     const wake = options.wake ?? 'blocking';
     if (wake !== 'blocking' && wake !== 'poll') throw new TypeError(`wake must be 'blocking' or 'poll', got ${String(wake)}`);
-    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')));
+    const handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
+    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs });
   }
 
   /** A token with which a worker thread opens this same VM: `Vm.fromShared(token)`. */
