@@ -24,7 +24,7 @@ function us(ns: number): string {
   return ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : `${(ns / 1e3).toFixed(1)} µs`;
 }
 
-function printSummary(s: DemoSummary, tsReads: number, tsWrites: number, out: Out): void {
+function printSummary(s: DemoSummary, tsReads: number, tsWrites: number, out: Out, trace?: string): void {
   const ok = isClean(s);
   out.stdout(`\nguest UART output:\n  ${s.uart_output.replace(/\r?\n/g, '\n  ').trimEnd()}\n\n`);
   out.stdout(`devices (requests served):\n`);
@@ -36,6 +36,9 @@ function printSummary(s: DemoSummary, tsReads: number, tsWrites: number, out: Ou
   out.stdout(`  issued ${s.issued}, completed ${s.completed}, mismatches ${s.mismatches}, lost ${s.lost}, duplicated ${s.duplicated}, faults ${s.faults}\n`);
   out.stdout(`  ${Math.round(s.rate).toLocaleString('en-US')} requests/s; round trip p50 ${us(s.latency_ns.p50)}, p99 ${us(s.latency_ns.p99)}, p99.9 ${us(s.latency_ns.p999)}, max ${us(s.latency_ns.max)}\n`);
   for (const line of s.samples) out.stdout(`  ! ${line}\n`);
+  if (s.trace && trace) {
+    out.stdout(`  trace: ${s.trace.records} requests recorded in ${trace} (${s.trace.in_kernel} completed in the kernel); see 'acrn-hsm trace report ${trace}'\n`);
+  }
   out.stdout(ok ? 'OK: every request completed exactly once with the expected value.\n' : 'FAILED: see the counts above.\n');
 }
 
@@ -51,6 +54,7 @@ export async function demoCommand(args: string[], out: Out): Promise<number> {
       seed: { type: 'string' },
       json: { type: 'boolean' },
       'no-ts-device': { type: 'boolean' },
+      trace: { type: 'string' },
     },
     strict: true,
   });
@@ -68,7 +72,9 @@ export async function demoCommand(args: string[], out: Out): Promise<number> {
     mode: mode as 'notify' | 'poll',
     seed: int('seed', values.seed, 0, 2 ** 32 - 1),
     tsDevice: !values['no-ts-device'],
+    trace: values.trace,
   };
+  if (options.trace === '') throw new AcrnHsmError('ERR_USAGE', '--trace needs a FILE');
   const tty = !values.json && process.stderr.isTTY;
   if (!values.json) {
     out.stdout(`acrn-hsm demo: a User VM on the emulated HSM (${options.vcpus} vCPUs, ${options.mode} mode), devices in Rust and TypeScript\n`);
@@ -93,6 +99,6 @@ export async function demoCommand(args: string[], out: Out): Promise<number> {
   const summary = await runDemo(options, progress, device);
   if (tty) out.stderr('\r\x1b[K');
   if (values.json) out.stdout(JSON.stringify({ ...summary, clean: isClean(summary) }, null, 2) + '\n');
-  else printSummary(summary, device?.reads ?? 0, device?.writes ?? 0, out);
+  else printSummary(summary, device?.reads ?? 0, device?.writes ?? 0, out, options.trace);
   return isClean(summary) ? 0 : 1;
 }

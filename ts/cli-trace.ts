@@ -17,6 +17,7 @@ type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 export const TRACE_USAGE = `usage: acrn-hsm trace report FILE [--by address|device|vcpu|type] [--json]
        acrn-hsm trace export FILE --format chrome|csv -o OUT
        acrn-hsm trace view FILE [--port P]
+       acrn-hsm trace replay FILE [--pace] [--devices auto|recorded|demo] [--json]
 `;
 
 class TraceUsageError extends Error {}
@@ -154,8 +155,70 @@ async function exportCmd(args: string[], out: Out): Promise<number> {
   return 0;
 }
 
+/** The report of `trace replay` (`ReplayReport` in crates/acrn-hsm/src/trace/replay.rs). */
+export interface ReplayReport {
+  records: number;
+  replayed: number;
+  skipped: number;
+  issued: number;
+  completed: number;
+  checked_reads: number;
+  read_mismatches: number;
+  write_mismatches: number;
+  unexpected: number;
+  faults: number;
+  paced: boolean;
+  phases: number;
+  devices: 'recorded' | 'demo';
+  elapsed_ms: number;
+  samples: string[];
+  clean: boolean;
+}
+
+interface ReplayBinding {
+  traceReplayFile(path: string, options?: { pace?: boolean; devices?: string }): string;
+}
+
+/** `trace replay`: exit status 0 when the replay reproduced every request and value, 1 if not. */
+async function replay(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { pace: { type: 'boolean' }, devices: { type: 'string', default: 'auto' }, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length !== 1) throw new TraceUsageError('trace replay takes exactly one FILE');
+  const devices = values.devices as string;
+  if (!['auto', 'recorded', 'demo'].includes(devices)) {
+    throw new TraceUsageError(`--devices must be auto, recorded or demo (got '${devices}')`);
+  }
+  const file = positionals[0] as string;
+  checkFile(file);
+  const { native } = await import('./native.js');
+  const n = native() as unknown as Partial<ReplayBinding>;
+  if (typeof n.traceReplayFile !== 'function') {
+    throw new AcrnHsmError('ERR_NO_NATIVE', 'trace replay needs the native addon (the emulator runs in it)');
+  }
+  const fn = n.traceReplayFile.bind(n);
+  const json = await onFile(file, () => callBinding(() => fn(file, { pace: values.pace ?? false, devices })));
+  const r = JSON.parse(json) as ReplayReport;
+  if (values.json) {
+    out.stdout(json + '\n');
+  } else {
+    out.stdout(
+      `replayed ${file}: ${r.replayed} of ${r.records} requests (${r.skipped} skipped) against the ${r.devices} devices, ` +
+        `${r.paced ? 'paced' : 'unpaced'}, ${r.phases} phase barrier(s), ${(r.elapsed_ms / 1000).toFixed(2)} s\n` +
+        `  issued ${r.issued}, completed ${r.completed}, reads checked ${r.checked_reads}, read mismatches ${r.read_mismatches}, ` +
+        `write mismatches ${r.write_mismatches}, unexpected accesses ${r.unexpected}, faults ${r.faults}\n`,
+    );
+    for (const line of r.samples) out.stdout(`  ! ${line}\n`);
+    out.stdout(r.clean ? 'OK: the replay reproduced every request and value.\n' : 'MISMATCH: see above.\n');
+  }
+  return r.clean ? 0 : 1;
+}
+
 /**
- * `acrn-hsm trace <report|export|view> ...`; returns the exit status (0 ok, 2 usage). Errors
+ * `acrn-hsm trace <report|export|view|replay> ...`; returns the exit status (0 ok, 2 usage). Errors
  * about the file are thrown as `AcrnHsmError` (one line, naming the file and the offset).
  */
 export async function traceCommand(args: string[], out: Out): Promise<number> {
@@ -166,6 +229,8 @@ export async function traceCommand(args: string[], out: Out): Promise<number> {
         return await report(rest, out);
       case 'export':
         return await exportCmd(rest, out);
+      case 'replay':
+        return await replay(rest, out);
       case 'view': {
         // Loaded on demand: the other subcommands do not need the HTTP server.
         const { traceViewCommand } = await import('./cli-view.js');

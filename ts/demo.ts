@@ -24,6 +24,22 @@ export interface DemoOptions {
   progressMs?: number;
   /** Serve the TypeScript device (default true). */
   tsDevice?: boolean;
+  /** Record every request into a trace file at this path (`docs/trace-format.md`). */
+  trace?: string;
+}
+
+/** What a recorded trace holds ({@link DemoSummary.trace}). */
+export interface DemoTraceSummary {
+  /** Records written: one per issued request. */
+  records: number;
+  /** Records joining the client's stages with the guest's. */
+  joined: number;
+  /** Requests the HSM completed in the kernel (device "hsm (in kernel)"). */
+  in_kernel: number;
+  /** Client records without a guest request. */
+  client_only: number;
+  /** Guest requests without a client record (stopped, cleared). */
+  guest_only: number;
 }
 
 /** Per-device counters. */
@@ -60,6 +76,8 @@ export interface DemoSummary {
   devices: DeviceProgress[];
   client: Record<string, number>;
   samples: string[];
+  /** Present when the run was recorded (`trace` option). */
+  trace: DemoTraceSummary | null;
 }
 
 /** The TypeScript device of the demo: a scratch register at +0 and an ID register at +4. */

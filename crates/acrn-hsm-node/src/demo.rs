@@ -42,6 +42,8 @@ pub struct DemoOptions {
     pub seed: Option<u32>,
     /// Milliseconds between progress reports (default 200).
     pub progress_ms: Option<u32>,
+    /// Record every request into a trace file at this path.
+    pub trace: Option<String>,
 }
 
 /// One access to the JavaScript device: `{ write, offset, size, value }`.
@@ -216,6 +218,7 @@ pub fn run_demo(
     if let Some(ms) = options.progress_ms {
         config.progress_interval = Duration::from_millis(u64::from(ms.max(10)));
     }
+    config.trace = options.trace.map(std::path::PathBuf::from);
     Ok(AsyncTask::new(DemoTask {
         config: Some(config),
         progress: on_progress,

@@ -14,6 +14,7 @@ mod client;
 mod decode;
 mod demo;
 mod hsm;
+mod replay;
 mod trace;
 
 pub use bench::*;
@@ -21,4 +22,5 @@ pub use client::*;
 pub use decode::*;
 pub use demo::*;
 pub use hsm::*;
+pub use replay::*;
 pub use trace::*;
