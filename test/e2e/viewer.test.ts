@@ -8,7 +8,7 @@
 // one (e.g. from `acrn-hsm demo --trace FILE`): every check below works from the decoded trace,
 // not from the generator's records.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -511,4 +511,83 @@ describe.skipIf(!HAVE_CHROMIUM)('trace viewer from a plain static host', () => {
     expect(await page.locator('#empty').isVisible()).toBe(false);
     expect(problems).toEqual([]);
   });
+});
+
+// A trace recorded from the emulator (`acrn-hsm demo --trace FILE`), shown by `acrn-hsm trace
+// view`: the page's count is the demo's issued requests, its report equals the CLI's for every
+// grouping, the in-kernel requests are a device of their own, histogram and timeline are drawn.
+describe.skipIf(!HAVE_CHROMIUM)('trace viewer on a trace recorded by acrn-hsm demo --trace', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'acrn-viewer-demo-'));
+  const file = join(dir, 'recorded-demo.trace');
+  let cli: ChildProcess;
+  let browser: Awaited<ReturnType<typeof launch>>;
+
+  afterAll(async () => {
+    await browser?.close();
+    if (cli && cli.exitCode === null) {
+      cli.kill('SIGKILL');
+      await once(cli, 'exit');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows the recorded demo run: count, report rows per grouping, histogram, timeline, no errors', async () => {
+    const demo = spawnSync(process.execPath, [join(ROOT, 'bin', 'acrn-hsm.js'), 'demo', '--trace', file, '--requests', '2000', '--vcpus', '3', '--json'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(demo.status, demo.stderr).toBe(0);
+    const summary = JSON.parse(demo.stdout) as { issued: number; trace: { records: number; in_kernel: number } };
+    expect(summary.trace.records).toBe(summary.issued);
+
+    cli = spawn(process.execPath, [join(ROOT, 'bin', 'acrn-hsm.js'), 'trace', 'view', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    const url = await new Promise<URL>((ok, fail) => {
+      cli.stdout?.on('data', (c: Buffer) => {
+        stdout += c;
+        const line = /^(http:\/\/\S+)\n/.exec(stdout);
+        if (line) ok(new URL(line[1] as string));
+      });
+      cli.on('exit', (code) => fail(new Error(`trace view exited (${code}) before printing its URL`)));
+    });
+    browser = await launch();
+    const page = await browser.context.newPage();
+    const problems: string[] = [];
+    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console.error: ${m.text()}`);
+    });
+    await page.goto(url.href);
+    await page.waitForSelector('body[data-loaded=true]', { timeout: 30_000 });
+
+    expect(await page.getByTestId('summary-requests').getAttribute('data-value')).toBe(String(summary.issued));
+    for (const by of ['address', 'device', 'vcpu', 'type'] as const) {
+      await page.getByTestId('group-by').selectOption(by);
+      await expect.poll(() => page.getAttribute('[data-testid=report-table]', 'data-by')).toBe(by);
+      const { report } = await cliReport(file, by);
+      expect(report.requests).toBe(summary.issued);
+      const rows = await readRows(page);
+      expect(new Map(rows.map((r) => [r.key, [r.count, r.p50, r.p99]]))).toEqual(
+        new Map(report.groups.map((g) => [g.key, [g.count, String(g.p50_ns), String(g.p99_ns)]])),
+      );
+      if (by === 'device') {
+        expect(rows.find((r) => r.key === 'hsm (in kernel)')?.count).toBe(summary.trace.in_kernel);
+        expect(rows.find((r) => r.key === 'ts-scratch')?.count).toBeGreaterThan(0);
+      }
+    }
+    // Every record of an emulator trace has pending and free: the histogram holds them all.
+    expect(await page.getByTestId('latency-histogram').getAttribute('data-count')).toBe(String(summary.issued));
+    const tl = page.getByTestId('timeline');
+    const box = (await tl.boundingBox())!;
+    expect(box.width).toBeGreaterThan(100);
+    const [v0, v1] = await viewRange(page);
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.wheel(0, -300);
+    await expect.poll(async () => {
+      const [a, b] = await viewRange(page);
+      return b - a;
+    }).toBeLessThan(v1 - v0);
+    await page.screenshot({ path: join(ARTIFACTS, 'viewer-recorded-demo.png') });
+    expect(problems).toEqual([]);
+  }, 180_000);
 });
