@@ -631,6 +631,25 @@ mod tests {
     }
 
     #[test]
+    fn delay_and_barrier_round_trip() {
+        let w = Workload::from_json(
+            r#"{"vcpus": [[{"delay_ns": 1500}, {"barrier": true}, {"pio": 128, "size": 1, "write": 0}]]}"#,
+        )
+        .unwrap();
+        assert_eq!(w.vcpus[0][0], Op::Delay { ns: 1500 });
+        assert_eq!(w.vcpus[0][1], Op::Barrier);
+        assert_eq!(w.request_count(), 1);
+        assert_eq!(Workload::from_value(&w.to_json()).unwrap(), w);
+        assert_eq!(w.vcpus[0][1].to_string(), "barrier");
+        assert!(
+            Workload::from_json(r#"{"vcpus": [[{"barrier": false}]]}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown operation")
+        );
+    }
+
+    #[test]
     fn validation_errors_are_clear() {
         let e = |j: &str| Workload::from_json(j).unwrap_err().to_string();
         assert_eq!(

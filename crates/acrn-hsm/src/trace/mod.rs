@@ -304,7 +304,7 @@ impl Drop for ClientRecorder {
 }
 
 /// The guest's recorder (give it to [`Guest::with_recorder`](crate::Guest::with_recorder)):
-/// makes one [`VcpuRecorder`] per vCPU thread.
+/// gives each vCPU thread a buffer of its own.
 #[derive(Clone)]
 pub struct GuestRecorder {
     tx: SyncSender<Msg>,
