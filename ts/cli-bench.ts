@@ -181,7 +181,7 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
 
   const run = await import('./bench/run.js');
   const isTty = process.stderr.isTTY === true;
-  const runs = Math.round(num('runs', values.runs, 3, 1, 100));
+  const runs = Math.round(num('runs', values.runs, quick ? 2 : 3, 1, 100));
   const progress = new Progress(runs * (modes.length * vcpus.length * (paths.length + (withC ? 1 : 0)) + (withC ? 1 : 0)), isTty ? out.stderr : null);
   const floorRequests = values['floor-requests'] === undefined ? undefined : Math.round(num('floor-requests', values['floor-requests'], 0, 100, 1e8));
 

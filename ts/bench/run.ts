@@ -253,11 +253,11 @@ export interface FloorResult {
   points: Record<string, { percentile: number; valueNs: number }[]>;
 }
 
-/** Runs `floor` (sizes scaled down by `scale` in quick mode). */
+/** Runs `floor`: its default sizes, fewer in quick mode, or `requests` spin (a tenth futex). */
 export function runFloor(bin: string, quick: boolean, expectedIntervalNs: number, requests?: number): FloorResult {
   const args = ['--table'];
   if (requests !== undefined) args.push('--requests', String(requests), '--futex-requests', String(Math.max(100, Math.round(requests / 10))), '--warmup', String(Math.min(5000, requests)));
-  else if (quick) args.push('--requests', '100000', '--futex-requests', '20000');
+  else if (quick) args.push('--requests', '50000', '--futex-requests', '10000');
   if (expectedIntervalNs > 0) args.push('--expected-interval-ns', String(expectedIntervalNs));
   const { json, table } = runChild(bin, args);
   const points: FloorResult['points'] = {};
