@@ -12,6 +12,8 @@ const USAGE = `usage: acrn-hsm <command> [options]
 commands:
   demo [--vcpus N] [--requests N] [--seconds S] [--mode notify|poll] [--json]
                           a User VM on the emulator with devices in Rust and TypeScript; every value checked
+  bench [--quick] [--json] [--vcpus 1,2,4,16] [--seconds S] [--svg FILE]
+                          ioreq latency by path and wake-up mode, against the machine's floor and a C client
   abi [--json]            sizes, alignments, field offsets, ioctl numbers and constants of <linux/acrn.h>
   decode FILE [--json]    decode a 4096-byte ioreq page dump into its 16 slots
   info [--json]           is /dev/acrn_hsm here, is the emulator available, versions
@@ -179,6 +181,10 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         return await cmdDecode(rest, out);
       case 'info':
         return await cmdInfo(rest, out);
+      case 'bench': {
+        const { benchCommand } = await import('./cli-bench.js');
+        return await benchCommand(rest, out);
+      }
       case 'demo': {
         const { demoCommand } = await import('./cli-demo.js');
         return await demoCommand(rest, out);
