@@ -10,7 +10,7 @@ import type { IoRequest, IoreqSlot } from './ioreq.js';
 const USAGE = `usage: acrn-hsm <command> [options]
 
 commands:
-  demo [--vcpus N] [--requests N] [--seconds S] [--mode notify|poll] [--json]
+  demo [--vcpus N] [--requests N] [--seconds S] [--mode notify|poll] [--trace FILE] [--json]
                           a User VM on the emulator with devices in Rust and TypeScript; every value checked
   bench [--quick] [--json] [--vcpus 1,2,4,16] [--seconds S] [--svg FILE]
                           ioreq latency by path and wake-up mode, against the machine's floor and a C client
@@ -23,6 +23,8 @@ commands:
                           export a trace (Chrome Trace Event JSON for the Perfetto UI, or CSV)
   trace view FILE [--port P]
                           open a trace in the browser viewer: serves it on 127.0.0.1 only, prints the URL
+  trace replay FILE [--pace] [--devices auto|recorded|demo] [--json]
+                          run a trace again on the emulator as a guest workload; report mismatches
   help                    this text
 `;
 
