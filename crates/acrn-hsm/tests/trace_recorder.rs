@@ -433,3 +433,109 @@ fn paced_replay_keeps_the_gaps() {
     assert_eq!(delays, vec![20_000_000 - 5_000]);
     assert_eq!(tw.phases, 1, "the 20 ms of silence is a phase boundary");
 }
+
+#[test]
+fn a_reset_mid_run_leaves_a_consistent_trace() {
+    use acrn_hsm::VmControl;
+    use acrn_hsm::devices::ResetPort;
+    for polling in [false, true] {
+        let emu = Emulator::new();
+        let hsm = Hsm::emulated(&emu);
+        let vm = Arc::new(
+            hsm.create_vm(&VmConfig {
+                vcpu_num: 4,
+                vm_flag: if polling {
+                    GUEST_FLAG_IO_COMPLETION_POLLING
+                } else {
+                    0
+                },
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        let control = VmControl::new();
+        let mut d = Dispatcher::new();
+        d.add_mmio(REGS, 0x1000, Box::new(RegisterFile::new(0x1000)))
+            .unwrap();
+        d.add_pio(0xcf9, 1, Box::new(ResetPort::new(control.clone())))
+            .unwrap();
+        let mut setup = TraceSetup::new("reset", vm.vmid(), 4, polling, &d);
+        setup.emulated = true;
+        let sink = Shared::default();
+        let rec = TraceRecorder::new(sink.clone(), &setup).unwrap();
+        let mut client = IoreqClient::new(
+            vm.clone(),
+            d,
+            ClientConfig {
+                mode: if polling {
+                    WakeMode::poll()
+                } else {
+                    WakeMode::Blocking
+                },
+                control: Some(control),
+                recorder: Some(rec.client()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let h = client.handle();
+        let t = std::thread::spawn(move || client.run());
+        vm.start().unwrap();
+        let mut w = workload(4, 3000);
+        w.vcpus[0] = vec![
+            Op::Repeat {
+                count: 200,
+                ops: vec![Op::Mmio {
+                    address: REGS,
+                    size: 4,
+                    access: Access::Write(1),
+                }],
+            },
+            Op::Pio {
+                port: 0xcf9,
+                size: 1,
+                access: Access::Write(0x06),
+            },
+        ];
+        let guest = hsm.guest(&vm).unwrap().with_recorder(rec.guest());
+        let result = guest.run(&w).unwrap();
+        drop(guest);
+        let t0 = std::time::Instant::now();
+        while h.stats().resets == 0 && t0.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(h.stats().resets, 1);
+        h.stop();
+        t.join().unwrap().unwrap();
+        let handled = h.stats().handled();
+        let sum = rec.finish().unwrap();
+        let bytes = sink.0.lock().unwrap().clone();
+        let mut r = TraceReader::new(&bytes[..]).unwrap();
+        let mut records = Vec::new();
+        while let Some(x) = r.next_record().unwrap() {
+            records.push(x);
+        }
+        // Every guest request is in the trace once, every client record once.
+        assert_eq!(
+            sum.joined + sum.in_kernel + sum.guest_only,
+            result.issued,
+            "{sum:?} {result:?}"
+        );
+        assert_eq!(sum.joined + sum.client_only, handled, "{sum:?}");
+        assert_eq!(records.len() as u64, sum.records);
+        // The request that triggered the reset: its NOTIFY withheld, cleared.
+        let cf9: Vec<_> = records.iter().filter(|x| x.address == 0xcf9).collect();
+        assert!(!cf9.is_empty());
+        assert!(
+            cf9.iter()
+                .all(|x| x.outcome == Outcome::Cleared && x.ts.notify == 0),
+            "{cf9:?}"
+        );
+        assert!(
+            cf9.iter()
+                .any(|x| x.ts.pending != 0 && x.ts.processing != 0),
+            "joined: {cf9:?}"
+        );
+        assert!(result.vcpus.iter().any(|v| v.stopped.is_some()));
+    }
+}
