@@ -165,6 +165,12 @@ function checkU32(name: string, v: unknown): asserts v is number {
   if (v < 0 || v > 0xffff_ffff) throw new RangeError(`${name} ${v} is outside 0..2^32-1`);
 }
 
+/** A file descriptor: an integer in the C `int` range (the kernel answers EBADF for a bad one). */
+function checkFd(v: unknown): asserts v is number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError('fd must be an integer');
+  if (v < -(2 ** 31) || v > 2 ** 31 - 1) throw new RangeError(`fd ${v} is outside the range of a C int`);
+}
+
 function checkU64(name: string, v: unknown): asserts v is bigint {
   if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint (u64 values are bigint), got ${typeof v}`);
   if (v < 0n || v >= 1n << 64n) throw new RangeError(`${name} ${v} is outside 0..2^64-1`);
@@ -372,10 +378,18 @@ export class Vm {
     callBinding(() => this.handle.clearVmIoreq());
   }
   ioeventfd(args: { fd: number; flags: number; addr: bigint; len: number; data?: bigint }): void {
+    if (typeof args !== 'object' || args === null) throw new TypeError('ioeventfd takes { fd, flags, addr, len, data? }');
+    checkFd(args.fd);
+    checkU32('flags', args.flags);
     checkU64('addr', args.addr);
+    checkU32('len', args.len);
+    if (args.data !== undefined) checkU64('data', args.data);
     callBinding(() => this.handle.ioeventfd(args.fd, args.flags, args.addr, args.len, args.data ?? 0n));
   }
   irqfd(args: { fd: number; flags: number; msiAddr: bigint; msiData: bigint }): void {
+    if (typeof args !== 'object' || args === null) throw new TypeError('irqfd takes { fd, flags, msiAddr, msiData }');
+    checkFd(args.fd);
+    checkU32('flags', args.flags);
     checkU64('msiAddr', args.msiAddr);
     checkU64('msiData', args.msiData);
     callBinding(() => this.handle.irqfd(args.fd, args.flags, args.msiAddr, args.msiData));
