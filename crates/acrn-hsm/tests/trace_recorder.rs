@@ -97,9 +97,15 @@ fn record(w: &Workload, polling: bool, guest_side: bool) -> Recorded {
     let handled = h.stats().handled();
     let sum = rec.finish().unwrap();
     let bytes = sink.0.lock().unwrap().clone();
+    let end = acrn_hsm::trace::now_ns();
     let mut r = TraceReader::new(&bytes[..]).unwrap();
+    let start = r.header().clock.start_ns;
     let mut records = Vec::new();
     while let Some(x) = r.next_record().unwrap() {
+        // Every stamp is CLOCK_MONOTONIC ns within the recording (whatever the stamp clock).
+        for t in x.ts.to_array().into_iter().filter(|&t| t != 0) {
+            assert!(start <= t && t <= end, "{t} outside {start}..{end}: {x:?}");
+        }
         records.push(x);
     }
     assert_eq!(r.footer_count(), Some(records.len() as u64));

@@ -496,8 +496,8 @@ impl Dispatcher {
         self.dispatch_with::<false>(req)
     }
 
-    /// [`dispatch`](Self::dispatch), also returning the times (`CLOCK_MONOTONIC` ns) the
-    /// device's handler was called and returned (0, 0 when no handler ran).
+    /// [`dispatch`](Self::dispatch), also returning when the device's handler was called and
+    /// returned, as recorder stamps (`acrn_hsm::trace`; 0, 0 when no handler ran).
     pub fn dispatch_timed(&mut self, req: &Request) -> (Outcome, u64, u64) {
         self.handler_ns = (0, 0);
         let o = self.dispatch_with::<true>(req);
@@ -590,7 +590,7 @@ impl Dispatcher {
         let sz = size as u8;
         let is_read = req.is_read;
         let value = req.value;
-        let t0 = if TIMED { crate::trace::now_ns() } else { 0 };
+        let t0 = if TIMED { crate::trace::stamp() } else { 0 };
         let r = catch_unwind(AssertUnwindSafe(|| match &mut entry.dev {
             DeviceBox::Io(d) => {
                 if is_read {
@@ -610,7 +610,7 @@ impl Dispatcher {
             }
         }));
         if TIMED {
-            self.handler_ns = (t0, crate::trace::now_ns());
+            self.handler_ns = (t0, crate::trace::stamp());
         }
         let entry = &mut self.devices[id.0];
         match r {

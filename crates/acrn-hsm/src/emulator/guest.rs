@@ -25,7 +25,7 @@ use crate::emulator::slot::Slot;
 use crate::emulator::{Emulator, VmState};
 use crate::errno::Errno;
 use crate::sync::{Ordering, fence};
-use crate::trace::{GuestRecorder, VcpuRecorder, now_ns};
+use crate::trace::{GuestRecorder, VcpuRecorder, stamp};
 use crate::workload::{Access, Op, Workload, size_mask};
 
 /// Why a vCPU stopped before the end of its operations.
@@ -529,7 +529,7 @@ impl Vcpu {
         // The 64-byte reqs: direction@0, reserved@4, address@8, size@16, value@24.
         let reqs = [u64::from(dir), addr, u64::from(size), value, 0, 0, 0, 0];
         // Stamped before the PENDING store: another vCPU's upcall may dispatch the slot at once.
-        let pending_ns = if self.rec.is_some() { now_ns() } else { 0 };
+        let pending_ns = if self.rec.is_some() { stamp() } else { 0 };
         fill(&slot, self.vm.polling, ty, &reqs);
         self.result.outcome.issued += 1;
         let t0 = Instant::now();
@@ -553,14 +553,14 @@ impl Vcpu {
             );
             return self.stop(r);
         }
-        let complete_ns = if self.rec.is_some() { now_ns() } else { 0 };
+        let complete_ns = if self.rec.is_some() { stamp() } else { 0 };
         // dm_emulate_io_complete
         if self.vm.state() == VmState::Paused {
             // Zombie vCPU: FREE without post-work, and the vCPU no longer runs.
             if slot.processed().load(Ordering::Acquire) == abi::STATE_COMPLETE {
                 slot.processed().store(abi::STATE_FREE, Ordering::Relaxed);
             }
-            let free_ns = if self.rec.is_some() { now_ns() } else { 0 };
+            let free_ns = if self.rec.is_some() { stamp() } else { 0 };
             let stamps = [pending_ns, complete_ns, free_ns];
             let r = StopReason::Paused;
             self.record(ty, addr, size, dir, value, stamps, &slot, Some(r));
@@ -598,7 +598,7 @@ impl Vcpu {
         }
         slot.processed().store(abi::STATE_FREE, Ordering::Relaxed);
         if self.rec.is_some() {
-            let stamps = [pending_ns, complete_ns, now_ns()];
+            let stamps = [pending_ns, complete_ns, stamp()];
             self.record(ty, addr, size, dir, value, stamps, &slot, None);
         }
         self.result.outcome.completed += 1;

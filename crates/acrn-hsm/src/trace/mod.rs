@@ -1,5 +1,7 @@
 //! The I/O-request recorder: one [`acrn_trace`] record per request, with a timestamp for every
-//! stage this process can see, on one clock (`CLOCK_MONOTONIC`, ns; [`now_ns`]).
+//! stage this process can see, on one clock (`CLOCK_MONOTONIC`, ns; [`now_ns`]). The threads
+//! stamp with the TSC where the kernel keeps `CLOCK_MONOTONIC` on it (cheaper to read), and the
+//! writer converts the ticks to `CLOCK_MONOTONIC` ns; elsewhere they read `CLOCK_MONOTONIC`.
 //!
 //! Who stamps what (docs/trace-format.md, "Recorder"):
 //!
@@ -26,7 +28,10 @@
 //! record that fails the check is written alone. On a real device there is no guest side: client
 //! records are written as they come, with `pending`, `complete` and `free` 0.
 
+mod clock;
 mod replay;
+
+pub(crate) use clock::stamp;
 
 pub use acrn_trace;
 pub use replay::{
@@ -450,12 +455,13 @@ impl TraceRecorder {
         sink: W,
         setup: &TraceSetup,
     ) -> Result<Self, RecorderError> {
+        let calib = clock::init();
         let writer = TraceWriter::new(IoSink(sink), &setup.header())?;
         let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
         let vcpus = usize::from(setup.vcpus.max(1));
         let thread = std::thread::Builder::new()
             .name("trace-writer".into())
-            .spawn(move || writer_thread(writer, rx, vcpus))?;
+            .spawn(move || writer_thread(writer, rx, vcpus, calib))?;
         Ok(TraceRecorder { tx, thread })
     }
 
@@ -505,6 +511,7 @@ fn compatible(g: &TraceRecord, c: &TraceRecord) -> bool {
 
 struct Joiner<W: Write> {
     w: TraceWriter<IoSink<W>>,
+    calib: clock::Calib,
     lanes: Vec<Lane>,
     guest_attached: bool,
     sum: TraceSummary,
@@ -512,7 +519,10 @@ struct Joiner<W: Write> {
 
 impl<W: Write> Joiner<W> {
     fn write(&mut self, r: &TraceRecord) -> Result<(), RecorderError> {
-        self.w.write_record(r)?;
+        let mut r = *r;
+        let ts = r.ts.to_array().map(|t| self.calib.ns(t));
+        r.ts = acrn_trace::Timestamps::from_array(ts);
+        self.w.write_record(&r)?;
         self.sum.records += 1;
         Ok(())
     }
@@ -593,15 +603,18 @@ fn writer_thread<W: Write>(
     w: TraceWriter<IoSink<W>>,
     rx: Receiver<Msg>,
     vcpus: usize,
+    calib: clock::Calib,
 ) -> Result<TraceSummary, RecorderError> {
     let mut j = Joiner {
         w,
+        calib,
         lanes: Vec::new(),
         guest_attached: false,
         sum: TraceSummary::default(),
     };
     j.lanes.resize_with(vcpus, Lane::default);
     for msg in rx.iter() {
+        j.calib.refresh();
         match msg {
             Msg::GuestAttached => j.guest_attached = true,
             Msg::Client(chunk) => {
