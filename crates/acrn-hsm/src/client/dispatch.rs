@@ -497,8 +497,8 @@ impl Dispatcher {
     }
 
     /// [`dispatch`](Self::dispatch), also returning when the device's handler was called and
-    /// returned, as recorder stamps (`acrn_hsm::trace`; 0, 0 when no handler ran).
-    pub fn dispatch_timed(&mut self, req: &Request) -> (Outcome, u64, u64) {
+    /// returned, as recorder stamps (`trace::stamp`; 0, 0 when no handler ran).
+    pub(crate) fn dispatch_timed(&mut self, req: &Request) -> (Outcome, u64, u64) {
         self.handler_ns = (0, 0);
         let o = self.dispatch_with::<true>(req);
         (o, self.handler_ns.0, self.handler_ns.1)
