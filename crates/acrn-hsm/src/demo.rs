@@ -34,7 +34,7 @@ use crate::emulator::Emulator;
 use crate::errno::Errno;
 use crate::trace::{RecorderError, TraceRecorder, TraceSetup, TraceSummary};
 use crate::vm::{Hsm, VmConfig};
-use crate::workload::{Access, Op, Workload};
+use crate::workload::{Access, Op, SplitMix64, Workload};
 use crate::{GUEST_FLAG_IO_COMPLETION_POLLING, RunResult};
 
 /// The UART's base port.
@@ -313,20 +313,6 @@ impl IoDevice for Sequencer {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn mask(size: u8) -> u64 {
     crate::client::ones(u64::from(size))
 }
@@ -403,7 +389,7 @@ fn boot_ops() -> Vec<Op> {
 /// Per-vCPU generator state (persists across rounds so expectations stay right).
 struct VcpuGen {
     vcpu: u16,
-    rng: Rng,
+    rng: SplitMix64,
     shadow: [u8; 256],
     seq: u32,
 }
@@ -412,7 +398,7 @@ impl VcpuGen {
     fn new(seed: u64, vcpu: u16) -> VcpuGen {
         VcpuGen {
             vcpu,
-            rng: Rng(seed ^ (u64::from(vcpu) + 1).wrapping_mul(0x2545_f491_4f6c_dd1d)),
+            rng: SplitMix64(seed ^ (u64::from(vcpu) + 1).wrapping_mul(0x2545_f491_4f6c_dd1d)),
             shadow: [0; 256],
             seq: 0,
         }
