@@ -4,7 +4,7 @@
 // descriptors; fails if either grows beyond a bound after the warm-up.
 //
 //   node scripts/soak.mjs [--minutes 2 | --seconds S] [--vcpus 16] [--loop sync|async]
-//                         [--sample-ms 2000] [--rss-growth-mb 48] [--fd-growth 2] [--json]
+//                         [--sample-ms 2000] [--rss-growth-mb 48] [--fd-growth 2] [--json [--samples]]
 //
 // --loop sync (default): a worker thread serves with client.runSync() (the fast path);
 // --loop async: the main thread serves with client.run().
@@ -13,6 +13,9 @@
 // The first quarter of the run (at least 2 s, at most 30 s) is warm-up; the baseline is the
 // largest sample of the warm-up, and every later sample must stay within the bounds.
 // Exit status: 0 pass, 1 fail (the reason is printed), 2 usage.
+// --samples (with --json) adds the series of samples. Diagnostic: SOAK_GC=1 with
+// `node --expose-gc` forces a full GC after every round (memory that only a major GC returns
+// then stops showing as growth).
 import { readdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -62,6 +65,7 @@ async function main() {
         'fd-growth': { type: 'string', default: '2' },
         'round-requests': { type: 'string', default: '2000' },
         json: { type: 'boolean', default: false },
+        samples: { type: 'boolean', default: false },
       },
       strict: true,
     }));
@@ -140,6 +144,7 @@ async function main() {
   const problems = [];
   while (performance.now() < deadline) {
     const r = await guest.run(workload);
+    if (process.env.SOAK_GC && globalThis.gc) globalThis.gc();
     rounds++;
     issued += r.issued;
     completed += r.completed;
@@ -182,6 +187,7 @@ async function main() {
     samples: samples.length,
     problems,
   };
+  if (values.samples) summary.series = samples.map((s) => ({ t: s.t, rssMb: Number(s.rssMb.toFixed(1)), heapMb: Number(s.heapMb.toFixed(1)), fds: s.fds, requests: s.requests }));
   if (values.json) {
     console.log(JSON.stringify(summary));
   } else {

@@ -14,7 +14,8 @@ export class AcrnHsmError extends Error {
   }
 }
 
-const CODED = /^\[([A-Z0-9_]+)\] ([\s\S]*)$/;
+// `E?` is what an older core names an errno it does not know (it becomes `EUNKNOWN`, errno kept).
+const CODED = /^\[([A-Z0-9_]+|E\?)\] ([\s\S]*)$/;
 
 /**
  * Converts an error thrown by the native addon or the wasm module (whose message starts with
@@ -25,7 +26,7 @@ export function fromBindingError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
   const m = CODED.exec(err.message);
   if (!m) return err;
-  const code = m[1] as string;
+  const code = m[1] === 'E?' ? 'EUNKNOWN' : (m[1] as string);
   let message = m[2] as string;
   let errno: number | undefined;
   const e = /^errno=(\d+) ([\s\S]*)$/.exec(message);

@@ -54,12 +54,19 @@ errnos! {
     EBUSY = 16, "Device or resource busy";
     EEXIST = 17, "File exists";
     ENODEV = 19, "No such device";
+    ENOTDIR = 20, "Not a directory";
+    EISDIR = 21, "Is a directory";
     EINVAL = 22, "Invalid argument";
+    ENFILE = 23, "Too many open files in system";
     EMFILE = 24, "Too many open files";
     ENOTTY = 25, "Inappropriate ioctl for device";
+    ETXTBSY = 26, "Text file busy";
     ENOSPC = 28, "No space left on device";
+    EROFS = 30, "Read-only file system";
     ERANGE = 34, "Numerical result out of range";
+    ENAMETOOLONG = 36, "File name too long";
     ENOSYS = 38, "Function not implemented";
+    ELOOP = 40, "Too many levels of symbolic links";
     ETIMEDOUT = 110, "Connection timed out";
 }
 
