@@ -34,6 +34,70 @@ const regOps = (base: bigint, n: number) => [
   ] },
 ];
 
+/** Serves the shared suite's devices with the main-thread loop or the worker's synchronous loop. */
+async function serveSuite(loop: 'async' | 'worker', wake: 'blocking' | 'poll', n: number) {
+  const { register, workload } = await import('./support/suite-devices.mjs');
+  const hsm = Hsm.emulated();
+  const vm = hsm.createVm({ vcpuNum: 2, vmFlag: wake === 'poll' ? 1n << 2n : 0n });
+  let finish: () => Promise<ReturnType<ReturnType<typeof register>['report']>>;
+  if (loop === 'async') {
+    const client = vm.createIoreqClient({ wake });
+    const { report } = register(client);
+    vm.start();
+    const serving = client.run();
+    finish = async () => {
+      client.stop();
+      await serving;
+      return report();
+    };
+  } else {
+    const worker = new Worker(join(import.meta.dirname, 'support/suite-worker.mjs'), { workerData: { token: vm.share(), wake } });
+    const { stopToken } = await new Promise<{ stopToken: number }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    vm.start();
+    finish = async () => {
+      const done = new Promise<ReturnType<ReturnType<typeof register>['report']>>((resolve) => worker.once('message', resolve));
+      const { stopClient } = await import('../dist/index.js');
+      stopClient(stopToken);
+      const r = await done;
+      await worker.terminate();
+      return r;
+    };
+  }
+  const result = await hsm.guest(vm).run(workload(n));
+  return { result, served: await finish() };
+}
+
+describe('the same suite on both loops', () => {
+  for (const loop of ['async', 'worker'] as const) {
+    for (const wake of ['blocking', 'poll'] as const) {
+      it(`${loop === 'async' ? 'main-thread async loop' : 'worker runSync'} (${wake}): values, faults, native and TS devices`, async () => {
+        const n = 40;
+        const { result: r, served } = await serveSuite(loop, wake, n);
+        expect(r.mismatches).toEqual([]);
+        expect(r.faults).toEqual([]);
+        expect(r.completed).toBe(r.issued);
+        expect(served.uart).toBe('Hi');
+        expect(served.portReads).toBe(2 * n);
+        expect(served.regfile8).toBe(0xdead_beef);
+        expect(served.errors).toEqual([
+          ['pio', 'read', 0x602n, 2],
+          ['pio', 'write', 0x601n, 1],
+          ['mmio', 'read', 0x9000_0000n, 0],
+        ]);
+        // Exactly one NOTIFY per request the client handled (0xCF8 writes complete in the kernel).
+        const c = served.counters;
+        expect(c.notifies).toBe(c.js + c.native + c.unclaimed + c.faults);
+        expect(c.notifies).toBeGreaterThan(r.issued - 8);
+        expect(c.notifies).toBeLessThan(r.issued);
+        expect(c.notifyErrors).toBe(0);
+      });
+    }
+  }
+});
+
 describe('IoreqClient', () => {
   for (const wake of ['blocking', 'poll'] as const) {
     it(`async loop (${wake}): TS and native devices, every value checked`, async () => {
