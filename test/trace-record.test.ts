@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeTrace } from '../dist/wasm/node.js';
+import { decodeTrace as decodeTraceNative } from '../dist/index.js';
 
 const root = join(import.meta.dirname, '..');
 const cli = (...args: string[]) =>
@@ -58,6 +59,13 @@ describe('acrn-hsm demo --trace, trace report, trace replay', () => {
       // The same file decodes in wasm to the same count, stamps ordered as the path goes.
       const t = decodeTrace(new Uint8Array(readFileSync(file)));
       expect(t.count).toBe(s.issued);
+      // ... and natively to the same header and records, column for column.
+      const n = decodeTraceNative(new Uint8Array(readFileSync(file)));
+      expect(n.header).toEqual(t.header);
+      expect(n.count).toBe(t.count);
+      for (const [name, column] of Object.entries(t.records)) {
+        expect(Array.from(n.records[name as keyof typeof n.records] as ArrayLike<unknown>), name).toEqual(Array.from(column as ArrayLike<unknown>));
+      }
       expect(t.header.vm.completion).toBe(mode === 'poll' ? 'polling' : 'notify');
       for (let i = 0; i < t.count; i += 97) {
         const ts = t.record(i).timestamps;
