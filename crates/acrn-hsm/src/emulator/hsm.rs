@@ -453,23 +453,16 @@ impl EmulatedHsm {
         self.vm.ioreq_page().is_some()
     }
 
-    fn with_arg<R>(
-        kind: &mut ArgKind<'_, '_>,
-        size: usize,
-        f: impl FnOnce(&mut [u8]) -> Result<R, Errno>,
-    ) -> Result<(R, Vec<u8>), Errno> {
-        let mut buf = vec![0u8; size];
+    /// `copy_from_user` of an ioctl's argument struct of `N` bytes, into a stack buffer (every
+    /// argument struct is at most a few hundred bytes; NOTIFY's 8 run on every request).
+    fn copy_in<const N: usize>(kind: &mut ArgKind<'_, '_>) -> Result<[u8; N], Errno> {
+        let mut buf = [0u8; N];
         match kind {
             ArgKind::Bytes(b) => buf.copy_from_slice(b),
             ArgKind::Address(a) => memory::copy_from_user(*a, &mut buf)?,
             _ => return Err(Errno::EFAULT),
         }
-        let r = f(&mut buf)?;
-        Ok((r, buf))
-    }
-
-    fn copy_in(kind: &mut ArgKind<'_, '_>, size: usize) -> Result<Vec<u8>, Errno> {
-        Self::with_arg(kind, size, |_| Ok(())).map(|(_, b)| b)
+        Ok(buf)
     }
 
     fn copy_out(kind: &mut ArgKind<'_, '_>, data: &[u8]) -> Result<(), Errno> {
@@ -529,7 +522,7 @@ impl EmulatedHsm {
             abi::RESET_VM => hv_ret(self.hv.reset_vm(vm.vmid())),
             abi::SET_VCPU_REGS => {
                 use abi::vcpu_regs as o;
-                let b = Self::copy_in(&mut kind, o::SIZE)?;
+                let b = Self::copy_in::<{ o::SIZE }>(&mut kind)?;
                 let nonzero = |from: usize, len: usize| b[from..from + len].iter().any(|&x| x != 0);
                 if nonzero(o::RESERVED_64, 32)
                     || nonzero(o::RESERVED, 6)
@@ -543,7 +536,7 @@ impl EmulatedHsm {
             }
             abi::NOTIFY_REQUEST_FINISH => {
                 use abi::notify as o;
-                let b = Self::copy_in(&mut kind, o::SIZE)?;
+                let b = Self::copy_in::<{ o::SIZE }>(&mut kind)?;
                 if le::u16_at(&b, o::RESERVED) != 0 {
                     return Err(Errno::EINVAL);
                 }
@@ -572,12 +565,12 @@ impl EmulatedHsm {
                 Ok(0)
             }
             abi::SET_MEMSEG => {
-                let b = Self::copy_in(&mut kind, abi::memmap::SIZE)?;
+                let b = Self::copy_in::<{ abi::memmap::SIZE }>(&mut kind)?;
                 self.set_memseg(&b)
             }
             abi::UNSET_MEMSEG => {
                 use abi::memmap as o;
-                let b = Self::copy_in(&mut kind, o::SIZE)?;
+                let b = Self::copy_in::<{ o::SIZE }>(&mut kind)?;
                 if le::u32_at(&b, o::TYPE) != abi::MEMMAP_MMIO {
                     return Err(Errno::EINVAL);
                 }
@@ -591,7 +584,7 @@ impl EmulatedHsm {
                 hv_ret(self.hv.set_memory_regions(vm.vmid(), &[op]))
             }
             abi::INJECT_MSI => {
-                let b = Self::copy_in(&mut kind, abi::msi::SIZE)?;
+                let b = Self::copy_in::<{ abi::msi::SIZE }>(&mut kind)?;
                 let ev = InterruptEvent::Msi {
                     vmid: vm.vmid(),
                     addr: le::u64_at(&b, abi::msi::ADDR),
@@ -626,12 +619,12 @@ impl EmulatedHsm {
                 Ok(0)
             }
             abi::IOEVENTFD => {
-                let b = Self::copy_in(&mut kind, abi::ioeventfd::SIZE)?;
+                let b = Self::copy_in::<{ abi::ioeventfd::SIZE }>(&mut kind)?;
                 self.ioeventfd(&b)
             }
             abi::IRQFD => {
                 use abi::irqfd as o;
-                let b = Self::copy_in(&mut kind, o::SIZE)?;
+                let b = Self::copy_in::<{ o::SIZE }>(&mut kind)?;
                 let flags = le::u32_at(&b, o::FLAGS);
                 if flags & !abi::IRQFD_FLAG_DEASSIGN != 0 {
                     return Err(Errno::EINVAL);
@@ -659,7 +652,7 @@ impl EmulatedHsm {
     fn create_vm(&self, kind: &mut ArgKind<'_, '_>) -> Result<i64, Errno> {
         use abi::vm_creation as o;
         let vm = &self.vm;
-        let mut cv = Self::copy_in(kind, o::SIZE)?;
+        let mut cv = Self::copy_in::<{ o::SIZE }>(kind)?;
         if le::u16_at(&cv, o::RESERVED0) != 0 || le::u16_at(&cv, o::RESERVED1) != 0 {
             return Err(Errno::EINVAL);
         }
