@@ -296,18 +296,20 @@ export class IoreqClient extends EventEmitter {
     this.running = true;
     const responses = new BigUint64Array(16);
     const resp32 = new Uint32Array(responses.buffer);
+    // One records buffer for the whole run: the native side writes each batch into it.
+    const out = new BigUint64Array(64);
+    const out32 = new Uint32Array(out.buffer);
     let pending = 0;
     try {
       for (;;) {
-        let out: BigUint64Array | null;
+        let n: number;
         try {
-          out = await this.handle.nextAsync(responses.subarray(0, pending));
+          n = await this.handle.nextAsync(responses.subarray(0, pending), out);
         } catch (err) {
           throw fromBindingError(err);
         }
-        if (out === null) break;
-        const out32 = new Uint32Array(out.buffer, out.byteOffset, out.length * 2);
-        pending = out.length / 4;
+        if (n < 0) break;
+        pending = n;
         for (let k = 0; k < pending; k++) {
           const guard = { expired: false };
           const r = this.serveOne(out, out32, k, responses, resp32, true, guard);

@@ -450,12 +450,15 @@ fn space_of(space: &str) -> napi::Result<AddressSpace> {
 pub struct NextTask {
     server: Arc<Mutex<Option<Server>>>,
     responses: Vec<u64>,
+    /// The records, filled on the pool thread, then copied into `out_js` on the JS thread.
     out: Vec<u64>,
+    /// The caller's preallocated array (64 words), reused for every batch.
+    out_js: BigUint64Array,
 }
 
 impl Task for NextTask {
     type Output = Option<usize>;
-    type JsValue = Option<BigUint64Array>;
+    type JsValue = i32;
 
     fn compute(&mut self) -> napi::Result<Option<usize>> {
         let mut guard = lock(&self.server);
@@ -470,8 +473,16 @@ impl Task for NextTask {
         Ok(n)
     }
 
-    fn resolve(&mut self, _env: Env, n: Option<usize>) -> napi::Result<Option<BigUint64Array>> {
-        Ok(n.map(|_| BigUint64Array::new(std::mem::take(&mut self.out))))
+    fn resolve(&mut self, _env: Env, n: Option<usize>) -> napi::Result<i32> {
+        let Some(n) = n else { return Ok(-1) };
+        // SAFETY: `resolve` runs on the JS thread, so no JavaScript runs while the array's
+        // memory is written; the array is alive (the task holds a reference to it) and was
+        // checked in `next_async` to hold 64 words, and `self.out` holds at most 16 records of
+        // 4 words. (An array on a SharedArrayBuffer could be written by another thread at the
+        // same time; the façade passes its own private array.)
+        let dst = unsafe { self.out_js.as_mut() };
+        dst[..self.out.len()].copy_from_slice(&self.out);
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
     }
 }
 
@@ -659,14 +670,27 @@ impl IoreqClientHandle {
         Ok(())
     }
 
-    /// `next` on the libuv pool: resolves to the batch's records, or `null` once stopped.
-    #[napi(ts_return_type = "Promise<BigUint64Array | null>")]
-    pub fn next_async(&self, responses: &[u64]) -> AsyncTask<NextTask> {
-        AsyncTask::new(NextTask {
+    /// `next` on the libuv pool: completes the previous batch with `responses`, waits for the
+    /// next, writes its records into `out` (at least 64 words, reused from batch to batch: no
+    /// allocation per batch on the JS heap) and resolves to their count, or -1 once stopped.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn next_async(
+        &self,
+        responses: &[u64],
+        out: BigUint64Array,
+    ) -> napi::Result<AsyncTask<NextTask>> {
+        if out.len() < (MAX_BATCH * RECORD_WORDS) as usize {
+            return Err(coded_error(
+                "ERR_INVALID_ARG",
+                "out must hold 64 words (16 requests x 4)",
+            ));
+        }
+        Ok(AsyncTask::new(NextTask {
             server: self.server.clone(),
             responses: responses.to_vec(),
-            out: Vec::new(),
-        })
+            out: Vec::with_capacity((MAX_BATCH * RECORD_WORDS) as usize),
+            out_js: out,
+        }))
     }
 
     /// Stops serving: a waiting `next` returns -1 (DESTROY_IOREQ_CLIENT wakes a blocked ATTACH).
