@@ -317,33 +317,8 @@ fn mask(size: u8) -> u64 {
     crate::client::ones(u64::from(size))
 }
 
-fn rd(expect: u64) -> Access {
-    Access::Read {
-        expect: Some(expect),
-    }
-}
-
-fn pio(port: u16, size: u8, access: Access) -> Op {
-    Op::Pio { port, size, access }
-}
-
-fn mmio(address: u64, size: u8, access: Access) -> Op {
-    Op::Mmio {
-        address,
-        size,
-        access,
-    }
-}
-
 fn pci(reg: u16, size: u8, access: Access) -> Op {
-    Op::Pci {
-        bus: PCI_BDF.bus,
-        dev: PCI_BDF.dev,
-        func: PCI_BDF.func,
-        reg,
-        size,
-        access,
-    }
+    Op::pci(PCI_BDF.bus, PCI_BDF.dev, PCI_BDF.func, reg, size, access)
 }
 
 /// vCPU 0's boot: program the UART and print the banner (LSR polled before each byte), then
@@ -351,37 +326,37 @@ fn pci(reg: u16, size: u8, access: Access) -> Op {
 fn boot_ops() -> Vec<Op> {
     let lsr_idle = u64::from(crate::devices::LSR_THRE | crate::devices::LSR_TEMT);
     let mut ops = vec![
-        pio(UART_PORT + 1, 1, Access::Write(0)),
-        pio(UART_PORT + 3, 1, Access::Write(0x83)),
-        pio(UART_PORT, 1, Access::Write(1)),
-        pio(UART_PORT + 1, 1, Access::Write(0)),
-        pio(UART_PORT, 1, rd(1)),
-        pio(UART_PORT + 3, 1, Access::Write(0x03)),
-        pio(UART_PORT + 3, 1, rd(0x03)),
-        pio(UART_PORT + 2, 1, Access::Write(0x07)),
-        pio(UART_PORT + 4, 1, Access::Write(0x03)),
-        pio(UART_PORT + 7, 1, Access::Write(0x5a)),
-        pio(UART_PORT + 7, 1, rd(0x5a)),
+        Op::pio(UART_PORT + 1, 1, Access::Write(0)),
+        Op::pio(UART_PORT + 3, 1, Access::Write(0x83)),
+        Op::pio(UART_PORT, 1, Access::Write(1)),
+        Op::pio(UART_PORT + 1, 1, Access::Write(0)),
+        Op::pio(UART_PORT, 1, Access::expect(1)),
+        Op::pio(UART_PORT + 3, 1, Access::Write(0x03)),
+        Op::pio(UART_PORT + 3, 1, Access::expect(0x03)),
+        Op::pio(UART_PORT + 2, 1, Access::Write(0x07)),
+        Op::pio(UART_PORT + 4, 1, Access::Write(0x03)),
+        Op::pio(UART_PORT + 7, 1, Access::Write(0x5a)),
+        Op::pio(UART_PORT + 7, 1, Access::expect(0x5a)),
     ];
     for b in BANNER.bytes() {
-        ops.push(pio(UART_PORT + 5, 1, rd(lsr_idle)));
-        ops.push(pio(UART_PORT, 1, Access::Write(u64::from(b))));
+        ops.push(Op::pio(UART_PORT + 5, 1, Access::expect(lsr_idle)));
+        ops.push(Op::pio(UART_PORT, 1, Access::Write(u64::from(b))));
     }
     let ids = u64::from(PCI_VENDOR) | (u64::from(PCI_DEVICE) << 16);
     ops.extend([
-        pci(0, 4, rd(ids)),
-        pci(0, 2, rd(u64::from(PCI_VENDOR))),
-        pci(2, 2, rd(u64::from(PCI_DEVICE))),
-        pci(0x08, 4, rd(0x0580_0001)),
-        pci(0x0e, 1, rd(0)),
+        pci(0, 4, Access::expect(ids)),
+        pci(0, 2, Access::expect(u64::from(PCI_VENDOR))),
+        pci(2, 2, Access::expect(u64::from(PCI_DEVICE))),
+        pci(0x08, 4, Access::expect(0x0580_0001)),
+        pci(0x0e, 1, Access::expect(0)),
         pci(0x10, 4, Access::Write(0xffff_ffff)),
-        pci(0x10, 4, rd(!(REGFILE_LEN - 1) & 0xffff_ffff)),
+        pci(0x10, 4, Access::expect(!(REGFILE_LEN - 1) & 0xffff_ffff)),
         pci(0x10, 4, Access::Write(REGFILE_BASE)),
-        pci(0x10, 4, rd(REGFILE_BASE)),
+        pci(0x10, 4, Access::expect(REGFILE_BASE)),
         pci(0x14, 4, Access::Write(0xffff_ffff)),
-        pci(0x14, 4, rd(0)),
+        pci(0x14, 4, Access::expect(0)),
         pci(0x04, 2, Access::Write(0x0006)),
-        pci(0x04, 2, rd(0x0006)),
+        pci(0x04, 2, Access::expect(0x0006)),
     ]);
     ops
 }
@@ -422,25 +397,29 @@ impl VcpuGen {
                     if self.rng.below(2) == 0 {
                         let v = self.rng.next() & mask(size);
                         self.shadow[o..o + s].copy_from_slice(&v.to_le_bytes()[..s]);
-                        ops.push(mmio(win + off, size, Access::Write(v)));
+                        ops.push(Op::mmio(win + off, size, Access::Write(v)));
                     } else {
                         let mut b = [0u8; 8];
                         b[..s].copy_from_slice(&self.shadow[o..o + s]);
-                        ops.push(mmio(win + off, size, rd(u64::from_le_bytes(b))));
+                        ops.push(Op::mmio(
+                            win + off,
+                            size,
+                            Access::expect(u64::from_le_bytes(b)),
+                        ));
                     }
                     n += 1;
                 }
                 45..=69 => {
                     if self.rng.below(3) == 0 {
-                        ops.push(pio(seq_port, 4, rd(u64::from(self.seq))));
+                        ops.push(Op::pio(seq_port, 4, Access::expect(u64::from(self.seq))));
                     } else {
                         self.seq += 1;
-                        ops.push(pio(seq_port, 4, Access::Write(u64::from(self.seq))));
+                        ops.push(Op::pio(seq_port, 4, Access::Write(u64::from(self.seq))));
                     }
                     n += 1;
                 }
                 70..=79 => {
-                    ops.push(pio(UART_PORT + 5, 1, rd(lsr_idle)));
+                    ops.push(Op::pio(UART_PORT + 5, 1, Access::expect(lsr_idle)));
                     n += 1;
                 }
                 80..=91 => {
@@ -450,18 +429,18 @@ impl VcpuGen {
                     let (reg, size) =
                         [(0u16, 4u8), (0, 2), (2, 2), (1, 1), (3, 1)][self.rng.below(5) as usize];
                     let v = (ids >> (8 * reg)) & mask(size);
-                    ops.push(pci(reg, size, rd(v)));
+                    ops.push(pci(reg, size, Access::expect(v)));
                     n += 2;
                     cf8 += 1;
                 }
                 92..=95 => {
                     let size = [1u8, 2, 4][self.rng.below(3) as usize];
-                    ops.push(pio(UNCLAIMED_PORT, size, rd(mask(size))));
+                    ops.push(Op::pio(UNCLAIMED_PORT, size, Access::expect(mask(size))));
                     n += 1;
                 }
                 _ => {
                     let size = [1u8, 2, 4, 8][self.rng.below(4) as usize];
-                    ops.push(mmio(UNCLAIMED_MMIO, size, rd(mask(size))));
+                    ops.push(Op::mmio(UNCLAIMED_MMIO, size, Access::expect(mask(size))));
                     n += 1;
                 }
             }

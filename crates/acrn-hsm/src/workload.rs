@@ -90,6 +90,44 @@ pub enum Access {
     },
 }
 
+impl Access {
+    /// A read the guest checks against `value` (masked to the access size).
+    pub const fn expect(value: u64) -> Access {
+        Access::Read {
+            expect: Some(value),
+        }
+    }
+}
+
+impl Op {
+    /// An `IN`/`OUT` of `size` bytes on `port`.
+    pub const fn pio(port: u16, size: u8, access: Access) -> Op {
+        Op::Pio { port, size, access }
+    }
+
+    /// An MMIO access of `size` bytes at `address`.
+    pub const fn mmio(address: u64, size: u8, access: Access) -> Op {
+        Op::Mmio {
+            address,
+            size,
+            access,
+        }
+    }
+
+    /// A configuration access of function `bus:dev.func` at register `reg`, made through
+    /// 0xCF8/0xCFC.
+    pub const fn pci(bus: u8, dev: u8, func: u8, reg: u16, size: u8, access: Access) -> Op {
+        Op::Pci {
+            bus,
+            dev,
+            func,
+            reg,
+            size,
+            access,
+        }
+    }
+}
+
 /// A parse or validation error, with the JSON path of the offending element.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]

@@ -34,33 +34,8 @@ fn vm(vcpus: u16, polling: bool) -> (Emulator, Hsm, Arc<Vm>) {
     (emu, hsm, Arc::new(vm))
 }
 
-fn rd(expect: u64) -> Access {
-    Access::Read {
-        expect: Some(expect),
-    }
-}
-
-fn pio(port: u16, size: u8, access: Access) -> Op {
-    Op::Pio { port, size, access }
-}
-
-fn mmio(address: u64, size: u8, access: Access) -> Op {
-    Op::Mmio {
-        address,
-        size,
-        access,
-    }
-}
-
 fn pci(reg: u16, size: u8, access: Access) -> Op {
-    Op::Pci {
-        bus: 0,
-        dev: 3,
-        func: 0,
-        reg,
-        size,
-        access,
-    }
+    Op::pci(0, 3, 0, reg, size, access)
 }
 
 fn devices() -> (Dispatcher, acrn_hsm::devices::UartOutput) {
@@ -86,24 +61,24 @@ fn devices() -> (Dispatcher, acrn_hsm::devices::UartOutput) {
 fn small_workload() -> Workload {
     let mut v0 = Vec::new();
     for b in b"hello\n" {
-        v0.push(pio(0x3fd, 1, rd(0x60)));
-        v0.push(pio(0x3f8, 1, Access::Write(u64::from(*b))));
+        v0.push(Op::pio(0x3fd, 1, Access::expect(0x60)));
+        v0.push(Op::pio(0x3f8, 1, Access::Write(u64::from(*b))));
     }
-    v0.push(pci(0, 4, rd(0x1234_8086)));
+    v0.push(pci(0, 4, Access::expect(0x1234_8086)));
     v0.push(pci(0x10, 4, Access::Write(0xffff_ffff)));
-    v0.push(pci(0x10, 4, rd(0xffff_f000)));
-    v0.push(pio(0x1234, 2, rd(0xffff)));
-    v0.push(mmio(0xdead_0000, 8, rd(u64::MAX)));
+    v0.push(pci(0x10, 4, Access::expect(0xffff_f000)));
+    v0.push(Op::pio(0x1234, 2, Access::expect(0xffff)));
+    v0.push(Op::mmio(0xdead_0000, 8, Access::expect(u64::MAX)));
     let mut w = vec![v0];
     for v in 1..4u64 {
         let base = 0xfed0_0000 + v * 0x100;
         w.push(vec![Op::Repeat {
             count: 50,
             ops: vec![
-                mmio(base, 8, Access::Write(0x1122_3344_5566_7788 ^ v)),
-                mmio(base, 8, rd(0x1122_3344_5566_7788 ^ v)),
-                mmio(base + 2, 2, rd(0x5566)),
-                mmio(base + 4, 4, rd(0x1122_3344)),
+                Op::mmio(base, 8, Access::Write(0x1122_3344_5566_7788 ^ v)),
+                Op::mmio(base, 8, Access::expect(0x1122_3344_5566_7788 ^ v)),
+                Op::mmio(base + 2, 2, Access::expect(0x5566)),
+                Op::mmio(base + 4, 4, Access::expect(0x1122_3344)),
             ],
         }]);
     }
@@ -274,9 +249,9 @@ fn panicking_device_does_not_kill_the_client() {
     vm.start().expect("start");
     let w = Workload {
         vcpus: vec![vec![
-            pio(0x80, 1, rd(0xff)),
-            pio(0x80, 1, Access::Write(1)),
-            pio(0x80, 1, rd(0xff)),
+            Op::pio(0x80, 1, Access::expect(0xff)),
+            Op::pio(0x80, 1, Access::Write(1)),
+            Op::pio(0x80, 1, Access::expect(0xff)),
         ]],
     };
     let r = hsm.guest(&vm).expect("guest").run(&w).expect("run");
@@ -328,10 +303,10 @@ fn reset_from_a_device_is_done_like_the_dm() {
         // vCPU 0 writes a register, then resets; the access after the reset never runs.
         let w = Workload {
             vcpus: vec![vec![
-                mmio(0xfed0_0000, 4, Access::Write(0xabcd)),
-                mmio(0xfed0_0000, 4, rd(0xabcd)),
-                pio(0xcf9, 1, Access::Write(0x06)),
-                pio(0xcf9, 1, rd(0)),
+                Op::mmio(0xfed0_0000, 4, Access::Write(0xabcd)),
+                Op::mmio(0xfed0_0000, 4, Access::expect(0xabcd)),
+                Op::pio(0xcf9, 1, Access::Write(0x06)),
+                Op::pio(0xcf9, 1, Access::expect(0)),
             ]],
         };
         let r = guest.run(&w).expect("run");
@@ -365,7 +340,10 @@ fn reset_from_a_device_is_done_like_the_dm() {
         assert_eq!(h.stats().withheld, 1);
         // The devices were reset and the same client keeps serving the new boot.
         let w2 = Workload {
-            vcpus: vec![vec![mmio(0xfed0_0000, 4, rd(0)), pio(0xcf9, 1, rd(0))]],
+            vcpus: vec![vec![
+                Op::mmio(0xfed0_0000, 4, Access::expect(0)),
+                Op::pio(0xcf9, 1, Access::expect(0)),
+            ]],
         };
         let r2 = guest.run(&w2).expect("run");
         assert!(r2.is_clean(), "{r2:?}");

@@ -30,18 +30,8 @@ use common::*;
 const POLLING: u64 = acrn_hsm::GUEST_FLAG_IO_COMPLETION_POLLING;
 const REGS: u64 = 0xfed0_0000;
 
-fn rd(expect: u64) -> Access {
-    Access::Read {
-        expect: Some(expect),
-    }
-}
-
 fn mmio(address: u64, access: Access) -> Op {
-    Op::Mmio {
-        address,
-        size: 8,
-        access,
-    }
+    Op::mmio(address, 8, access)
 }
 
 /// Per vCPU `i`: `n` times { write `tag(i)` at its own register, read it back }.
@@ -53,7 +43,7 @@ fn rw_workload(vcpus: usize, n: u64) -> Workload {
                 let v = 0x5a00_0000_0000_0000 | i as u64;
                 vec![Op::Repeat {
                     count: n,
-                    ops: vec![mmio(a, Access::Write(v)), mmio(a, rd(v))],
+                    ops: vec![mmio(a, Access::Write(v)), mmio(a, Access::expect(v))],
                 }]
             })
             .collect(),
@@ -144,7 +134,9 @@ fn client_destroyed_mid_flight_then_dm_reset_recovers() {
         vm.start().expect("start");
         // Each vCPU: one read that the "device model" claims (or not) and never NOTIFYs.
         let w = Workload {
-            vcpus: (0..4).map(|i| vec![mmio(REGS + 8 * i, rd(7))]).collect(),
+            vcpus: (0..4)
+                .map(|i| vec![mmio(REGS + 8 * i, Access::expect(7))])
+                .collect(),
         };
         let run = hsm.guest(&vm).expect("guest").spawn(&w).expect("spawn");
         wait_until("4 requests PROCESSING", || {
@@ -236,9 +228,9 @@ fn running_client_stopped_inside_a_handler_then_reset_vm_like_dm() {
         let w = Workload {
             vcpus: vec![
                 vec![
-                    mmio(0xfee0_0000, rd(0x42)),
-                    mmio(0xfee0_0010, rd(0x42)),
-                    mmio(0xfee0_0000, rd(0x42)),
+                    mmio(0xfee0_0000, Access::expect(0x42)),
+                    mmio(0xfee0_0010, Access::expect(0x42)),
+                    mmio(0xfee0_0000, Access::expect(0x42)),
                 ],
                 vec![],
             ],
@@ -320,14 +312,14 @@ fn reset_requested_by_a_device_while_8_vcpus_are_busy() {
         w.vcpus[0] = vec![
             Op::Repeat {
                 count: 100,
-                ops: vec![mmio(REGS, Access::Write(1)), mmio(REGS, rd(1))],
+                ops: vec![mmio(REGS, Access::Write(1)), mmio(REGS, Access::expect(1))],
             },
             Op::Pio {
                 port: 0xcf9,
                 size: 1,
                 access: Access::Write(0x06),
             },
-            mmio(REGS, rd(1)),
+            mmio(REGS, Access::expect(1)),
         ];
         let r = join_bounded(
             hsm.guest(&vm).expect("guest").spawn(&w).expect("spawn"),
@@ -361,7 +353,7 @@ fn reset_requested_by_a_device_while_8_vcpus_are_busy() {
         // The devices were reset and the same client serves the new boot exactly once.
         let before = h.stats();
         let mut w2 = rw_workload(8, 250);
-        w2.vcpus[0].insert(0, mmio(REGS, rd(0)));
+        w2.vcpus[0].insert(0, mmio(REGS, Access::expect(0)));
         let r2 = join_bounded(
             hsm.guest(&vm).expect("guest").spawn(&w2).expect("spawn"),
             "the new boot",
@@ -387,10 +379,10 @@ fn clear_vm_ioreq_with_requests_outstanding() {
         // 2/3 the value the slot holds (0: the guest's own read request).
         let w = Workload {
             vcpus: vec![
-                vec![mmio(REGS, rd(0xabcd))],
-                vec![mmio(REGS + 8, rd(0xabcd))],
-                vec![mmio(REGS + 16, rd(0))],
-                vec![mmio(REGS + 24, rd(0))],
+                vec![mmio(REGS, Access::expect(0xabcd))],
+                vec![mmio(REGS + 8, Access::expect(0xabcd))],
+                vec![mmio(REGS + 16, Access::expect(0))],
+                vec![mmio(REGS + 24, Access::expect(0))],
             ],
         };
         let run = hsm.guest(&vm).expect("guest").spawn(&w).expect("spawn");
@@ -418,7 +410,9 @@ fn clear_vm_ioreq_with_requests_outstanding() {
         assert!(r2.is_clean(), "{r2:?}");
         // The DM's order: PAUSE first; outstanding requests are then completed into zombies.
         let w3 = Workload {
-            vcpus: (0..4).map(|i| vec![mmio(REGS + 8 * i, rd(0))]).collect(),
+            vcpus: (0..4)
+                .map(|i| vec![mmio(REGS + 8 * i, Access::expect(0))])
+                .collect(),
         };
         vm.destroy_ioreq_client().expect("stop the DM loop");
         let stats = dm.join().expect("dm");
@@ -452,7 +446,9 @@ fn a_vcpu_never_hangs_whatever_the_dm_does() {
         vm.create_ioreq_client().expect("client");
         vm.start().expect("start");
         let w = Workload {
-            vcpus: (0..3).map(|i| vec![mmio(REGS + 8 * i, rd(0))]).collect(),
+            vcpus: (0..3)
+                .map(|i| vec![mmio(REGS + 8 * i, Access::expect(0))])
+                .collect(),
         };
         let run = hsm.guest(&vm).expect("guest").spawn(&w).expect("spawn");
         wait_until("requests PROCESSING", || {
