@@ -46,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "hist.h"
 
 #define STATE_PENDING ACRN_IOREQ_STATE_PENDING
@@ -220,18 +221,6 @@ static void run(struct shared *s)
 	pthread_join(tc, NULL);
 }
 
-static uint64_t parse_u64(const char *opt, const char *v)
-{
-	char *end;
-	errno = 0;
-	unsigned long long x = strtoull(v ? v : "", &end, 0);
-	if (!v || errno || *end || end == v) {
-		fprintf(stderr, "floor: %s needs a number\n", opt);
-		exit(2);
-	}
-	return x;
-}
-
 int main(int argc, char **argv)
 {
 	uint64_t spin_n = 200000, futex_n = 50000, warmup = 5000, interval = 0;
@@ -240,16 +229,16 @@ int main(int argc, char **argv)
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--requests")) {
-			spin_n = parse_u64(a, v);
+			spin_n = parse_u64("floor", a, v);
 			i++;
 		} else if (!strcmp(a, "--futex-requests")) {
-			futex_n = parse_u64(a, v);
+			futex_n = parse_u64("floor", a, v);
 			i++;
 		} else if (!strcmp(a, "--warmup")) {
-			warmup = parse_u64(a, v);
+			warmup = parse_u64("floor", a, v);
 			i++;
 		} else if (!strcmp(a, "--expected-interval-ns")) {
-			interval = parse_u64(a, v);
+			interval = parse_u64("floor", a, v);
 			i++;
 		} else if (!strcmp(a, "--only")) {
 			if (v && !strcmp(v, "spin")) {

@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "acrn_hsm_emu.h"
+#include "args.h"
 #include "hist.h"
 
 /* vm_flag bit of the hypervisor's public API (acrn_common.h), as the DM sets it for --rtvm. */
@@ -236,18 +237,6 @@ static void guest_run(struct acrn_emu *emu, uint16_t vmid, int vcpus, uint64_t r
 	}
 }
 
-static uint64_t parse_u64(const char *opt, const char *v)
-{
-	char *end;
-	errno = 0;
-	unsigned long long x = strtoull(v ? v : "", &end, 0);
-	if (!v || errno || *end || end == v) {
-		fprintf(stderr, "reference_client: %s needs a number\n", opt);
-		exit(2);
-	}
-	return x;
-}
-
 int main(int argc, char **argv)
 {
 	bool polling = true, busy = false, table = false;
@@ -276,16 +265,16 @@ int main(int argc, char **argv)
 			}
 			i++;
 		} else if (!strcmp(a, "--vcpus")) {
-			vcpus = parse_u64(a, v);
+			vcpus = parse_u64("reference_client", a, v);
 			i++;
 		} else if (!strcmp(a, "--requests")) {
-			requests = parse_u64(a, v);
+			requests = parse_u64("reference_client", a, v);
 			i++;
 		} else if (!strcmp(a, "--warmup")) {
-			warmup = parse_u64(a, v);
+			warmup = parse_u64("reference_client", a, v);
 			i++;
 		} else if (!strcmp(a, "--expected-interval-ns")) {
-			interval = parse_u64(a, v);
+			interval = parse_u64("reference_client", a, v);
 			i++;
 		} else if (!strcmp(a, "--table")) {
 			table = true;
