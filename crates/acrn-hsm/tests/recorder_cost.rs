@@ -8,33 +8,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
+use common::vm_with;
 use std::time::Instant;
 
 use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
 use acrn_hsm::devices::RegisterFile;
 use acrn_hsm::trace::{TraceRecorder, TraceSetup};
 use acrn_hsm::workload::{Access, Op, Workload};
-use acrn_hsm::{Emulator, GUEST_FLAG_IO_COMPLETION_POLLING, Hsm, VmConfig};
+use acrn_hsm::GUEST_FLAG_IO_COMPLETION_POLLING;
 
 const REGS: u64 = 0xfeb0_0000;
 
 /// Requests per second of one run.
 fn run(polling: bool, vcpus: usize, per_vcpu: u64, record: bool) -> f64 {
-    let emu = Emulator::new();
-    let hsm = Hsm::emulated(&emu);
-    let vm = Arc::new(
-        hsm.create_vm(&VmConfig {
-            vcpu_num: vcpus as u16,
-            vm_flag: if polling {
-                GUEST_FLAG_IO_COMPLETION_POLLING
-            } else {
-                0
-            },
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let flags = if polling {
+        GUEST_FLAG_IO_COMPLETION_POLLING
+    } else {
+        0
+    };
+    let (_emu, hsm, vm) = vm_with(vcpus as u16, flags);
     let mut d = Dispatcher::new();
     d.add_mmio(REGS, 0x1000, Box::new(RegisterFile::new(0x1000)))
         .unwrap();

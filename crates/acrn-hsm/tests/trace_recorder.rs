@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::vm_with;
 use std::sync::Arc;
 
 use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
@@ -43,20 +45,12 @@ struct Recorded {
 /// Runs `w` on an emulated VM with a register file at REGS and a PCI function at 00:03.0,
 /// recording with the guest side when `guest_side`.
 fn record(w: &Workload, polling: bool, guest_side: bool) -> Recorded {
-    let emu = Emulator::new();
-    let hsm = Hsm::emulated(&emu);
-    let vm = Arc::new(
-        hsm.create_vm(&VmConfig {
-            vcpu_num: w.vcpus.len() as u16,
-            vm_flag: if polling {
-                GUEST_FLAG_IO_COMPLETION_POLLING
-            } else {
-                0
-            },
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let flags = if polling {
+        GUEST_FLAG_IO_COMPLETION_POLLING
+    } else {
+        0
+    };
+    let (_emu, hsm, vm) = vm_with(w.vcpus.len() as u16, flags);
     let mut d = Dispatcher::new();
     d.add_mmio(REGS, 0x1000, Box::new(RegisterFile::new(0x1000)))
         .unwrap();
