@@ -12,11 +12,11 @@ mod common;
 use common::vm_with;
 use std::time::Instant;
 
+use acrn_hsm::GUEST_FLAG_IO_COMPLETION_POLLING;
 use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
 use acrn_hsm::devices::RegisterFile;
 use acrn_hsm::trace::{TraceRecorder, TraceSetup};
 use acrn_hsm::workload::{Access, Op, Workload};
-use acrn_hsm::GUEST_FLAG_IO_COMPLETION_POLLING;
 
 const REGS: u64 = 0xfeb0_0000;
 

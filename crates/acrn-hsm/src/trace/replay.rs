@@ -214,9 +214,20 @@ impl Workload {
             let lane = &mut lanes[v];
             let start = stamp_start(&r);
             while passed[v] < barriers.len() && start != 0 && barriers[passed[v]] <= start {
-                lane.ops.push(Op::Barrier);
+                if lane.cf8.is_some()
+                    && matches!(lane.ops.last(), Some(Op::Pio { port: 0xcf8, .. }))
+                {
+                    // The machine went quiet while this vCPU was between the two halves of a
+                    // PCI access (its 0xCF8 write done, the 0xCFC access not yet issued): the
+                    // barrier goes before the 0xCF8 write, so the pair stays together and is
+                    // replayed as the same two requests.
+                    let at = lane.ops.len() - 1;
+                    lane.ops.insert(at, Op::Barrier);
+                } else {
+                    lane.ops.push(Op::Barrier);
+                    lane.cf8 = None;
+                }
                 passed[v] += 1;
-                lane.cf8 = None;
             }
             let size_ok = match r.kind {
                 IoType::Mmio => matches!(r.size, 1 | 2 | 4 | 8),
