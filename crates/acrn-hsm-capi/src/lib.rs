@@ -36,10 +36,8 @@ use std::ffi::{CStr, CString, c_char, c_int, c_ulong, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, MutexGuard};
 
-use acrn_hsm::{
-    EmulatedHsm, Emulator, EmulatorConfig, Errno, GuestRun, HsmBackend, IoctlArg, RunResult,
-    UserPages, Workload,
-};
+use acrn_hsm::{Errno, HsmBackend, IoctlArg, UserPages};
+use acrn_hsm_emulator::{EmulatedHsm, Emulator, EmulatorConfig, GuestRun, RunResult, Workload};
 use acrn_uapi::ioctl as io;
 
 /// The emulated machine (hypervisor + HSM). Opaque to C (`struct acrn_emu`).

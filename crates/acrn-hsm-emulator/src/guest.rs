@@ -19,14 +19,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::abi;
-use crate::emulator::hsm::upcall;
-use crate::emulator::hv::{Hv, HvVm, lock};
-use crate::emulator::slot::Slot;
-use crate::emulator::{Emulator, VmState};
 use crate::errno::Errno;
-use crate::sync::{Ordering, fence};
+use crate::hsm::upcall;
+use crate::hv::{Hv, HvVm, lock};
+use crate::slot::Slot;
 use crate::trace::{GuestRecorder, VcpuRecorder, stamp};
 use crate::workload::{Access, Op, Workload, size_mask};
+use crate::{Emulator, VmState};
+use std::sync::atomic::{Ordering, fence};
 
 /// Why a vCPU stopped before the end of its operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use crate::abi::{self, le};
 use crate::backend::{ArgKind, HsmBackend, IoctlArg, classify};
-use crate::emulator::hv::{HV_OK, Hv, HvVm, lock};
-use crate::emulator::irqfd::IrqfdSet;
-use crate::emulator::slot::Slot;
-use crate::emulator::{Emulator, InterruptEvent};
 use crate::errno::Errno;
+use crate::hv::{HV_OK, Hv, HvVm, lock};
+use crate::irqfd::IrqfdSet;
 use crate::memory::{self, PAGE_SIZE, Pinned};
-use crate::sync::Ordering;
+use crate::slot::Slot;
+use crate::{Emulator, InterruptEvent};
+use std::sync::atomic::Ordering;
 
 /// `ACRN_VM_FLAG_DESTROYED` (bit 0 of `acrn_vm.flags`).
 const FLAG_DESTROYED: u32 = 1 << 0;
@@ -293,7 +293,7 @@ fn complete_slot(hv: &Hv, vm: &HsmVm, vcpu: usize, slot: Slot<'_>) -> i64 {
 fn hv_vm_lookup_notify(hv: &Hv, vmid: u16, vcpu: usize) -> i64 {
     match hv.vm(vmid) {
         Some(v) => hv.notify_request_finish(&v, vcpu as u16),
-        None => crate::emulator::hv::HV_ENOTTY,
+        None => crate::hv::HV_ENOTTY,
     }
 }
 
@@ -1000,6 +1000,10 @@ impl HsmBackend for EmulatedHsm {
 
     fn name(&self) -> String {
         "emulator".to_string()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

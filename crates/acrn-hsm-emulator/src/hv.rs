@@ -10,10 +10,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::Thread;
 
 use crate::abi;
-use crate::emulator::slot::Slot;
-use crate::emulator::{EmulatorConfig, InterruptEvent, VmState};
 use crate::memory::Pinned;
-use crate::sync::{Ordering, fence};
+use crate::slot::Slot;
+use crate::{EmulatorConfig, InterruptEvent, VmState};
+use std::sync::atomic::{Ordering, fence};
 
 /// HV result codes.
 pub(crate) const HV_OK: i64 = 0;
@@ -163,7 +163,7 @@ pub(crate) struct Hv {
     pub(crate) interrupts: Mutex<Vec<InterruptEvent>>,
     pub(crate) shutdown: AtomicBool,
     /// HSM's global state (the VM list, the dispatcher).
-    pub(crate) hsm: crate::emulator::hsm::HsmGlobal,
+    pub(crate) hsm: crate::hsm::HsmGlobal,
 }
 
 impl Hv {
@@ -174,7 +174,7 @@ impl Hv {
             vms: Mutex::new(vec![None; n]),
             interrupts: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
-            hsm: crate::emulator::hsm::HsmGlobal::new(),
+            hsm: crate::hsm::HsmGlobal::new(),
         }
     }
 
@@ -301,7 +301,7 @@ impl Hv {
         // above finishes placing its request (and its upcall) before PAUSE_VM returns, so that
         // CLEAR_VM_IOREQ and RESET_VM that follow see it. (Without this a request placed after
         // RESET_VM's sweep stayed in the slot of a vCPU that had stopped: #GP on its next run.)
-        crate::emulator::guest::wait_out_of_guest_mode(&vm);
+        crate::guest::wait_out_of_guest_mode(&vm);
         HV_OK
     }
 

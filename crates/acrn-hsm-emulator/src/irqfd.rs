@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::emulator::InterruptEvent;
-use crate::emulator::hv::{Hv, lock};
+use crate::InterruptEvent;
 use crate::errno::Errno;
+use crate::hv::{Hv, lock};
 
 struct Irqfd {
     fd: Arc<OwnedFd>,

@@ -1,4 +1,4 @@
-//! The emulator: the ACRN hypervisor's side of the I/O-request protocol and the HSM kernel
+//! `acrn-hsm-emulator`: the ACRN hypervisor's side of the I/O-request protocol and the HSM kernel
 //! driver, in process, faithful to acrn-semantics.md (§3, §4, and the §8 checklist) errno for
 //! errno.
 //!
@@ -6,8 +6,9 @@
 //!   per-vCPU I/O event, hypercall results `-1` → `EPERM`) plus HSM's global state (the VM list
 //!   and the dispatcher). Cheap to clone (an `Arc`).
 //! * [`EmulatedHsm`] is one open `/dev/acrn_hsm` of it ([`Emulator::open`]): the per-file
-//!   `acrn_vm`, implementing [`crate::HsmBackend`].
-//! * [`Guest`] runs a [`crate::Workload`] on a VM's vCPUs, one thread per vCPU, as the hypervisor
+//!   `acrn_vm`, implementing [`acrn_hsm::HsmBackend`]; [`Emulator::open_hsm`] wraps one in an
+//!   [`acrn_hsm::Hsm`], so the typed API, the ioreq client and the devices work on it unchanged.
+//! * [`Guest`] runs a [`Workload`] on a VM's vCPUs, one thread per vCPU, as the hypervisor
 //!   does when the guest traps on PIO/MMIO: fill the slot, PENDING, upcall (the dispatcher runs
 //!   inline on that vCPU thread), wait for COMPLETE (spinning then parking for polling VMs, on the
 //!   latched event otherwise), post-work, FREE.
@@ -15,21 +16,31 @@
 //! Nothing here spins on its own: the only threads are the vCPU threads of running workloads
 //! and, for VMs with irqfds, one poller blocked in `poll(2)`.
 
+//!
+//! Imports go one way: `acrn-uapi` → `acrn-hsm` (backend trait, user memory, recorder) → this
+//! crate. Nothing below knows the emulator.
+
+#![cfg(target_os = "linux")]
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod guest;
-pub(crate) mod hsm;
-pub(crate) mod hv;
+mod hsm;
+mod hv;
 mod irqfd;
-pub(crate) mod slot;
+mod slot;
+pub mod workload;
+
+// The core's modules under the names the emulator's files use (`crate::errno::Errno`, ...).
+use acrn_hsm::{backend, errno, memory, trace};
+use acrn_uapi::wire as abi;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use guest::{Guest, GuestRun};
-/// The result types of a guest run.
-pub mod guest_types {
-    pub use super::guest::{Fault, FaultKind, Mismatch, RunResult, StopReason, VcpuOutcome};
-}
 pub use hsm::EmulatedHsm;
+pub use workload::{Access, Op, RandomRange, Space, Workload, WorkloadError};
 
 use crate::errno::Errno;
 use hv::{Hv, lock};
@@ -180,6 +191,11 @@ impl Emulator {
         EmulatedHsm::open(self)
     }
 
+    /// [`open`](Self::open) as an [`acrn_hsm::Hsm`] handle: the typed API over a new file.
+    pub fn open_hsm(&self) -> acrn_hsm::Hsm {
+        acrn_hsm::Hsm::from_backend(Arc::new(self.open()))
+    }
+
     /// The hypervisor's view of VM `vmid`, if it was ever created.
     pub fn vm_info(&self, vmid: u16) -> Option<VmInfo> {
         let vm = self.hv.vm(vmid)?;
@@ -253,5 +269,65 @@ impl Emulator {
     pub fn guest(&self, vmid: u16) -> Result<Guest, Errno> {
         let vm = self.hv.vm(vmid).ok_or(Errno::ENOENT)?;
         Ok(Guest::new(self.clone(), vm))
+    }
+}
+
+/// The emulated file behind `hsm`, if it is one of an [`Emulator`]'s (`None` on the real device).
+pub fn emulated_hsm(hsm: &acrn_hsm::Hsm) -> Option<&EmulatedHsm> {
+    hsm.backend().as_any().downcast_ref::<EmulatedHsm>()
+}
+
+/// The emulated file holding `vm`, if emulated.
+pub fn emulated_vm_hsm(vm: &acrn_hsm::Vm) -> Option<&EmulatedHsm> {
+    vm.backend().as_any().downcast_ref::<EmulatedHsm>()
+}
+
+/// The emulator behind `hsm`, if emulated.
+pub fn emulator_of(hsm: &acrn_hsm::Hsm) -> Option<Emulator> {
+    emulated_hsm(hsm).map(|e| e.emulator().clone())
+}
+
+/// The emulator holding `vm`, if emulated.
+pub fn emulator_of_vm(vm: &acrn_hsm::Vm) -> Option<Emulator> {
+    emulated_vm_hsm(vm).map(|e| e.emulator().clone())
+}
+
+/// The result types of a guest run.
+pub use guest::{Fault, FaultKind, Mismatch, RunResult, StopReason, VcpuOutcome};
+
+/// The emulator's methods on the core's handles (`use acrn_hsm_emulator::EmulatedExt`): the
+/// guest runner of a VM and the emulated file behind a handle. On the real device they fail with
+/// `ENODEV` / return `None`.
+pub trait EmulatedExt {
+    /// The emulator behind this handle, if emulated.
+    fn emulator(&self) -> Option<Emulator>;
+    /// The emulated file behind this handle (its test hooks), if emulated.
+    fn emulated_hsm(&self) -> Option<&EmulatedHsm>;
+    /// The guest runner of `vm` (`ENODEV` on the real device).
+    fn guest(&self, vm: &acrn_hsm::Vm) -> acrn_hsm::Result<Guest> {
+        let emu = self.emulator().ok_or(acrn_hsm::Error {
+            op: "guest",
+            errno: Errno::ENODEV,
+        })?;
+        emu.guest(vm.vmid())
+            .map_err(|errno| acrn_hsm::Error { op: "guest", errno })
+    }
+}
+
+impl EmulatedExt for acrn_hsm::Hsm {
+    fn emulator(&self) -> Option<Emulator> {
+        emulator_of(self)
+    }
+    fn emulated_hsm(&self) -> Option<&EmulatedHsm> {
+        emulated_hsm(self)
+    }
+}
+
+impl EmulatedExt for acrn_hsm::Vm {
+    fn emulator(&self) -> Option<Emulator> {
+        emulator_of_vm(self)
+    }
+    fn emulated_hsm(&self) -> Option<&EmulatedHsm> {
+        emulated_vm_hsm(self)
     }
 }

@@ -8,7 +8,7 @@
 use crate::abi::slot as off;
 use crate::errno::Errno;
 use crate::memory::Pinned;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// One slot: `page` is the pinned 4096-byte ioreq page, `base` the slot's offset.
 #[derive(Clone, Copy)]

@@ -579,9 +579,12 @@ pub struct RandomRange {
 }
 
 /// The seeded generator of random workloads (SplitMix64), shared with the demo.
-pub(crate) struct SplitMix64(pub(crate) u64);
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
 impl SplitMix64 {
-    pub(crate) fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -590,7 +593,7 @@ impl SplitMix64 {
     }
 
     /// A value in `0..n` (0 when `n` is 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }

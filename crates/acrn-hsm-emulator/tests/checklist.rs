@@ -22,7 +22,7 @@ fn creation(ioreq_buf: u64) -> [u8; 48] {
 #[test]
 fn checklist_01_einval_before_create_enotty_after() {
     let emu = Emulator::new();
-    let hsm = Hsm::emulated(&emu);
+    let hsm = emu.open_hsm();
     for req in [
         ACRN_IOCTL_START_VM,
         ACRN_IOCTL_DESTROY_VM,
@@ -51,7 +51,7 @@ fn checklist_01_einval_before_create_enotty_after() {
         Err(Errno::ENOTTY)
     );
     // A second file is independent (per-fd VM).
-    let other = Hsm::emulated(&emu);
+    let other = emu.open_hsm();
     assert_eq!(raw(&other, ACRN_IOCTL_START_VM), Err(Errno::EINVAL));
     vm.pause().unwrap();
     vm.destroy().unwrap();
@@ -114,7 +114,7 @@ fn checklist_03_create_vm_checks_and_sets_all_slots_free() {
     page.write_bytes(0, &[0xAA; 4096]).unwrap();
     // reserved0 / reserved1 != 0: EINVAL.
     for off in [2usize, 6] {
-        let hsm = Hsm::emulated(&emu);
+        let hsm = emu.open_hsm();
         let mut b = creation(page.addr());
         b[off] = 1;
         assert_eq!(
@@ -123,7 +123,7 @@ fn checklist_03_create_vm_checks_and_sets_all_slots_free() {
         );
     }
     // Bad copy-in: EFAULT (wrong length, NULL, an address outside any allocation).
-    let hsm = Hsm::emulated(&emu);
+    let hsm = emu.open_hsm();
     let mut short = [0u8; 40];
     assert_eq!(
         hsm.ioctl(ACRN_IOCTL_CREATE_VM, IoctlArg::Bytes(&mut short)),
@@ -188,7 +188,7 @@ fn checklist_03_create_vm_checks_and_sets_all_slots_free() {
 #[test]
 fn checklist_04_second_create_einval_and_recreate_is_indestructible() {
     let emu = Emulator::new();
-    let hsm = Hsm::emulated(&emu);
+    let hsm = emu.open_hsm();
     let vm = hsm
         .create_vm(&VmConfig {
             vcpu_num: 1,
@@ -219,7 +219,7 @@ fn checklist_04_second_create_einval_and_recreate_is_indestructible() {
     assert_eq!(emu.vm_state(first), Some(VmState::Created));
 
     // Re-CREATE after a successful DESTROY: works, but DESTROY is then a no-op (DESTROYED bit).
-    let hsm2 = Hsm::emulated(&emu);
+    let hsm2 = emu.open_hsm();
     let a = hsm2
         .create_vm(&VmConfig {
             vcpu_num: 1,
@@ -476,7 +476,7 @@ fn checklist_07_vcpu_regs_and_memseg() {
         "HV: no such mapping"
     );
     // 256 RAM segments, then ENOMEM.
-    let eh = Hsm::emulated(&emu);
+    let eh = emu.open_hsm();
     let v2 = eh
         .create_vm(&VmConfig {
             vcpu_num: 1,
@@ -753,7 +753,7 @@ fn checklist_10_no_default_client_stays_pending_and_skips_the_rest() {
 #[test]
 fn checklist_11_attach_level_triggered_enodev() {
     let (emu, _hsm, vm) = vm_with(1, 0);
-    let eh = Hsm::emulated(&emu);
+    let eh = emu.open_hsm();
     let _ = eh;
     assert_eq!(
         vm.attach_ioreq_client().unwrap_err().errno,
@@ -1122,9 +1122,9 @@ fn checklist_17_dm_defaults_all_ones_and_always_completed() {
 fn checklist_18_ordering_points() {
     // The protocol's ordering points, checked where they are written (a change of ordering
     // is invisible to a test on x86), then exercised under load.
-    let hsm_src = include_str!("../src/emulator/hsm.rs");
-    let guest_src = include_str!("../src/emulator/guest.rs");
-    let hv_src = include_str!("../src/emulator/hv.rs");
+    let hsm_src = include_str!("../src/hsm.rs");
+    let guest_src = include_str!("../src/guest.rs");
+    let hv_src = include_str!("../src/hv.rs");
     for (name, src) in [("hsm.rs", hsm_src), ("guest.rs", guest_src)] {
         let loads: Vec<_> = src.match_indices("processed().load(").collect();
         assert!(!loads.is_empty());

@@ -8,10 +8,8 @@ use acrn_hsm::client::{
     Bdf, ClientConfig, Dispatcher, IoreqClient, RunExit, WakeMode, reset_vm_like_dm,
 };
 use acrn_hsm::devices::{Bar, PciFunction, RegisterFile, ResetPort, Uart16550};
-use acrn_hsm::{
-    Access, Emulator, GUEST_FLAG_IO_COMPLETION_POLLING, Hsm, Op, VcpuRegs, Vm, VmConfig, VmState,
-    Workload,
-};
+use acrn_hsm::{GUEST_FLAG_IO_COMPLETION_POLLING, Hsm, VcpuRegs, Vm, VmConfig};
+use acrn_hsm_emulator::{Access, EmulatedExt, Emulator, Op, VmState, Workload};
 use acrn_uapi::bindings::{
     ACRN_IOREQ_STATE_COMPLETE, ACRN_IOREQ_STATE_FREE, ACRN_IOREQ_TYPE_MMIO, ACRN_IOREQ_TYPE_PORTIO,
 };
@@ -19,7 +17,7 @@ use acrn_uapi::ioreq::{SLOT_OFFSET_PROCESSED, SLOT_OFFSET_VALUE};
 
 fn vm(vcpus: u16, polling: bool) -> (Emulator, Hsm, Arc<Vm>) {
     let emu = Emulator::new();
-    let hsm = Hsm::emulated(&emu);
+    let hsm = emu.open_hsm();
     let vm = hsm
         .create_vm(&VmConfig {
             vcpu_num: vcpus,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 fn raw_and_typed_agree() {
     let typed_emu = Emulator::new();
     let raw_emu = Emulator::new();
-    let th = Hsm::emulated(&typed_emu);
+    let th = typed_emu.open_hsm();
     let rh = raw_emu.open();
     let uuid = *b"agree\0\0\0\0\0\0\0\0\0\0\0";
     let tpage = Arc::new(alloc_page().unwrap());

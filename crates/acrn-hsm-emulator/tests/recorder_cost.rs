@@ -16,7 +16,8 @@ use acrn_hsm::GUEST_FLAG_IO_COMPLETION_POLLING;
 use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
 use acrn_hsm::devices::RegisterFile;
 use acrn_hsm::trace::{TraceRecorder, TraceSetup};
-use acrn_hsm::workload::{Access, Op, Workload};
+use acrn_hsm_emulator::EmulatedExt;
+use acrn_hsm_emulator::workload::{Access, Op, Workload};
 
 const REGS: u64 = 0xfeb0_0000;
 
@@ -32,7 +33,7 @@ fn run(polling: bool, vcpus: usize, per_vcpu: u64, record: bool) -> f64 {
     d.add_mmio(REGS, 0x1000, Box::new(RegisterFile::new(0x1000)))
         .unwrap();
     let rec = record.then(|| {
-        let mut s = TraceSetup::new("cost", vm.vmid(), vcpus as u16, polling, &d);
+        let mut s = TraceSetup::new("cost", vm.vmid(), vcpus as u16, polling, d.trace_devices());
         s.emulated = true;
         TraceRecorder::new(std::io::sink(), &s).unwrap()
     });

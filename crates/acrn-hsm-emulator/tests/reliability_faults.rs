@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use acrn_hsm::client::{PageSlots, protocol};
 use acrn_hsm::devices::{FnDevice, RegisterFile, ResetPort};
-use acrn_hsm::{ClientConfig, Dispatcher, GuestRun, IoreqClient, RunExit, VmControl};
+use acrn_hsm::{ClientConfig, Dispatcher, IoreqClient, RunExit, VmControl};
+use acrn_hsm_emulator::GuestRun;
 use common::*;
 
 const POLLING: u64 = acrn_hsm::GUEST_FLAG_IO_COMPLETION_POLLING;

@@ -415,7 +415,7 @@ fn random_ioctl_sequences_never_panic_hang_or_invent_errnos() {
         drop(files);
         // The machine still works: a VM created properly serves a workload exactly once.
         if case % 10 == 0 {
-            let hsm = Hsm::emulated(&emu);
+            let hsm = emu.open_hsm();
             let vm = match hsm.create_vm(&VmConfig {
                 vcpu_num: 2,
                 ..Default::default()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 fn vm_sample_flow_completes_every_request_exactly_once() {
     for flags in [0, GUEST_FLAG_IO_COMPLETION_POLLING] {
         let emu = Emulator::new();
-        let hsm = Hsm::emulated(&emu);
+        let hsm = emu.open_hsm();
         let ioreq_page = Arc::new(alloc_page().unwrap());
         assert_eq!(ioreq_page.addr() % 4096, 0);
         let vm = Arc::new(

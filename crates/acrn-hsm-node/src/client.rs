@@ -33,7 +33,7 @@ use napi::bindgen_prelude::{AsyncTask, BigInt, BigUint64Array, Buffer};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::decode::coded_error;
+use crate::errors::coded_error;
 
 /// Words per request record.
 pub const RECORD_WORDS: u32 = 4;
@@ -212,7 +212,7 @@ impl Server {
                     }
                     Err(e) if e.errno == Errno::ENODEV => return Ok(None),
                     Err(e) if e.errno == Errno::EINTR => {}
-                    Err(e) => return Err(crate::hsm::hsm_error(e)),
+                    Err(e) => return Err(crate::errors::hsm_error(e)),
                 },
                 Wake::Poll => {
                     idle = idle.saturating_add(1);
@@ -342,7 +342,7 @@ pub struct IoreqClientHandle {
 impl IoreqClientHandle {
     /// CREATE_IOREQ_CLIENT and an empty device table.
     pub(crate) fn create(vm: Arc<Vm>, poll: bool) -> napi::Result<IoreqClientHandle> {
-        vm.create_ioreq_client().map_err(crate::hsm::hsm_error)?;
+        vm.create_ioreq_client().map_err(crate::errors::hsm_error)?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
         let faults: Arc<Mutex<Vec<FaultInfo>>> = Arc::default();
@@ -702,7 +702,7 @@ impl IoreqClientHandle {
             match self.vm.destroy_ioreq_client() {
                 Ok(()) => {}
                 Err(e) if e.errno == Errno::EINVAL => {}
-                Err(e) => return Err(crate::hsm::hsm_error(e)),
+                Err(e) => return Err(crate::errors::hsm_error(e)),
             }
         }
         Ok(())

@@ -4,14 +4,11 @@ use acrn_uapi::ioreq::{self, DecodeError, IoPayload, IoRequest};
 use napi::bindgen_prelude::{BigInt, BigUint64Array, Uint8Array};
 use napi_derive::napi;
 
+use crate::errors::coded_error;
+
 /// Turns a core decode error into a JS `Error` carrying its stable code.
 fn decode_error(err: &DecodeError) -> napi::Error {
     coded_error(err.code(), &err.to_string())
-}
-
-/// A JS `Error` whose message starts with `[code]`, which the façade moves to `error.code`.
-pub(crate) fn coded_error(code: &str, message: &str) -> napi::Error {
-    napi::Error::from_reason(format!("[{code}] {message}"))
 }
 
 /// Every struct, ioctl number and constant of `<linux/acrn.h>`, as the JSON text of `acrn-hsm abi --json`.

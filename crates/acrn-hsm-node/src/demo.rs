@@ -10,14 +10,14 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use acrn_hsm::client::{AddressSpace, IoDevice};
-use acrn_hsm::demo::{self, DemoConfig, DemoMode, ExtraDevice};
-use acrn_hsm::workload::{Access, Op};
+use acrn_hsm_emulator::{Access, Op};
+use acrn_hsm_tools::demo::{self, DemoConfig, DemoMode, ExtraDevice};
 use napi::bindgen_prelude::{AsyncTask, BigInt};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, Task};
 use napi_derive::napi;
 
-use crate::decode::coded_error;
+use crate::errors::coded_error;
 
 /// Where the demo puts the JavaScript device (MMIO).
 pub const JS_DEVICE_BASE: u64 = 0xfe00_0000;

@@ -6,23 +6,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use acrn_hsm::{
-    Emulator, EmulatorConfig, Errno, Hsm, IoEventFd, IoctlArg, IrqFd, MemMap, RunResult, UserPages,
-    VcpuRegs, Vm, VmConfig, Workload,
-};
+use acrn_hsm::{Errno, Hsm, IoEventFd, IoctlArg, IrqFd, MemMap, UserPages, VcpuRegs, Vm, VmConfig};
+use acrn_hsm_emulator::{Emulator, EmulatorConfig, FaultKind, RunResult, Workload, emulator_of};
 use napi::bindgen_prelude::{AsyncTask, BigInt, Buffer, Float64Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::decode::coded_error;
-
-fn errno_error(op: &str, errno: Errno) -> napi::Error {
-    coded_error(errno.name(), &format!("errno={} {op}: {errno}", errno.0))
-}
-
-pub(crate) fn hsm_error(err: acrn_hsm::Error) -> napi::Error {
-    errno_error(err.op, err.errno)
-}
+use crate::errors::{coded_error, errno_error, hsm_error};
 
 fn bigint_u64(what: &str, value: &BigInt) -> napi::Result<u64> {
     let (signed, v, lossless) = value.get_u64();
@@ -165,28 +155,28 @@ impl HsmHandle {
                 .ok_or_else(|| coded_error("ERR_OUT_OF_RANGE", "maxVms must be in 1..64"))?;
         }
         Ok(HsmHandle {
-            hsm: Hsm::emulated(&Emulator::with_config(config)),
+            hsm: Emulator::with_config(config).open_hsm(),
         })
     }
 
     /// Another open file on the same machine (emulator only; a real device is opened again by path).
     #[napi]
     pub fn reopen(&self) -> napi::Result<HsmHandle> {
-        let emu = self.hsm.emulator().ok_or_else(|| {
+        let emu = emulator_of(&self.hsm).ok_or_else(|| {
             coded_error(
                 "ENODEV",
                 "errno=19 reopen: only an emulated handle can be reopened",
             )
         })?;
         Ok(HsmHandle {
-            hsm: Hsm::emulated(emu),
+            hsm: emu.open_hsm(),
         })
     }
 
     /// Whether this handle is on the emulator.
     #[napi(getter)]
     pub fn emulated_backend(&self) -> bool {
-        self.hsm.emulator().is_some()
+        emulator_of(&self.hsm).is_some()
     }
 
     /// The raw ioctl with a pointer argument: `arg` holds the argument struct's bytes and is
@@ -398,8 +388,8 @@ fn run_result_to_js(r: RunResult) -> GuestRunResult {
                 vcpu: u32::from(f.vcpu),
                 request: f.request as f64,
                 kind: match f.kind {
-                    acrn_hsm::FaultKind::GeneralProtection => "general-protection".to_owned(),
-                    acrn_hsm::FaultKind::StrayWakeup => "stray-wakeup".to_owned(),
+                    FaultKind::GeneralProtection => "general-protection".to_owned(),
+                    FaultKind::StrayWakeup => "stray-wakeup".to_owned(),
                 },
                 state: f.state,
                 access: f.access,
@@ -434,7 +424,7 @@ impl Task for AttachTask {
 
 /// A guest workload run on the libuv pool.
 pub struct GuestTask {
-    guest: Option<acrn_hsm::Guest>,
+    guest: Option<acrn_hsm_emulator::Guest>,
     workload: Workload,
 }
 
@@ -695,7 +685,10 @@ impl VmHandle {
     pub fn run_guest(&self, workload_json: String) -> napi::Result<AsyncTask<GuestTask>> {
         let workload = Workload::from_json(&workload_json)
             .map_err(|e| coded_error("ERR_INVALID_WORKLOAD", &e.to_string()))?;
-        let guest = self.hsm.guest(&self.vm).map_err(hsm_error)?;
+        let emu = emulator_of(&self.hsm).ok_or_else(|| errno_error("guest", Errno::ENODEV))?;
+        let guest = emu
+            .guest(self.vm.vmid())
+            .map_err(|e| errno_error("guest", e))?;
         Ok(AsyncTask::new(GuestTask {
             guest: Some(guest),
             workload,

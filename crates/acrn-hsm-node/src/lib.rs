@@ -13,6 +13,7 @@ mod bench;
 mod client;
 mod decode;
 mod demo;
+mod errors;
 mod hsm;
 mod replay;
 mod trace;

@@ -4,11 +4,11 @@
 use std::fs::File;
 use std::io::BufReader;
 
-use acrn_hsm::trace::{ReplayDevices, ReplayError, ReplayOptions, replay_trace};
+use acrn_hsm_tools::replay::{ReplayDevices, ReplayError, ReplayOptions, replay_trace};
 use acrn_trace::IoSource;
 use napi_derive::napi;
 
-use crate::decode::coded_error;
+use crate::errors::coded_error;
 
 /// Options of [`trace_replay_file`].
 #[napi(object)]

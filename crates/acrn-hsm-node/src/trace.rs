@@ -3,7 +3,7 @@
 //! go through `acrn_trace::flat`. The `*File` functions are native only: they stream a trace
 //! from disk in bounded memory, whatever its size.
 
-use crate::decode::coded_error;
+use crate::errors::coded_error;
 use acrn_trace::export::{export_chrome, export_csv};
 use acrn_trace::{IoSink, IoSource, Report, TraceError, TraceReader, flat};
 use napi::bindgen_prelude::{BigUint64Array, Uint8Array, Uint16Array};

@@ -25,17 +25,18 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::client::{
+use acrn_hsm::Errno;
+use acrn_hsm::GUEST_FLAG_IO_COMPLETION_POLLING;
+use acrn_hsm::VmConfig;
+use acrn_hsm::client::{
     AddressSpace, Bdf, BusError, ClientConfig, ClientStats, Dispatcher, IoDevice, IoreqClient,
     PollConfig, RunExit, WakeMode,
 };
-use crate::devices::{Bar, PciFunction, RegisterFile, Uart16550, UartOutput};
-use crate::emulator::Emulator;
-use crate::errno::Errno;
-use crate::trace::{RecorderError, TraceRecorder, TraceSetup, TraceSummary};
-use crate::vm::{Hsm, VmConfig};
-use crate::workload::{Access, Op, SplitMix64, Workload};
-use crate::{GUEST_FLAG_IO_COMPLETION_POLLING, RunResult};
+use acrn_hsm::devices::{Bar, PciFunction, RegisterFile, Uart16550, UartOutput};
+use acrn_hsm::trace::{RecorderError, TraceRecorder, TraceSetup, TraceSummary};
+use acrn_hsm_emulator::Emulator;
+use acrn_hsm_emulator::RunResult;
+use acrn_hsm_emulator::workload::{Access, Op, SplitMix64, Workload};
 
 /// The UART's base port.
 pub const UART_PORT: u16 = 0x3f8;
@@ -108,7 +109,7 @@ pub struct DemoConfig {
     pub progress_interval: Duration,
     /// Requests per vCPU per round (progress and `seconds` are checked between rounds too).
     pub round_requests: u64,
-    /// Records every request into a trace file there ([`crate::trace`]).
+    /// Records every request into a trace file there ([`acrn_hsm::trace`]).
     pub trace: Option<std::path::PathBuf>,
 }
 
@@ -251,7 +252,7 @@ pub enum DemoError {
     Config(String),
     /// An ioctl failed.
     #[error(transparent)]
-    Hsm(#[from] crate::vm::Error),
+    Hsm(#[from] acrn_hsm::Error),
     /// A device could not be registered.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -314,7 +315,7 @@ impl IoDevice for Sequencer {
 }
 
 fn mask(size: u8) -> u64 {
-    crate::client::ones(u64::from(size))
+    acrn_hsm::client::ones(u64::from(size))
 }
 
 fn pci(reg: u16, size: u8, access: Access) -> Op {
@@ -324,7 +325,7 @@ fn pci(reg: u16, size: u8, access: Access) -> Op {
 /// vCPU 0's boot: program the UART and print the banner (LSR polled before each byte), then
 /// probe the PCI function and map BAR0 at the register file.
 fn boot_ops() -> Vec<Op> {
-    let lsr_idle = u64::from(crate::devices::LSR_THRE | crate::devices::LSR_TEMT);
+    let lsr_idle = u64::from(acrn_hsm::devices::LSR_THRE | acrn_hsm::devices::LSR_TEMT);
     let mut ops = vec![
         Op::pio(UART_PORT + 1, 1, Access::Write(0)),
         Op::pio(UART_PORT + 3, 1, Access::Write(0x83)),
@@ -385,7 +386,7 @@ impl VcpuGen {
         let (mut n, mut cf8) = (0u64, 0u64);
         let win = REGFILE_BASE + u64::from(self.vcpu) * 0x100;
         let seq_port = SEQ_PORT + 4 * self.vcpu;
-        let lsr_idle = u64::from(crate::devices::LSR_THRE | crate::devices::LSR_TEMT);
+        let lsr_idle = u64::from(acrn_hsm::devices::LSR_THRE | acrn_hsm::devices::LSR_TEMT);
         while n < requests {
             let pick = self.rng.below(100);
             match pick {
@@ -546,7 +547,7 @@ pub fn run_with(
         return Err(DemoError::Config("round_requests must be above 0".into()));
     }
     let emu = Emulator::new();
-    let hsm = Hsm::emulated(&emu);
+    let hsm = emu.open_hsm();
     let polling = config.mode == DemoMode::Poll;
     let vm = Arc::new(hsm.create_vm(&VmConfig {
         vcpu_num: config.vcpus,
@@ -592,7 +593,7 @@ pub fn run_with(
                 vm.vmid(),
                 config.vcpus,
                 polling,
-                &d,
+                d.trace_devices(),
             );
             setup.emulated = true;
             Some(TraceRecorder::create(path, &setup)?)
@@ -620,7 +621,7 @@ pub fn run_with(
 
     let guard = StopOnDrop(handle.clone());
     vm.start()?;
-    let mut guest = hsm.guest(&vm).map_err(|e| DemoError::Guest(e.errno))?;
+    let mut guest = emu.guest(vm.vmid()).map_err(DemoError::Guest)?;
     if let Some(r) = &recorder {
         guest = guest.with_recorder(r.guest());
     }
@@ -779,7 +780,7 @@ pub fn run_with(
     })
 }
 
-fn device_progress(h: &crate::client::ClientHandle) -> Vec<DeviceProgress> {
+fn device_progress(h: &acrn_hsm::client::ClientHandle) -> Vec<DeviceProgress> {
     h.device_counters()
         .iter()
         .map(|c| DeviceProgress {
@@ -791,7 +792,7 @@ fn device_progress(h: &crate::client::ClientHandle) -> Vec<DeviceProgress> {
 }
 
 /// Stops the client however `run_with` returns.
-struct StopOnDrop(crate::client::ClientHandle);
+struct StopOnDrop(acrn_hsm::client::ClientHandle);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.stop();

@@ -1,4 +1,4 @@
-//! Replay: a trace run as a guest workload on the emulator ([`Workload::from_trace`],
+//! Replay: a trace run as a guest workload on the emulator ([`workload_from_trace`],
 //! [`replay_trace`]).
 //!
 //! Every record becomes one access of its vCPU, in the trace's per-vCPU order: same type,
@@ -28,14 +28,14 @@ use acrn_trace::{
 };
 use serde::Serialize;
 
-use super::KERNEL_DEVICE;
-use crate::client::{
+use acrn_hsm::VmConfig;
+use acrn_hsm::client::{
     AddressSpace, Bdf, ClientConfig, Dispatcher, IoDevice, IoreqClient, PciDevice, PollConfig,
     WakeMode,
 };
-use crate::emulator::Emulator;
-use crate::vm::{Hsm, VmConfig};
-use crate::workload::{Access, Op, Workload};
+use acrn_hsm::trace::KERNEL_DEVICE;
+use acrn_hsm_emulator::Emulator;
+use acrn_hsm_emulator::workload::{Access, Op, Workload};
 
 /// The backend a replay runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -104,16 +104,16 @@ pub enum ReplayError {
     Invalid(String),
     /// The emulator refused something.
     #[error("replay: {0}")]
-    Hsm(#[from] crate::vm::Error),
+    Hsm(#[from] acrn_hsm::Error),
     /// A device could not be registered.
     #[error("replay: {0}")]
-    Bus(#[from] crate::client::BusError),
+    Bus(#[from] acrn_hsm::client::BusError),
     /// The client failed.
     #[error("replay: client: {0}")]
     Client(String),
 }
 
-/// What [`Workload::from_trace`] makes of a trace.
+/// What [`workload_from_trace`] makes of a trace.
 #[derive(Debug, Clone)]
 pub struct TraceWorkload {
     /// The workload.
@@ -162,199 +162,195 @@ fn stamp_end(r: &acrn_trace::TraceRecord) -> u64 {
         .unwrap_or(0)
 }
 
-impl Workload {
-    /// Reads a trace and makes the workload that replays it (module [`crate::trace`] docs).
-    /// The whole workload is in memory (about 40 bytes per request).
-    pub fn from_trace<S: ByteSource>(
-        source: S,
-        options: &ReplayOptions,
-    ) -> Result<TraceWorkload, ReplayError> {
-        let mut reader = TraceReader::new(source)?;
-        let header = reader.header().clone();
-        let mut all = Vec::new();
-        while let Some(r) = reader.next_record()? {
-            all.push(r);
-        }
-        // Phase boundaries: instants with nothing in flight, then `phase_gap` of silence.
-        let mut spans: Vec<(u64, u64)> = all
-            .iter()
-            .filter_map(|r| {
-                let s = stamp_start(r);
-                (s != 0).then(|| (s, stamp_end(r).max(s)))
-            })
-            .collect();
-        spans.sort_unstable();
-        let gap = u64::try_from(options.phase_gap.as_nanos()).unwrap_or(u64::MAX);
-        let mut barriers: Vec<u64> = Vec::new();
-        let mut max_end = 0u64;
-        for &(s, e) in &spans {
-            if max_end != 0 && s > max_end.saturating_add(gap) {
-                barriers.push(s);
-            }
-            max_end = max_end.max(e);
-        }
-        let mut lanes: Vec<Lane> = Vec::new();
-        let mut script: HashMap<u16, DeviceScript> = HashMap::new();
-        let (mut records, mut skipped, mut checked) = (0u64, 0u64, 0u64);
-        let mut passed: Vec<usize> = Vec::new();
-        for r in all {
-            records += 1;
-            let v = usize::from(r.vcpu);
-            if v >= crate::abi::IO_REQUEST_MAX {
-                return Err(ReplayError::Invalid(format!(
-                    "record {} is of vCPU {}: at most 16 vCPUs can be replayed",
-                    records - 1,
-                    r.vcpu
-                )));
-            }
-            if lanes.len() <= v {
-                lanes.resize_with(v + 1, Lane::default);
-                passed.resize(v + 1, 0);
-            }
-            let lane = &mut lanes[v];
-            let start = stamp_start(&r);
-            while passed[v] < barriers.len() && start != 0 && barriers[passed[v]] <= start {
-                if lane.cf8.is_some()
-                    && matches!(lane.ops.last(), Some(Op::Pio { port: 0xcf8, .. }))
-                {
-                    // The machine went quiet while this vCPU was between the two halves of a
-                    // PCI access (its 0xCF8 write done, the 0xCFC access not yet issued): the
-                    // barrier goes before the 0xCF8 write, so the pair stays together and is
-                    // replayed as the same two requests.
-                    let at = lane.ops.len() - 1;
-                    lane.ops.insert(at, Op::Barrier);
-                } else {
-                    lane.ops.push(Op::Barrier);
-                    lane.cf8 = None;
-                }
-                passed[v] += 1;
-            }
-            let size_ok = match r.kind {
-                IoType::Mmio => matches!(r.size, 1 | 2 | 4 | 8),
-                IoType::Pio | IoType::Pci => matches!(r.size, 1 | 2 | 4),
-            };
-            if r.outcome == Outcome::Malformed || !size_ok {
-                skipped += 1;
-                lane.cf8 = None;
-                continue;
-            }
-            if options.pace {
-                let start = stamp_start(&r);
-                if lane.last_end != 0 && start > lane.last_end {
-                    let gap = Duration::from_nanos(start - lane.last_end).min(options.max_gap);
-                    if gap >= Duration::from_micros(1) {
-                        lane.ops.push(Op::Delay {
-                            ns: u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX),
-                        });
-                    }
-                }
-                let end = stamp_end(&r);
-                if end != 0 {
-                    lane.last_end = end;
-                }
-            }
-            let access = match r.direction {
-                Direction::Write => Access::Write(r.value),
-                Direction::Read => {
-                    let known = matches!(r.outcome, Outcome::Ok | Outcome::Unclaimed);
-                    if known {
-                        checked += 1;
-                    }
-                    Access::Read {
-                        expect: known.then_some(r.value),
-                    }
-                }
-            };
-            // The device's script (what it answers, what it expects written).
-            if r.device != NO_DEVICE && r.device != KERNEL_DEVICE && r.outcome == Outcome::Ok {
-                if let Some(d) = header.device(r.device) {
-                    let offset = match r.kind {
-                        IoType::Pci => u64::from(pci_fields(r.address).3),
-                        _ => r.address.wrapping_sub(d.base),
-                    };
-                    let s = script.entry(r.device).or_default();
-                    let q = match r.direction {
-                        Direction::Read => &mut s.reads,
-                        Direction::Write => &mut s.writes,
-                    };
-                    q.entry((offset, r.size)).or_default().push_back(r.value);
-                }
-            }
-            let op = match r.kind {
-                IoType::Pio => Op::Pio {
-                    port: u16::try_from(r.address).map_err(|_| {
-                        ReplayError::Invalid(format!(
-                            "record {}: port {:#x} is above 0xffff",
-                            records - 1,
-                            r.address
-                        ))
-                    })?,
-                    size: r.size,
-                    access,
-                },
-                IoType::Mmio => Op::Mmio {
-                    address: r.address,
-                    size: r.size,
-                    access,
-                },
-                IoType::Pci => {
-                    let (bus, dev, func, reg) = pci_fields(r.address);
-                    let want = 0x8000_0000u64
-                        | (u64::from(bus) << 16)
-                        | (u64::from(dev) << 11)
-                        | (u64::from(func) << 8)
-                        | (u64::from(reg) & 0xfc)
-                        | ((u64::from(reg) & 0xf00) << 16);
-                    if lane.cf8 == Some(want) {
-                        Op::Pio {
-                            port: 0xcfc + (reg & 3),
-                            size: r.size,
-                            access,
-                        }
-                    } else {
-                        Op::Pci {
-                            bus,
-                            dev,
-                            func,
-                            reg,
-                            size: r.size,
-                            access,
-                        }
-                    }
-                }
-            };
-            lane.cf8 = match (&op, r.direction) {
-                (
-                    Op::Pio {
-                        port: 0xcf8,
-                        size: 4,
-                        ..
-                    },
-                    Direction::Write,
-                ) => Some(r.value & 0xffff_ffff),
-                (Op::Pio { port: 0xcf8, .. }, Direction::Read) => lane.cf8,
-                (Op::Pci { .. }, _) => None,
-                _ => lane.cf8,
-            };
-            lane.ops.push(op);
-        }
-        // Every vCPU passes every barrier.
-        for (lane, p) in lanes.iter_mut().zip(&passed) {
-            lane.ops
-                .extend(std::iter::repeat_n(Op::Barrier, barriers.len() - p));
-        }
-        Ok(TraceWorkload {
-            workload: Workload {
-                vcpus: lanes.into_iter().map(|l| l.ops).collect(),
-            },
-            header,
-            records,
-            skipped,
-            checked_reads: checked,
-            phases: barriers.len() as u64,
-            script,
-        })
+/// Reads a trace and makes the workload that replays it (module docs). The whole workload is
+/// in memory (about 40 bytes per request).
+pub fn workload_from_trace<S: ByteSource>(
+    source: S,
+    options: &ReplayOptions,
+) -> Result<TraceWorkload, ReplayError> {
+    let mut reader = TraceReader::new(source)?;
+    let header = reader.header().clone();
+    let mut all = Vec::new();
+    while let Some(r) = reader.next_record()? {
+        all.push(r);
     }
+    // Phase boundaries: instants with nothing in flight, then `phase_gap` of silence.
+    let mut spans: Vec<(u64, u64)> = all
+        .iter()
+        .filter_map(|r| {
+            let s = stamp_start(r);
+            (s != 0).then(|| (s, stamp_end(r).max(s)))
+        })
+        .collect();
+    spans.sort_unstable();
+    let gap = u64::try_from(options.phase_gap.as_nanos()).unwrap_or(u64::MAX);
+    let mut barriers: Vec<u64> = Vec::new();
+    let mut max_end = 0u64;
+    for &(s, e) in &spans {
+        if max_end != 0 && s > max_end.saturating_add(gap) {
+            barriers.push(s);
+        }
+        max_end = max_end.max(e);
+    }
+    let mut lanes: Vec<Lane> = Vec::new();
+    let mut script: HashMap<u16, DeviceScript> = HashMap::new();
+    let (mut records, mut skipped, mut checked) = (0u64, 0u64, 0u64);
+    let mut passed: Vec<usize> = Vec::new();
+    for r in all {
+        records += 1;
+        let v = usize::from(r.vcpu);
+        if v >= acrn_uapi::wire::IO_REQUEST_MAX {
+            return Err(ReplayError::Invalid(format!(
+                "record {} is of vCPU {}: at most 16 vCPUs can be replayed",
+                records - 1,
+                r.vcpu
+            )));
+        }
+        if lanes.len() <= v {
+            lanes.resize_with(v + 1, Lane::default);
+            passed.resize(v + 1, 0);
+        }
+        let lane = &mut lanes[v];
+        let start = stamp_start(&r);
+        while passed[v] < barriers.len() && start != 0 && barriers[passed[v]] <= start {
+            if lane.cf8.is_some() && matches!(lane.ops.last(), Some(Op::Pio { port: 0xcf8, .. })) {
+                // The machine went quiet while this vCPU was between the two halves of a
+                // PCI access (its 0xCF8 write done, the 0xCFC access not yet issued): the
+                // barrier goes before the 0xCF8 write, so the pair stays together and is
+                // replayed as the same two requests.
+                let at = lane.ops.len() - 1;
+                lane.ops.insert(at, Op::Barrier);
+            } else {
+                lane.ops.push(Op::Barrier);
+                lane.cf8 = None;
+            }
+            passed[v] += 1;
+        }
+        let size_ok = match r.kind {
+            IoType::Mmio => matches!(r.size, 1 | 2 | 4 | 8),
+            IoType::Pio | IoType::Pci => matches!(r.size, 1 | 2 | 4),
+        };
+        if r.outcome == Outcome::Malformed || !size_ok {
+            skipped += 1;
+            lane.cf8 = None;
+            continue;
+        }
+        if options.pace {
+            let start = stamp_start(&r);
+            if lane.last_end != 0 && start > lane.last_end {
+                let gap = Duration::from_nanos(start - lane.last_end).min(options.max_gap);
+                if gap >= Duration::from_micros(1) {
+                    lane.ops.push(Op::Delay {
+                        ns: u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX),
+                    });
+                }
+            }
+            let end = stamp_end(&r);
+            if end != 0 {
+                lane.last_end = end;
+            }
+        }
+        let access = match r.direction {
+            Direction::Write => Access::Write(r.value),
+            Direction::Read => {
+                let known = matches!(r.outcome, Outcome::Ok | Outcome::Unclaimed);
+                if known {
+                    checked += 1;
+                }
+                Access::Read {
+                    expect: known.then_some(r.value),
+                }
+            }
+        };
+        // The device's script (what it answers, what it expects written).
+        if r.device != NO_DEVICE && r.device != KERNEL_DEVICE && r.outcome == Outcome::Ok {
+            if let Some(d) = header.device(r.device) {
+                let offset = match r.kind {
+                    IoType::Pci => u64::from(pci_fields(r.address).3),
+                    _ => r.address.wrapping_sub(d.base),
+                };
+                let s = script.entry(r.device).or_default();
+                let q = match r.direction {
+                    Direction::Read => &mut s.reads,
+                    Direction::Write => &mut s.writes,
+                };
+                q.entry((offset, r.size)).or_default().push_back(r.value);
+            }
+        }
+        let op = match r.kind {
+            IoType::Pio => Op::Pio {
+                port: u16::try_from(r.address).map_err(|_| {
+                    ReplayError::Invalid(format!(
+                        "record {}: port {:#x} is above 0xffff",
+                        records - 1,
+                        r.address
+                    ))
+                })?,
+                size: r.size,
+                access,
+            },
+            IoType::Mmio => Op::Mmio {
+                address: r.address,
+                size: r.size,
+                access,
+            },
+            IoType::Pci => {
+                let (bus, dev, func, reg) = pci_fields(r.address);
+                let want = 0x8000_0000u64
+                    | (u64::from(bus) << 16)
+                    | (u64::from(dev) << 11)
+                    | (u64::from(func) << 8)
+                    | (u64::from(reg) & 0xfc)
+                    | ((u64::from(reg) & 0xf00) << 16);
+                if lane.cf8 == Some(want) {
+                    Op::Pio {
+                        port: 0xcfc + (reg & 3),
+                        size: r.size,
+                        access,
+                    }
+                } else {
+                    Op::Pci {
+                        bus,
+                        dev,
+                        func,
+                        reg,
+                        size: r.size,
+                        access,
+                    }
+                }
+            }
+        };
+        lane.cf8 = match (&op, r.direction) {
+            (
+                Op::Pio {
+                    port: 0xcf8,
+                    size: 4,
+                    ..
+                },
+                Direction::Write,
+            ) => Some(r.value & 0xffff_ffff),
+            (Op::Pio { port: 0xcf8, .. }, Direction::Read) => lane.cf8,
+            (Op::Pci { .. }, _) => None,
+            _ => lane.cf8,
+        };
+        lane.ops.push(op);
+    }
+    // Every vCPU passes every barrier.
+    for (lane, p) in lanes.iter_mut().zip(&passed) {
+        lane.ops
+            .extend(std::iter::repeat_n(Op::Barrier, barriers.len() - p));
+    }
+    Ok(TraceWorkload {
+        workload: Workload {
+            vcpus: lanes.into_iter().map(|l| l.ops).collect(),
+        },
+        header,
+        records,
+        skipped,
+        checked_reads: checked,
+        phases: barriers.len() as u64,
+        script,
+    })
 }
 
 /// The result of a replay.
@@ -501,12 +497,12 @@ impl PciDevice for ScriptPci {
 /// Replays the trace read from `source` on a fresh emulator: a VM like the traced one (vCPUs,
 /// completion mode), the trace's devices playing their recorded parts, the native client
 /// (blocking for notify VMs, busy-poll for polling ones), and the guest running
-/// [`Workload::from_trace`].
+/// [`workload_from_trace`].
 pub fn replay_trace<S: ByteSource>(
     source: S,
     options: &ReplayOptions,
 ) -> Result<ReplayReport, ReplayError> {
-    let tw = Workload::from_trace(source, options)?;
+    let tw = workload_from_trace(source, options)?;
     let tally = Arc::new(Tally::default());
     let vcpus = tw.workload.vcpus.len().max(1);
     let devices = match options.devices {
@@ -553,11 +549,11 @@ pub fn replay_trace<S: ByteSource>(
     }
     let polling = tw.header.vm.completion == CompletionMode::Polling;
     let emu = Emulator::new();
-    let hsm = Hsm::emulated(&emu);
+    let hsm = emu.open_hsm();
     let vm = Arc::new(hsm.create_vm(&VmConfig {
         vcpu_num: vcpus as u16,
         vm_flag: if polling {
-            crate::GUEST_FLAG_IO_COMPLETION_POLLING
+            acrn_hsm::GUEST_FLAG_IO_COMPLETION_POLLING
         } else {
             0
         },
@@ -583,8 +579,11 @@ pub fn replay_trace<S: ByteSource>(
     let t0 = Instant::now();
     let run = vm
         .start()
-        .and_then(|()| hsm.guest(&vm))
         .map_err(ReplayError::from)
+        .and_then(|()| {
+            emu.guest(vm.vmid())
+                .map_err(|e| ReplayError::Client(format!("guest: {e}")))
+        })
         .and_then(|g| {
             g.run(&tw.workload)
                 .map_err(|e| ReplayError::Client(format!("guest: {e}")))

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use acrn_hsm::client::{PollConfig, WakeMode};
-use acrn_hsm::demo::{DemoConfig, DemoMode, DemoSummary, run};
+use acrn_hsm_tools::demo::{DemoConfig, DemoMode, DemoSummary, run};
 
 fn requests() -> u64 {
     std::env::var("ACRN_HSM_STRESS_REQUESTS")

@@ -5,18 +5,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../acrn-hsm-emulator/tests/common/mod.rs"]
 mod common;
 use common::vm_with;
 use std::sync::Arc;
 
 use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
-use acrn_hsm::demo::{self, DemoConfig, DemoMode};
 use acrn_hsm::devices::{PciFunction, RegisterFile};
-use acrn_hsm::trace::{
-    KERNEL_DEVICE, ReplayDevices, ReplayOptions, TraceRecorder, TraceSetup, replay_trace,
-};
-use acrn_hsm::workload::{Access, Op, Workload};
-use acrn_hsm::{Emulator, GUEST_FLAG_IO_COMPLETION_POLLING, Hsm, RunResult, VmConfig};
+use acrn_hsm::trace::{KERNEL_DEVICE, TraceRecorder, TraceSetup};
+use acrn_hsm::{GUEST_FLAG_IO_COMPLETION_POLLING, VmConfig};
+use acrn_hsm_emulator::workload::{Access, Op, Workload};
+use acrn_hsm_emulator::{EmulatedExt, Emulator, RunResult};
+use acrn_hsm_tools::demo::{self, DemoConfig, DemoMode};
+use acrn_hsm_tools::replay::{ReplayDevices, ReplayOptions, replay_trace, workload_from_trace};
 use acrn_trace::{
     Direction, GroupBy, IoType, NO_DEVICE, Outcome, Report, TraceReader, TraceRecord,
 };
@@ -59,7 +60,13 @@ fn record(w: &Workload, polling: bool, guest_side: bool) -> Recorded {
         Box::new(PciFunction::new(0x8086, 0x1234)),
     )
     .unwrap();
-    let mut setup = TraceSetup::new("t", vm.vmid(), w.vcpus.len() as u16, polling, &d);
+    let mut setup = TraceSetup::new(
+        "t",
+        vm.vmid(),
+        w.vcpus.len() as u16,
+        polling,
+        d.trace_devices(),
+    );
     setup.emulated = true;
     let sink = Shared::default();
     let rec = TraceRecorder::new(sink.clone(), &setup).unwrap();
@@ -393,7 +400,7 @@ fn paced_replay_keeps_the_gaps() {
     let mut d = Dispatcher::new();
     d.add_mmio(REGS, 0x100, Box::new(RegisterFile::new(0x100)))
         .unwrap();
-    let setup = TraceSetup::new("paced", 1, 1, false, &d);
+    let setup = TraceSetup::new("paced", 1, 1, false, d.trace_devices());
     let mut w = acrn_trace::TraceWriter::new(Vec::new(), &setup.header()).unwrap();
     for k in 0..2u64 {
         let mut r = TraceRecord::new(0, IoType::Mmio, Direction::Write, 4, REGS);
@@ -415,7 +422,7 @@ fn paced_replay_keeps_the_gaps() {
     .unwrap();
     assert!(fast.is_clean() && paced.is_clean(), "{fast:?} {paced:?}");
     assert!(paced.elapsed_ms >= 19, "{paced:?}");
-    let tw = Workload::from_trace(
+    let tw = workload_from_trace(
         &bytes[..],
         &ReplayOptions {
             pace: true,
@@ -440,7 +447,7 @@ fn a_reset_mid_run_leaves_a_consistent_trace() {
     use acrn_hsm::devices::ResetPort;
     for polling in [false, true] {
         let emu = Emulator::new();
-        let hsm = Hsm::emulated(&emu);
+        let hsm = emu.open_hsm();
         let vm = Arc::new(
             hsm.create_vm(&VmConfig {
                 vcpu_num: 4,
@@ -459,7 +466,7 @@ fn a_reset_mid_run_leaves_a_consistent_trace() {
             .unwrap();
         d.add_pio(0xcf9, 1, Box::new(ResetPort::new(control.clone())))
             .unwrap();
-        let mut setup = TraceSetup::new("reset", vm.vmid(), 4, polling, &d);
+        let mut setup = TraceSetup::new("reset", vm.vmid(), 4, polling, d.trace_devices());
         setup.emulated = true;
         let sink = Shared::default();
         let rec = TraceRecorder::new(sink.clone(), &setup).unwrap();

@@ -48,20 +48,24 @@ impl IoctlArg<'_> {
 /// A raw `/dev/acrn_hsm` file: one open handle, holding at most one VM.
 ///
 /// Implemented by [`crate::sys::HsmDevice`] (the real device) and
-/// [`crate::emulator::EmulatedHsm`]. Ioctls on one handle may run concurrently from several
+/// the emulator's `EmulatedHsm` (crate `acrn-hsm-emulator`). Ioctls on one handle may run concurrently from several
 /// threads (the kernel has no per-file lock): a device model blocks in `ATTACH_IOREQ_CLIENT` on one
 /// thread and destroys the client from another.
-pub trait HsmBackend: Send + Sync {
+pub trait HsmBackend: Send + Sync + std::any::Any {
     /// Issues one ioctl. Returns the ioctl's (non-negative) result, or the errno.
     fn ioctl(&self, request: u32, arg: IoctlArg<'_>) -> Result<i64, Errno>;
 
     /// A short name for diagnostics (`"/dev/acrn_hsm"`, `"emulator"`).
     fn name(&self) -> String;
+
+    /// The backend as [`Any`](std::any::Any), so that a layer above can find its own backend
+    /// behind an [`Hsm`](crate::Hsm) (the emulator's test hooks) without this crate knowing it.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// What the raw interface makes of an argument, once normalised.
 #[derive(Debug)]
-pub(crate) enum ArgKind<'a, 'b> {
+pub enum ArgKind<'a, 'b> {
     /// `_IO` command: nothing.
     Nothing,
     /// By-value command: the integer.
@@ -73,10 +77,7 @@ pub(crate) enum ArgKind<'a, 'b> {
 }
 
 /// Sorts `arg` by the kind of `request` (see the module docs), checking `Bytes` lengths.
-pub(crate) fn classify<'a, 'b>(
-    request: u32,
-    arg: &'b mut IoctlArg<'a>,
-) -> Result<ArgKind<'a, 'b>, Errno> {
+pub fn classify<'a, 'b>(request: u32, arg: &'b mut IoctlArg<'a>) -> Result<ArgKind<'a, 'b>, Errno> {
     if abi::is_by_value(request) {
         return Ok(ArgKind::Value(arg.as_raw()));
     }

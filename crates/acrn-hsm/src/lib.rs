@@ -2,17 +2,19 @@
 //! one interface.
 //!
 //! * [`HsmBackend`]: the raw interface, `ioctl(request, arg) -> Result<i64, Errno>`, implemented
-//!   by [`sys::HsmDevice`] (the real device) and [`emulator::EmulatedHsm`].
+//!   by [`sys::HsmDevice`] (the real device) and the emulator's `EmulatedHsm` (`acrn-hsm-emulator`).
 //! * [`Hsm`] / [`Vm`]: typed methods for every ioctl, built on the raw one (kvm-ioctls style).
 //! * [`UserPages`] / [`alloc_page`]: page-aligned memory owned by the library, whose addresses
-//!   the emulator resolves (anything else is `EFAULT`).
-//! * [`emulator`]: the hypervisor + HSM emulator, and [`emulator::Guest`] running a
-//!   [`Workload`] on emulated vCPUs.
+//!   a backend resolves as the kernel would (anything else is `EFAULT`).
+//! * [`client`]: the ioreq client (the lock-free slot scan, dispatch, NOTIFY), [`devices`] served
+//!   by it, and the [`trace`] recorder.
 //!
-//! ```
-//! use acrn_hsm::{Emulator, Hsm, VmConfig};
-//! let emu = Emulator::new();
-//! let hsm = Hsm::emulated(&emu);
+//! This crate knows no backend but the real device: the emulator (`acrn-hsm-emulator`) implements
+//! [`HsmBackend`] on top of it, and applications (`acrn-hsm-tools`, the bindings) sit above both.
+//!
+//! ```no_run
+//! use acrn_hsm::{Hsm, VmConfig};
+//! let hsm = Hsm::open("/dev/acrn_hsm")?;
 //! let vm = hsm.create_vm(&VmConfig { vcpu_num: 1, ..Default::default() })?;
 //! vm.create_ioreq_client()?;
 //! vm.start()?;
@@ -25,19 +27,15 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-mod abi;
+use acrn_uapi::wire as abi;
 pub mod backend;
 pub mod client;
-pub mod demo;
 pub mod devices;
-pub mod emulator;
 pub mod errno;
 pub mod memory;
-mod sync;
 pub mod sys;
 pub mod trace;
 mod vm;
-pub mod workload;
 
 pub use abi::{
     DM_OWNED_GUEST_FLAG_MASK, GUEST_FLAG_IO_COMPLETION_POLLING, GUEST_FLAG_LAPIC_PASSTHROUGH,
@@ -48,11 +46,6 @@ pub use client::{
     ClientConfig, ClientHandle, ClientStats, Dispatcher, IoDevice, IoreqClient, PciDevice, RunExit,
     VmAction, VmControl, WakeMode, reset_vm_like_dm,
 };
-pub use emulator::guest_types::{Fault, FaultKind, Mismatch, RunResult, StopReason, VcpuOutcome};
-pub use emulator::{
-    EmulatedHsm, Emulator, EmulatorConfig, Guest, GuestRun, InterruptEvent, VmInfo, VmState,
-};
 pub use errno::Errno;
 pub use memory::{PAGE_SIZE, UserPages, alloc_page};
 pub use vm::{Error, Hsm, IoEventFd, IrqFd, MemMap, Result, VcpuRegs, Vm, VmConfig};
-pub use workload::{Access, Op, RandomRange, Space, Workload, WorkloadError};

@@ -236,7 +236,7 @@ impl Drop for UserPages {
 /// A pinned range inside a registered allocation (what `pin_user_pages` returns): keeps the
 /// memory mapped while held.
 #[derive(Clone)]
-pub(crate) struct Pinned {
+pub struct Pinned {
     map: Arc<Mapping>,
     /// Offset of the pinned range inside the mapping.
     base: usize,
@@ -251,12 +251,16 @@ impl fmt::Debug for Pinned {
 
 impl Pinned {
     /// The user address of the first pinned byte.
-    pub(crate) fn addr(&self) -> u64 {
+    pub fn addr(&self) -> u64 {
         self.map.addr() + self.base as u64
     }
-    #[allow(dead_code)]
-    pub(crate) fn len(&self) -> usize {
+    /// The length of the pinned range.
+    pub fn len(&self) -> usize {
         self.len
+    }
+    /// Whether the pinned range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
     fn check(&self, offset: usize, len: usize) -> Result<usize, Errno> {
         match offset.checked_add(len) {
@@ -264,26 +268,30 @@ impl Pinned {
             _ => Err(Errno::EFAULT),
         }
     }
-    pub(crate) fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Errno> {
+    /// Copies `out.len()` bytes at `offset` of the pinned range (`EFAULT` outside it).
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Errno> {
         let o = self.check(offset, out.len())?;
         self.map.read(o, out)
     }
-    pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result<(), Errno> {
+    /// Copies `data` to `offset` of the pinned range (`EFAULT` outside it).
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Errno> {
         let o = self.check(offset, data.len())?;
         self.map.write(o, data)
     }
-    pub(crate) fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, Errno> {
+    /// The aligned `u32` at `offset` as an atomic (`EFAULT` outside the range or misaligned).
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, Errno> {
         let o = self.check(offset, 4)?;
         self.map.atomic_u32(o)
     }
-    pub(crate) fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, Errno> {
+    /// The aligned `u64` at `offset` as an atomic (`EFAULT` outside the range or misaligned).
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, Errno> {
         let o = self.check(offset, 8)?;
         self.map.atomic_u64(o)
     }
 }
 
 /// Pins `[addr, addr + len)`: it must lie inside one live registered allocation, else `EFAULT`.
-pub(crate) fn pin(addr: u64, len: usize) -> Result<Pinned, Errno> {
+pub fn pin(addr: u64, len: usize) -> Result<Pinned, Errno> {
     let end = addr.checked_add(len as u64).ok_or(Errno::EFAULT)?;
     let reg = registry();
     let (&start, weak) = reg.range(..=addr).next_back().ok_or(Errno::EFAULT)?;
@@ -299,12 +307,12 @@ pub(crate) fn pin(addr: u64, len: usize) -> Result<Pinned, Errno> {
 }
 
 /// `copy_from_user`: reads `out.len()` bytes at user address `addr`.
-pub(crate) fn copy_from_user(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
+pub fn copy_from_user(addr: u64, out: &mut [u8]) -> Result<(), Errno> {
     pin(addr, out.len())?.read(0, out)
 }
 
 /// `copy_to_user`: writes `data` at user address `addr`.
-pub(crate) fn copy_to_user(addr: u64, data: &[u8]) -> Result<(), Errno> {
+pub fn copy_to_user(addr: u64, data: &[u8]) -> Result<(), Errno> {
     pin(addr, data.len())?.write(0, data)
 }
 

@@ -159,6 +159,10 @@ impl HsmBackend for HsmDevice {
     fn name(&self) -> String {
         self.path.display().to_string()
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

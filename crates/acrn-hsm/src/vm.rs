@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::abi::{self, le};
 use crate::backend::{HsmBackend, IoctlArg};
-use crate::emulator::{EmulatedHsm, Emulator, Guest};
 use crate::errno::Errno;
 use crate::memory::{UserPages, alloc_page};
 use crate::sys::HsmDevice;
@@ -183,8 +182,6 @@ pub struct IrqFd {
 #[derive(Clone)]
 pub struct Hsm {
     backend: Arc<dyn HsmBackend>,
-    emulator: Option<Emulator>,
-    emulated: Option<Arc<EmulatedHsm>>,
 }
 
 impl fmt::Debug for Hsm {
@@ -204,43 +201,17 @@ impl Hsm {
         let dev = HsmDevice::open(path).map_err(e("open"))?;
         Ok(Hsm {
             backend: Arc::new(dev),
-            emulator: None,
-            emulated: None,
         })
     }
 
-    /// Opens a new file of the emulator (a fresh, VM-less handle).
-    pub fn emulated(emulator: &Emulator) -> Hsm {
-        let eh = Arc::new(emulator.open());
-        Hsm {
-            backend: eh.clone(),
-            emulator: Some(emulator.clone()),
-            emulated: Some(eh),
-        }
-    }
-
-    /// Wraps any backend.
+    /// Wraps any backend (the emulator's files come this way: `Emulator::open_hsm`).
     pub fn from_backend(backend: Arc<dyn HsmBackend>) -> Hsm {
-        Hsm {
-            backend,
-            emulator: None,
-            emulated: None,
-        }
+        Hsm { backend }
     }
 
     /// The raw interface.
     pub fn backend(&self) -> &Arc<dyn HsmBackend> {
         &self.backend
-    }
-
-    /// The emulator behind this handle, if emulated.
-    pub fn emulator(&self) -> Option<&Emulator> {
-        self.emulator.as_ref()
-    }
-
-    /// The emulated file behind this handle (its test hooks), if emulated.
-    pub fn emulated_hsm(&self) -> Option<&Arc<EmulatedHsm>> {
-        self.emulated.as_ref()
     }
 
     /// A raw ioctl (see [`HsmBackend::ioctl`]).
@@ -279,22 +250,11 @@ impl Hsm {
             .map_err(e("CREATE_VM"))?;
         Ok(Vm {
             backend: self.backend.clone(),
-            emulator: self.emulator.clone(),
-            emulated: self.emulated.clone(),
             vmid: le::u16_at(&b, o::VMID),
             vcpu_num: le::u16_at(&b, o::VCPU_NUM),
             ioreq_page: page,
             ram: std::sync::Mutex::new(Vec::new()),
         })
-    }
-
-    /// The guest runner of an emulated VM (`ENODEV` on the real device).
-    pub fn guest(&self, vm: &Vm) -> Result<Guest> {
-        let emu = self.emulator.as_ref().ok_or(Error {
-            op: "guest",
-            errno: Errno::ENODEV,
-        })?;
-        emu.guest(vm.vmid).map_err(e("guest"))
     }
 }
 
@@ -302,8 +262,6 @@ impl Hsm {
 /// closing the last handle destroys the VM, as `release()` does.
 pub struct Vm {
     backend: Arc<dyn HsmBackend>,
-    emulator: Option<Emulator>,
-    emulated: Option<Arc<EmulatedHsm>>,
     vmid: u16,
     vcpu_num: u16,
     ioreq_page: Arc<UserPages>,
@@ -331,14 +289,6 @@ impl Vm {
     /// The ioreq page (16 slots of 256 bytes, shared with the hypervisor).
     pub fn ioreq_page(&self) -> &Arc<UserPages> {
         &self.ioreq_page
-    }
-    /// The emulator, if emulated.
-    pub fn emulator(&self) -> Option<&Emulator> {
-        self.emulator.as_ref()
-    }
-    /// The emulated file holding this VM (its test hooks), if emulated.
-    pub fn emulated_hsm(&self) -> Option<&Arc<EmulatedHsm>> {
-        self.emulated.as_ref()
     }
     /// The raw interface of the file holding this VM.
     pub fn backend(&self) -> &Arc<dyn HsmBackend> {

@@ -24,6 +24,7 @@ pub mod bindings;
 pub mod ioctl;
 pub mod ioreq;
 pub mod layout;
+pub mod wire;
 
 pub use ioreq::{
     DecodeError, Direction, EncodeError, FieldsError, IoPayload, IoRequest, IoRequestType,

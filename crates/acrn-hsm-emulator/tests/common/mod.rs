@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use acrn_hsm::*;
+pub use acrn_hsm_emulator::*;
 pub use acrn_uapi::bindings::{
     ACRN_IOREQ_DIR_READ, ACRN_IOREQ_DIR_WRITE, ACRN_IOREQ_STATE_COMPLETE, ACRN_IOREQ_STATE_FREE,
     ACRN_IOREQ_STATE_PENDING, ACRN_IOREQ_STATE_PROCESSING, ACRN_IOREQ_TYPE_MMIO,
@@ -24,7 +25,7 @@ pub use acrn_uapi::ioreq::{
 /// An emulator, a handle on it, and a VM with `vcpus` vCPUs and `flags`.
 pub fn vm_with(vcpus: u16, flags: u64) -> (Emulator, Hsm, Arc<Vm>) {
     let emu = Emulator::new();
-    let hsm = Hsm::emulated(&emu);
+    let hsm = emu.open_hsm();
     let vm = hsm
         .create_vm(&VmConfig {
             vcpu_num: vcpus,

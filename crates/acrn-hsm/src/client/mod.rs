@@ -57,6 +57,7 @@
 
 pub mod dispatch;
 pub mod protocol;
+mod record;
 
 use std::fmt;
 use std::sync::Arc;
@@ -619,20 +620,26 @@ impl IoreqClient {
         self.count(&claim, out.target);
         if let Some(action) = self.control.take() {
             if let Some(rec) = self.config.recorder.as_mut() {
-                rec.record(&req, out.target, out.value, [processing, hs, he, 0], true);
+                rec.record(record::handled_record(
+                    &req,
+                    out.target,
+                    out.value,
+                    [processing, hs, he, 0],
+                    true,
+                ));
             }
             return self.vm_action(action, claim).map(Some);
         }
         let notify = crate::trace::stamp();
         self.notify(claim);
         if let Some(rec) = self.config.recorder.as_mut() {
-            rec.record(
+            rec.record(record::handled_record(
                 &req,
                 out.target,
                 out.value,
                 [processing, hs, he, notify],
                 false,
-            );
+            ));
         }
         Ok(None)
     }

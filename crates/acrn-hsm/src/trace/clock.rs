@@ -28,9 +28,9 @@ fn tsc() -> u64 {
     now_ns()
 }
 
-/// A stamp: TSC ticks or `CLOCK_MONOTONIC` ns ([`Calib::ns`] converts). Never 0.
+/// A stamp: TSC ticks or `CLOCK_MONOTONIC` ns (the recorder's calibration converts). Never 0.
 #[inline]
-pub(crate) fn stamp() -> u64 {
+pub fn stamp() -> u64 {
     if USE_TSC.load(Ordering::Relaxed) {
         tsc().max(1)
     } else {

@@ -29,14 +29,10 @@
 //! records are written as they come, with `pending`, `complete` and `free` 0.
 
 mod clock;
-mod replay;
 
-pub(crate) use clock::stamp;
+pub use clock::stamp;
 
 pub use acrn_trace;
-pub use replay::{
-    ReplayDevices, ReplayError, ReplayOptions, ReplayReport, TraceWorkload, replay_trace,
-};
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -49,8 +45,6 @@ use acrn_trace::{
     CompletionMode, DeviceInfo, Direction, IoSink, IoType, NO_DEVICE, Outcome, TraceHeader,
     TraceRecord, TraceWriter,
 };
-
-use crate::client::{Dispatcher, FaultReason, Kind, Request, Target};
 
 /// Records a recorder thread buffers before handing them to the writer.
 pub const CHUNK: usize = 1024;
@@ -119,25 +113,9 @@ pub struct TraceSetup {
 }
 
 impl TraceSetup {
-    /// The setup of VM `name` served by `dispatcher` ([`Dispatcher::ranges`]).
-    pub fn new(name: &str, vmid: u16, vcpus: u16, polling: bool, dispatcher: &Dispatcher) -> Self {
-        let devices = dispatcher
-            .ranges()
-            .into_iter()
-            .filter_map(|r| {
-                Some(DeviceInfo {
-                    id: u16::try_from(r.id.0).ok().filter(|&i| i < KERNEL_DEVICE)?,
-                    name: r.name,
-                    kind: match r.space {
-                        crate::client::RangeSpace::Pio => IoType::Pio,
-                        crate::client::RangeSpace::Mmio => IoType::Mmio,
-                        crate::client::RangeSpace::Pci => IoType::Pci,
-                    },
-                    base: r.base,
-                    length: r.len,
-                })
-            })
-            .collect();
+    /// The setup of VM `name` with `devices` (the client's
+    /// [`Dispatcher::trace_devices`](crate::client::Dispatcher::trace_devices)).
+    pub fn new(name: &str, vmid: u16, vcpus: u16, polling: bool, devices: Vec<DeviceInfo>) -> Self {
         TraceSetup {
             name: name.to_string(),
             vmid,
@@ -178,13 +156,14 @@ impl TraceSetup {
 
 /// A request as the vCPU saw it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct GuestEntry {
-    pub(crate) rec: TraceRecord,
+pub struct GuestEntry {
+    /// The record, with the guest's stamps.
+    pub rec: TraceRecord,
     /// It went to the userspace client (else the HSM completed it in the kernel).
-    pub(crate) via_client: bool,
+    pub via_client: bool,
     /// The vCPU stopped (pause, reset, ...) before its completion: the client may or may not
     /// have claimed it.
-    pub(crate) stopped: bool,
+    pub stopped: bool,
 }
 
 enum Msg {
@@ -217,71 +196,11 @@ impl Clone for ClientRecorder {
     }
 }
 
-/// The trace form of a client request and its outcome.
-fn client_record(req: &Request, target: Target, value: u64) -> TraceRecord {
-    let (kind, address) = match req.kind {
-        Kind::Pio => (IoType::Pio, req.address),
-        Kind::Mmio | Kind::Unknown(_) => (IoType::Mmio, req.address),
-        Kind::PciCfg => (
-            IoType::Pci,
-            acrn_trace::format::pci_address(
-                req.bdf.bus,
-                req.bdf.dev,
-                req.bdf.func,
-                (req.reg & 0xffff) as u16,
-            ),
-        ),
-    };
-    let (outcome, device) = match target {
-        Target::Device(id) => (
-            Outcome::Ok,
-            u16::try_from(id.0)
-                .ok()
-                .filter(|&i| i < KERNEL_DEVICE)
-                .unwrap_or(NO_DEVICE),
-        ),
-        Target::Unclaimed => (Outcome::Unclaimed, NO_DEVICE),
-        Target::Fault(FaultReason::DevicePanic) => (Outcome::HandlerError, NO_DEVICE),
-        Target::Fault(_) => (Outcome::Malformed, NO_DEVICE),
-    };
-    let mut r = TraceRecord::new(
-        req.vcpu,
-        kind,
-        if req.is_read {
-            Direction::Read
-        } else {
-            Direction::Write
-        },
-        u8::try_from(req.size).unwrap_or(u8::MAX),
-        address,
-    );
-    r.outcome = outcome;
-    r.device = device;
-    r.value = if req.is_read { value } else { req.value };
-    r
-}
-
 impl ClientRecorder {
-    /// Records one request the client handled. `stamps` = processing, handler_start,
-    /// handler_end, notify (0: not observed); `withheld`: its NOTIFY was withheld (outcome
-    /// `cleared`).
+    /// Records one request the client handled (built by the client: its request, outcome and
+    /// stamps processing, handler start and end, notify).
     #[inline]
-    pub(crate) fn record(
-        &mut self,
-        req: &Request,
-        target: Target,
-        value: u64,
-        stamps: [u64; 4],
-        withheld: bool,
-    ) {
-        let mut r = client_record(req, target, value);
-        if withheld {
-            r.outcome = Outcome::Cleared;
-        }
-        r.ts.processing = stamps[0];
-        r.ts.handler_start = stamps[1];
-        r.ts.handler_end = stamps[2];
-        r.ts.notify = stamps[3];
+    pub fn record(&mut self, r: TraceRecord) {
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(CHUNK);
         }
@@ -308,7 +227,7 @@ impl Drop for ClientRecorder {
     }
 }
 
-/// The guest's recorder (give it to [`Guest::with_recorder`](crate::Guest::with_recorder)):
+/// The guest's recorder (the emulator's `Guest::with_recorder` takes it):
 /// gives each vCPU thread a buffer of its own.
 #[derive(Clone)]
 pub struct GuestRecorder {
@@ -322,7 +241,8 @@ impl std::fmt::Debug for GuestRecorder {
 }
 
 impl GuestRecorder {
-    pub(crate) fn vcpu(&self, vcpu: u16) -> VcpuRecorder {
+    /// The recorder of vCPU `vcpu`'s thread.
+    pub fn vcpu(&self, vcpu: u16) -> VcpuRecorder {
         VcpuRecorder {
             tx: self.tx.clone(),
             vcpu,
@@ -332,7 +252,8 @@ impl GuestRecorder {
 }
 
 /// One vCPU thread's buffer.
-pub(crate) struct VcpuRecorder {
+#[allow(missing_debug_implementations)]
+pub struct VcpuRecorder {
     tx: SyncSender<Msg>,
     vcpu: u16,
     buf: Vec<GuestEntry>,
@@ -343,7 +264,7 @@ impl VcpuRecorder {
     /// or read; stamps pending, complete, free.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    pub(crate) fn record(
+    pub fn record(
         &mut self,
         mmio: bool,
         address: u64,
@@ -422,7 +343,7 @@ pub struct TraceSummary {
 /// ```no_run
 /// # use acrn_hsm::trace::{TraceRecorder, TraceSetup};
 /// # let dispatcher = acrn_hsm::Dispatcher::new();
-/// let setup = TraceSetup::new("vm0", 1, 2, false, &dispatcher);
+/// let setup = TraceSetup::new("vm0", 1, 2, false, dispatcher.trace_devices());
 /// let recorder = TraceRecorder::create("run.trace", &setup)?;
 /// let client_rec = recorder.client(); // -> ClientConfig { recorder: Some(client_rec), .. }
 /// let guest_rec = recorder.guest();   // -> guest.with_recorder(guest_rec)
