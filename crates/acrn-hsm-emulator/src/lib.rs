@@ -17,6 +17,38 @@
 //! and, for VMs with irqfds, one poller blocked in `poll(2)`.
 
 //!
+//! Serving a guest with the core's ioreq client and a native UART:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
+//! use acrn_hsm::devices::Uart16550;
+//! use acrn_hsm::VmConfig;
+//! use acrn_hsm_emulator::{Access, Emulator, Op, Workload};
+//!
+//! let emu = Emulator::new();
+//! let hsm = emu.open_hsm();
+//! let vm = Arc::new(hsm.create_vm(&VmConfig { vcpu_num: 1, ..Default::default() })?);
+//! let mut bus = Dispatcher::new();
+//! let uart = Uart16550::new();
+//! let out = uart.output();
+//! bus.add_pio(0x3f8, 8, Box::new(uart)).expect("free range");
+//! let mut client = IoreqClient::new(vm.clone(), bus, ClientConfig::default())?;
+//! let handle = client.handle();
+//! let thread = std::thread::spawn(move || client.run());
+//! vm.start()?;
+//! let w = Workload { vcpus: vec![vec![
+//!     Op::Pio { port: 0x3fd, size: 1, access: Access::Read { expect: Some(0x60) } },
+//!     Op::Pio { port: 0x3f8, size: 1, access: Access::Write(u64::from(b'A')) },
+//! ]] };
+//! let result = emu.guest(vm.vmid()).expect("guest").run(&w).expect("run");
+//! handle.stop();
+//! thread.join().expect("client thread")?;
+//! assert!(result.is_clean());
+//! assert_eq!(out.text(), "A");
+//! # Ok::<(), acrn_hsm::Error>(())
+//! ```
+//!
 //! Imports go one way: `acrn-uapi` → `acrn-hsm` (backend trait, user memory, recorder) → this
 //! crate. Nothing below knows the emulator.
 
