@@ -81,7 +81,12 @@ export interface ClientCounters {
   batches: number;
   maxBatch: number;
   wakeups: number;
+  /** Device-model style resets done (`requestVmAction('reset')`). */
+  resets: number;
 }
+
+/** What a device may ask of the VM from a handler, as the ACRN device model does it. */
+export type VmAction = 'reset' | 'suspend' | 'poweroff';
 
 /** How the client waits: sleeping in ATTACH (`'blocking'`, default) or spinning on the page (`'poll'`). */
 export type WakeMode = 'blocking' | 'poll';
@@ -178,6 +183,47 @@ function isDevice(d: unknown): d is Device {
 const TYPES = ['pio', 'mmio', 'pci'] as const;
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 
+/**
+ * The batch records the native client writes (`crates/acrn-hsm-node/src/client.rs`, which
+ * exports their layout): word 0 packs device, vCPU, kind, direction and size, word 1 the offset,
+ * word 2 the value written, word 3 the address. Read here, in one place, through a Uint32Array
+ * view (two u32 per word, little-endian).
+ */
+interface Layout {
+  words: number;
+  maxBatch: number;
+  vcpuShift: number;
+  kindShift: number;
+  readShift: number;
+}
+let layoutCache: Layout | undefined;
+function layout(): Layout {
+  if (!layoutCache) {
+    const l = native().batchLayout();
+    if (l.sizeShift !== 32) throw new Error(`acrn-hsm: unexpected batch layout (size shift ${l.sizeShift})`);
+    layoutCache = { words: l.recordWords, maxBatch: l.maxBatch, vcpuShift: l.vcpuShift, kindShift: l.kindShift, readShift: l.readShift };
+  }
+  return layoutCache;
+}
+
+/** The fields of record `k`. */
+function record(out: BigUint64Array, out32: Uint32Array, k: number) {
+  const L = layout();
+  const w = k * L.words;
+  const lo = out32[2 * w] as number;
+  const kind = (lo >>> L.kindShift) & 3;
+  return {
+    index: lo & 0xffff,
+    vcpu: (lo >>> L.vcpuShift) & 0xff,
+    kind,
+    isRead: ((lo >>> L.readShift) & 1) === 1,
+    size: out32[2 * w + 1] as number,
+    offset: (out32[2 * w + 2] as number) + (out32[2 * w + 3] as number) * 0x1_0000_0000,
+    value: kind === 1 ? (out[w + 2] as bigint) : (out32[2 * w + 4] as number),
+    address: out[w + 3] as bigint,
+  };
+}
+
 /** The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which), `'fault'` (a malformed request). */
 export class IoreqClient extends EventEmitter {
   /** @internal */ readonly handle: ClientHandle;
@@ -187,10 +233,18 @@ export class IoreqClient extends EventEmitter {
   readonly handlerTimeoutMs: number;
 
   /** @internal */
-  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number } = {}) {
+  private readonly tracePath?: string;
+
+  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number; trace?: string } = {}) {
     super();
     this.handle = handle;
     this.handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
+    this.tracePath = options.trace;
+  }
+
+  /** `createIoreqClient({ trace })`: the recording starts with the loop, once the devices are known. */
+  private startTrace(): void {
+    if (this.tracePath !== undefined) this.record(this.tracePath);
   }
 
   /** Serves ports `[base, base + length)` with `device` (a TS device, a `Uart16550` or a `RegisterFile`). */
@@ -257,6 +311,32 @@ export class IoreqClient extends EventEmitter {
     return this.handle.counters() as ClientCounters;
   }
 
+  /**
+   * Asks for a reset, suspend or power-off of the VM from inside a handler, as the device model
+   * does them: the NOTIFYs of the batch being handled are withheld, then PAUSE_VM,
+   * CLEAR_VM_IOREQ, (reset) every device reset, RESET_VM, START_VM. After a suspend or power-off
+   * the loop ends.
+   */
+  requestVmAction(action: VmAction): void {
+    callBinding(() => this.handle.requestVmAction(action));
+  }
+
+  /**
+   * Records every request this client serves into a trace file (docs/trace-format.md), with the
+   * devices registered so far in its header: open it with `acrn-hsm trace report|view`.
+   * Client-side stamps (processing to notify), as on a real device. Ends with
+   * {@link stopRecording} or when the client stops.
+   */
+  record(path: string, options: { name?: string } = {}): void {
+    if (typeof path !== 'string' || path === '') throw new TypeError('record(path): path must be a non-empty string');
+    callBinding(() => this.handle.startRecording(path, options.name));
+  }
+
+  /** Finishes the recording started by {@link record}; returns the number of records written. */
+  stopRecording(): number {
+    return callBinding(() => this.handle.stopRecording());
+  }
+
   /** Stops serving; `run()` resolves and `runSync()` returns. */
   stop(): void {
     callBinding(() => this.handle.stop());
@@ -273,9 +353,11 @@ export class IoreqClient extends EventEmitter {
    */
   runSync(): void {
     this.running = true;
-    const out = new BigUint64Array(64);
+    this.startTrace();
+    const L = layout();
+    const out = new BigUint64Array(L.maxBatch * L.words);
     const out32 = new Uint32Array(out.buffer);
-    const responses = new BigUint64Array(16);
+    const responses = new BigUint64Array(L.maxBatch);
     const resp32 = new Uint32Array(responses.buffer);
     let batches = 0;
     try {
@@ -294,10 +376,12 @@ export class IoreqClient extends EventEmitter {
   /** The asynchronous loop on the main thread: resolves when the client is stopped or destroyed. */
   async run(): Promise<void> {
     this.running = true;
-    const responses = new BigUint64Array(16);
+    this.startTrace();
+    const L = layout();
+    const responses = new BigUint64Array(L.maxBatch);
     const resp32 = new Uint32Array(responses.buffer);
     // One records buffer for the whole run: the native side writes each batch into it.
-    const out = new BigUint64Array(64);
+    const out = new BigUint64Array(L.maxBatch * L.words);
     const out32 = new Uint32Array(out.buffer);
     let pending = 0;
     try {
@@ -351,10 +435,9 @@ export class IoreqClient extends EventEmitter {
       clearTimeout(timer);
     }
     if (!guard.expired) return;
-    const lo = out32[k * 8] as number;
-    const isRead = ((lo >>> 26) & 1) === 1;
-    const reg = this.devices[lo & 0xffff];
-    const name = reg?.name ?? `#${lo & 0xffff}`;
+    const { index, isRead } = record(out, out32, k);
+    const reg = this.devices[index];
+    const name = reg?.name ?? `#${index}`;
     if (isRead) responses[k] = ALL_ONES;
     const what = isRead ? 'read' : 'write';
     this.reportError(
@@ -379,12 +462,7 @@ export class IoreqClient extends EventEmitter {
     allowAsync: boolean,
     guard: { expired: boolean } = { expired: false },
   ): Promise<void> | undefined {
-    const lo = out32[k * 8] as number;
-    const size = out32[k * 8 + 1] as number;
-    const index = lo & 0xffff;
-    const kind = (lo >>> 24) & 3;
-    const isRead = ((lo >>> 26) & 1) === 1;
-    const offset = (out32[k * 8 + 2] as number) + (out32[k * 8 + 3] as number) * 0x1_0000_0000;
+    const { index, kind, isRead, size, offset, value } = record(out, out32, k);
     const reg = this.devices[index];
     const fail = (err: unknown) => {
       if (isRead) responses[k] = ALL_ONES;
@@ -409,7 +487,6 @@ export class IoreqClient extends EventEmitter {
         }
         this.storeRead(v, kind, responses, resp32, k, out, out32, reg.name);
       } else {
-        const value = kind === 1 ? (out[k * 4 + 2] as bigint) : (out32[k * 8 + 4] as number);
         const r = (reg.device as Device).write(offset, size, value);
         if (r instanceof Promise) {
           if (allowAsync) {
@@ -455,19 +532,18 @@ export class IoreqClient extends EventEmitter {
   }
 
   private reportError(err: unknown, out: BigUint64Array, out32: Uint32Array, k: number, device: string): void {
-    const lo = out32[k * 8] as number;
-    const kind = (lo >>> 24) & 3;
-    const isRead = ((lo >>> 26) & 1) === 1;
+    const r = record(out, out32, k);
     const request: ServedRequest = {
-      type: TYPES[kind] ?? 'pio',
-      direction: isRead ? 'read' : 'write',
-      vcpu: (lo >>> 16) & 0xff,
-      address: out[k * 4 + 3] as bigint,
-      offset: (out32[k * 8 + 2] as number) + (out32[k * 8 + 3] as number) * 0x1_0000_0000,
-      size: out32[k * 8 + 1] as number,
+      type: TYPES[r.kind] ?? 'pio',
+      direction: r.isRead ? 'read' : 'write',
+      vcpu: r.vcpu,
+      address: r.address,
+      offset: r.offset,
+      size: r.size,
       device,
     };
-    if (!isRead) request.value = kind === 1 ? (out[k * 4 + 2] as bigint) : (out32[k * 8 + 4] as number);
+    const isRead = r.isRead;
+    if (!isRead) request.value = r.value;
     const e = err instanceof Error ? err : new Error(String(err));
     (e as Error & { request?: ServedRequest }).request = request;
     if (this.listenerCount('error') > 0) this.emit('error', e, request);

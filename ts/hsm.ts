@@ -337,11 +337,14 @@ export class Vm {
    * `handlerTimeoutMs` (default 1000, `Infinity`: none): how long `run()` waits for a handler's
    * promise before completing the request (reads: all ones) with an `ERR_HANDLER_TIMEOUT` error.
    */
-  createIoreqClient(options: { wake?: WakeMode; handlerTimeoutMs?: number } = {}): IoreqClient {
+  createIoreqClient(options: { wake?: WakeMode; handlerTimeoutMs?: number; trace?: string } = {}): IoreqClient {
     const wake = options.wake ?? 'blocking';
     if (wake !== 'blocking' && wake !== 'poll') throw new TypeError(`wake must be 'blocking' or 'poll', got ${String(wake)}`);
     const handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
-    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs });
+    if (options.trace !== undefined && (typeof options.trace !== 'string' || options.trace === '')) {
+      throw new TypeError('trace must be a non-empty file path');
+    }
+    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs, trace: options.trace });
   }
 
   /** A token with which a worker thread opens this same VM: `Vm.fromShared(token)`. */

@@ -1,135 +1,78 @@
-//! The ioreq client for JavaScript device backends: native devices of the core are served on the
-//! spot, requests for JavaScript devices are handed over in batches.
+//! The ioreq client for JavaScript device backends: the core's [`IoreqClient`] with JavaScript
+//! devices registered as *deferred* devices. Native devices of the core are served on the spot;
+//! requests for JavaScript devices come out of [`IoreqClient::next_batch`] in batches.
 //!
-//! One call, [`IoreqClientHandle::next`], completes the previous batch (writes the values of its
-//! reads, then exactly one NOTIFY per request) and waits for the next one, which it writes into a
-//! preallocated `BigUint64Array`: no allocation per request, one boundary crossing per batch.
-//! `nextAsync` does the same on the libuv pool for the main thread's event loop.
+//! One call, [`client_next`] (or `nextAsync` on the libuv pool), completes the previous batch
+//! and waits for the next one, which it writes into a preallocated `BigUint64Array`: no
+//! allocation per request, one boundary crossing per batch. Everything else (the scan, routing,
+//! unclaimed and malformed requests, NOTIFY, recording, reset/suspend) is the core's.
 //!
-//! Routing uses the core's [`Dispatcher`] for everything: JavaScript devices are registered there
-//! as markers, so overlap checks, range containment, unclaimed accesses (all ones) and malformed
-//! requests (completed with all ones, reported as faults) follow exactly the rules of the native
-//! path. When the dispatcher hands a request to a marker, the marker records it and the request
-//! is deferred to JavaScript instead of being completed.
-//!
-//! Record layout (4 words per request), decoded by `ts/client.ts`:
-//! `w0 = device | vcpu << 16 | kind << 24 | is_read << 26 | size << 32`, `w1 = offset` (register
-//! for PCI), `w2 = value written`, `w3 = address` (port, GPA, or `bus << 16 | dev << 11 | func << 8`
-//! for PCI).
+//! Record layout ([`RECORD_WORDS`] words per request, decoded by `ts/client.ts` with the
+//! constants of [`batchLayout`]): `w0 = device | vcpu << 16 | kind << 24 | is_read << 26 |
+//! size << 32`, `w1 = offset` (register for PCI), `w2 = value written`, `w3 = address` (port,
+//! GPA, or the PCI function packed as `bus << 16 | dev << 11 | func << 8`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
+use acrn_hsm::Vm;
 use acrn_hsm::client::{
-    AddressSpace, Bdf, Claim, Dispatcher, FaultReport, IoDevice, Kind, PageSlots, PciDevice, ones,
-    protocol,
+    AddressSpace, Batch, Bdf, ClientConfig, ClientHandle, DeferredAt, DeferredRequest, DeviceId,
+    Dispatcher, FaultReport, IoDevice, IoreqClient, Kind, VmAction, WakeMode,
 };
 use acrn_hsm::devices::{
     Bar, PciFunction, RegisterFile, RegisterView, Uart16550, UartInput, UartOutput,
 };
-use acrn_hsm::{Errno, Vm};
+use acrn_hsm::trace::{TraceRecorder, TraceSetup};
 use napi::bindgen_prelude::{AsyncTask, BigInt, BigUint64Array, Buffer};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::errors::coded_error;
+use crate::errors::{coded_error, hsm_error};
 
 /// Words per request record.
 pub const RECORD_WORDS: u32 = 4;
 /// Requests in a batch at most (one per ioreq slot).
 pub const MAX_BATCH: u32 = 16;
 
-/// A request a marker saw: which JavaScript device, at which offset.
-#[derive(Debug, Clone, Copy)]
-struct Deferred {
-    device: u32,
-    offset: u64,
-}
-
-type DeferredCell = Arc<Mutex<Option<Deferred>>>;
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Stands in the dispatcher for a JavaScript device.
-struct JsMarker {
-    name: String,
-    device: u32,
-    cell: DeferredCell,
+/// The layout of a batch record, for the façade's decoder (one source: this file).
+#[napi(object)]
+#[derive(Debug)]
+pub struct BatchLayout {
+    /// Words per record.
+    pub record_words: u32,
+    /// Records per batch at most.
+    pub max_batch: u32,
+    /// Shift of the vCPU in word 0.
+    pub vcpu_shift: u32,
+    /// Shift of the kind (0 PIO, 1 MMIO, 2 PCI) in word 0.
+    pub kind_shift: u32,
+    /// Shift of the is-read bit in word 0.
+    pub read_shift: u32,
+    /// Shift of the size in word 0.
+    pub size_shift: u32,
 }
 
-impl JsMarker {
-    fn defer(&self, offset: u64) {
-        *lock(&self.cell) = Some(Deferred {
-            device: self.device,
-            offset,
-        });
-    }
-}
+const VCPU_SHIFT: u32 = 16;
+const KIND_SHIFT: u32 = 24;
+const READ_SHIFT: u32 = 26;
+const SIZE_SHIFT: u32 = 32;
 
-impl IoDevice for JsMarker {
-    fn name(&self) -> &str {
-        &self.name
+/// The layout of the records `clientNext` / `nextAsync` write.
+#[napi]
+pub fn batch_layout() -> BatchLayout {
+    BatchLayout {
+        record_words: RECORD_WORDS,
+        max_batch: MAX_BATCH,
+        vcpu_shift: VCPU_SHIFT,
+        kind_shift: KIND_SHIFT,
+        read_shift: READ_SHIFT,
+        size_shift: SIZE_SHIFT,
     }
-    fn read(&mut self, offset: u64, _size: u8) -> u64 {
-        self.defer(offset);
-        0
-    }
-    fn write(&mut self, offset: u64, _size: u8, _value: u64) {
-        self.defer(offset);
-    }
-}
-
-impl PciDevice for JsMarker {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn cfg_read(&mut self, reg: u32, _size: u8) -> u32 {
-        self.defer(u64::from(reg));
-        0
-    }
-    fn cfg_write(&mut self, reg: u32, _size: u8, _value: u32) {
-        self.defer(u64::from(reg));
-    }
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    js: AtomicU64,
-    native: AtomicU64,
-    unclaimed: AtomicU64,
-    faults: AtomicU64,
-    notifies: AtomicU64,
-    notify_errors: AtomicU64,
-    batches: AtomicU64,
-    max_batch: AtomicU64,
-    wakeups: AtomicU64,
-}
-
-/// How the client waits for requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wake {
-    /// ATTACH_IOREQ_CLIENT.
-    Blocking,
-    /// Spin on the page, then yield, then sleep with a growing back-off.
-    Poll,
-}
-
-struct Server {
-    vm: Arc<Vm>,
-    mem: PageSlots,
-    vcpu_num: usize,
-    dispatcher: Dispatcher,
-    cell: DeferredCell,
-    /// Requests handed to JavaScript, awaiting their responses.
-    pending: Vec<(Claim, Deferred)>,
-    /// Bit i: slot i is in `pending` (still PROCESSING: not to be claimed again).
-    pending_mask: u32,
-    wake: Wake,
-    stop: Arc<AtomicBool>,
-    counters: Arc<Counters>,
 }
 
 fn kind_code(kind: Kind) -> u64 {
@@ -141,105 +84,58 @@ fn kind_code(kind: Kind) -> u64 {
     }
 }
 
+/// The serving half: the core client, the JavaScript device index of each deferred device, and
+/// the recorder being written, if any.
+struct Server {
+    client: IoreqClient,
+    /// `DeviceId` index → JavaScript device index.
+    js_index: Vec<Option<u32>>,
+    recorder: Option<TraceRecorder>,
+}
+
+/// Ends a server: a recording is finished, the client dropped (DESTROY_IOREQ_CLIENT).
+fn close(server: &mut Option<Server>) {
+    if let Some(mut s) = server.take() {
+        drop(s.client.set_recorder(None));
+        if let Some(r) = s.recorder.take() {
+            // Nobody to report to: the records written so far stay in the file.
+            let _ = r.finish();
+        }
+    }
+}
+
 impl Server {
-    /// Writes the responses of the pending batch and NOTIFYs each request exactly once.
-    fn complete(&mut self, responses: &[u64]) {
-        for (i, (claim, _)) in self.pending.drain(..).enumerate() {
-            let r = *claim.request();
-            if r.is_read {
-                // A missing response (fewer values than requests) reads as all ones.
-                let v = responses.get(i).copied().unwrap_or(u64::MAX) & ones(r.size);
-                protocol::respond(&self.mem, &claim, v);
-            }
-            notify(&self.vm, claim, &self.counters);
-        }
-        self.pending_mask = 0;
-    }
-
-    /// One pass over the slots: native requests are completed, JavaScript ones deferred.
-    fn collect(&mut self) -> usize {
-        for i in 0..self.vcpu_num {
-            if self.pending_mask & (1 << i) != 0 {
-                continue;
-            }
-            let Some(c) = protocol::claim(&self.mem, i) else {
-                continue;
-            };
-            let out = self.dispatcher.dispatch(c.request());
-            match lock(&self.cell).take() {
-                Some(d) => {
-                    self.pending_mask |= 1 << i;
-                    self.pending.push((c, d));
-                    self.counters.js.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {
-                    let counter = match out.target {
-                        acrn_hsm::client::Target::Device(_) => &self.counters.native,
-                        acrn_hsm::client::Target::Unclaimed => &self.counters.unclaimed,
-                        acrn_hsm::client::Target::Fault(_) => &self.counters.faults,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    protocol::respond(&self.mem, &c, out.value);
-                    notify(&self.vm, c, &self.counters);
-                }
-            }
-        }
-        self.pending.len()
-    }
-
-    /// Completes the previous batch, then waits until JavaScript has requests to serve.
-    /// `None` once the client is stopped or destroyed.
-    fn next(&mut self, responses: &[u64]) -> Result<Option<usize>, napi::Error> {
-        self.complete(responses);
-        let mut idle: u32 = 0;
-        let mut sleep = Duration::from_micros(20);
-        loop {
-            if self.stop.load(Ordering::Acquire) {
-                return Ok(None);
-            }
-            let n = self.collect();
-            if n > 0 {
-                self.counters.batches.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .max_batch
-                    .fetch_max(n as u64, Ordering::Relaxed);
-                return Ok(Some(n));
-            }
-            match self.wake {
-                Wake::Blocking => match self.vm.attach_ioreq_client() {
-                    Ok(()) => {
-                        self.counters.wakeups.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) if e.errno == Errno::ENODEV => return Ok(None),
-                    Err(e) if e.errno == Errno::EINTR => {}
-                    Err(e) => return Err(crate::errors::hsm_error(e)),
-                },
-                Wake::Poll => {
-                    idle = idle.saturating_add(1);
-                    if idle <= 4096 {
-                        std::hint::spin_loop();
-                    } else if idle <= 4096 + 256 {
-                        std::thread::yield_now();
-                    } else {
-                        std::thread::sleep(sleep);
-                        sleep = (sleep * 2).min(Duration::from_millis(1));
-                    }
-                }
-            }
+    fn next(&mut self, responses: &[u64]) -> napi::Result<Option<usize>> {
+        match self.client.next_batch(responses).map_err(hsm_error)? {
+            Batch::Ready(n) => Ok(Some(n)),
+            Batch::Exit(_) => Ok(None),
         }
     }
 
-    /// Encodes the pending batch into `out` (4 words per request).
+    fn js_device(&self, id: DeviceId) -> u64 {
+        self.js_index
+            .get(id.0)
+            .copied()
+            .flatten()
+            .map_or(u64::from(u16::MAX), u64::from)
+    }
+
+    /// Encodes the batch into `out` ([`RECORD_WORDS`] words per request).
     fn write_records(&self, out: &mut [u64]) {
-        for (k, (c, d)) in self.pending.iter().enumerate() {
-            let r = c.request();
-            let w = &mut out[k * RECORD_WORDS as usize..(k + 1) * RECORD_WORDS as usize];
-            w[0] = u64::from(d.device)
-                | u64::from(r.vcpu) << 16
-                | kind_code(r.kind) << 24
-                | u64::from(r.is_read) << 26
-                | (r.size & 0xff) << 32;
-            w[1] = d.offset;
+        let words = RECORD_WORDS as usize;
+        for (k, d) in self.client.batch().iter().enumerate() {
+            let DeferredRequest {
+                request: r,
+                device,
+                offset,
+            } = *d;
+            let w = &mut out[k * words..(k + 1) * words];
+            w[0] = self.js_device(device)
+                | u64::from(r.vcpu) << VCPU_SHIFT
+                | kind_code(r.kind) << KIND_SHIFT
+                | u64::from(r.is_read) << READ_SHIFT
+                | (r.size & 0xff) << SIZE_SHIFT;
+            w[1] = offset;
             w[2] = r.value;
             w[3] = match r.kind {
                 Kind::PciCfg => {
@@ -251,15 +147,6 @@ impl Server {
             };
         }
     }
-}
-
-fn notify(vm: &Vm, claim: Claim, counters: &Counters) {
-    let vcpu = protocol::release_for_notify(claim);
-    match vm.notify_request_finish(u32::from(vcpu)) {
-        Ok(()) => counters.notifies.fetch_add(1, Ordering::Relaxed),
-        // The kernel stored COMPLETE before the hypercall that failed: nothing to retry.
-        Err(_) => counters.notify_errors.fetch_add(1, Ordering::Relaxed),
-    };
 }
 
 /// A malformed request the client completed with all ones.
@@ -296,6 +183,8 @@ pub struct ClientCounters {
     pub max_batch: f64,
     /// ATTACH wake-ups (blocking mode).
     pub wakeups: f64,
+    /// Device-model style resets done.
+    pub resets: f64,
 }
 
 /// Native PCI function options.
@@ -330,9 +219,7 @@ pub struct PciBarOptions {
 #[napi]
 pub struct IoreqClientHandle {
     server: Arc<Mutex<Option<Server>>>,
-    vm: Arc<Vm>,
-    stop: Arc<AtomicBool>,
-    counters: Arc<Counters>,
+    handle: ClientHandle,
     faults: Arc<Mutex<Vec<FaultInfo>>>,
     uarts: Vec<(UartOutput, UartInput)>,
     registers: Vec<RegisterView>,
@@ -342,9 +229,6 @@ pub struct IoreqClientHandle {
 impl IoreqClientHandle {
     /// CREATE_IOREQ_CLIENT and an empty device table.
     pub(crate) fn create(vm: Arc<Vm>, poll: bool) -> napi::Result<IoreqClientHandle> {
-        vm.create_ioreq_client().map_err(crate::errors::hsm_error)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(Counters::default());
         let faults: Arc<Mutex<Vec<FaultInfo>>> = Arc::default();
         let mut dispatcher = Dispatcher::new();
         let sink = faults.clone();
@@ -369,23 +253,23 @@ impl IoreqClientHandle {
                 });
             }
         });
-        let server = Server {
-            mem: PageSlots::new(vm.ioreq_page().clone()),
-            vcpu_num: usize::from(vm.vcpu_num()),
-            vm: vm.clone(),
-            dispatcher,
-            cell: Arc::default(),
-            pending: Vec::with_capacity(MAX_BATCH as usize),
-            pending_mask: 0,
-            wake: if poll { Wake::Poll } else { Wake::Blocking },
-            stop: stop.clone(),
-            counters: counters.clone(),
+        let config = ClientConfig {
+            mode: if poll {
+                WakeMode::poll()
+            } else {
+                WakeMode::Blocking
+            },
+            ..Default::default()
         };
+        let client = IoreqClient::new(vm, dispatcher, config).map_err(hsm_error)?;
+        let handle = client.handle();
         Ok(IoreqClientHandle {
-            server: Arc::new(Mutex::new(Some(server))),
-            vm,
-            stop,
-            counters,
+            server: Arc::new(Mutex::new(Some(Server {
+                client,
+                js_index: Vec::new(),
+                recorder: None,
+            }))),
+            handle,
             faults,
             uarts: Vec::new(),
             registers: Vec::new(),
@@ -398,7 +282,7 @@ impl IoreqClientHandle {
         let mut guard = self.server.try_lock().map_err(|_| {
             coded_error(
                 "ERR_CLIENT_RUNNING",
-                "devices cannot be added while the client is serving",
+                "devices cannot be added while the client is serving: register them before run()/runSync(), or stop the client first",
             )
         })?;
         let server = guard
@@ -416,11 +300,30 @@ impl IoreqClientHandle {
     ) -> napi::Result<u32> {
         self.with_server(|s| {
             let id = s
-                .dispatcher
+                .client
+                .dispatcher_mut()
                 .add_range(space, base, len, device)
                 .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
             Ok(u32::try_from(id.0).unwrap_or(u32::MAX))
         })
+    }
+
+    fn add_js(&mut self, at: DeferredAt, name: &str) -> napi::Result<u32> {
+        let index = self.js_devices;
+        self.with_server(|s| {
+            let id = s
+                .client
+                .dispatcher_mut()
+                .add_deferred(at, name)
+                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
+            if s.js_index.len() <= id.0 {
+                s.js_index.resize(id.0 + 1, None);
+            }
+            s.js_index[id.0] = Some(index);
+            Ok(())
+        })?;
+        self.js_devices += 1;
+        Ok(index)
     }
 }
 
@@ -466,9 +369,12 @@ impl Task for NextTask {
             return Ok(None);
         };
         let n = server.next(&self.responses)?;
-        if let Some(n) = n {
-            self.out.resize(n * RECORD_WORDS as usize, 0);
-            server.write_records(&mut self.out);
+        match n {
+            Some(n) => {
+                self.out.resize(n * RECORD_WORDS as usize, 0);
+                server.write_records(&mut self.out);
+            }
+            None => close(&mut guard),
         }
         Ok(n)
     }
@@ -499,20 +405,7 @@ impl IoreqClientHandle {
     ) -> napi::Result<u32> {
         let space = space_of(&space)?;
         let (base, len) = (bigint_u64("base", &base)?, bigint_u64("length", &len)?);
-        let index = self.js_devices;
-        let cell = self.with_server(|s| Ok(s.cell.clone()))?;
-        self.add_io(
-            space,
-            base,
-            len,
-            Box::new(JsMarker {
-                name,
-                device: index,
-                cell,
-            }),
-        )?;
-        self.js_devices += 1;
-        Ok(index)
+        self.add_js(DeferredAt::Range(space, base, len), &name)
     }
 
     /// Registers a JavaScript PCI function; returns its index in the records.
@@ -525,19 +418,7 @@ impl IoreqClientHandle {
         name: String,
     ) -> napi::Result<u32> {
         let bdf = bdf(bus, device, func)?;
-        let index = self.js_devices;
-        self.with_server(|s| {
-            let marker = JsMarker {
-                name,
-                device: index,
-                cell: s.cell.clone(),
-            };
-            s.dispatcher
-                .add_pci(bdf, Box::new(marker))
-                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))
-        })?;
-        self.js_devices += 1;
-        Ok(index)
+        self.add_js(DeferredAt::Pci(bdf), &name)
     }
 
     /// Adds the core's 16550 UART at `base` (8 ports); returns its handle for `uartOutput`.
@@ -663,7 +544,8 @@ impl IoreqClientHandle {
                 .map_err(|e| coded_error("ERR_INVALID_ARG", &e.to_string()))?;
         }
         self.with_server(|s| {
-            s.dispatcher
+            s.client
+                .dispatcher_mut()
                 .add_pci(bdf, Box::new(f))
                 .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))
         })?;
@@ -695,15 +577,15 @@ impl IoreqClientHandle {
 
     /// Stops serving: a waiting `next` returns -1 (DESTROY_IOREQ_CLIENT wakes a blocked ATTACH).
     /// Requests handed to JavaScript and not yet completed stay PROCESSING, as in the kernel,
-    /// until CLEAR_VM_IOREQ or the VM's reset or destruction.
+    /// until CLEAR_VM_IOREQ or the VM's reset or destruction. A recording in progress is
+    /// finished.
     #[napi]
     pub fn stop(&self) -> napi::Result<()> {
-        if !self.stop.swap(true, Ordering::AcqRel) {
-            match self.vm.destroy_ioreq_client() {
-                Ok(()) => {}
-                Err(e) if e.errno == Errno::EINVAL => {}
-                Err(e) => return Err(crate::errors::hsm_error(e)),
-            }
+        self.handle.stop();
+        // Not serving: drop the client now (its DESTROY_IOREQ_CLIENT, in poll mode too), so the
+        // VM can get a new one at once. A loop waiting in `next` drops it when it returns.
+        if let Ok(mut guard) = self.server.try_lock() {
+            close(&mut guard);
         }
         Ok(())
     }
@@ -714,32 +596,34 @@ impl IoreqClientHandle {
     pub fn stop_token(&self) -> u32 {
         let token = NEXT_STOP_TOKEN.fetch_add(1, Ordering::Relaxed);
         let mut tokens = lock(&STOP_TOKENS);
-        tokens.retain(|(_, flag, _)| flag.strong_count() > 0);
-        tokens.push((token, Arc::downgrade(&self.stop), Arc::downgrade(&self.vm)));
+        // Tokens of clients that ended serving are no longer needed.
+        tokens.retain(|(_, h)| !(h.is_stopped() && !h.is_running()));
+        tokens.push((token, self.handle.clone()));
         token
     }
 
     /// Whether `stop` was called.
     #[napi(getter)]
     pub fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+        self.handle.is_stopped()
     }
 
     /// The counters.
     #[napi]
     pub fn counters(&self) -> ClientCounters {
-        let c = &self.counters;
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let s = self.handle.stats();
+        let f = |v: u64| v as f64;
         ClientCounters {
-            js: g(&c.js),
-            native: g(&c.native),
-            unclaimed: g(&c.unclaimed),
-            faults: g(&c.faults),
-            notifies: g(&c.notifies),
-            notify_errors: g(&c.notify_errors),
-            batches: g(&c.batches),
-            max_batch: g(&c.max_batch),
-            wakeups: g(&c.wakeups),
+            js: f(s.deferred),
+            native: f(s.handled() - s.unclaimed - s.faults),
+            unclaimed: f(s.unclaimed),
+            faults: f(s.faults),
+            notifies: f(s.notifies),
+            notify_errors: f(s.notify_errors),
+            batches: f(s.batches),
+            max_batch: f(s.max_batch),
+            wakeups: f(s.wakeups),
+            resets: f(s.resets),
         }
     }
 
@@ -747,6 +631,67 @@ impl IoreqClientHandle {
     #[napi]
     pub fn take_faults(&self) -> Vec<FaultInfo> {
         std::mem::take(&mut *lock(&self.faults))
+    }
+
+    /// Asks for a reset (`'reset'`), suspend (`'suspend'`) or power-off (`'poweroff'`) as the
+    /// device model does them, from a JavaScript handler: the NOTIFYs of the batch being
+    /// handled are withheld, then PAUSE, CLEAR_VM_IOREQ, (reset:) device reset, RESET, START.
+    /// After a suspend or power-off the next `next` returns -1.
+    #[napi]
+    pub fn request_vm_action(&self, action: String) -> napi::Result<()> {
+        let a = match action.as_str() {
+            "reset" => VmAction::Reset,
+            "suspend" => VmAction::Suspend,
+            "poweroff" => VmAction::PowerOff,
+            other => {
+                return Err(coded_error(
+                    "ERR_INVALID_ARG",
+                    &format!("action must be 'reset', 'suspend' or 'poweroff', got '{other}'"),
+                ));
+            }
+        };
+        self.handle.control().request(a);
+        Ok(())
+    }
+
+    /// Records every request this client serves into a trace file at `path` (format of
+    /// docs/trace-format.md), with the devices registered so far in its header. Client-side
+    /// stamps only (processing to notify), as on a real device.
+    #[napi]
+    pub fn start_recording(&self, path: String, name: Option<String>) -> napi::Result<()> {
+        self.with_server(|s| {
+            if s.recorder.is_some() {
+                return Err(coded_error("ERR_RECORDING", "already recording"));
+            }
+            let vm = s.client.vm().clone();
+            let setup = TraceSetup::new(
+                &name.unwrap_or_else(|| format!("vmid {}", vm.vmid())),
+                vm.vmid(),
+                vm.vcpu_num(),
+                false,
+                s.client.dispatcher_mut().trace_devices(),
+            );
+            let rec = TraceRecorder::create(&path, &setup)
+                .map_err(|e| coded_error("ERR_RECORDING", &format!("{path}: {e}")))?;
+            s.client.set_recorder(Some(rec.client()));
+            s.recorder = Some(rec);
+            Ok(())
+        })
+    }
+
+    /// Finishes the recording; resolves to the number of records written (0 if none).
+    #[napi]
+    pub fn stop_recording(&self) -> napi::Result<f64> {
+        self.with_server(|s| {
+            drop(s.client.set_recorder(None));
+            match s.recorder.take() {
+                None => Ok(0.0),
+                Some(r) => r
+                    .finish()
+                    .map(|sum| sum.records as f64)
+                    .map_err(|e| coded_error("ERR_RECORDING", &e.to_string())),
+            }
+        })
     }
 }
 
@@ -767,10 +712,12 @@ pub fn client_next(
             "out must hold 64 words (16 requests x 4)",
         ));
     }
-    let mut guard = client
-        .server
-        .try_lock()
-        .map_err(|_| coded_error("ERR_CLIENT_RUNNING", "another next() is already waiting"))?;
+    let mut guard = client.server.try_lock().map_err(|_| {
+        coded_error(
+            "ERR_CLIENT_RUNNING",
+            "another next() is already waiting: one loop (run() or runSync()) per client",
+        )
+    })?;
     let Some(server) = guard.as_mut() else {
         return Ok(-1);
     };
@@ -779,31 +726,29 @@ pub fn client_next(
             server.write_records(out);
             Ok(i32::try_from(n).unwrap_or(i32::MAX))
         }
-        None => Ok(-1),
+        None => {
+            close(&mut guard);
+            Ok(-1)
+        }
     }
 }
 
-/// A stop token: the client's stop flag and its VM, both weak (the token does not keep them alive).
-type StopEntry = (u32, std::sync::Weak<AtomicBool>, std::sync::Weak<Vm>);
+/// A stop token and the handle it stops.
+type StopEntry = (u32, ClientHandle);
 
 static STOP_TOKENS: Mutex<Vec<StopEntry>> = Mutex::new(Vec::new());
-static NEXT_STOP_TOKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+static NEXT_STOP_TOKEN: AtomicU32 = AtomicU32::new(1);
 
 /// Stops the client named by `token` (see `stopToken`) from any thread. Returns false if that
-/// client no longer exists.
+/// client no longer exists (stopped clients' tokens are forgotten once used).
 #[napi]
 pub fn stop_client(token: u32) -> bool {
     let tokens = lock(&STOP_TOKENS);
-    let Some((_, flag, vm)) = tokens.iter().find(|(t, _, _)| *t == token) else {
+    let Some(i) = tokens.iter().position(|(t, _)| *t == token) else {
         return false;
     };
-    let (Some(flag), Some(vm)) = (flag.upgrade(), vm.upgrade()) else {
-        return false;
-    };
-    if !flag.swap(true, Ordering::AcqRel) {
-        // Wakes a blocked ATTACH (ENODEV); a polling loop sees the flag.
-        let _ = vm.destroy_ioreq_client();
-    }
+    // Wakes a blocked ATTACH (ENODEV); a polling loop sees the flag.
+    tokens[i].1.stop();
     true
 }
 

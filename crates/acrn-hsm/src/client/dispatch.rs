@@ -174,6 +174,10 @@ pub struct FaultReport {
 pub enum Target {
     /// To this device.
     Device(DeviceId),
+    /// To a deferred device ([`Dispatcher::add_deferred`]): nothing was called, the caller of
+    /// [`IoreqClient::next_batch`](super::IoreqClient::next_batch) answers it; `offset` from the
+    /// range's base (the register, for PCI).
+    Deferred(DeviceId, u64),
     /// Nobody claims it: reads all ones, writes ignored.
     Unclaimed,
     /// Malformed or the handler failed: reads all ones.
@@ -225,6 +229,17 @@ impl DeviceCounters {
 enum DeviceBox {
     Io(Box<dyn IoDevice>),
     Pci(Box<dyn PciDevice>),
+    /// Answered outside the dispatcher (by JavaScript, through the batch interface).
+    Deferred,
+}
+
+/// Where a deferred device sits ([`Dispatcher::add_deferred`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferredAt {
+    /// A PIO or MMIO range.
+    Range(AddressSpace, u64, u64),
+    /// A PCI function's configuration space.
+    Pci(Bdf),
 }
 
 struct Entry {
@@ -330,6 +345,37 @@ impl Dispatcher {
         device: Box<dyn IoDevice>,
     ) -> Result<DeviceId, BusError> {
         let name = device.name().to_string();
+        self.insert_range(space, base, len, DeviceBox::Io(device), name)
+    }
+
+    /// Registers a *deferred* device called `name` at `at`: requests for it are not handled by
+    /// the dispatcher but handed to the caller of
+    /// [`IoreqClient::next_batch`](super::IoreqClient::next_batch), which answers them (the
+    /// JavaScript devices of the bindings). The same overlap and containment rules apply.
+    pub fn add_deferred(&mut self, at: DeferredAt, name: &str) -> Result<DeviceId, BusError> {
+        match at {
+            DeferredAt::Range(space, base, len) => {
+                self.insert_range(space, base, len, DeviceBox::Deferred, name.to_string())
+            }
+            DeferredAt::Pci(bdf) => self.insert_pci(bdf, DeviceBox::Deferred, name.to_string()),
+        }
+    }
+
+    /// Whether any deferred device is registered.
+    pub fn has_deferred(&self) -> bool {
+        self.devices
+            .iter()
+            .any(|e| matches!(e.dev, DeviceBox::Deferred))
+    }
+
+    fn insert_range(
+        &mut self,
+        space: AddressSpace,
+        base: u64,
+        len: u64,
+        dev: DeviceBox,
+        name: String,
+    ) -> Result<DeviceId, BusError> {
         if len == 0 {
             return Err(BusError::Empty {
                 space,
@@ -378,7 +424,7 @@ impl Dispatcher {
                 });
             }
         }
-        let id = self.push(DeviceBox::Io(device), name);
+        let id = self.push(dev, name);
         let map = match space {
             AddressSpace::Pio => &mut self.pio,
             AddressSpace::Mmio => &mut self.mmio,
@@ -390,6 +436,10 @@ impl Dispatcher {
     /// Registers the configuration space of function `bdf`.
     pub fn add_pci(&mut self, bdf: Bdf, device: Box<dyn PciDevice>) -> Result<DeviceId, BusError> {
         let name = device.name().to_string();
+        self.insert_pci(bdf, DeviceBox::Pci(device), name)
+    }
+
+    fn insert_pci(&mut self, bdf: Bdf, dev: DeviceBox, name: String) -> Result<DeviceId, BusError> {
         if let Some(id) = self.pci.get(&bdf) {
             return Err(BusError::PciTaken {
                 bdf,
@@ -397,7 +447,7 @@ impl Dispatcher {
                 existing: self.devices[id.0].counters.name.clone(),
             });
         }
-        let id = self.push(DeviceBox::Pci(device), name);
+        let id = self.push(dev, name);
         self.pci.insert(bdf, id);
         Ok(id)
     }
@@ -485,6 +535,7 @@ impl Dispatcher {
             let r = catch_unwind(AssertUnwindSafe(|| match &mut e.dev {
                 DeviceBox::Io(d) => d.reset(),
                 DeviceBox::Pci(d) => d.reset(),
+                DeviceBox::Deferred => {}
             }));
             // A device whose reset panics stays as it is; the reset of the others goes on.
             drop(r);
@@ -587,6 +638,13 @@ impl Dispatcher {
             }
         };
         let entry = &mut self.devices[id.0];
+        if matches!(entry.dev, DeviceBox::Deferred) {
+            entry.counters.count(req.is_read);
+            return Outcome {
+                value: 0,
+                target: Target::Deferred(id, offset),
+            };
+        }
         let sz = size as u8;
         let is_read = req.is_read;
         let value = req.value;
@@ -608,6 +666,7 @@ impl Dispatcher {
                     0
                 }
             }
+            DeviceBox::Deferred => 0,
         }));
         if TIMED {
             self.handler_ns = (t0, crate::trace::stamp());

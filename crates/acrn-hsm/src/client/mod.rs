@@ -19,6 +19,11 @@
 //! * **Stop** ([`ClientHandle::stop`]): a flag, plus (blocking mode) DESTROY_IOREQ_CLIENT, which
 //!   makes a blocked ATTACH return `ENODEV`. Requests still PROCESSING at that moment stay so, as
 //!   in the kernel (they are completed by CLEAR_VM_IOREQ or the VM's destruction).
+//! * **Deferred devices** ([`Dispatcher::add_deferred`]): requests for them are not answered on the
+//!   client thread but handed out in batches by [`IoreqClient::next_batch`], which completes the
+//!   previous batch (the values of its reads, then exactly one NOTIFY per request) and waits for
+//!   the next, serving native devices meanwhile. This is how the bindings serve JavaScript
+//!   devices: one client, one scan, the same recorder and the same reset/suspend handling.
 //! * **Reset / suspend / power-off as the device model does them**: a device asks through
 //!   [`VmControl`]; the client withholds the NOTIFY of the request being handled and runs
 //!   [`reset_vm_like_dm`] (PAUSE, CLEAR_VM_IOREQ, reset devices, RESET, vCPU registers, START).
@@ -61,8 +66,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use dispatch::{
-    AddressSpace, BusError, DeviceCounters, DeviceId, DeviceRange, Dispatcher, FaultHook,
-    FaultReason, FaultReport, IoDevice, Outcome, PciDevice, RangeSpace, Target, ones,
+    AddressSpace, BusError, DeferredAt, DeviceCounters, DeviceId, DeviceRange, Dispatcher,
+    FaultHook, FaultReason, FaultReport, IoDevice, Outcome, PciDevice, RangeSpace, Target, ones,
 };
 pub use protocol::{Bdf, Claim, Kind, Request, SlotMemory};
 
@@ -264,6 +269,10 @@ pub struct ClientStats {
     pub resets: u64,
     /// The most requests one pass handled.
     pub max_batch: u64,
+    /// Requests handed to deferred devices ([`IoreqClient::next_batch`]).
+    pub deferred: u64,
+    /// Batches [`IoreqClient::next_batch`] handed out.
+    pub batches: u64,
 }
 
 impl ClientStats {
@@ -282,7 +291,7 @@ impl ClientStats {
 
 #[derive(Debug, Default)]
 struct Counters {
-    v: [AtomicU64; 16],
+    v: [AtomicU64; 18],
 }
 
 // Indexes into `Counters::v`.
@@ -302,6 +311,8 @@ const C_WAKEUPS: usize = 12;
 const C_SPURIOUS: usize = 13;
 const C_RESETS: usize = 14;
 const C_MAX_BATCH: usize = 15;
+const C_DEFERRED: usize = 16;
+const C_BATCHES: usize = 17;
 
 impl Counters {
     #[inline]
@@ -330,6 +341,8 @@ impl Counters {
             spurious_wakeups: self.get(C_SPURIOUS),
             resets: self.get(C_RESETS),
             max_batch: self.get(C_MAX_BATCH),
+            deferred: self.get(C_DEFERRED),
+            batches: self.get(C_BATCHES),
         }
     }
 }
@@ -415,6 +428,42 @@ pub struct IoreqClient {
     /// Slots whose request was claimed and whose NOTIFY is withheld: never claimed again until
     /// CLEAR_VM_IOREQ completed them.
     withheld: u32,
+    /// Requests of deferred devices handed out by `next_batch`, awaiting their responses.
+    pending: Vec<Pending>,
+    /// The same requests, as they are handed out.
+    batch: Vec<DeferredRequest>,
+    /// Bit i: slot i is in `pending` (still PROCESSING: not to be claimed again).
+    pending_mask: u32,
+}
+
+/// A request of a deferred device, as [`IoreqClient::next_batch`] hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeferredRequest {
+    /// The request as claimed.
+    pub request: Request,
+    /// The deferred device it is for.
+    pub device: DeviceId,
+    /// The offset in the device's range (the register, for PCI).
+    pub offset: u64,
+}
+
+/// A claimed request of a deferred device, with its recorder stamps so far.
+#[derive(Debug)]
+struct Pending {
+    claim: Claim,
+    target: Target,
+    /// Processing, handed out (handler start).
+    stamps: [u64; 2],
+}
+
+/// What [`IoreqClient::next_batch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// This many requests of deferred devices ([`IoreqClient::batch`]), to be answered by the
+    /// next call.
+    Ready(usize),
+    /// The client stopped (as [`IoreqClient::run`] would return).
+    Exit(RunExit),
 }
 
 impl fmt::Debug for IoreqClient {
@@ -455,6 +504,9 @@ impl IoreqClient {
             control,
             shared,
             withheld: 0,
+            pending: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
+            batch: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
+            pending_mask: 0,
         }
     }
 
@@ -493,6 +545,13 @@ impl IoreqClient {
     /// with `ENODEV`/`EINTR`, or a failing step of a reset. A stopped client stays stopped (a
     /// later `run` returns at once); after a suspend or power-off `run` may be called again.
     pub fn run(&mut self) -> Result<RunExit> {
+        if self.dispatcher.has_deferred() {
+            // Nobody would answer their requests: serve them with `next_batch`.
+            return Err(crate::Error {
+                op: "IoreqClient::run with deferred devices (use next_batch)",
+                errno: Errno::EINVAL,
+            });
+        }
         if let Ok(mut d) = self.shared.devices.write() {
             *d = self.dispatcher.counters();
         }
@@ -572,30 +631,23 @@ impl IoreqClient {
     fn scan(&mut self) -> Result<Pass> {
         self.shared.counters.inc(C_SCANS);
         let mut n = 0usize;
+        let recording = self.config.recorder.is_some();
         for i in 0..self.vcpu_num {
-            if self.withheld & (1 << i) != 0 {
+            if (self.withheld | self.pending_mask) & (1 << i) != 0 {
                 continue;
             }
             let Some(claim) = protocol::claim(&self.mem, i) else {
                 continue;
             };
             n += 1;
-            if self.config.recorder.is_some() {
-                match self.handle_recorded(claim)? {
-                    Some(exit) => return Ok(exit.map_or(Pass::Handled(n), Pass::Exit)),
-                    None => continue,
-                }
+            let exit = if recording {
+                self.serve::<true>(claim)?
+            } else {
+                self.serve::<false>(claim)?
+            };
+            if let Some(exit) = exit {
+                return Ok(exit.map_or(Pass::Handled(n), Pass::Exit));
             }
-            let out = self.dispatcher.dispatch(claim.request());
-            protocol::respond(&self.mem, &claim, out.value);
-            self.count(&claim, out.target);
-            if let Some(action) = self.control.take() {
-                return self.vm_action(action, claim).map(|x| match x {
-                    Some(exit) => Pass::Exit(exit),
-                    None => Pass::Handled(n),
-                });
-            }
-            self.notify(claim);
         }
         let c = &self.shared.counters;
         if n as u64 > c.get(C_MAX_BATCH) {
@@ -604,38 +656,216 @@ impl IoreqClient {
         Ok(Pass::Handled(n))
     }
 
-    /// The recording form of one request of [`scan`](Self::scan): stamps processing, handler
-    /// start and end, notify. `Some(x)`: a VM action ended the pass (`x` as `vm_action`).
-    fn handle_recorded(&mut self, claim: Claim) -> Result<Option<Option<RunExit>>> {
-        let processing = crate::trace::stamp();
+    /// One claimed request: dispatched and completed, or (deferred device) put in the pending
+    /// batch. With `RECORD`, stamps processing, handler start and end, notify. `Some(x)`: a VM
+    /// action ended the pass (`x` as `vm_action`).
+    #[inline]
+    fn serve<const RECORD: bool>(&mut self, claim: Claim) -> Result<Option<Option<RunExit>>> {
+        let processing = if RECORD { crate::trace::stamp() } else { 0 };
         let req = *claim.request();
-        let (out, hs, he) = self.dispatcher.dispatch_timed(&req);
+        let (out, hs, he) = if RECORD {
+            self.dispatcher.dispatch_timed(&req)
+        } else {
+            (self.dispatcher.dispatch(&req), 0, 0)
+        };
+        if let Target::Deferred(device, offset) = out.target {
+            self.pending_mask |= 1 << claim.vcpu();
+            self.shared.counters.inc(C_DEFERRED);
+            self.batch.push(DeferredRequest {
+                request: req,
+                device,
+                offset,
+            });
+            self.pending.push(Pending {
+                claim,
+                target: out.target,
+                stamps: [processing, 0],
+            });
+            return Ok(None);
+        }
         protocol::respond(&self.mem, &claim, out.value);
         self.count(&claim, out.target);
         if let Some(action) = self.control.take() {
-            if let Some(rec) = self.config.recorder.as_mut() {
-                rec.record(record::handled_record(
-                    &req,
-                    out.target,
-                    out.value,
-                    [processing, hs, he, 0],
-                    true,
-                ));
+            if RECORD {
+                self.record(&req, out, [processing, hs, he, 0], true);
             }
             return self.vm_action(action, claim).map(Some);
         }
-        let notify = crate::trace::stamp();
+        let notify = if RECORD { crate::trace::stamp() } else { 0 };
         self.notify(claim);
-        if let Some(rec) = self.config.recorder.as_mut() {
-            rec.record(record::handled_record(
-                &req,
-                out.target,
-                out.value,
-                [processing, hs, he, notify],
-                false,
-            ));
+        if RECORD {
+            self.record(&req, out, [processing, hs, he, notify], false);
         }
         Ok(None)
+    }
+
+    fn record(&mut self, req: &Request, out: dispatch::Outcome, stamps: [u64; 4], withheld: bool) {
+        if let Some(rec) = self.config.recorder.as_mut() {
+            rec.record(record::handled_record(
+                req, out.target, out.value, stamps, withheld,
+            ));
+        }
+    }
+
+    /// The requests of the batch the last [`next_batch`](Self::next_batch) handed out, in the
+    /// order their responses are expected.
+    pub fn batch(&self) -> &[DeferredRequest] {
+        &self.batch
+    }
+
+    /// Completes the batch handed out by the previous call with `responses` (one value per
+    /// request of [`batch`](Self::batch), in order; ignored for writes; a missing one reads as
+    /// all ones): the values of the reads into their slots, then exactly one NOTIFY per request.
+    /// Then serves requests until deferred devices have some ([`Batch::Ready`]) or the client
+    /// stops ([`Batch::Exit`]): native devices are served meanwhile, exactly as by
+    /// [`run`](Self::run), in either wake mode.
+    ///
+    /// A [`VmAction`] requested through the [`VmControl`] while the batch was handled applies
+    /// to the whole batch: its reads get their values, its NOTIFYs are withheld, and the action
+    /// runs as from a native device (reset: serving goes on; suspend, power-off:
+    /// [`Batch::Exit`]).
+    pub fn next_batch(&mut self, responses: &[u64]) -> Result<Batch> {
+        if let Some(exit) = self.complete_batch(responses)? {
+            return Ok(Batch::Exit(exit));
+        }
+        let mut idle: u64 = 0;
+        let poll = match self.config.mode {
+            WakeMode::Poll(p) => Some(p),
+            WakeMode::Blocking => None,
+        };
+        let mut sleep = poll.map_or(Duration::ZERO, |p| p.sleep);
+        self.shared.running.store(true, Ordering::Release);
+        let r = loop {
+            if self.stopped() {
+                break Ok(Batch::Exit(RunExit::Stopped));
+            }
+            match self.scan() {
+                Err(e) => break Err(e),
+                Ok(Pass::Exit(x)) => break Ok(Batch::Exit(x)),
+                Ok(Pass::Handled(n)) => {
+                    if !self.pending.is_empty() {
+                        self.shared.counters.inc(C_BATCHES);
+                        let now = if self.config.recorder.is_some() {
+                            crate::trace::stamp()
+                        } else {
+                            0
+                        };
+                        for p in &mut self.pending {
+                            p.stamps[1] = now;
+                        }
+                        break Ok(Batch::Ready(self.pending.len()));
+                    }
+                    if n > 0 {
+                        idle = 0;
+                        sleep = poll.map_or(Duration::ZERO, |p| p.sleep);
+                        continue;
+                    }
+                }
+            }
+            match poll {
+                None => match self.vm.attach_ioreq_client() {
+                    Ok(()) => self.shared.counters.inc(C_WAKEUPS),
+                    Err(e) if e.errno == Errno::ENODEV => break Ok(Batch::Exit(RunExit::Stopped)),
+                    Err(e) if e.errno == Errno::EINTR => {}
+                    Err(e) => break Err(e),
+                },
+                Some(p) => {
+                    idle += 1;
+                    if idle <= u64::from(p.spins) {
+                        std::hint::spin_loop();
+                    } else if idle <= u64::from(p.spins) + u64::from(p.yields) {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(sleep);
+                        sleep = (sleep * 2).min(p.max_sleep.max(p.sleep));
+                    }
+                }
+            }
+        };
+        self.shared.running.store(false, Ordering::Release);
+        if !matches!(r, Ok(Batch::Ready(_))) {
+            if let Some(rec) = self.config.recorder.as_mut() {
+                rec.flush();
+            }
+        }
+        r
+    }
+
+    fn complete_batch(&mut self, responses: &[u64]) -> Result<Option<RunExit>> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let action = self.control.take();
+        let recording = self.config.recorder.is_some();
+        let end = if recording { crate::trace::stamp() } else { 0 };
+        let pending = std::mem::take(&mut self.pending);
+        for (k, p) in pending.into_iter().enumerate() {
+            let req = *p.claim.request();
+            let value = if req.is_read {
+                let v = responses.get(k).copied().unwrap_or(u64::MAX) & ones(req.size);
+                protocol::respond(&self.mem, &p.claim, v);
+                v
+            } else {
+                0
+            };
+            let out = dispatch::Outcome {
+                value,
+                target: p.target,
+            };
+            if action.is_some() {
+                if recording {
+                    self.record(&req, out, [p.stamps[0], p.stamps[1], end, 0], true);
+                }
+                self.withhold(p.claim);
+                continue;
+            }
+            let notify = if recording { crate::trace::stamp() } else { 0 };
+            self.notify(p.claim);
+            if recording {
+                self.record(&req, out, [p.stamps[0], p.stamps[1], end, notify], false);
+            }
+        }
+        self.batch.clear();
+        self.pending_mask = 0;
+        match action {
+            None => Ok(None),
+            Some(VmAction::Reset) => {
+                let regs = std::mem::take(&mut self.config.reset_regs);
+                let r = self.reset_withheld(&regs);
+                self.config.reset_regs = regs;
+                r.map(|()| None)
+            }
+            Some(a) => {
+                self.vm.pause()?;
+                self.vm.clear_vm_ioreq()?;
+                self.withheld = 0;
+                Ok(Some(if a == VmAction::Suspend {
+                    RunExit::Suspended
+                } else {
+                    RunExit::PoweredOff
+                }))
+            }
+        }
+    }
+
+    /// Drops the pending batch without NOTIFY (CLEAR_VM_IOREQ completes its requests).
+    fn drop_batch(&mut self) {
+        self.pending.clear();
+        self.batch.clear();
+        self.pending_mask = 0;
+    }
+
+    /// Replaces the recorder (see [`ClientConfig::recorder`]); the old one is flushed and
+    /// returned. For recording only part of a run, or starting once the devices are known.
+    pub fn set_recorder(
+        &mut self,
+        recorder: Option<crate::trace::ClientRecorder>,
+    ) -> Option<crate::trace::ClientRecorder> {
+        let mut old = std::mem::replace(&mut self.config.recorder, recorder);
+        if let Some(r) = old.as_mut() {
+            r.flush();
+        }
+        old
     }
 
     #[inline]
@@ -653,6 +883,8 @@ impl IoreqClient {
             },
             Target::Unclaimed => C_UNCLAIMED,
             Target::Fault(_) => C_FAULTS,
+            // Counted when handed out.
+            Target::Deferred(..) => return,
         };
         self.shared.counters.inc(i);
     }
@@ -681,6 +913,7 @@ impl IoreqClient {
                 self.vm.pause()?;
                 self.vm.clear_vm_ioreq()?;
                 self.withheld = 0;
+                self.drop_batch();
                 Ok(Some(if action == VmAction::Suspend {
                     RunExit::Suspended
                 } else {
@@ -700,6 +933,7 @@ impl IoreqClient {
     fn reset_withheld(&mut self, regs: &[VcpuRegs]) -> Result<()> {
         reset_vm_like_dm(&self.vm, None, &mut self.dispatcher, regs)?;
         self.withheld = 0;
+        self.drop_batch();
         self.shared.counters.inc(C_RESETS);
         Ok(())
     }

@@ -24,7 +24,7 @@ pub(crate) fn trace_record(req: &Request, target: Target, value: u64) -> TraceRe
         ),
     };
     let (outcome, device) = match target {
-        Target::Device(id) => (
+        Target::Device(id) | Target::Deferred(id, _) => (
             Outcome::Ok,
             u16::try_from(id.0)
                 .ok()
