@@ -50,6 +50,10 @@ describe('Vm', () => {
     const vm = hsm.createVm({ vcpuNum: 1 });
     vm.injectMsi(0xfee0_0000n, 0x31n);
     vm.setIrqline(4, 1);
+    expect(hsm.interrupts()).toEqual([
+      { kind: 'msi', vmid: vm.vmid, msiAddr: 0xfee0_0000n, msiData: 0x31n },
+      { kind: 'irqline', vmid: vm.vmid, gsi: 4, op: 1 },
+    ]);
     expect(() => vm.injectMsi(0xfee0_0000 as unknown as bigint, 0n)).toThrow(TypeError);
     expect(code(() => vm.ioeventfd({ fd: 9999, flags: 1, addr: 0x3f8n, len: 1 }))).toBe('EBADF');
     expect(code(() => vm.irqfd({ fd: 9999, flags: 0, msiAddr: 0xfee0_0000n, msiData: 0x31n }))).toBe('EBADF');

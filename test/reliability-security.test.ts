@@ -45,7 +45,17 @@ describe('reliability: security', () => {
     expect(hsm.emulated).toBe(false);
   });
 
-  it('EACCES names the path, its owner and mode, the uid, and who may open /dev/acrn_hsm', () => {
+  it('EACCES names the path, its owner and mode, the uid, and who may open /dev/acrn_hsm', (ctx) => {
+    const asRoot = process.getuid?.() === 0;
+    // As root the file opens anyway (CAP_DAC_OVERRIDE): the check runs as an unprivileged user,
+    // who must be able to read this checkout's dist/ (not so in a private home directory).
+    if (asRoot) {
+      const probe = spawnSync(process.execPath, ['-e', `require('node:fs').accessSync(${JSON.stringify(join(root, 'dist/index.js'))})`], { uid: 65534, gid: 65534 });
+      if (probe.status !== 0) {
+        console.warn(`skipped: uid 65534 cannot read ${root}/dist, so the EACCES check cannot run as an unprivileged user here`);
+        ctx.skip();
+      }
+    }
     const path = join(dir, 'root-only');
     writeFileSync(path, 'x');
     chmodSync(path, 0o600);
@@ -57,8 +67,6 @@ describe('reliability: security', () => {
        try { Hsm.open(process.argv[2]); console.log(JSON.stringify({ opened: true })); }
        catch (e) { console.log(JSON.stringify({ code: e.code, errno: e.errno, name: e.name, message: e.message })); }`,
     );
-    const asRoot = process.getuid?.() === 0;
-    // As root the file opens anyway (CAP_DAC_OVERRIDE): run the check as an unprivileged user.
     const r = spawnSync(process.execPath, [script, path], { encoding: 'utf8', ...(asRoot ? { uid: 65534, gid: 65534 } : {}) });
     expect(r.status, r.stderr).toBe(0);
     const e = JSON.parse(r.stdout) as { code: string; errno: number; name: string; message: string };
@@ -83,11 +91,5 @@ describe('reliability: security', () => {
     expect(err).toBeInstanceOf(AcrnHsmError);
     expect((err as AcrnHsmError).code).toBe('ENOENT');
     expect((err as AcrnHsmError).message).toMatch(/ACRN HSM driver.*Hsm\.emulated\(\)/);
-  });
-
-  it('the trace viewer binds 127.0.0.1 only and serves nothing outside its files: see viewer-server.test.ts', () => {
-    const src = readFileSync(join(root, 'test/viewer-server.test.ts'), 'utf8');
-    expect(src).toMatch(/127\.0\.0\.1/);
-    expect(src).toMatch(/traversal|\.\.\//);
   });
 });

@@ -14,27 +14,34 @@ export class AcrnHsmError extends Error {
   }
 }
 
-// `E?` is what an older core names an errno it does not know (it becomes `EUNKNOWN`, errno kept).
-const CODED = /^\[([A-Z0-9_]+|E\?)\] ([\s\S]*)$/;
+// The codes the Rust side sets on the errors it throws (`crates/acrn-hsm-node/src/errors.rs`,
+// `crates/acrn-hsm-wasm/src/lib.rs`): an errno name or `ERR_*`. napi-rs's own failures carry its
+// status names (`InvalidArg`, ...) and are passed through as they are.
+const OUR_CODE = /^(E[A-Z0-9]+|ERR_[A-Z0-9_]+)$/;
+
+let errnoOf: ReadonlyMap<string, number> = new Map();
 
 /**
- * Converts an error thrown by the native addon or the wasm module (whose message starts with
- * `[CODE]`, optionally followed by `errno=N`) into an {@link AcrnHsmError}. Anything else is
- * returned as it is.
+ * The errno numbers of the codes the core names (from the addon's `errnoTable()`, set when the
+ * addon loads; the wasm module has no errnos).
+ * @internal
+ */
+export function setErrnoTable(table: readonly { name: string; errno: number }[]): void {
+  errnoOf = new Map(table.map((e) => [e.name, e.errno]));
+}
+
+/**
+ * Converts an error thrown by the native addon or the wasm module, whose `code` the Rust side
+ * set, into an {@link AcrnHsmError} (with `errno` for errno codes: set by the task that failed,
+ * or from the core's table). Anything else is returned as it is.
  */
 export function fromBindingError(err: unknown): unknown {
-  if (!(err instanceof Error)) return err;
-  const m = CODED.exec(err.message);
-  if (!m) return err;
-  const code = m[1] === 'E?' ? 'EUNKNOWN' : (m[1] as string);
-  let message = m[2] as string;
-  let errno: number | undefined;
-  const e = /^errno=(\d+) ([\s\S]*)$/.exec(message);
-  if (e) {
-    errno = Number(e[1]);
-    message = e[2] as string;
-  }
-  return new AcrnHsmError(code, message, { errno, cause: err });
+  if (!(err instanceof Error) || err instanceof AcrnHsmError) return err;
+  const code = (err as Error & { code?: unknown }).code;
+  if (typeof code !== 'string' || !OUR_CODE.test(code)) return err;
+  const given = (err as Error & { errno?: unknown }).errno;
+  const errno = typeof given === 'number' ? given : errnoOf.get(code);
+  return new AcrnHsmError(code, err.message, { errno, cause: err });
 }
 
 /** Calls `fn`, rethrowing binding errors as {@link AcrnHsmError}. */

@@ -230,6 +230,15 @@ export class Hsm {
     return this.handle.emulatedBackend;
   }
 
+  /**
+   * The interrupts the emulated hypervisor was asked to inject so far, oldest first:
+   * `{ kind: 'msi' | 'irqfd', vmid, msiAddr, msiData }` or `{ kind: 'irqline', vmid, gsi, op }`
+   * (emulator only: `ENODEV` on the real device).
+   */
+  interrupts(): ReturnType<HsmHandle['interrupts']> {
+    return callBinding(() => this.handle.interrupts());
+  }
+
   /** Another open file on the same emulated machine. */
   reopen(): Hsm {
     return new Hsm(callBinding(() => this.handle.reopen()));

@@ -2,7 +2,7 @@
  * Loads the native addon built by `napi build` (native/binding.cjs, generated: never edit it).
  */
 import { createRequire } from 'node:module';
-import { AcrnHsmError } from './errors.js';
+import { AcrnHsmError, setErrnoTable } from './errors.js';
 
 // The generated typings of the addon (native/binding.d.cts) describe this object.
 export type NativeBinding = typeof import('../native/binding.cjs');
@@ -24,5 +24,6 @@ export function native(): NativeBinding {
       { cause: err },
     );
   }
+  setErrnoTable(cached.errnoTable());
   return cached;
 }

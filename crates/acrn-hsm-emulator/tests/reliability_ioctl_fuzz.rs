@@ -18,6 +18,7 @@
 #![allow(clippy::unwrap_used)] // tests/common uses unwrap
 mod common;
 
+use prop_harness::{Budget, Rng};
 use std::collections::BTreeMap;
 use std::mem::offset_of;
 use std::sync::Arc;
@@ -50,55 +51,8 @@ const KERNEL_ERRNOS: &[Errno] = &[
 /// One call may take this long at most (CLEAR_VM_IOREQ may wait up to ~100 ms by design).
 const CALL_BOUND: Duration = Duration::from_secs(2);
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-struct Budget {
-    deadline: Option<Instant>,
-    cases: u64,
-    done: u64,
-}
-
-impl Budget {
-    fn new(default_cases: u64) -> Budget {
-        let secs = std::env::var("ACRN_FUZZ_SECS")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok());
-        Budget {
-            deadline: secs.map(|s| Instant::now() + Duration::from_secs(s)),
-            cases: default_cases,
-            done: 0,
-        }
-    }
-    fn more(&mut self) -> bool {
-        let go = match self.deadline {
-            Some(d) => Instant::now() < d,
-            None => self.done < self.cases,
-        };
-        if go {
-            self.done += 1;
-        }
-        go
-    }
-}
-
 fn seed() -> u64 {
-    std::env::var("ACRN_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x10c7_1f22)
+    prop_harness::seed(0x10c7_1f22)
 }
 
 fn ioc_size(request: u32) -> usize {
@@ -317,7 +271,7 @@ fn a_fresh_handle_answers_einval_to_all_but_create_vm() {
     let mut rng = Rng(seed);
     let emu = Emulator::new();
     let arena = Arena::new();
-    let mut budget = Budget::new(20_000);
+    let mut budget = Budget::new(20_000, 1);
     while budget.more() {
         let hsm = emu.open();
         let request = if rng.below(2) == 0 {
@@ -342,23 +296,23 @@ fn a_fresh_handle_answers_einval_to_all_but_create_vm() {
                 r,
                 Err(Errno::EINVAL),
                 "seed {seed} case {}: {}",
-                budget.done,
+                budget.done(),
                 name_of(request)
             );
         }
     }
-    println!("fresh handles: {} calls, seed {seed}", budget.done);
+    println!("fresh handles: {} calls, seed {seed}", budget.done());
 }
 
 #[test]
 fn random_ioctl_sequences_never_panic_hang_or_invent_errnos() {
     let seed = seed() ^ 0x5e9;
     let mut rng = Rng(seed);
-    let mut budget = Budget::new(300);
+    let mut budget = Budget::new(300, 1);
     let mut tally = Tally::default();
     let mut vms_created = 0u64;
     while budget.more() {
-        let case = budget.done;
+        let case = budget.done();
         let emu = Emulator::with_config(EmulatorConfig {
             pcpu_num: 16,
             max_vms: 4,
@@ -448,7 +402,9 @@ fn random_ioctl_sequences_never_panic_hang_or_invent_errnos() {
     }
     println!(
         "ioctl sequences: {} cases, {} calls, {vms_created} VMs alive at the end of a case, seed {seed}: {:?}",
-        budget.done, tally.calls, tally.results
+        budget.done(),
+        tally.calls,
+        tally.results
     );
     // The generator must get past the first checks, not only collect EINVAL.
     assert!(tally.results.get("ok").copied().unwrap_or(0) * 10 > tally.calls);

@@ -6,7 +6,7 @@ use napi::bindgen_prelude::{AsyncTask, Float64Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::errors::{coded_error, errno_error};
+use crate::errors::{Failure, Result, coded_error, errno_error};
 
 /// One native benchmark case.
 #[napi(object)]
@@ -50,6 +50,7 @@ pub struct NativeBenchResult {
 /// A native benchmark case on the libuv pool.
 pub struct NativeBenchTask {
     case: NativeCase,
+    failure: Failure,
 }
 
 impl Task for NativeBenchTask {
@@ -57,10 +58,12 @@ impl Task for NativeBenchTask {
     type JsValue = NativeBenchResult;
 
     fn compute(&mut self) -> napi::Result<Measured> {
-        run_native_case(&self.case).map_err(|e: BenchError| match e.errno {
-            Some(errno) => errno_error(&e.what, errno),
-            None => coded_error("ERR_BENCH", &e.what),
-        })
+        let r = self.compute_coded();
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Self::JsValue> {
+        self.failure.reject(&env, err)
     }
 
     fn resolve(&mut self, _env: Env, m: Measured) -> napi::Result<NativeBenchResult> {
@@ -75,10 +78,19 @@ impl Task for NativeBenchTask {
     }
 }
 
+impl NativeBenchTask {
+    fn compute_coded(&mut self) -> Result<Measured> {
+        run_native_case(&self.case).map_err(|e: BenchError| match e.errno {
+            Some(errno) => errno_error(&e.what, errno),
+            None => coded_error("ERR_BENCH", &e.what),
+        })
+    }
+}
+
 /// Runs one case of the native path (Rust client, native register file) on a fresh emulator;
 /// resolves with the guest's latencies.
 #[napi(ts_return_type = "Promise<NativeBenchResult>")]
-pub fn bench_native(options: NativeBenchOptions) -> napi::Result<AsyncTask<NativeBenchTask>> {
+pub fn bench_native(options: NativeBenchOptions) -> Result<AsyncTask<NativeBenchTask>> {
     let poll = match options.mode.as_str() {
         "poll" => true,
         "notify" => false,
@@ -107,5 +119,8 @@ pub fn bench_native(options: NativeBenchOptions) -> napi::Result<AsyncTask<Nativ
         max_seconds: options.max_seconds,
         poll_backoff: options.poll_backoff == Some(true),
     };
-    Ok(AsyncTask::new(NativeBenchTask { case }))
+    Ok(AsyncTask::new(NativeBenchTask {
+        case,
+        failure: Failure::default(),
+    }))
 }

@@ -28,7 +28,7 @@ use napi::bindgen_prelude::{AsyncTask, BigInt, BigUint64Array, Buffer};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::errors::{coded_error, hsm_error};
+use crate::errors::{Failure, Result, coded_error, hsm_error};
 
 /// Words per request record.
 pub const RECORD_WORDS: u32 = 4;
@@ -105,7 +105,7 @@ fn close(server: &mut Option<Server>) {
 }
 
 impl Server {
-    fn next(&mut self, responses: &[u64]) -> napi::Result<Option<usize>> {
+    fn next(&mut self, responses: &[u64]) -> Result<Option<usize>> {
         match self.client.next_batch(responses).map_err(hsm_error)? {
             Batch::Ready(n) => Ok(Some(n)),
             Batch::Exit(_) => Ok(None),
@@ -228,7 +228,7 @@ pub struct IoreqClientHandle {
 
 impl IoreqClientHandle {
     /// CREATE_IOREQ_CLIENT and an empty device table.
-    pub(crate) fn create(vm: Arc<Vm>, poll: bool) -> napi::Result<IoreqClientHandle> {
+    pub(crate) fn create(vm: Arc<Vm>, poll: bool) -> Result<IoreqClientHandle> {
         let faults: Arc<Mutex<Vec<FaultInfo>>> = Arc::default();
         let mut dispatcher = Dispatcher::new();
         let sink = faults.clone();
@@ -278,7 +278,7 @@ impl IoreqClientHandle {
     }
 
     /// Registration happens while no batch is being waited for (the server is not in use).
-    fn with_server<T>(&self, f: impl FnOnce(&mut Server) -> napi::Result<T>) -> napi::Result<T> {
+    fn with_server<T>(&self, f: impl FnOnce(&mut Server) -> Result<T>) -> Result<T> {
         let mut guard = self.server.try_lock().map_err(|_| {
             coded_error(
                 "ERR_CLIENT_RUNNING",
@@ -297,7 +297,7 @@ impl IoreqClientHandle {
         base: u64,
         len: u64,
         device: Box<dyn IoDevice>,
-    ) -> napi::Result<u32> {
+    ) -> Result<u32> {
         self.with_server(|s| {
             let id = s
                 .client
@@ -308,7 +308,7 @@ impl IoreqClientHandle {
         })
     }
 
-    fn add_js(&mut self, at: DeferredAt, name: &str) -> napi::Result<u32> {
+    fn add_js(&mut self, at: DeferredAt, name: &str) -> Result<u32> {
         let index = self.js_devices;
         self.with_server(|s| {
             let id = s
@@ -327,7 +327,7 @@ impl IoreqClientHandle {
     }
 }
 
-fn bigint_u64(what: &str, v: &BigInt) -> napi::Result<u64> {
+fn bigint_u64(what: &str, v: &BigInt) -> Result<u64> {
     let (signed, value, lossless) = v.get_u64();
     if signed || !lossless {
         return Err(coded_error(
@@ -338,7 +338,7 @@ fn bigint_u64(what: &str, v: &BigInt) -> napi::Result<u64> {
     Ok(value)
 }
 
-fn space_of(space: &str) -> napi::Result<AddressSpace> {
+fn space_of(space: &str) -> Result<AddressSpace> {
     match space {
         "pio" => Ok(AddressSpace::Pio),
         "mmio" => Ok(AddressSpace::Mmio),
@@ -357,6 +357,7 @@ pub struct NextTask {
     out: Vec<u64>,
     /// The caller's preallocated array (64 words), reused for every batch.
     out_js: BigUint64Array,
+    failure: Failure,
 }
 
 impl Task for NextTask {
@@ -364,19 +365,12 @@ impl Task for NextTask {
     type JsValue = i32;
 
     fn compute(&mut self) -> napi::Result<Option<usize>> {
-        let mut guard = lock(&self.server);
-        let Some(server) = guard.as_mut() else {
-            return Ok(None);
-        };
-        let n = server.next(&self.responses)?;
-        match n {
-            Some(n) => {
-                self.out.resize(n * RECORD_WORDS as usize, 0);
-                server.write_records(&mut self.out);
-            }
-            None => close(&mut guard),
-        }
-        Ok(n)
+        let r = self.compute_coded();
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Self::JsValue> {
+        self.failure.reject(&env, err)
     }
 
     fn resolve(&mut self, _env: Env, n: Option<usize>) -> napi::Result<i32> {
@@ -392,6 +386,24 @@ impl Task for NextTask {
     }
 }
 
+impl NextTask {
+    fn compute_coded(&mut self) -> Result<Option<usize>> {
+        let mut guard = lock(&self.server);
+        let Some(server) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let n = server.next(&self.responses)?;
+        match n {
+            Some(n) => {
+                self.out.resize(n * RECORD_WORDS as usize, 0);
+                server.write_records(&mut self.out);
+            }
+            None => close(&mut guard),
+        }
+        Ok(n)
+    }
+}
+
 #[napi]
 impl IoreqClientHandle {
     /// Registers a JavaScript device on a PIO/MMIO range; returns its index in the records.
@@ -402,7 +414,7 @@ impl IoreqClientHandle {
         base: BigInt,
         len: BigInt,
         name: String,
-    ) -> napi::Result<u32> {
+    ) -> Result<u32> {
         let space = space_of(&space)?;
         let (base, len) = (bigint_u64("base", &base)?, bigint_u64("length", &len)?);
         self.add_js(DeferredAt::Range(space, base, len), &name)
@@ -410,20 +422,14 @@ impl IoreqClientHandle {
 
     /// Registers a JavaScript PCI function; returns its index in the records.
     #[napi]
-    pub fn add_js_pci(
-        &mut self,
-        bus: u32,
-        device: u32,
-        func: u32,
-        name: String,
-    ) -> napi::Result<u32> {
+    pub fn add_js_pci(&mut self, bus: u32, device: u32, func: u32, name: String) -> Result<u32> {
         let bdf = bdf(bus, device, func)?;
         self.add_js(DeferredAt::Pci(bdf), &name)
     }
 
     /// Adds the core's 16550 UART at `base` (8 ports); returns its handle for `uartOutput`.
     #[napi]
-    pub fn add_uart(&mut self, base: u32, name: Option<String>) -> napi::Result<u32> {
+    pub fn add_uart(&mut self, base: u32, name: Option<String>) -> Result<u32> {
         let mut uart = Uart16550::new();
         if let Some(n) = name {
             uart = uart.with_name(n);
@@ -436,7 +442,7 @@ impl IoreqClientHandle {
 
     /// What the UART transmitted since the last call.
     #[napi]
-    pub fn uart_take_output(&self, uart: u32) -> napi::Result<Buffer> {
+    pub fn uart_take_output(&self, uart: u32) -> Result<Buffer> {
         let (out, _) = self
             .uarts
             .get(uart as usize)
@@ -446,7 +452,7 @@ impl IoreqClientHandle {
 
     /// Queues bytes for the guest to receive.
     #[napi]
-    pub fn uart_push_input(&self, uart: u32, bytes: Buffer) -> napi::Result<()> {
+    pub fn uart_push_input(&self, uart: u32, bytes: Buffer) -> Result<()> {
         let (_, input) = self
             .uarts
             .get(uart as usize)
@@ -463,7 +469,7 @@ impl IoreqClientHandle {
         base: BigInt,
         len: u32,
         name: Option<String>,
-    ) -> napi::Result<u32> {
+    ) -> Result<u32> {
         let space = space_of(&space)?;
         let base = bigint_u64("base", &base)?;
         if len == 0 || len > 1 << 24 {
@@ -484,7 +490,7 @@ impl IoreqClientHandle {
 
     /// A copy of a register file's contents.
     #[napi]
-    pub fn register_bytes(&self, handle: u32) -> napi::Result<Buffer> {
+    pub fn register_bytes(&self, handle: u32) -> Result<Buffer> {
         let view = self
             .registers
             .get(handle as usize)
@@ -500,7 +506,7 @@ impl IoreqClientHandle {
         device: u32,
         func: u32,
         options: PciFunctionOptions,
-    ) -> napi::Result<()> {
+    ) -> Result<()> {
         let bdf = bdf(bus, device, func)?;
         let vendor = u16::try_from(options.vendor_id)
             .map_err(|_| coded_error("ERR_OUT_OF_RANGE", "vendorId is 16 bits"))?;
@@ -560,7 +566,7 @@ impl IoreqClientHandle {
         &self,
         responses: &[u64],
         out: BigUint64Array,
-    ) -> napi::Result<AsyncTask<NextTask>> {
+    ) -> Result<AsyncTask<NextTask>> {
         if out.len() < (MAX_BATCH * RECORD_WORDS) as usize {
             return Err(coded_error(
                 "ERR_INVALID_ARG",
@@ -568,6 +574,7 @@ impl IoreqClientHandle {
             ));
         }
         Ok(AsyncTask::new(NextTask {
+            failure: Failure::default(),
             server: self.server.clone(),
             responses: responses.to_vec(),
             out: Vec::with_capacity((MAX_BATCH * RECORD_WORDS) as usize),
@@ -580,7 +587,7 @@ impl IoreqClientHandle {
     /// until CLEAR_VM_IOREQ or the VM's reset or destruction. A recording in progress is
     /// finished.
     #[napi]
-    pub fn stop(&self) -> napi::Result<()> {
+    pub fn stop(&self) -> Result<()> {
         self.handle.stop();
         // Not serving: drop the client now (its DESTROY_IOREQ_CLIENT, in poll mode too), so the
         // VM can get a new one at once. A loop waiting in `next` drops it when it returns.
@@ -597,7 +604,7 @@ impl IoreqClientHandle {
         let token = NEXT_STOP_TOKEN.fetch_add(1, Ordering::Relaxed);
         let mut tokens = lock(&STOP_TOKENS);
         // Tokens of clients that ended serving are no longer needed.
-        tokens.retain(|(_, h)| !(h.is_stopped() && !h.is_running()));
+        tokens.retain(|(_, h)| !h.is_stopped() || h.is_running());
         tokens.push((token, self.handle.clone()));
         token
     }
@@ -638,7 +645,7 @@ impl IoreqClientHandle {
     /// handled are withheld, then PAUSE, CLEAR_VM_IOREQ, (reset:) device reset, RESET, START.
     /// After a suspend or power-off the next `next` returns -1.
     #[napi]
-    pub fn request_vm_action(&self, action: String) -> napi::Result<()> {
+    pub fn request_vm_action(&self, action: String) -> Result<()> {
         let a = match action.as_str() {
             "reset" => VmAction::Reset,
             "suspend" => VmAction::Suspend,
@@ -658,7 +665,7 @@ impl IoreqClientHandle {
     /// docs/trace-format.md), with the devices registered so far in its header. Client-side
     /// stamps only (processing to notify), as on a real device.
     #[napi]
-    pub fn start_recording(&self, path: String, name: Option<String>) -> napi::Result<()> {
+    pub fn start_recording(&self, path: String, name: Option<String>) -> Result<()> {
         self.with_server(|s| {
             if s.recorder.is_some() {
                 return Err(coded_error("ERR_RECORDING", "already recording"));
@@ -681,7 +688,7 @@ impl IoreqClientHandle {
 
     /// Finishes the recording; resolves to the number of records written (0 if none).
     #[napi]
-    pub fn stop_recording(&self) -> napi::Result<f64> {
+    pub fn stop_recording(&self) -> Result<f64> {
         self.with_server(|s| {
             drop(s.client.set_recorder(None));
             match s.recorder.take() {
@@ -703,7 +710,7 @@ pub fn client_next(
     client: &IoreqClientHandle,
     responses: &[u64],
     #[napi(ts_arg_type = "BigUint64Array")] out: Option<&mut [u64]>,
-) -> napi::Result<i32> {
+) -> Result<i32> {
     // `Option` only because napi-rs converts a borrowed mutable typed array through it.
     let out = out.ok_or_else(|| coded_error("ERR_INVALID_ARG", "out must be a BigUint64Array"))?;
     if out.len() < (MAX_BATCH * RECORD_WORDS) as usize {
@@ -752,7 +759,7 @@ pub fn stop_client(token: u32) -> bool {
     true
 }
 
-fn bdf(bus: u32, device: u32, function: u32) -> napi::Result<Bdf> {
+fn bdf(bus: u32, device: u32, function: u32) -> Result<Bdf> {
     if bus > 255 || device > 31 || function > 7 {
         return Err(coded_error(
             "ERR_OUT_OF_RANGE",

@@ -4,10 +4,10 @@ use acrn_uapi::ioreq::{self, DecodeError, IoPayload, IoRequest};
 use napi::bindgen_prelude::{BigInt, BigUint64Array, Uint8Array};
 use napi_derive::napi;
 
-use crate::errors::coded_error;
+use crate::errors::{CodedError, Result, coded_error};
 
 /// Turns a core decode error into a JS `Error` carrying its stable code.
-fn decode_error(err: &DecodeError) -> napi::Error {
+fn decode_error(err: &DecodeError) -> CodedError {
     coded_error(err.code(), &err.to_string())
 }
 
@@ -129,7 +129,7 @@ fn to_js(req: &IoRequest) -> DecodedIoRequest {
 
 /// Decodes one 256-byte `struct acrn_io_request`.
 #[napi]
-pub fn decode_io_request(bytes: Uint8Array) -> napi::Result<DecodedIoRequest> {
+pub fn decode_io_request(bytes: Uint8Array) -> Result<DecodedIoRequest> {
     ioreq::decode_io_request(&bytes)
         .map(|req| to_js(&req))
         .map_err(|e| decode_error(&e))
@@ -137,7 +137,7 @@ pub fn decode_io_request(bytes: Uint8Array) -> napi::Result<DecodedIoRequest> {
 
 /// Decodes a 4096-byte `struct acrn_io_request_buffer` into its 16 slots.
 #[napi]
-pub fn decode_ioreq_page(bytes: Uint8Array) -> napi::Result<Vec<DecodedSlot>> {
+pub fn decode_ioreq_page(bytes: Uint8Array) -> Result<Vec<DecodedSlot>> {
     let slots = ioreq::decode_ioreq_page(&bytes).map_err(|e| decode_error(&e))?;
     Ok(slots
         .iter()
@@ -165,7 +165,7 @@ pub fn decode_ioreq_page(bytes: Uint8Array) -> napi::Result<Vec<DecodedSlot>> {
 /// Encodes a request, given as the 12 words of `ts/encode.ts` (`toFields`), into a fresh
 /// 256-byte slot image.
 #[napi]
-pub fn encode_io_request_fields(fields: BigUint64Array) -> napi::Result<Uint8Array> {
+pub fn encode_io_request_fields(fields: BigUint64Array) -> Result<Uint8Array> {
     let req = IoRequest::from_fields(&fields).map_err(|e| coded_error(e.code(), &e.to_string()))?;
     let mut out = vec![0u8; acrn_uapi::ioreq::SLOT_SIZE];
     ioreq::encode_io_request(&req, &mut out).map_err(|e| coded_error(e.code(), &e.to_string()))?;

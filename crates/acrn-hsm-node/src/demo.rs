@@ -17,7 +17,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, Task};
 use napi_derive::napi;
 
-use crate::errors::coded_error;
+use crate::errors::{Failure, Result, coded_error};
 
 /// Where the demo puts the JavaScript device (MMIO).
 pub const JS_DEVICE_BASE: u64 = 0xfe00_0000;
@@ -113,6 +113,7 @@ pub struct DemoTask {
     config: Option<DemoConfig>,
     progress: ProgressFn,
     device: Option<AccessFn>,
+    failure: Failure,
 }
 
 impl Task for DemoTask {
@@ -120,6 +121,21 @@ impl Task for DemoTask {
     type JsValue = String;
 
     fn compute(&mut self) -> napi::Result<String> {
+        let r = self.compute_coded();
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Self::JsValue> {
+        self.failure.reject(&env, err)
+    }
+
+    fn resolve(&mut self, _env: Env, output: String) -> napi::Result<String> {
+        Ok(output)
+    }
+}
+
+impl DemoTask {
+    fn compute_coded(&mut self) -> Result<String> {
         let config = self
             .config
             .take()
@@ -163,10 +179,6 @@ impl Task for DemoTask {
         .map_err(|e| coded_error("ERR_DEMO", &e.to_string()))?;
         serde_json::to_string(&summary).map_err(|e| coded_error("ERR_DEMO", &e.to_string()))
     }
-
-    fn resolve(&mut self, _env: Env, output: String) -> napi::Result<String> {
-        Ok(output)
-    }
 }
 
 /// Runs the demo VM on the emulator. `onProgress` receives JSON snapshots; `device`, when given,
@@ -179,7 +191,7 @@ pub fn run_demo(
     #[napi(ts_arg_type = "((access: JsDeviceAccess) => bigint) | undefined | null")] device: Option<
         AccessFn,
     >,
-) -> napi::Result<AsyncTask<DemoTask>> {
+) -> Result<AsyncTask<DemoTask>> {
     let mut config = DemoConfig::default();
     if let Some(v) = options.vcpus {
         config.vcpus = u16::try_from(v)
@@ -220,6 +232,7 @@ pub fn run_demo(
     }
     config.trace = options.trace.map(std::path::PathBuf::from);
     Ok(AsyncTask::new(DemoTask {
+        failure: Failure::default(),
         config: Some(config),
         progress: on_progress,
         device,

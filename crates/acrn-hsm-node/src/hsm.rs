@@ -1,20 +1,22 @@
 //! The HSM (real device or emulator), its VM and the emulator's guest, as JavaScript classes.
 //!
-//! Errors carry the errno: `[EINVAL] errno=22 CREATE_VM: ...`, which the façade turns into an
-//! `AcrnHsmError` with `code` and `errno`.
+//! Errors carry the errno's name as their `code` (`EINVAL`, set in [`crate::errors`]), which the
+//! façade turns into an `AcrnHsmError` with `code` and `errno`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use acrn_hsm::{Errno, Hsm, IoEventFd, IoctlArg, IrqFd, MemMap, UserPages, VcpuRegs, Vm, VmConfig};
-use acrn_hsm_emulator::{Emulator, EmulatorConfig, FaultKind, RunResult, Workload, emulator_of};
+use acrn_hsm_emulator::{
+    Emulator, EmulatorConfig, FaultKind, InterruptEvent, RunResult, Workload, emulator_of,
+};
 use napi::bindgen_prelude::{AsyncTask, BigInt, Buffer, Float64Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use crate::errors::{coded_error, errno_error, hsm_error};
+use crate::errors::{Failure, Result, coded_error, errno_error, hsm_error};
 
-fn bigint_u64(what: &str, value: &BigInt) -> napi::Result<u64> {
+fn bigint_u64(what: &str, value: &BigInt) -> Result<u64> {
     let (signed, v, lossless) = value.get_u64();
     if signed || !lossless {
         return Err(coded_error(
@@ -23,6 +25,37 @@ fn bigint_u64(what: &str, value: &BigInt) -> napi::Result<u64> {
         ));
     }
     Ok(v)
+}
+
+/// An interrupt the emulated hypervisor was asked to inject.
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct InterruptInfo {
+    /// `'msi'` (INJECT_MSI), `'irqfd'` (an irqfd's MSI) or `'irqline'` (SET_IRQLINE).
+    #[napi(ts_type = "'msi' | 'irqfd' | 'irqline'")]
+    pub kind: String,
+    /// The target VM.
+    pub vmid: u32,
+    /// MSI address.
+    pub msi_addr: Option<BigInt>,
+    /// MSI data.
+    pub msi_data: Option<BigInt>,
+    /// The GSI (irqline).
+    pub gsi: Option<u32>,
+    /// The operation (irqline: 0 deassert, 1 assert, 2 pulse).
+    pub op: Option<u32>,
+}
+
+impl InterruptInfo {
+    fn msi(kind: &str, vmid: u16, addr: u64, data: u64) -> InterruptInfo {
+        InterruptInfo {
+            kind: kind.into(),
+            vmid: u32::from(vmid),
+            msi_addr: Some(BigInt::from(addr)),
+            msi_data: Some(BigInt::from(data)),
+            ..InterruptInfo::default()
+        }
+    }
 }
 
 /// Options of the emulated machine.
@@ -58,7 +91,7 @@ impl UserPage {
 
     /// Copies `length` bytes at `offset` out.
     #[napi]
-    pub fn read(&self, offset: u32, length: u32) -> napi::Result<Buffer> {
+    pub fn read(&self, offset: u32, length: u32) -> Result<Buffer> {
         let mut out = vec![0u8; length as usize];
         self.pages
             .read_bytes(offset as usize, &mut out)
@@ -68,7 +101,7 @@ impl UserPage {
 
     /// Copies `bytes` in at `offset`.
     #[napi]
-    pub fn write(&self, offset: u32, bytes: Uint8Array) -> napi::Result<()> {
+    pub fn write(&self, offset: u32, bytes: Uint8Array) -> Result<()> {
         self.pages
             .write_bytes(offset as usize, &bytes)
             .map_err(|e| errno_error("UserPage.write", e))
@@ -77,7 +110,7 @@ impl UserPage {
     /// Reads slot `vcpu` of an ioreq page as the protocol demands: `processed` with an acquire
     /// load first, then the rest of the 256 bytes.
     #[napi]
-    pub fn read_slot(&self, vcpu: u32) -> napi::Result<Buffer> {
+    pub fn read_slot(&self, vcpu: u32) -> Result<Buffer> {
         use acrn_uapi::ioreq::{SLOT_COUNT, SLOT_OFFSET_PROCESSED, SLOT_SIZE, slot_offset};
         if vcpu as usize >= SLOT_COUNT {
             return Err(coded_error("ERR_OUT_OF_RANGE", "vcpu must be in 0..15"));
@@ -99,7 +132,7 @@ impl UserPage {
 
 /// Allocates `length` bytes (rounded up to whole pages) of page-aligned memory.
 #[napi]
-pub fn alloc_pages(length: u32) -> napi::Result<UserPage> {
+pub fn alloc_pages(length: u32) -> Result<UserPage> {
     let pages = UserPages::new(length as usize).map_err(|e| errno_error("allocPages", e))?;
     Ok(UserPage {
         pages: Arc::new(pages),
@@ -129,7 +162,7 @@ pub struct CreateVmOptions {
 impl HsmHandle {
     /// Opens the real device at `path`.
     #[napi(factory)]
-    pub fn open(path: String) -> napi::Result<HsmHandle> {
+    pub fn open(path: String) -> Result<HsmHandle> {
         let hsm = Hsm::open(&path).map_err(|err| {
             let op = format!("open {path}");
             errno_error(&op, err.errno)
@@ -139,7 +172,7 @@ impl HsmHandle {
 
     /// A handle on a new emulated machine.
     #[napi(factory)]
-    pub fn emulated(options: Option<EmulatorOptions>) -> napi::Result<HsmHandle> {
+    pub fn emulated(options: Option<EmulatorOptions>) -> Result<HsmHandle> {
         let o = options.unwrap_or_default();
         let mut config = EmulatorConfig::default();
         if let Some(p) = o.pcpus {
@@ -161,11 +194,11 @@ impl HsmHandle {
 
     /// Another open file on the same machine (emulator only; a real device is opened again by path).
     #[napi]
-    pub fn reopen(&self) -> napi::Result<HsmHandle> {
+    pub fn reopen(&self) -> Result<HsmHandle> {
         let emu = emulator_of(&self.hsm).ok_or_else(|| {
-            coded_error(
-                "ENODEV",
-                "errno=19 reopen: only an emulated handle can be reopened",
+            errno_error(
+                "reopen (only an emulated handle can be reopened)",
+                Errno::ENODEV,
             )
         })?;
         Ok(HsmHandle {
@@ -179,11 +212,37 @@ impl HsmHandle {
         emulator_of(&self.hsm).is_some()
     }
 
+    /// The interrupts the emulated hypervisor was asked to inject so far (INJECT_MSI,
+    /// SET_IRQLINE, irqfd signals), oldest first (`ENODEV` on the real device).
+    #[napi]
+    pub fn interrupts(&self) -> Result<Vec<InterruptInfo>> {
+        let emu = emulator_of(&self.hsm).ok_or_else(|| errno_error("interrupts", Errno::ENODEV))?;
+        Ok(emu
+            .interrupts()
+            .into_iter()
+            .map(|e| match e {
+                InterruptEvent::Msi { vmid, addr, data } => {
+                    InterruptInfo::msi("msi", vmid, addr, data)
+                }
+                InterruptEvent::IrqfdMsi { vmid, addr, data } => {
+                    InterruptInfo::msi("irqfd", vmid, addr, data)
+                }
+                InterruptEvent::IrqLine { vmid, gsi, op } => InterruptInfo {
+                    kind: "irqline".into(),
+                    vmid: u32::from(vmid),
+                    gsi: Some(gsi),
+                    op: Some(op),
+                    ..InterruptInfo::default()
+                },
+            })
+            .collect())
+    }
+
     /// The raw ioctl with a pointer argument: `arg` holds the argument struct's bytes and is
     /// written back in place (what `_IOWR`/`_IOR` write back); absent for `_IO` requests.
     /// Returns the ioctl's result.
     #[napi]
-    pub fn ioctl(&self, request: u32, arg: Option<&mut [u8]>) -> napi::Result<i64> {
+    pub fn ioctl(&self, request: u32, arg: Option<&mut [u8]>) -> Result<i64> {
         let result = match arg {
             None => self.hsm.ioctl(request, IoctlArg::None),
             Some(bytes) => {
@@ -199,7 +258,7 @@ impl HsmHandle {
 
     /// The raw ioctl with a by-value argument (SET_IRQLINE, VM_INTR_MONITOR...).
     #[napi]
-    pub fn ioctl_value(&self, request: u32, value: BigInt) -> napi::Result<i64> {
+    pub fn ioctl_value(&self, request: u32, value: BigInt) -> Result<i64> {
         let v = bigint_u64("arg", &value)?;
         self.hsm
             .ioctl(request, IoctlArg::Value(v))
@@ -212,7 +271,7 @@ impl HsmHandle {
         &self,
         options: CreateVmOptions,
         ioreq_page: Option<&UserPage>,
-    ) -> napi::Result<VmHandle> {
+    ) -> Result<VmHandle> {
         let vcpu_num = u16::try_from(options.vcpu_num)
             .ok()
             .filter(|n| (1..=16).contains(n))
@@ -284,7 +343,7 @@ pub struct MemsegOptions {
 }
 
 impl MemsegOptions {
-    fn to_memmap(&self) -> napi::Result<MemMap> {
+    fn to_memmap(&self) -> Result<MemMap> {
         Ok(MemMap {
             ty: self.r#type,
             attr: self.attr,
@@ -407,6 +466,7 @@ fn run_result_to_js(r: RunResult) -> GuestRunResult {
 /// ATTACH_IOREQ_CLIENT on the libuv pool (it blocks until a request is pending).
 pub struct AttachTask {
     vm: Arc<Vm>,
+    failure: Failure,
 }
 
 impl Task for AttachTask {
@@ -414,7 +474,12 @@ impl Task for AttachTask {
     type JsValue = ();
 
     fn compute(&mut self) -> napi::Result<()> {
-        self.vm.attach_ioreq_client().map_err(hsm_error)
+        let r = self.compute_coded();
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Self::JsValue> {
+        self.failure.reject(&env, err)
     }
 
     fn resolve(&mut self, _env: Env, _output: ()) -> napi::Result<()> {
@@ -422,10 +487,17 @@ impl Task for AttachTask {
     }
 }
 
+impl AttachTask {
+    fn compute_coded(&mut self) -> Result<()> {
+        self.vm.attach_ioreq_client().map_err(hsm_error)
+    }
+}
+
 /// A guest workload run on the libuv pool.
 pub struct GuestTask {
     guest: Option<acrn_hsm_emulator::Guest>,
     workload: Workload,
+    failure: Failure,
 }
 
 impl Task for GuestTask {
@@ -433,6 +505,21 @@ impl Task for GuestTask {
     type JsValue = GuestRunResult;
 
     fn compute(&mut self) -> napi::Result<RunResult> {
+        let r = self.compute_coded();
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Self::JsValue> {
+        self.failure.reject(&env, err)
+    }
+
+    fn resolve(&mut self, _env: Env, output: RunResult) -> napi::Result<GuestRunResult> {
+        Ok(run_result_to_js(output))
+    }
+}
+
+impl GuestTask {
+    fn compute_coded(&mut self) -> Result<RunResult> {
         let guest = self
             .guest
             .take()
@@ -441,13 +528,9 @@ impl Task for GuestTask {
             .run(&self.workload)
             .map_err(|e| errno_error("guest run", e))
     }
-
-    fn resolve(&mut self, _env: Env, output: RunResult) -> napi::Result<GuestRunResult> {
-        Ok(run_result_to_js(output))
-    }
 }
 
-fn opt_u64(what: &str, v: &Option<BigInt>) -> napi::Result<u64> {
+fn opt_u64(what: &str, v: &Option<BigInt>) -> Result<u64> {
     v.as_ref()
         .map(|v| bigint_u64(what, v))
         .transpose()
@@ -469,7 +552,7 @@ impl VmHandle {
 
     /// The VM another thread shared with `share()`.
     #[napi(factory)]
-    pub fn from_shared(token: u32) -> napi::Result<VmHandle> {
+    pub fn from_shared(token: u32) -> Result<VmHandle> {
         let shared = SHARED_VMS.lock().unwrap_or_else(|e| e.into_inner());
         shared
             .iter()
@@ -510,31 +593,31 @@ impl VmHandle {
 
     /// START_VM.
     #[napi]
-    pub fn start(&self) -> napi::Result<()> {
+    pub fn start(&self) -> Result<()> {
         self.vm.start().map_err(hsm_error)
     }
 
     /// PAUSE_VM.
     #[napi]
-    pub fn pause(&self) -> napi::Result<()> {
+    pub fn pause(&self) -> Result<()> {
         self.vm.pause().map_err(hsm_error)
     }
 
     /// RESET_VM.
     #[napi]
-    pub fn reset(&self) -> napi::Result<()> {
+    pub fn reset(&self) -> Result<()> {
         self.vm.reset().map_err(hsm_error)
     }
 
     /// DESTROY_VM.
     #[napi]
-    pub fn destroy(&self) -> napi::Result<()> {
+    pub fn destroy(&self) -> Result<()> {
         self.vm.destroy().map_err(hsm_error)
     }
 
     /// SET_VCPU_REGS.
     #[napi]
-    pub fn set_vcpu_regs(&self, regs: VcpuRegsOptions) -> napi::Result<()> {
+    pub fn set_vcpu_regs(&self, regs: VcpuRegsOptions) -> Result<()> {
         let vcpu_id = u16::try_from(regs.vcpu_id)
             .map_err(|_| coded_error("ERR_OUT_OF_RANGE", "vcpuId must fit in 16 bits"))?;
         let mut r = VcpuRegs {
@@ -556,19 +639,19 @@ impl VmHandle {
 
     /// SET_MEMSEG.
     #[napi]
-    pub fn set_memseg(&self, map: MemsegOptions) -> napi::Result<()> {
+    pub fn set_memseg(&self, map: MemsegOptions) -> Result<()> {
         self.vm.set_memseg(&map.to_memmap()?).map_err(hsm_error)
     }
 
     /// UNSET_MEMSEG.
     #[napi]
-    pub fn unset_memseg(&self, map: MemsegOptions) -> napi::Result<()> {
+    pub fn unset_memseg(&self, map: MemsegOptions) -> Result<()> {
         self.vm.unset_memseg(&map.to_memmap()?).map_err(hsm_error)
     }
 
     /// Maps `memory` as guest RAM at `userVmPa` (SET_MEMSEG of type RAM) and keeps it alive.
     #[napi]
-    pub fn map_ram(&self, user_vm_pa: BigInt, memory: &UserPage, attr: u32) -> napi::Result<()> {
+    pub fn map_ram(&self, user_vm_pa: BigInt, memory: &UserPage, attr: u32) -> Result<()> {
         let pa = bigint_u64("userVmPa", &user_vm_pa)?;
         self.vm
             .map_ram(pa, memory.pages.clone(), attr)
@@ -577,17 +660,14 @@ impl VmHandle {
 
     /// CREATE_IOREQ_CLIENT.
     #[napi]
-    pub fn create_ioreq_client(&self) -> napi::Result<()> {
+    pub fn create_ioreq_client(&self) -> Result<()> {
         self.vm.create_ioreq_client().map_err(hsm_error)
     }
 
     /// CREATE_IOREQ_CLIENT, returning the client that serves devices (`poll`: busy-poll the
     /// page instead of sleeping in ATTACH).
     #[napi]
-    pub fn create_client(
-        &self,
-        poll: Option<bool>,
-    ) -> napi::Result<crate::client::IoreqClientHandle> {
+    pub fn create_client(&self, poll: Option<bool>) -> Result<crate::client::IoreqClientHandle> {
         crate::client::IoreqClientHandle::create(self.vm.clone(), poll.unwrap_or(false))
     }
 
@@ -596,31 +676,32 @@ impl VmHandle {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn attach_ioreq_client(&self) -> AsyncTask<AttachTask> {
         AsyncTask::new(AttachTask {
+            failure: Failure::default(),
             vm: self.vm.clone(),
         })
     }
 
     /// ATTACH_IOREQ_CLIENT, blocking the calling thread (for a worker's synchronous loop).
     #[napi]
-    pub fn attach_ioreq_client_sync(&self) -> napi::Result<()> {
+    pub fn attach_ioreq_client_sync(&self) -> Result<()> {
         self.vm.attach_ioreq_client().map_err(hsm_error)
     }
 
     /// DESTROY_IOREQ_CLIENT.
     #[napi]
-    pub fn destroy_ioreq_client(&self) -> napi::Result<()> {
+    pub fn destroy_ioreq_client(&self) -> Result<()> {
         self.vm.destroy_ioreq_client().map_err(hsm_error)
     }
 
     /// NOTIFY_REQUEST_FINISH for `vcpu`.
     #[napi]
-    pub fn notify_request_finish(&self, vcpu: u32) -> napi::Result<()> {
+    pub fn notify_request_finish(&self, vcpu: u32) -> Result<()> {
         self.vm.notify_request_finish(vcpu).map_err(hsm_error)
     }
 
     /// CLEAR_VM_IOREQ.
     #[napi]
-    pub fn clear_vm_ioreq(&self) -> napi::Result<()> {
+    pub fn clear_vm_ioreq(&self) -> Result<()> {
         self.vm.clear_vm_ioreq().map_err(hsm_error)
     }
 
@@ -633,7 +714,7 @@ impl VmHandle {
         addr: BigInt,
         len: u32,
         data: BigInt,
-    ) -> napi::Result<()> {
+    ) -> Result<()> {
         let args = IoEventFd {
             fd,
             flags,
@@ -646,13 +727,7 @@ impl VmHandle {
 
     /// IRQFD.
     #[napi]
-    pub fn irqfd(
-        &self,
-        fd: i32,
-        flags: u32,
-        msi_addr: BigInt,
-        msi_data: BigInt,
-    ) -> napi::Result<()> {
+    pub fn irqfd(&self, fd: i32, flags: u32, msi_addr: BigInt, msi_data: BigInt) -> Result<()> {
         let args = IrqFd {
             fd,
             flags,
@@ -664,7 +739,7 @@ impl VmHandle {
 
     /// INJECT_MSI.
     #[napi]
-    pub fn inject_msi(&self, msi_addr: BigInt, msi_data: BigInt) -> napi::Result<()> {
+    pub fn inject_msi(&self, msi_addr: BigInt, msi_data: BigInt) -> Result<()> {
         self.vm
             .inject_msi(
                 bigint_u64("msiAddr", &msi_addr)?,
@@ -675,14 +750,14 @@ impl VmHandle {
 
     /// SET_IRQLINE.
     #[napi]
-    pub fn set_irqline(&self, gsi: u32, op: u32) -> napi::Result<()> {
+    pub fn set_irqline(&self, gsi: u32, op: u32) -> Result<()> {
         self.vm.set_irqline(gsi, op).map_err(hsm_error)
     }
 
     /// Runs a guest workload (JSON text of the workload format) on the emulated vCPUs; resolves
     /// when every vCPU has finished or stopped.
     #[napi(ts_return_type = "Promise<GuestRunResult>")]
-    pub fn run_guest(&self, workload_json: String) -> napi::Result<AsyncTask<GuestTask>> {
+    pub fn run_guest(&self, workload_json: String) -> Result<AsyncTask<GuestTask>> {
         let workload = Workload::from_json(&workload_json)
             .map_err(|e| coded_error("ERR_INVALID_WORKLOAD", &e.to_string()))?;
         let emu = emulator_of(&self.hsm).ok_or_else(|| errno_error("guest", Errno::ENODEV))?;
@@ -690,6 +765,7 @@ impl VmHandle {
             .guest(self.vm.vmid())
             .map_err(|e| errno_error("guest", e))?;
         Ok(AsyncTask::new(GuestTask {
+            failure: Failure::default(),
             guest: Some(guest),
             workload,
         }))

@@ -1,9 +1,8 @@
 //! Node.js binding of the acrn-hsm core (napi-rs v3).
 //!
 //! A thin layer: it converts between JavaScript values and the core's types and knows no ACRN
-//! semantics of its own. Errors cross the boundary as `Error`s whose message starts with the
-//! stable code in brackets (`[ERR_UNKNOWN_TYPE] ...`); the TypeScript façade (`ts/errors.ts`)
-//! turns that into `error.code`.
+//! semantics of its own. Errors cross the boundary as data: the JavaScript error's `code` (and,
+//! from tasks, `errno`) is set in Rust ([`errors`]); the façade only wraps it.
 
 // napi's JS value types (Uint8Array, BigInt...) do not implement Debug, so neither can the
 // objects and classes made of them.
@@ -13,7 +12,7 @@ mod bench;
 mod client;
 mod decode;
 mod demo;
-mod errors;
+pub mod errors;
 mod hsm;
 mod replay;
 mod trace;

@@ -8,7 +8,7 @@ use acrn_hsm_tools::replay::{ReplayDevices, ReplayError, ReplayOptions, replay_t
 use acrn_trace::IoSource;
 use napi_derive::napi;
 
-use crate::errors::coded_error;
+use crate::errors::{Result, coded_error};
 
 /// Options of [`trace_replay_file`].
 #[napi(object)]
@@ -22,10 +22,7 @@ pub struct TraceReplayOptions {
 
 /// Replays the trace in file `path`; returns the report as JSON (`ReplayReport`).
 #[napi]
-pub fn trace_replay_file(
-    path: String,
-    options: Option<TraceReplayOptions>,
-) -> napi::Result<String> {
+pub fn trace_replay_file(path: String, options: Option<TraceReplayOptions>) -> Result<String> {
     let options = options.unwrap_or_default();
     let devices = match options.devices.as_deref() {
         None => ReplayDevices::Auto,

@@ -3,7 +3,7 @@
 //! go through `acrn_trace::flat`. The `*File` functions are native only: they stream a trace
 //! from disk in bounded memory, whatever its size.
 
-use crate::errors::coded_error;
+use crate::errors::{CodedError, Result, coded_error};
 use acrn_trace::export::{export_chrome, export_csv};
 use acrn_trace::{IoSink, IoSource, Report, TraceError, TraceReader, flat};
 use napi::bindgen_prelude::{BigUint64Array, Uint8Array, Uint16Array};
@@ -11,7 +11,7 @@ use napi_derive::napi;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-fn trace_error(e: &TraceError) -> napi::Error {
+fn trace_error(e: &TraceError) -> CodedError {
     coded_error(e.code(), &e.to_string())
 }
 
@@ -48,7 +48,7 @@ pub struct RawTrace {
 
 /// Decodes a whole trace held in memory.
 #[napi]
-pub fn decode_trace(bytes: Uint8Array) -> napi::Result<RawTrace> {
+pub fn decode_trace(bytes: Uint8Array) -> Result<RawTrace> {
     let (header, c, footer) = flat::decode_columns(&bytes).map_err(|e| trace_error(&e))?;
     Ok(RawTrace {
         header_json: flat::header_json(&header),
@@ -68,19 +68,19 @@ pub fn decode_trace(bytes: Uint8Array) -> napi::Result<RawTrace> {
 
 /// The report of a trace held in memory, grouped `by` `address|device|vcpu|type`, as JSON.
 #[napi]
-pub fn trace_report(bytes: Uint8Array, by: String) -> napi::Result<String> {
+pub fn trace_report(bytes: Uint8Array, by: String) -> Result<String> {
     flat::report_json(&bytes, &by).map_err(|e| trace_error(&e))
 }
 
 /// The Chrome Trace Event JSON of a trace held in memory.
 #[napi]
-pub fn trace_export_chrome(bytes: Uint8Array) -> napi::Result<String> {
+pub fn trace_export_chrome(bytes: Uint8Array) -> Result<String> {
     flat::chrome_json(&bytes).map_err(|e| trace_error(&e))
 }
 
 /// The CSV of a trace held in memory.
 #[napi]
-pub fn trace_export_csv(bytes: Uint8Array) -> napi::Result<String> {
+pub fn trace_export_csv(bytes: Uint8Array) -> Result<String> {
     flat::csv(&bytes).map_err(|e| trace_error(&e))
 }
 
@@ -97,13 +97,13 @@ pub fn encode_trace(
     devices: BigUint64Array,
     records: BigUint64Array,
     finish: bool,
-) -> napi::Result<Uint8Array> {
+) -> Result<Uint8Array> {
     flat::encode_flat(&meta, &names, &devices, &records, finish)
         .map(Uint8Array::from)
         .map_err(|e| trace_error(&e))
 }
 
-fn open(path: &str) -> napi::Result<TraceReader<IoSource<File>>> {
+fn open(path: &str) -> Result<TraceReader<IoSource<File>>> {
     let file = File::open(path)
         .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot open {path}: {e}")))?;
     TraceReader::new(IoSource(file)).map_err(|e| trace_error(&e))
@@ -111,7 +111,7 @@ fn open(path: &str) -> napi::Result<TraceReader<IoSource<File>>> {
 
 /// The report of the trace in file `path`, streamed in bounded memory (native only).
 #[napi]
-pub fn trace_report_file(path: String, by: String) -> napi::Result<String> {
+pub fn trace_report_file(path: String, by: String) -> Result<String> {
     let by = flat::group_by(&by).map_err(|e| trace_error(&e))?;
     let reader = open(&path)?;
     Report::from_reader(reader, by)
@@ -122,7 +122,7 @@ pub fn trace_report_file(path: String, by: String) -> napi::Result<String> {
 /// Exports the trace in file `path` to file `out` as `chrome` or `csv`, streaming in bounded
 /// memory (native only).
 #[napi]
-pub fn trace_export_file(path: String, format: String, out: String) -> napi::Result<()> {
+pub fn trace_export_file(path: String, format: String, out: String) -> Result<()> {
     if format != "chrome" && format != "csv" {
         return Err(coded_error(
             "ERR_TRACE_INVALID",

@@ -12,8 +12,13 @@ use wasm_bindgen::prelude::*;
 mod trace;
 pub use trace::*;
 
+/// A JavaScript `Error` with its stable `code` set (errors cross as data, as from the addon).
 pub(crate) fn coded_error(code: &str, message: &str) -> JsValue {
-    js_sys::Error::new(&format!("[{code}] {message}")).into()
+    let e = js_sys::Error::new(message);
+    // Setting a property on a fresh Error cannot fail; if it did, the code would be missing and
+    // the façade would report the plain error.
+    let _ = Reflect::set(&e, &JsValue::from_str("code"), &JsValue::from_str(code));
+    e.into()
 }
 
 fn decode_error(err: &DecodeError) -> JsValue {

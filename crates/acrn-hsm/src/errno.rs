@@ -20,6 +20,17 @@ macro_rules! errnos {
                 pub const $name: Errno = Errno($value);
             )*
 
+            /// Every errno this crate names, in numeric order.
+            pub const ALL: &'static [Errno] = &[$(Errno::$name),*];
+
+            /// The errno named `name` (`"EINVAL"`), if this crate names it.
+            pub fn from_name(name: &str) -> Option<Errno> {
+                match name {
+                    $(stringify!($name) => Some(Errno::$name),)*
+                    _ => None,
+                }
+            }
+
             /// The symbolic name (`"EINVAL"`), or `None` for a number this crate does not name.
             pub fn known_name(self) -> Option<&'static str> {
                 match self.0 {

@@ -48,17 +48,24 @@ fn open_failures_keep_the_kernel_errno() {
     );
     // A directory cannot be opened read-write.
     assert_eq!(HsmDevice::open("/").err(), Some(Errno(libc::EISDIR)));
-    // EACCES needs an unprivileged user: as root (CAP_DAC_OVERRIDE) a 0600 file opens anyway,
-    // so the check runs only when this test is not root (the TypeScript test covers it as
-    // uid 65534).
+}
+
+#[test]
+fn open_of_an_unreadable_device_is_eacces() {
+    // EACCES needs an unprivileged user: as root (CAP_DAC_OVERRIDE) a 0600 file opens anyway.
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        let path = std::env::temp_dir().join(format!("acrn-hsm-eacces-{}", std::process::id()));
-        std::fs::write(&path, b"x").expect("temp file");
-        let mut perms = std::fs::metadata(&path).expect("stat").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o000);
-        std::fs::set_permissions(&path, perms).expect("chmod");
-        assert_eq!(HsmDevice::open(&path).err(), Some(Errno::EACCES));
-        let _ = std::fs::remove_file(&path);
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!(
+            "skipped: running as root, which opens any file; the TypeScript test \
+             (test/reliability-security.test.ts) runs this check as uid 65534"
+        );
+        return;
     }
+    let path = std::env::temp_dir().join(format!("acrn-hsm-eacces-{}", std::process::id()));
+    std::fs::write(&path, b"x").expect("temp file");
+    let mut perms = std::fs::metadata(&path).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o000);
+    std::fs::set_permissions(&path, perms).expect("chmod");
+    assert_eq!(HsmDevice::open(&path).err(), Some(Errno::EACCES));
+    let _ = std::fs::remove_file(&path);
 }

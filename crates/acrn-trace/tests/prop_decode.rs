@@ -14,7 +14,7 @@
 //! Longer: `ACRN_FUZZ_SECS=300 cargo test --release -p acrn-trace --test prop_decode --
 //! --nocapture` (optional `ACRN_FUZZ_SEED=<n>`).
 
-use std::time::{Duration, Instant};
+use prop_harness::{Budget, Rng};
 
 use acrn_trace::export::{export_chrome, export_csv};
 use acrn_trace::flat;
@@ -23,55 +23,8 @@ use acrn_trace::{
     TraceHeader, TraceReader, TraceRecord, TraceWriter,
 };
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
-
-struct Budget {
-    deadline: Option<Instant>,
-    cases: u64,
-    done: u64,
-}
-
-impl Budget {
-    fn new(default_cases: u64) -> Budget {
-        let secs = std::env::var("ACRN_FUZZ_SECS")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok());
-        Budget {
-            deadline: secs.map(|s| Instant::now() + Duration::from_secs(s)),
-            cases: default_cases,
-            done: 0,
-        }
-    }
-    fn more(&mut self) -> bool {
-        let go = match self.deadline {
-            Some(d) => self.done % 64 != 0 || Instant::now() < d,
-            None => self.done < self.cases,
-        };
-        if go {
-            self.done += 1;
-        }
-        go
-    }
-}
-
 fn seed() -> u64 {
-    std::env::var("ACRN_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x7ace_5eed)
+    prop_harness::seed(0x7ace_5eed)
 }
 
 fn random_record(rng: &mut Rng, vcpus: u16, devices: u16) -> TraceRecord {
@@ -212,7 +165,7 @@ fn consume_everything(bytes: &[u8]) {
 fn random_bytes_are_refused_cleanly() {
     let seed = seed();
     let mut rng = Rng(seed);
-    let mut budget = Budget::new(20_000);
+    let mut budget = Budget::new(20_000, 64);
     let mut buf = vec![0u8; 2048];
     while budget.more() {
         let len = rng.below(buf.len() as u64) as usize;
@@ -226,24 +179,24 @@ fn random_bytes_are_refused_cleanly() {
         let (header, recs, err) = read_all(&buf[..len]);
         assert!(header.is_some() || err.is_some());
         assert!(recs.len() <= len / RECORD_SIZE);
-        if budget.done % 8 == 0 {
+        if budget.done() % 8 == 0 {
             consume_everything(&buf[..len]);
         }
     }
-    println!("trace random bytes: {} cases, seed {seed}", budget.done);
+    println!("trace random bytes: {} cases, seed {seed}", budget.done());
 }
 
 #[test]
 fn valid_traces_round_trip_and_export() {
     let seed = seed() ^ 1;
     let mut rng = Rng(seed);
-    let mut budget = Budget::new(2_000);
+    let mut budget = Budget::new(2_000, 64);
     while budget.more() {
         let (bytes, h, recs, finished) = random_trace(&mut rng);
         let (header, got, err) = read_all(&bytes);
-        assert_eq!(err, None, "seed {seed} case {}", budget.done);
+        assert_eq!(err, None, "seed {seed} case {}", budget.done());
         assert_eq!(header.as_ref(), Some(&h));
-        assert_eq!(got, recs, "seed {seed} case {}", budget.done);
+        assert_eq!(got, recs, "seed {seed} case {}", budget.done());
         let mut r = TraceReader::new(&bytes[..]).expect("header");
         while r.next_record().expect("records").is_some() {}
         assert_eq!(
@@ -267,14 +220,14 @@ fn valid_traces_round_trip_and_export() {
         let v: serde_json::Value = serde_json::from_slice(&chrome).expect("valid JSON");
         assert!(v["traceEvents"].is_array());
     }
-    println!("trace valid: {} cases, seed {seed}", budget.done);
+    println!("trace valid: {} cases, seed {seed}", budget.done());
 }
 
 #[test]
 fn truncated_and_corrupted_traces() {
     let seed = seed() ^ 2;
     let mut rng = Rng(seed);
-    let mut budget = Budget::new(3_000);
+    let mut budget = Budget::new(3_000, 64);
     let (mut cuts, mut flips) = (0u64, 0u64);
     while budget.more() {
         let (bytes, _h, recs, _) = random_trace(&mut rng);
@@ -290,7 +243,7 @@ fn truncated_and_corrupted_traces() {
         assert_eq!(got[..], recs[..got.len()], "a prefix of the records");
         // At most the whole records before the cut.
         assert!(got.len() <= cut.saturating_sub(header_len) / RECORD_SIZE);
-        if budget.done % 4 == 0 {
+        if budget.done() % 4 == 0 {
             consume_everything(&bytes[..cut]);
         }
         // Flipped bytes.
@@ -312,14 +265,14 @@ fn truncated_and_corrupted_traces() {
         if lowest >= header_len {
             let intact = (lowest - header_len) / RECORD_SIZE;
             let n = got.len().min(intact);
-            assert_eq!(got[..n], recs[..n], "seed {seed} case {}", budget.done);
+            assert_eq!(got[..n], recs[..n], "seed {seed} case {}", budget.done());
         }
-        if budget.done % 4 == 0 {
+        if budget.done() % 4 == 0 {
             consume_everything(&bad);
         }
     }
     println!(
         "trace truncated: {cuts}, corrupted: {flips}, seed {seed} ({} cases)",
-        budget.done
+        budget.done()
     );
 }

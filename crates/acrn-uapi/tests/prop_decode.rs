@@ -16,7 +16,7 @@
 //! `ACRN_FUZZ_SECS=300 cargo test --release -p acrn-uapi --test prop_decode -- --nocapture`
 //! (optional `ACRN_FUZZ_SEED=<n>` to pick the seed; the case count is printed).
 
-use std::time::{Duration, Instant};
+use prop_harness::{Budget, Rng};
 
 use acrn_uapi::ioreq::{
     DecodeError, IoPayload, IoreqState, PAGE_SIZE, SLOT_COUNT, SLOT_OFFSET_ADDRESS,
@@ -26,66 +26,8 @@ use acrn_uapi::ioreq::{
     decode_io_request, decode_ioreq_page, encode_io_request,
 };
 
-/// splitmix64: small, fast, good enough for test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-    fn fill(&mut self, b: &mut [u8]) {
-        for chunk in b.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
-/// A budget: `ACRN_FUZZ_SECS` seconds if set, else `default_cases` cases.
-struct Budget {
-    deadline: Option<Instant>,
-    cases: u64,
-    done: u64,
-}
-
-impl Budget {
-    fn new(default_cases: u64) -> Budget {
-        let secs = std::env::var("ACRN_FUZZ_SECS")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok());
-        Budget {
-            deadline: secs.map(|s| Instant::now() + Duration::from_secs(s)),
-            cases: default_cases,
-            done: 0,
-        }
-    }
-    fn more(&mut self) -> bool {
-        let go = match self.deadline {
-            Some(d) => self.done % 1024 != 0 || Instant::now() < d,
-            None => self.done < self.cases,
-        };
-        if go {
-            self.done += 1;
-        }
-        go
-    }
-}
-
 fn seed() -> u64 {
-    std::env::var("ACRN_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x00ac_4e00_5eed)
+    prop_harness::seed(0x00ac_4e00_5eed)
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -260,11 +202,11 @@ fn check_slot(b: &[u8], case: u64, seed: u64) {
 fn slots_random_and_structured() {
     let seed = seed();
     let mut rng = Rng(seed);
-    let mut budget = Budget::new(200_000);
+    let mut budget = Budget::new(200_000, 1024);
     let mut buf = vec![0u8; 600];
     let mut decoded_ok = 0u64;
     while budget.more() {
-        let case = budget.done;
+        let case = budget.done();
         let len = match rng.below(8) {
             0 => rng.below(SLOT_SIZE as u64) as usize,
             1 => SLOT_SIZE + rng.below(344) as usize,
@@ -281,13 +223,14 @@ fn slots_random_and_structured() {
     }
     println!(
         "prop_decode slots: {} cases ({} decoded), seed {seed}",
-        budget.done, decoded_ok
+        budget.done(),
+        decoded_ok
     );
     // The generator must reach the success path often, not only the error paths.
     assert!(
-        decoded_ok * 10 > budget.done,
+        decoded_ok * 10 > budget.done(),
         "{decoded_ok} of {}",
-        budget.done
+        budget.done()
     );
 }
 
@@ -295,7 +238,7 @@ fn slots_random_and_structured() {
 fn pages_decode_slot_by_slot() {
     let seed = seed() ^ 0x9a6e;
     let mut rng = Rng(seed);
-    let mut budget = Budget::new(3_000);
+    let mut budget = Budget::new(3_000, 1024);
     let mut buf = vec![0u8; PAGE_SIZE + 64];
     while budget.more() {
         let len = match rng.below(6) {
@@ -314,7 +257,7 @@ fn pages_decode_slot_by_slot() {
         }
         match decode_ioreq_page(b) {
             Err(e) => {
-                assert!(len < PAGE_SIZE, "seed {seed} case {}", budget.done);
+                assert!(len < PAGE_SIZE, "seed {seed} case {}", budget.done());
                 assert_eq!(
                     e,
                     DecodeError::ShortBuffer {
@@ -327,13 +270,13 @@ fn pages_decode_slot_by_slot() {
                 assert!(len >= PAGE_SIZE);
                 for (i, s) in slots.iter().enumerate() {
                     let one = decode_io_request(&b[i * SLOT_SIZE..(i + 1) * SLOT_SIZE]);
-                    assert_eq!(s, &one, "seed {seed} case {} slot {i}", budget.done);
-                    check_slot(&b[i * SLOT_SIZE..(i + 1) * SLOT_SIZE], budget.done, seed);
+                    assert_eq!(s, &one, "seed {seed} case {} slot {i}", budget.done());
+                    check_slot(&b[i * SLOT_SIZE..(i + 1) * SLOT_SIZE], budget.done(), seed);
                 }
             }
         }
     }
-    println!("prop_decode pages: {} cases, seed {seed}", budget.done);
+    println!("prop_decode pages: {} cases, seed {seed}", budget.done());
 }
 
 #[test]
