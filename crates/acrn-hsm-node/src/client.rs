@@ -259,6 +259,9 @@ impl IoreqClientHandle {
             } else {
                 WakeMode::Blocking
             },
+            // `vm.createIoreqClient()` is also the raw CREATE_IOREQ_CLIENT of programs that run
+            // their own ATTACH loop: collecting the object must not destroy their client.
+            keep_on_drop: true,
             ..Default::default()
         };
         let client = IoreqClient::new(vm, dispatcher, config).map_err(hsm_error)?;
@@ -588,7 +591,7 @@ impl IoreqClientHandle {
     /// finished.
     #[napi]
     pub fn stop(&self) -> Result<()> {
-        self.handle.stop();
+        self.handle.stop_and_destroy();
         // Not serving: drop the client now (its DESTROY_IOREQ_CLIENT, in poll mode too), so the
         // VM can get a new one at once. A loop waiting in `next` drops it when it returns.
         if let Ok(mut guard) = self.server.try_lock() {
@@ -755,7 +758,7 @@ pub fn stop_client(token: u32) -> bool {
         return false;
     };
     // Wakes a blocked ATTACH (ENODEV); a polling loop sees the flag.
-    tokens[i].1.stop();
+    tokens[i].1.stop_and_destroy();
     true
 }
 

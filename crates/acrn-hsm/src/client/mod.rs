@@ -220,6 +220,11 @@ pub struct ClientConfig {
     /// ([`TraceRecorder::client`](crate::trace::TraceRecorder::client)); `None`: no recording
     /// (one branch per request).
     pub recorder: Option<crate::trace::ClientRecorder>,
+    /// Leave the VM's ioreq client in place when this client is dropped without
+    /// [`ClientHandle::stop`] (the bindings: a JavaScript client object collected by the GC
+    /// must not destroy a client the program drives itself). Default `false`: dropped means
+    /// destroyed, as the device model does on exit.
+    pub keep_on_drop: bool,
 }
 
 /// Why [`IoreqClient::run`] returned.
@@ -386,6 +391,14 @@ impl ClientHandle {
         }
         if self.blocking && !self.shared.destroyed.swap(true, Ordering::AcqRel) {
             // ENODEV here means it is already gone: fine.
+            let _ = self.vm.destroy_ioreq_client();
+        }
+    }
+    /// [`stop`](Self::stop), and DESTROY_IOREQ_CLIENT in either wake mode (once): the VM's
+    /// client is gone when this returns, so a new one can be created at once.
+    pub fn stop_and_destroy(&self) {
+        self.stop();
+        if !self.shared.destroyed.swap(true, Ordering::AcqRel) {
             let _ = self.vm.destroy_ioreq_client();
         }
     }
@@ -960,6 +973,9 @@ impl Drop for IoreqClient {
         // leave the VM's ioreq client behind (requests PROCESSING forever, EEXIST for the next
         // client). ENODEV: already destroyed.
         self.shared.stop.store(true, Ordering::Release);
+        if self.config.keep_on_drop {
+            return;
+        }
         if !self.shared.destroyed.swap(true, Ordering::AcqRel) {
             let _ = self.vm.destroy_ioreq_client();
         }
