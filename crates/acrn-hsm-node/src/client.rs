@@ -750,7 +750,7 @@ static STOP_TOKENS: Mutex<Vec<StopEntry>> = Mutex::new(Vec::new());
 static NEXT_STOP_TOKEN: AtomicU32 = AtomicU32::new(1);
 
 /// Stops the client named by `token` (see `stopToken`) from any thread. Returns false if that
-/// client no longer exists (stopped clients' tokens are forgotten once used).
+/// client no longer exists.
 #[napi]
 pub fn stop_client(token: u32) -> bool {
     let tokens = lock(&STOP_TOKENS);
