@@ -573,70 +573,40 @@ impl Dispatcher {
     #[inline]
     fn dispatch_inner<const TIMED: bool>(&mut self, req: &Request) -> Outcome {
         let size = req.size;
-        let fault = |reason| Outcome {
-            value: ones(size),
-            target: Target::Fault(reason),
-        };
-        let max = match req.kind {
+        if let Err(reason) = validate(req) {
             // Unknown type: the size means nothing either; answer all 64 bits.
-            Kind::Unknown(t) => {
-                return Outcome {
-                    value: u64::MAX,
-                    target: Target::Fault(FaultReason::UnknownType(t)),
-                };
-            }
-            Kind::Mmio => 8,
-            Kind::Pio | Kind::PciCfg => 4,
-        };
-        if !matches!(size, 1 | 2 | 4 | 8) || size > max {
-            return fault(FaultReason::InvalidSize(size));
+            let value = match reason {
+                FaultReason::UnknownType(_) => u64::MAX,
+                _ => ones(size),
+            };
+            return Outcome {
+                value,
+                target: Target::Fault(reason),
+            };
         }
-        if req.direction > 1 {
-            return fault(FaultReason::UnknownDirection(req.direction));
+        match self.locate(req) {
+            Some((id, offset)) => self.call::<TIMED>(id, offset, req),
+            None => Outcome {
+                value: ones(size),
+                target: Target::Unclaimed,
+            },
         }
-        let (id, offset) = match req.kind {
-            Kind::Pio | Kind::Mmio => {
-                let space = if req.kind == Kind::Pio {
-                    AddressSpace::Pio
-                } else {
-                    AddressSpace::Mmio
-                };
-                let in_space = match (space, req.address.checked_add(size)) {
-                    (_, None) => false,
-                    (AddressSpace::Pio, Some(end)) => end <= 0x1_0000,
-                    // address + size == 2^64 exactly is fine: the last byte is u64::MAX.
-                    (AddressSpace::Mmio, Some(_)) => true,
-                };
-                let last_ok = req.address.checked_add(size - 1).is_some();
-                if !(in_space || (space == AddressSpace::Mmio && last_ok)) {
-                    return fault(FaultReason::AddressOverflow);
-                }
-                match self.lookup(space, req.address, size) {
-                    Some(x) => x,
-                    None => {
-                        return Outcome {
-                            value: ones(size),
-                            target: Target::Unclaimed,
-                        };
-                    }
-                }
-            }
-            _ => {
-                let (b, d, f) = req.raw_bdf;
-                if b > 255 || d > 31 || f > 7 || u64::from(req.reg) + size > 4096 {
-                    return fault(FaultReason::InvalidPciAddress);
-                }
-                match self.pci.get(&req.bdf) {
-                    Some(&id) => (id, u64::from(req.reg)),
-                    None => {
-                        return Outcome {
-                            value: ones(size),
-                            target: Target::Unclaimed,
-                        };
-                    }
-                }
-            }
-        };
+    }
+
+    /// The device serving a valid request and the offset in its range.
+    #[inline]
+    fn locate(&self, req: &Request) -> Option<(DeviceId, u64)> {
+        match req.kind {
+            Kind::Pio => self.lookup(AddressSpace::Pio, req.address, req.size),
+            Kind::Mmio => self.lookup(AddressSpace::Mmio, req.address, req.size),
+            _ => self.pci.get(&req.bdf).map(|&id| (id, u64::from(req.reg))),
+        }
+    }
+
+    /// Calls device `id` (a deferred one is not called: the request is handed out).
+    #[inline]
+    fn call<const TIMED: bool>(&mut self, id: DeviceId, offset: u64, req: &Request) -> Outcome {
+        let size = req.size;
         let entry = &mut self.devices[id.0];
         if matches!(entry.dev, DeviceBox::Deferred) {
             entry.counters.count(req.is_read);
@@ -671,16 +641,56 @@ impl Dispatcher {
         if TIMED {
             self.handler_ns = (t0, crate::trace::stamp());
         }
-        let entry = &mut self.devices[id.0];
         match r {
             Ok(v) => {
-                entry.counters.count(is_read);
+                self.devices[id.0].counters.count(is_read);
                 Outcome {
                     value: v & ones(size),
                     target: Target::Device(id),
                 }
             }
-            Err(_) => fault(FaultReason::DevicePanic),
+            Err(_) => Outcome {
+                value: ones(size),
+                target: Target::Fault(FaultReason::DevicePanic),
+            },
+        }
+    }
+}
+
+/// Checks what the slot says before anything is looked up: the type, the size for the type, the
+/// direction, an address range that does not overflow its space, a PCI address in range.
+#[inline]
+fn validate(req: &Request) -> Result<(), FaultReason> {
+    let size = req.size;
+    let max = match req.kind {
+        Kind::Unknown(t) => return Err(FaultReason::UnknownType(t)),
+        Kind::Mmio => 8,
+        Kind::Pio | Kind::PciCfg => 4,
+    };
+    if !matches!(size, 1 | 2 | 4 | 8) || size > max {
+        return Err(FaultReason::InvalidSize(size));
+    }
+    if req.direction > 1 {
+        return Err(FaultReason::UnknownDirection(req.direction));
+    }
+    match req.kind {
+        // Ports 0..=0xffff: the access must end at 0x10000 at most.
+        Kind::Pio => match req.address.checked_add(size) {
+            Some(end) if end <= 0x1_0000 => Ok(()),
+            _ => Err(FaultReason::AddressOverflow),
+        },
+        // address + size == 2^64 exactly is fine: the last byte is u64::MAX.
+        Kind::Mmio => match req.address.checked_add(size - 1) {
+            Some(_) => Ok(()),
+            None => Err(FaultReason::AddressOverflow),
+        },
+        _ => {
+            let (b, d, f) = req.raw_bdf;
+            if b > 255 || d > 31 || f > 7 || u64::from(req.reg) + size > 4096 {
+                Err(FaultReason::InvalidPciAddress)
+            } else {
+                Ok(())
+            }
         }
     }
 }
