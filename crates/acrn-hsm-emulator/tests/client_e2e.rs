@@ -159,8 +159,14 @@ fn stop_is_prompt_in_both_modes() {
         .expect("client");
         let h = client.handle();
         let t = std::thread::spawn(move || client.run());
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(h.is_running());
+        let t_start = Instant::now();
+        while !h.is_running() {
+            assert!(
+                t_start.elapsed() < Duration::from_secs(5),
+                "the client never started"
+            );
+            std::thread::yield_now();
+        }
         let t0 = Instant::now();
         h.stop();
         assert_eq!(t.join().expect("join"), Ok(RunExit::Stopped));
