@@ -180,6 +180,47 @@ pub(crate) mod msi {
     pub const DATA: usize = 8;
 }
 
+/// `struct acrn_ptdev_irq` (20 bytes).
+pub(crate) mod ptdev_irq {
+    pub const SIZE: usize = 20;
+    pub const TYPE: usize = 0;
+    pub const VIRT_BDF: usize = 4;
+    pub const PHYS_BDF: usize = 6;
+    pub const VIRT_PIN: usize = 8;
+    pub const PHYS_PIN: usize = 12;
+    pub const IS_PIC_PIN: usize = 16;
+}
+
+/// `struct acrn_pcidev` (36 bytes).
+pub(crate) mod pcidev {
+    pub const SIZE: usize = 36;
+    pub const TYPE: usize = 0;
+    pub const VIRT_BDF: usize = 4;
+    pub const PHYS_BDF: usize = 6;
+    pub const INTR_LINE: usize = 8;
+    pub const INTR_PIN: usize = 9;
+    pub const BAR: usize = 12;
+}
+
+/// `struct acrn_mmiodev` (104 bytes): `name[8]`, then three 32-byte resources
+/// `{user_vm_pa, host_pa, size, mem_type}`.
+pub(crate) mod mmiodev {
+    pub const SIZE: usize = 104;
+    pub const NAME: usize = 0;
+    pub const RES: usize = 8;
+    pub const RES_SIZE: usize = 32;
+}
+
+/// `struct acrn_vdev` (192 bytes).
+pub(crate) mod vdev {
+    pub const SIZE: usize = 192;
+    pub const ID: usize = 0;
+    pub const SLOT: usize = 8;
+    pub const IO_ADDR: usize = 16;
+    pub const IO_SIZE: usize = 40;
+    pub const ARGS: usize = 64;
+}
+
 /// `struct acrn_ioeventfd` (32 bytes).
 pub(crate) mod ioeventfd {
     pub const SIZE: usize = 32;
@@ -328,6 +369,37 @@ mod tests {
         assert_eq!(offset_of!(b::acrn_ioeventfd, data), ioeventfd::DATA);
         assert_eq!(size_of::<b::acrn_irqfd>(), irqfd::SIZE);
         assert_eq!(offset_of!(b::acrn_irqfd, msi), irqfd::MSI_ADDR);
+        assert_eq!(size_of::<b::acrn_ptdev_irq>(), ptdev_irq::SIZE);
+        assert_eq!(offset_of!(b::acrn_ptdev_irq, virt_bdf), ptdev_irq::VIRT_BDF);
+        assert_eq!(offset_of!(b::acrn_ptdev_irq, phys_bdf), ptdev_irq::PHYS_BDF);
+        assert_eq!(offset_of!(b::acrn_ptdev_irq, intx), ptdev_irq::VIRT_PIN);
+        assert_eq!(
+            ptdev_irq::VIRT_PIN + offset_of!(b::acrn_ptdev_irq_intx, phys_pin),
+            ptdev_irq::PHYS_PIN
+        );
+        assert_eq!(
+            ptdev_irq::VIRT_PIN + offset_of!(b::acrn_ptdev_irq_intx, is_pic_pin),
+            ptdev_irq::IS_PIC_PIN
+        );
+        assert_eq!(size_of::<b::acrn_pcidev>(), pcidev::SIZE);
+        assert_eq!(offset_of!(b::acrn_pcidev, virt_bdf), pcidev::VIRT_BDF);
+        assert_eq!(offset_of!(b::acrn_pcidev, phys_bdf), pcidev::PHYS_BDF);
+        assert_eq!(offset_of!(b::acrn_pcidev, intr_line), pcidev::INTR_LINE);
+        assert_eq!(offset_of!(b::acrn_pcidev, intr_pin), pcidev::INTR_PIN);
+        assert_eq!(offset_of!(b::acrn_pcidev, bar), pcidev::BAR);
+        assert_eq!(size_of::<b::acrn_mmiodev>(), mmiodev::SIZE);
+        assert_eq!(offset_of!(b::acrn_mmiodev, res), mmiodev::RES);
+        assert_eq!(size_of::<b::acrn_mmiodev_res>(), mmiodev::RES_SIZE);
+        assert_eq!(size_of::<b::acrn_vdev>(), vdev::SIZE);
+        assert_eq!(offset_of!(b::acrn_vdev, slot), vdev::SLOT);
+        assert_eq!(offset_of!(b::acrn_vdev, io_addr), vdev::IO_ADDR);
+        assert_eq!(offset_of!(b::acrn_vdev, io_size), vdev::IO_SIZE);
+        assert_eq!(offset_of!(b::acrn_vdev, args), vdev::ARGS);
+        assert_eq!(size_of::<b::acrn_cstate_data>(), 32);
+        assert_eq!(offset_of!(b::acrn_cstate_data, type_), 12);
+        assert_eq!(offset_of!(b::acrn_cstate_data, latency), 16);
+        assert_eq!(offset_of!(b::acrn_cstate_data, power), 24);
+        assert_eq!(size_of::<b::acrn_pstate_data>(), 48);
         assert_eq!(b::ACRN_IO_REQUEST_MAX, IO_REQUEST_MAX);
         assert_eq!(b::ACRN_MEMMAP_MMIO, MEMMAP_MMIO);
         assert_eq!(b::ACRN_IOEVENTFD_FLAG_DEASSIGN, IOEVENTFD_FLAG_DEASSIGN);
