@@ -440,6 +440,9 @@ impl Vcpu {
                     size,
                     access,
                 } => {
+                    // The guest's PCI config lock (see `HvVm::guest_pci_lock`).
+                    let vm = self.vm.clone();
+                    let _pci = lock(&vm.guest_pci_lock);
                     let addr = 0x8000_0000u64
                         | (u64::from(*bus) << 16)
                         | (u64::from(*dev) << 11)

@@ -144,6 +144,11 @@ pub(crate) struct HvVm {
     pub(crate) dev: Mutex<crate::emulator::hv_dev::VmDevices>,
     /// vPCI's CONFIG_ADDRESS latch (`vpci->addr`), see `vpci.rs`.
     pub(crate) vpci_addr: AtomicU32,
+    /// Not the hypervisor's: the guest kernel's `pci_config_lock`, which makes a workload's
+    /// [`crate::Op::Pci`] (a 0xCF8 write and its 0xCFC access) one critical section across the
+    /// VM's vCPUs, as a guest's `pci_conf1_read`/`write` do. (The latch is per VM: without it
+    /// two vCPUs' pairs interleave and one reads all ones, on the real hypervisor too.)
+    pub(crate) guest_pci_lock: Mutex<()>,
 }
 
 /// The VM table: the VMs by vmid and each slot's configured name.
@@ -322,6 +327,7 @@ impl Hv {
             lifecycle: Mutex::new(()),
             dev: Mutex::new(crate::emulator::hv_dev::VmDevices::default()),
             vpci_addr: AtomicU32::new(0),
+            guest_pci_lock: Mutex::new(()),
         });
         t.vms[vmid] = Some(vm);
         Ok((vmid16, created as u16))
