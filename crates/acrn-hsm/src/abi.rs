@@ -62,6 +62,18 @@ pub(crate) const fn is_by_value(request: u32) -> bool {
     matches!(request, SET_IRQLINE | VM_INTR_MONITOR)
 }
 
+/// What `pmcmd_ioctl` copies back over PM_GET_CPU_STATE's argument for the command in `cmd`
+/// (its first 8 bytes): 8 for the counts, `acrn_pstate_data` (48) for PX_DATA,
+/// `acrn_cstate_data` (32) for CX_DATA, nothing for an unknown type.
+pub(crate) fn pm_write_back_len(cmd: &[u8]) -> usize {
+    match cmd.first().copied().unwrap_or(0xff) {
+        0 | 2 => 8,
+        1 => 48,
+        3 => 32,
+        _ => 0,
+    }
+}
+
 /// `ACRN_INVALID_VMID` (drivers/virt/acrn/acrn_drv.h).
 pub(crate) const INVALID_VMID: u16 = 0xffff;
 /// `ACRN_IO_REQUEST_MAX`.

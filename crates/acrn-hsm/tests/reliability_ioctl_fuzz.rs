@@ -362,6 +362,7 @@ fn random_ioctl_sequences_never_panic_hang_or_invent_errnos() {
         let emu = Emulator::with_config(EmulatorConfig {
             pcpu_num: 16,
             max_vms: 4,
+            ..EmulatorConfig::default()
         });
         let arena = Arena::new();
         // Two files on the machine, as two device models would hold.
