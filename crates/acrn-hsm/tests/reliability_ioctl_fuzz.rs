@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient};
 use acrn_hsm::devices::RegisterFile;
-use acrn_uapi::bindings::{acrn_vm_creation, acrn_vm_memmap};
+use acrn_uapi::bindings::{acrn_msi_entry, acrn_vm_creation, acrn_vm_memmap};
 use acrn_uapi::layout::IOCTLS;
 use common::*;
 
@@ -213,6 +213,19 @@ fn random_bytes(rng: &mut Rng, request: u32, len: usize, arena: &Arena) -> Vec<u
             offset_of!(acrn_vm_memmap, user_vm_pa),
             &((rng.below(64) << 12) * rng.below(2)).to_le_bytes(),
         );
+    } else if request == acrn_uapi::ioctl::ACRN_IOCTL_INJECT_MSI {
+        // The hypervisor takes only an address in the LAPIC window (0xFEExxxxx).
+        put(
+            &mut b,
+            offset_of!(acrn_msi_entry, msi_addr),
+            &(0xfee0_0000u64 | (rng.below(16) << 12)).to_le_bytes(),
+        );
+    } else if request == acrn_uapi::ioctl::ACRN_IOCTL_SET_VCPU_REGS {
+        // Reserved fields zero and a CR0 the hypervisor accepts (NE is fixed to 1).
+        b.iter_mut().for_each(|x| *x = 0);
+        put(&mut b, 0, &(rng.below(3) as u16).to_le_bytes());
+        put(&mut b, 8 + 176, &0x30u64.to_le_bytes());
+        put(&mut b, 8 + 160, &rng.next().to_le_bytes());
     } else if rng.below(2) == 0 {
         // Reserved fields zero, small values: get past the first checks of the others.
         for (i, x) in b.iter_mut().enumerate() {
