@@ -191,7 +191,7 @@ fn running_client_stopped_inside_a_handler_then_reset_vm_like_dm() {
         let seen2 = seen.clone();
         // A device whose read at offset 0x10 blocks until the test releases it (not at
         // 0xFEE0_0000: the vLAPIC page is the hypervisor's and never reaches a device model).
-        // A device whose read at offset 0x10 blocks until the test releases it.
+        let mut d = Dispatcher::new();
         d.add_mmio(
             0xfed0_0000,
             0x100,
