@@ -255,6 +255,8 @@ fn running_client_stopped_inside_a_handler_then_reset_vm_like_dm() {
             .reset_vm_like_dm(&[VcpuRegs {
                 vcpu_id: 0,
                 rip: 0xfff0,
+                // CR0.ET|NE, as the DM's reset state: the hypervisor refuses NE clear.
+                cr0: 0x30,
                 ..Default::default()
             }])
             .expect("reset_vm_like_dm");
