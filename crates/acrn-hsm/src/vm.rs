@@ -647,8 +647,12 @@ impl Vm {
     }
     /// RESET_PTDEV_INTR.
     pub fn reset_ptdev_intr(&self, irq: &PtdevIrq) -> Result<()> {
-        self.bytes("RESET_PTDEV_INTR", abi::RESET_PTDEV_INTR, &mut irq.to_bytes())
-            .map(drop)
+        self.bytes(
+            "RESET_PTDEV_INTR",
+            abi::RESET_PTDEV_INTR,
+            &mut irq.to_bytes(),
+        )
+        .map(drop)
     }
     /// ASSIGN_PCIDEV (the VM must be created, not started: `EINVAL`; a device the hypervisor
     /// does not have or cannot pass through: `ENODEV`).
@@ -668,8 +672,12 @@ impl Vm {
     }
     /// DEASSIGN_MMIODEV.
     pub fn deassign_mmiodev(&self, dev: &MmioDev) -> Result<()> {
-        self.bytes("DEASSIGN_MMIODEV", abi::DEASSIGN_MMIODEV, &mut dev.to_bytes())
-            .map(drop)
+        self.bytes(
+            "DEASSIGN_MMIODEV",
+            abi::DEASSIGN_MMIODEV,
+            &mut dev.to_bytes(),
+        )
+        .map(drop)
     }
     /// CREATE_VDEV.
     pub fn create_vdev(&self, dev: &VDev) -> Result<()> {

@@ -381,7 +381,11 @@ fn checklist_06_destroy_calls_the_hv_first_and_a_refusal_tears_nothing_down() {
         ACRN_IOREQ_TYPE_PORTIO,
         reqs(ACRN_IOREQ_DIR_READ, 0x60, 1, 0),
     );
-    assert_eq!(waiter.join().unwrap(), Ok(()), "ATTACH returns for the request");
+    assert_eq!(
+        waiter.join().unwrap(),
+        Ok(()),
+        "ATTACH returns for the request"
+    );
     assert_eq!(state(&vm, 0), ACRN_IOREQ_STATE_PROCESSING);
     vm.notify_request_finish(0).unwrap();
     set_u32(&vm, 0, SLOT_OFFSET_PROCESSED, ACRN_IOREQ_STATE_FREE);
@@ -497,9 +501,17 @@ fn checklist_07_vcpu_regs_and_memseg() {
     assert_eq!(set(&mut with(0, 0)), Err(Errno::EPERM), "cr0 = 0: NE clear");
     assert_eq!(set(&mut with(0x8000_0020, 0)), Ok(0), "PG without PE");
     assert_eq!(set(&mut with(0x2000_0020, 0)), Ok(0), "NW without CD");
-    assert_eq!(set(&mut with(0x20 | (1 << 7), 0)), Err(Errno::EPERM), "reserved CR0 bit 7");
+    assert_eq!(
+        set(&mut with(0x20 | (1 << 7), 0)),
+        Err(Errno::EPERM),
+        "reserved CR0 bit 7"
+    );
     assert_eq!(set(&mut with(0x20, 1 << 13)), Err(Errno::EPERM), "CR4.VMXE");
-    assert_eq!(set(&mut with(0x20, 1 << 25)), Err(Errno::EPERM), "reserved CR4 bit");
+    assert_eq!(
+        set(&mut with(0x20, 1 << 25)),
+        Err(Errno::EPERM),
+        "reserved CR4 bit"
+    );
     assert_eq!(set(&mut with(0x20, 0xa0)), Ok(0), "CR4.PAE|PGE");
     vm.start().unwrap();
     assert_eq!(
@@ -624,7 +636,11 @@ fn checklist_07_vcpu_regs_and_memseg() {
     })
     .unwrap();
     let regions = emu.vm_info(vm.vmid()).unwrap().regions;
-    assert!(!regions.iter().any(|&(g, _)| g == 0xc000_0000 || g == 0xc000_1000));
+    assert!(
+        !regions
+            .iter()
+            .any(|&(g, _)| g == 0xc000_0000 || g == 0xc000_1000)
+    );
     assert!(regions.contains(&(0xc000_3000, 0x1000)));
     // ADD needs the Service-VM range mapped (ept_is_valid_mr(service_vm, ...)): an address past
     // the Service VM's physical address space is EINVAL.
@@ -796,12 +812,19 @@ fn checklist_09_dispatch_cf8cfc_and_range_match() {
     .unwrap();
     let r = emu.guest(vm.vmid()).unwrap().run(&w).unwrap();
     assert!(r.is_clean(), "{r:?}");
-    assert_eq!(r.issued, 2, "the 0xCF8 write and the 0xCFC read; not the 0xCF8 read");
+    assert_eq!(
+        r.issued, 2,
+        "the 0xCF8 write and the 0xCFC read; not the 0xCF8 read"
+    );
     assert_eq!(vm.emulated_hsm().unwrap().pci_conf_addr(), 0x8000_1808);
     vm.pause().unwrap();
     vm.destroy_ioreq_client().unwrap();
     let seen = dm.join().unwrap().seen;
-    assert_eq!(seen.len(), 1, "only the PCICFG read reaches the DM: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the PCICFG read reaches the DM: {seen:?}"
+    );
     assert_eq!(seen[0].ty, ACRN_IOREQ_TYPE_PCICFG);
     assert_eq!((seen[0].bdf, seen[0].reg), ((0, 3, 0), 8));
     vm.reset().unwrap();
@@ -1273,7 +1296,11 @@ fn checklist_16_ioeventfd_kernel_client() {
         ACRN_IOREQ_TYPE_PORTIO,
         reqs(ACRN_IOREQ_DIR_WRITE, 0x310, 4, 0x55),
     );
-    assert_eq!(state(&vm, 0), ACRN_IOREQ_STATE_COMPLETE, "0x310 still kernel-handled");
+    assert_eq!(
+        state(&vm, 0),
+        ACRN_IOREQ_STATE_COMPLETE,
+        "0x310 still kernel-handled"
+    );
     set_u32(&vm, 0, SLOT_OFFSET_PROCESSED, ACRN_IOREQ_STATE_FREE);
     assert_eq!(eventfd_count(efd), 1);
     vm.ioeventfd(&ev(4, 0, 1, 0)).unwrap();

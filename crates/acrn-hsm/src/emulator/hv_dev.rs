@@ -479,7 +479,11 @@ impl Hv {
 fn mmio_res(b: &[u8]) -> [(u64, u64, u64); 3] {
     let r = |i: usize| {
         let o = 8 + 32 * i;
-        (le::u64_at(b, o), le::u64_at(b, o + 8), le::u64_at(b, o + 16))
+        (
+            le::u64_at(b, o),
+            le::u64_at(b, o + 8),
+            le::u64_at(b, o + 16),
+        )
     };
     [r(0), r(1), r(2)]
 }

@@ -47,7 +47,11 @@ fn owned_read(id: u32, offset: u32, bytes: u32) -> u32 {
         return 0;
     }
     let v = id >> (8 * offset);
-    if bytes >= 4 { v } else { v & ((1 << (8 * bytes)) - 1) }
+    if bytes >= 4 {
+        v
+    } else {
+        v & ((1 << (8 * bytes)) - 1)
+    }
 }
 
 /// `vpci_pio_cfgaddr_read`: always handled.
@@ -97,7 +101,13 @@ pub(crate) fn cfgdata_access(vm: &HvVm, port: u16, bytes: u32, dir: u32) -> Opti
 pub(crate) fn mmcfg_access(vm: &HvVm, addr: u64, bytes: u32, dir: u32) -> Option<u64> {
     let reg = (addr & 0xfff) as u32;
     let bdf = ((addr - MMCFG_BASE) >> 12) as u16;
-    let read = |v: u32| if dir == abi::DIR_READ { u64::from(v) } else { 0 };
+    let read = |v: u32| {
+        if dir == abi::DIR_READ {
+            u64::from(v)
+        } else {
+            0
+        }
+    };
     if !valid_access(reg, bytes) {
         return Some(read(!0));
     }
