@@ -520,11 +520,13 @@ pub struct IntrCount {
 }
 
 fn u16_of(what: &str, v: u32) -> napi::Result<u16> {
-    u16::try_from(v).map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} must fit in 16 bits")))
+    u16::try_from(v)
+        .map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} must fit in 16 bits")))
 }
 
 fn u8_of(what: &str, v: u32) -> napi::Result<u8> {
-    u8::try_from(v).map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} must fit in 8 bits")))
+    u8::try_from(v)
+        .map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} must fit in 8 bits")))
 }
 
 impl PtdevIrqOptions {

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 fn creation(ioreq_buf: u64) -> [u8; 48] {
@@ -1377,39 +1376,10 @@ fn checklist_17_dm_defaults_all_ones_and_always_completed() {
 
 #[test]
 fn checklist_18_ordering_points() {
-    // The protocol's ordering points, checked where they are written (a change of ordering
-    // is invisible to a test on x86), then exercised under load.
-    let hsm_src = include_str!("../src/emulator/hsm.rs");
-    let guest_src = include_str!("../src/emulator/guest.rs");
-    let hv_src = include_str!("../src/emulator/hv.rs");
-    for (name, src) in [("hsm.rs", hsm_src), ("guest.rs", guest_src)] {
-        let loads: Vec<_> = src.match_indices("processed().load(").collect();
-        assert!(!loads.is_empty());
-        for (i, _) in loads {
-            assert!(
-                src[i..i + 60].contains("Ordering::Acquire"),
-                "{name}: every processed load is acquire"
-            );
-        }
-    }
-    let compact = |s: &str| s.split_whitespace().collect::<String>();
-    let h = compact(hsm_src);
-    assert!(h.contains("processed().store(abi::STATE_PROCESSING,Ordering::Release)"));
-    assert!(h.contains("processed().store(abi::STATE_COMPLETE,Ordering::Release)"));
-    // completion_polling is read before the COMPLETE store.
-    let p = h.find("letpolling=slot.completion_polling()!=0;").unwrap();
-    assert!(p < h.find("processed().store(abi::STATE_COMPLETE").unwrap());
-    let g = compact(guest_src);
-    let fence_at = g.find(
-        "fence(Ordering::Release);slot.processed().store(abi::STATE_PENDING,Ordering::Release)",
-    );
-    assert!(fence_at.is_some(), "write fence then PENDING");
-    assert!(g.find("slot.set_reqs(reqs)").unwrap() < fence_at.unwrap());
-    assert!(
-        !hv_src.contains("SeqCst") || hv_src.matches("SeqCst").count() == 1,
-        "no SeqCst by default"
-    );
-
+    // The ordering points themselves (acquire on every `processed` load, release on PENDING,
+    // PROCESSING and COMPLETE, completion_polling read before COMPLETE) are model-checked in
+    // tests/emulator_loom.rs over the emulator's own functions (emulator::slot_protocol, which
+    // hsm.rs and guest.rs run on the live page). Here: the same protocol under load.
     // Under load, 4 vCPUs x 500 write/read pairs with distinct values: zero mismatches.
     let (emu, _hsm, vm) = vm_with(4, GUEST_FLAG_IO_COMPLETION_POLLING);
     vm.create_ioreq_client().unwrap();
@@ -1441,5 +1411,4 @@ fn checklist_18_ordering_points() {
         vec![1000; 4],
         "each request notified exactly once"
     );
-    let _ = Ordering::Relaxed;
 }

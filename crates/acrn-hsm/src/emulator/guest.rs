@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use crate::abi;
 use crate::emulator::hsm::upcall;
 use crate::emulator::hv::{Hv, HvVm, lock};
-use crate::emulator::slot::Slot;
+use crate::emulator::slot::{PageSlots, Slot};
+use crate::emulator::slot_protocol;
 use crate::emulator::{Emulator, VmState};
 use crate::errno::Errno;
 use crate::sync::{Ordering, fence};
@@ -283,21 +284,15 @@ pub(crate) fn insert_request(
     if slot.processed().load(Ordering::Acquire) != abi::STATE_FREE {
         return Err(Errno::EBUSY);
     }
-    fill(&slot, vm.polling, ty, reqs);
+    fill(&page, vcpu, vm.polling, ty, reqs);
     upcall(hv);
     Ok(())
 }
 
-fn fill(slot: &Slot<'_>, polling: bool, ty: u32, reqs: &[u64; 8]) {
-    slot.set_ty(ty);
-    slot.set_reqs(reqs);
-    if polling {
-        slot.set_completion_polling(1);
-    }
-    // cpu_write_memory_barrier(), then the state store.
-    fence(Ordering::Release);
-    slot.processed()
-        .store(abi::STATE_PENDING, Ordering::Release);
+/// `acrn_insert_request`'s fill and publish: `slot_protocol::hv_place` (its release store of
+/// PENDING stands for the HV's `cpu_write_memory_barrier()` and plain store).
+fn fill(page: &crate::memory::Pinned, vcpu: usize, polling: bool, ty: u32, reqs: &[u64; 8]) {
+    slot_protocol::hv_place(&PageSlots(page), vcpu, ty, reqs, polling);
 }
 
 /// Idles for `d`: spins below 50 µs (sleeping is too coarse there), sleeps above.
@@ -538,7 +533,7 @@ impl Vcpu {
         let reqs = [u64::from(dir), addr, u64::from(size), value, 0, 0, 0, 0];
         // Stamped before the PENDING store: another vCPU's upcall may dispatch the slot at once.
         let pending_ns = if self.rec.is_some() { stamp() } else { 0 };
-        fill(&slot, self.vm.polling, ty, &reqs);
+        fill(&page, self.id, self.vm.polling, ty, &reqs);
         self.result.outcome.issued += 1;
         let t0 = Instant::now();
         upcall(&self.hv);
@@ -574,8 +569,8 @@ impl Vcpu {
             self.record(ty, addr, size, dir, value, stamps, &slot, Some(r));
             return self.stop(r);
         }
-        let st = slot.processed().load(Ordering::Acquire);
-        if st != abi::STATE_COMPLETE {
+        if !slot_protocol::hv_completed(&PageSlots(&page), self.id) {
+            let st = slot.processed().load(Ordering::Relaxed);
             self.fault(seq, FaultKind::StrayWakeup, st, op);
             return Ok(());
         }
@@ -604,7 +599,7 @@ impl Vcpu {
                 }
             }
         }
-        slot.processed().store(abi::STATE_FREE, Ordering::Relaxed);
+        slot_protocol::hv_free(&PageSlots(&page), self.id);
         if self.rec.is_some() {
             let stamps = [pending_ns, complete_ns, stamp()];
             self.record(ty, addr, size, dir, value, stamps, &slot, None);
@@ -711,7 +706,7 @@ impl Vcpu {
         let v = &self.vm.vcpus[self.id];
         let mut spins: u32 = 0;
         loop {
-            if slot.processed().load(Ordering::Acquire) == abi::STATE_COMPLETE {
+            if slot_protocol::hv_completed(&PageSlots(slot.page()), self.id) {
                 return Wait::Done;
             }
             if let Some(r) = self.stop_reason() {

@@ -19,7 +19,8 @@ use crate::abi::{self, le};
 use crate::backend::{ArgKind, HsmBackend, IoctlArg, classify};
 use crate::emulator::hv::{HV_OK, Hv, HvVm, lock};
 use crate::emulator::irqfd::IrqfdSet;
-use crate::emulator::slot::Slot;
+use crate::emulator::slot::{PageSlots, Slot};
+use crate::emulator::slot_protocol;
 use crate::emulator::{Emulator, InterruptEvent};
 use crate::errno::Errno;
 use crate::memory::{self, PAGE_SIZE, Pinned};
@@ -186,9 +187,10 @@ fn dispatch_all(hv: &Hv) {
 /// `acrn_ioreq_dispatch`.
 fn dispatch_vm(hv: &Hv, vm: &HsmVm, page: &Pinned) {
     let n = usize::from(vm.vcpu_num.load(Ordering::Acquire)).min(abi::IO_REQUEST_MAX);
+    let mem = PageSlots(page);
     for i in 0..n {
         let slot = Slot::new(page, i);
-        if slot.processed().load(Ordering::Acquire) != abi::STATE_PENDING {
+        if !slot_protocol::hsm_pending(&mem, i) {
             continue;
         }
         if vm.flags.load(Ordering::Acquire) & FLAG_CLEARING != 0 {
@@ -213,9 +215,7 @@ fn dispatch_vm(hv: &Hv, vm: &HsmVm, page: &Pinned) {
             // slots are not scanned.
             return;
         };
-        slot.set_kernel_handled(if client.is_default { 0 } else { 1 });
-        slot.processed()
-            .store(abi::STATE_PROCESSING, Ordering::Release);
+        slot_protocol::hsm_publish(&mem, i, !client.is_default);
         client.ioreqs_map.fetch_or(1 << i, Ordering::AcqRel);
         if client.is_default {
             client.wake();
@@ -270,9 +270,7 @@ fn handle_cf8cfc(hv: &Hv, vm: &HsmVm, i: usize, slot: Slot<'_>) -> bool {
 /// `ioreq_complete_request`: read `completion_polling`, release-store COMPLETE, notify the HV
 /// unless polling.
 fn complete_slot(hv: &Hv, vm: &HsmVm, vcpu: usize, slot: Slot<'_>) -> i64 {
-    let polling = slot.completion_polling() != 0;
-    slot.processed()
-        .store(abi::STATE_COMPLETE, Ordering::Release);
+    let polling = slot_protocol::hsm_complete(&PageSlots(slot.page()), vcpu);
     let hv_vm = vm.hv_vm().filter(|v| v.vmid == vm.vmid());
     let Some(hv_vm) = hv_vm else {
         return if polling {

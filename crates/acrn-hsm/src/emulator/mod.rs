@@ -22,6 +22,7 @@ pub(crate) mod hv_dev;
 pub(crate) mod hv_io;
 mod irqfd;
 pub(crate) mod slot;
+pub mod slot_protocol;
 pub(crate) mod vpci;
 
 use std::fmt;
