@@ -67,7 +67,7 @@ struct Mem(Arc<LoomSlot>);
 impl SlotMemory for Mem {
     fn load_u32(&self, slot: usize, off: usize, order: Ordering) -> u32 {
         assert_eq!(slot, 0);
-        if off >= SLOT_OFFSET_REQS && off < SLOT_OFFSET_REQS + 64 {
+        if (SLOT_OFFSET_REQS..SLOT_OFFSET_REQS + 64).contains(&off) {
             assert_eq!(off % 8, 0, "a low half");
             return self.0.reqs[(off - SLOT_OFFSET_REQS) / 8].load(order) as u32;
         }
@@ -159,7 +159,7 @@ fn model(polling: bool) {
             read_back.push(vcpu.load_u64(0, SLOT_OFFSET_REQS + 24, Ordering::Relaxed));
             sp::hv_free(&vcpu, 0);
         }
-        let claimed = dm.join().unwrap();
+        let claimed = dm.join().expect("the device model thread");
         assert_eq!(
             claimed,
             vec![(0x1000, 8, true, 0), (0x2000, 8, false, 0xbeef)],

@@ -597,10 +597,9 @@ fn irqfd_injects_once_per_signal_and_never_reads_the_counter() {
     signal(bad);
     std::thread::sleep(std::time::Duration::from_millis(20));
     assert_eq!(msis(), 3);
-    // SAFETY: closes fds this test created.
-    unsafe {
-        libc::close(fd);
-        libc::close(bad);
+    for f in [fd, bad] {
+        // SAFETY: closes an fd this test created.
+        unsafe { libc::close(f) };
     }
 }
 
