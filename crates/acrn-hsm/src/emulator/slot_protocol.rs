@@ -1,5 +1,5 @@
 //! The emulator's ordering points on one ioreq slot, as functions over any
-//! [`SlotMemory`](crate::client::protocol::SlotMemory): the hypervisor's and HSM's halves of
+//! [`SlotMemory`]: the hypervisor's and HSM's halves of
 //! acrn-semantics.md §4.6. The emulator runs exactly these on the live page (`hsm.rs`,
 //! `guest.rs`), and `tests/emulator_loom.rs` runs them over loom atomics, with the client's own
 //! [`claim`](crate::client::protocol::claim)/[`respond`](crate::client::protocol::respond), so
