@@ -10,10 +10,15 @@
 //! * [`Guest`] runs a [`crate::Workload`] on a VM's vCPUs, one thread per vCPU, as the hypervisor
 //!   does when the guest traps on PIO/MMIO: fill the slot, PENDING, upcall (the dispatcher runs
 //!   inline on that vCPU thread), wait for COMPLETE (spinning then parking for polling VMs, on the
-//!   latched event otherwise), post-work, FREE.
+//!   latched event otherwise), post-work, FREE — unless the hypervisor handles the access itself
+//!   (`hv_io.rs`, `vpci.rs`: vPCI's 0xCF8/0xCFC filtering, vPIC, vIOAPIC, vLAPIC), the filter any
+//!   execution engine calls before it makes a request.
+//! * The later ioctls (device pass-through, vdevs, PM, interrupt monitor) are checked by the
+//!   hypervisor in `hv_dev.rs`; the ordering points of one slot are the functions of
+//!   [`slot_protocol`], model-checked in `tests/emulator_loom.rs`.
 //!
 //! Nothing here spins on its own: the only threads are the vCPU threads of running workloads
-//! and, for VMs with irqfds, one poller blocked in `poll(2)`.
+//! and, for VMs with irqfds, one poller blocked in `epoll_wait(2)`.
 
 mod guest;
 pub(crate) mod hsm;
@@ -320,8 +325,10 @@ impl Emulator {
 
     /// Makes a vCPU of VM `vmid` raise one I/O request with the given raw slot contents (type and
     /// the 64-byte `reqs`), *without* waiting for its completion: the first half of what a
-    /// [`Guest`] does, for tests of the HSM side. Fails with `EFAULT` without an ioreq page and
-    /// `EBUSY` (the guest would get #GP) when the slot is not FREE.
+    /// [`Guest`] does, for tests of the HSM side. The request goes to HSM as given, as if the
+    /// hypervisor had forwarded it: its own I/O filter (vPCI, vPIC, ...; `hv_io.rs`) is not
+    /// consulted. Fails with `EFAULT` without an ioreq page and `EBUSY` (the guest would get
+    /// #GP) when the slot is not FREE.
     pub fn raise_request(
         &self,
         vmid: u16,
