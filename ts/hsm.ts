@@ -61,6 +61,59 @@ export interface VcpuRegs {
 }
 
 /** A guest read whose value differed from its `expect`. */
+/** `struct acrn_ptdev_irq`: an INTx remapping for a passed-through device (SET/RESET_PTDEV_INTR). */
+export interface PtdevIrq {
+  /** 0 = INTx (the only type the hypervisor accepts), 1 = MSI, 2 = MSI-X. Default 0. */
+  type?: number;
+  /** The bdf the guest sees (`bus << 8 | dev << 3 | func`). */
+  virtBdf: number;
+  /** The physical bdf. */
+  physBdf: number;
+  /** The guest GSI (or vPIC pin when `isPicPin`). */
+  virtPin: number;
+  /** The physical GSI. */
+  physPin: number;
+  isPicPin?: boolean;
+}
+
+/** `struct acrn_pcidev`: a physical PCI device to pass through (ASSIGN/DEASSIGN_PCIDEV). */
+export interface PciDev {
+  /** Flags: 1 = `ACRN_PTDEV_QUIRK_ASSIGN` (the device model keeps the config space). Default 0. */
+  type?: number;
+  virtBdf: number;
+  physBdf: number;
+  intrLine?: number;
+  intrPin?: number;
+  /** Up to six BARs as the guest sees them. */
+  bar?: number[];
+}
+
+/** `struct acrn_mmiodev`: a platform MMIO device to pass through (ASSIGN/DEASSIGN_MMIODEV). */
+export interface MmioDev {
+  /** At most 8 bytes. */
+  name?: string;
+  /** Up to three resources; sizes are multiples of 4 KiB. */
+  res: { userVmPa: bigint; hostPa: bigint; size: bigint; memType?: bigint }[];
+}
+
+/** `struct acrn_vdev`: a device the hypervisor emulates (CREATE/DESTROY_VDEV): ivshmem 1af4:1110, vUART 9710:9900, root port 8086:9d14. */
+export interface Vdev {
+  vendor: number;
+  device: number;
+  legacyId?: number;
+  /** The bdf the device appears at. */
+  slot: number;
+  /** Device-specific arguments (at most 128 bytes). */
+  args?: Uint8Array;
+}
+
+/** What PM_GET_CPU_STATE answered. */
+export type PmState =
+  | { kind: 'none' }
+  | { kind: 'count'; count: number }
+  | { kind: 'pstate'; pstate: bigint[] }
+  | { kind: 'cstate'; cstateType: number; latency: number; power: bigint; address: bigint };
+
 export interface RunMismatch {
   vcpu: number;
   request: number;
@@ -416,6 +469,114 @@ export class Vm {
     checkU32('op', op);
     callBinding(() => this.handle.setIrqline(gsi, op));
   }
+  /** SET_PTDEV_INTR: the hypervisor needs the VM created (not started), type INTx, a passed-through device at `virtBdf` backed by `physBdf`, and valid pins (else EPERM). */
+  setPtdevIntr(irq: PtdevIrq): void {
+    checkPtdevIrq(irq);
+    callBinding(() => this.handle.setPtdevIntr(irq));
+  }
+  /** RESET_PTDEV_INTR (created or paused VM). */
+  resetPtdevIntr(irq: PtdevIrq): void {
+    checkPtdevIrq(irq);
+    callBinding(() => this.handle.resetPtdevIntr(irq));
+  }
+  /** ASSIGN_PCIDEV: EINVAL unless the VM is created and not started; ENODEV for a device the hypervisor does not have, has passed through already, or cannot pass through (a bridge). */
+  assignPcidev(dev: PciDev): void {
+    checkPciDev(dev);
+    callBinding(() => this.handle.assignPcidev(dev));
+  }
+  /** DEASSIGN_PCIDEV (created or paused VM; ENODEV when the VM has no such device). */
+  deassignPcidev(dev: PciDev): void {
+    checkPciDev(dev);
+    callBinding(() => this.handle.deassignPcidev(dev));
+  }
+  /** ASSIGN_MMIODEV: EINVAL unless the VM is created and every resource is page aligned; a device with no resources is accepted. */
+  assignMmiodev(dev: MmioDev): void {
+    checkMmioDev(dev);
+    callBinding(() => this.handle.assignMmiodev(dev));
+  }
+  /** DEASSIGN_MMIODEV (created or paused VM). */
+  deassignMmiodev(dev: MmioDev): void {
+    checkMmioDev(dev);
+    callBinding(() => this.handle.deassignMmiodev(dev));
+  }
+  /** CREATE_VDEV: EINVAL unless the VM is created, the id is one the hypervisor emulates, and the slot is free. */
+  createVdev(dev: Vdev): void {
+    checkVdev(dev);
+    callBinding(() => this.handle.createVdev(dev));
+  }
+  /** DESTROY_VDEV (created or paused VM; EINVAL when nothing is at the slot). */
+  destroyVdev(dev: Vdev): void {
+    checkVdev(dev);
+    callBinding(() => this.handle.destroyVdev(dev));
+  }
+  /**
+   * PM_GET_CPU_STATE with the raw command `vmid << 24 | vcpu << 16 | index << 8 | type`
+   * (type 0 PX_CNT, 1 PX_DATA, 2 CX_CNT, 3 CX_DATA). The hypervisor takes the VM from the
+   * command, not from this handle; an unknown type answers `{ kind: 'none' }`.
+   */
+  pmGetCpuState(cmd: bigint): PmState {
+    checkU64('cmd', cmd);
+    const r = callBinding(() => this.handle.pmGetCpuState(cmd));
+    switch (r.kind) {
+      case 'count':
+        return { kind: 'count', count: r.count ?? 0 };
+      case 'pstate':
+        return { kind: 'pstate', pstate: r.pstate ?? [] };
+      case 'cstate':
+        return { kind: 'cstate', cstateType: r.cstateType ?? 0, latency: r.latency ?? 0, power: r.power ?? 0n, address: r.address ?? 0n };
+      default:
+        return { kind: 'none' };
+    }
+  }
+  /** VM_INTR_MONITOR (GET_DATA): the `(irq, count)` pairs of the VM's passed-through interrupts. */
+  intrMonitorData(): { irq: bigint; count: bigint }[] {
+    return callBinding(() => this.handle.intrMonitorData());
+  }
+}
+
+function checkObject(what: string, v: unknown): asserts v is object {
+  if (typeof v !== 'object' || v === null) throw new TypeError(`${what} must be an object`);
+}
+
+function checkPtdevIrq(irq: PtdevIrq): void {
+  checkObject('a ptdev irq', irq);
+  if (irq.type !== undefined) checkU32('type', irq.type);
+  checkU32('virtBdf', irq.virtBdf);
+  checkU32('physBdf', irq.physBdf);
+  checkU32('virtPin', irq.virtPin);
+  checkU32('physPin', irq.physPin);
+}
+
+function checkPciDev(dev: PciDev): void {
+  checkObject('a PCI device', dev);
+  if (dev.type !== undefined) checkU32('type', dev.type);
+  checkU32('virtBdf', dev.virtBdf);
+  checkU32('physBdf', dev.physBdf);
+  if (dev.bar !== undefined) {
+    if (!Array.isArray(dev.bar) || dev.bar.length > 6) throw new TypeError('bar must be an array of at most 6 numbers');
+    dev.bar.forEach((b, i) => checkU32(`bar[${i}]`, b));
+  }
+}
+
+function checkMmioDev(dev: MmioDev): void {
+  checkObject('an MMIO device', dev);
+  if (!Array.isArray(dev.res) || dev.res.length > 3) throw new TypeError('res must be an array of at most 3 resources');
+  for (const r of dev.res) {
+    checkObject('a resource', r);
+    checkU64('userVmPa', r.userVmPa);
+    checkU64('hostPa', r.hostPa);
+    checkU64('size', r.size);
+    if (r.memType !== undefined) checkU64('memType', r.memType);
+  }
+}
+
+function checkVdev(dev: Vdev): void {
+  checkObject('a vdev', dev);
+  checkU32('vendor', dev.vendor);
+  checkU32('device', dev.device);
+  checkU32('slot', dev.slot);
+  if (dev.legacyId !== undefined) checkU32('legacyId', dev.legacyId);
+  if (dev.args !== undefined && !(dev.args instanceof Uint8Array)) throw new TypeError('args must be a Uint8Array');
 }
 
 function checkMemseg(map: Memseg): void {

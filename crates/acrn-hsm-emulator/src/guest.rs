@@ -22,7 +22,8 @@ use crate::abi;
 use crate::errno::Errno;
 use crate::hsm::upcall;
 use crate::hv::{Hv, HvVm, lock};
-use crate::slot::Slot;
+use crate::slot::{PageSlots, Slot};
+use crate::slot_protocol;
 use crate::trace::{GuestRecorder, VcpuRecorder, stamp};
 use crate::workload::{Access, Op, Workload, size_mask};
 use crate::{Emulator, VmState};
@@ -283,21 +284,15 @@ pub(crate) fn insert_request(
     if slot.processed().load(Ordering::Acquire) != abi::STATE_FREE {
         return Err(Errno::EBUSY);
     }
-    fill(&slot, vm.polling, ty, reqs);
+    fill(&page, vcpu, vm.polling, ty, reqs);
     upcall(hv);
     Ok(())
 }
 
-fn fill(slot: &Slot<'_>, polling: bool, ty: u32, reqs: &[u64; 8]) {
-    slot.set_ty(ty);
-    slot.set_reqs(reqs);
-    if polling {
-        slot.set_completion_polling(1);
-    }
-    // cpu_write_memory_barrier(), then the state store.
-    fence(Ordering::Release);
-    slot.processed()
-        .store(abi::STATE_PENDING, Ordering::Release);
+/// `acrn_insert_request`'s fill and publish: `slot_protocol::hv_place` (its release store of
+/// PENDING stands for the HV's `cpu_write_memory_barrier()` and plain store).
+fn fill(page: &crate::memory::Pinned, vcpu: usize, polling: bool, ty: u32, reqs: &[u64; 8]) {
+    slot_protocol::hv_place(&PageSlots(page), vcpu, ty, reqs, polling);
 }
 
 /// Idles for `d`: spins below 50 µs (sleeping is too coarse there), sleeps above.
@@ -440,6 +435,9 @@ impl Vcpu {
                     size,
                     access,
                 } => {
+                    // The guest's PCI config lock (see `HvVm::guest_pci_lock`).
+                    let vm = self.vm.clone();
+                    let _pci = lock(&vm.guest_pci_lock);
                     let addr = 0x8000_0000u64
                         | (u64::from(*bus) << 16)
                         | (u64::from(*dev) << 11)
@@ -507,6 +505,11 @@ impl Vcpu {
             self.leave_guest_mode();
             return self.stop(r);
         }
+        // The hypervisor's own devices (vPCI, vPIC, vIOAPIC, ...) never make a request.
+        if self.hv_completes(ty, addr, size, access, op) {
+            self.leave_guest_mode();
+            return Ok(());
+        }
         let seq = self.seq;
         self.seq += 1;
         let Some(page) = self.vm.ioreq_page() else {
@@ -530,7 +533,7 @@ impl Vcpu {
         let reqs = [u64::from(dir), addr, u64::from(size), value, 0, 0, 0, 0];
         // Stamped before the PENDING store: another vCPU's upcall may dispatch the slot at once.
         let pending_ns = if self.rec.is_some() { stamp() } else { 0 };
-        fill(&slot, self.vm.polling, ty, &reqs);
+        fill(&page, self.id, self.vm.polling, ty, &reqs);
         self.result.outcome.issued += 1;
         let t0 = Instant::now();
         upcall(&self.hv);
@@ -566,8 +569,8 @@ impl Vcpu {
             self.record(ty, addr, size, dir, value, stamps, &slot, Some(r));
             return self.stop(r);
         }
-        let st = slot.processed().load(Ordering::Acquire);
-        if st != abi::STATE_COMPLETE {
+        if !slot_protocol::hv_completed(&PageSlots(&page), self.id) {
+            let st = slot.processed().load(Ordering::Relaxed);
             self.fault(seq, FaultKind::StrayWakeup, st, op);
             return Ok(());
         }
@@ -596,7 +599,7 @@ impl Vcpu {
                 }
             }
         }
-        slot.processed().store(abi::STATE_FREE, Ordering::Relaxed);
+        slot_protocol::hv_free(&PageSlots(&page), self.id);
         if self.rec.is_some() {
             let stamps = [pending_ns, complete_ns, stamp()];
             self.record(ty, addr, size, dir, value, stamps, &slot, None);
@@ -606,6 +609,40 @@ impl Vcpu {
             .latencies
             .push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
         Ok(())
+    }
+
+    /// Asks the hypervisor's I/O filter (`hv_io.rs`) whether it completes this access itself;
+    /// if so the read value is merged as after a request and checked against `expect`.
+    fn hv_completes(&mut self, ty: u32, addr: u64, size: u8, access: Access, op: &Op) -> bool {
+        let mask = size_mask(size);
+        let (dir, value) = match access {
+            Access::Write(v) => (abi::DIR_WRITE, v & mask),
+            Access::Read { .. } => (abi::DIR_READ, 0),
+        };
+        let Some(v) = self
+            .hv
+            .hv_handles(&self.vm, self.id, ty, addr, size, dir, value)
+        else {
+            return false;
+        };
+        if let Access::Read { expect } = access {
+            let got = v & mask;
+            if ty == abi::TYPE_MMIO {
+                self.mmio_reg = got;
+            } else {
+                self.rax = (self.rax & !mask) | got;
+            }
+            if let Some(e) = expect.filter(|&e| e != got) {
+                self.result.mismatches.push(Mismatch {
+                    vcpu: self.id as u16,
+                    request: self.seq,
+                    access: op.to_string(),
+                    expected: e,
+                    actual: got,
+                });
+            }
+        }
+        true
     }
 
     fn leave_guest_mode(&self) {
@@ -669,7 +706,7 @@ impl Vcpu {
         let v = &self.vm.vcpus[self.id];
         let mut spins: u32 = 0;
         loop {
-            if slot.processed().load(Ordering::Acquire) == abi::STATE_COMPLETE {
+            if slot_protocol::hv_completed(&PageSlots(slot.page()), self.id) {
                 return Wait::Done;
             }
             if let Some(r) = self.stop_reason() {

@@ -21,7 +21,8 @@ use crate::errno::Errno;
 use crate::hv::{HV_OK, Hv, HvVm, lock};
 use crate::irqfd::IrqfdSet;
 use crate::memory::{self, PAGE_SIZE, Pinned};
-use crate::slot::Slot;
+use crate::slot::{PageSlots, Slot};
+use crate::slot_protocol;
 use crate::{Emulator, InterruptEvent};
 use std::sync::atomic::Ordering;
 
@@ -186,9 +187,10 @@ fn dispatch_all(hv: &Hv) {
 /// `acrn_ioreq_dispatch`.
 fn dispatch_vm(hv: &Hv, vm: &HsmVm, page: &Pinned) {
     let n = usize::from(vm.vcpu_num.load(Ordering::Acquire)).min(abi::IO_REQUEST_MAX);
+    let mem = PageSlots(page);
     for i in 0..n {
         let slot = Slot::new(page, i);
-        if slot.processed().load(Ordering::Acquire) != abi::STATE_PENDING {
+        if !slot_protocol::hsm_pending(&mem, i) {
             continue;
         }
         if vm.flags.load(Ordering::Acquire) & FLAG_CLEARING != 0 {
@@ -213,9 +215,7 @@ fn dispatch_vm(hv: &Hv, vm: &HsmVm, page: &Pinned) {
             // slots are not scanned.
             return;
         };
-        slot.set_kernel_handled(if client.is_default { 0 } else { 1 });
-        slot.processed()
-            .store(abi::STATE_PROCESSING, Ordering::Release);
+        slot_protocol::hsm_publish(&mem, i, !client.is_default);
         client.ioreqs_map.fetch_or(1 << i, Ordering::AcqRel);
         if client.is_default {
             client.wake();
@@ -270,9 +270,7 @@ fn handle_cf8cfc(hv: &Hv, vm: &HsmVm, i: usize, slot: Slot<'_>) -> bool {
 /// `ioreq_complete_request`: read `completion_polling`, release-store COMPLETE, notify the HV
 /// unless polling.
 fn complete_slot(hv: &Hv, vm: &HsmVm, vcpu: usize, slot: Slot<'_>) -> i64 {
-    let polling = slot.completion_polling() != 0;
-    slot.processed()
-        .store(abi::STATE_COMPLETE, Ordering::Release);
+    let polling = slot_protocol::hsm_complete(&PageSlots(slot.page()), vcpu);
     let hv_vm = vm.hv_vm().filter(|v| v.vmid == vm.vmid());
     let Some(hv_vm) = hv_vm else {
         return if polling {
@@ -502,6 +500,15 @@ impl EmulatedHsm {
                 | abi::UNSET_MEMSEG
                 | abi::IOEVENTFD
                 | abi::IRQFD
+                | abi::SET_PTDEV_INTR
+                | abi::RESET_PTDEV_INTR
+                | abi::ASSIGN_PCIDEV
+                | abi::DEASSIGN_PCIDEV
+                | abi::ASSIGN_MMIODEV
+                | abi::DEASSIGN_MMIODEV
+                | abi::CREATE_VDEV
+                | abi::DESTROY_VDEV
+                | abi::PM_GET_CPU_STATE
         );
         if !known {
             return Err(Errno::ENOTTY);
@@ -584,40 +591,71 @@ impl EmulatedHsm {
                 hv_ret(self.hv.set_memory_regions(vm.vmid(), &[op]))
             }
             abi::INJECT_MSI => {
+                // hcall_inject_msi: the hypervisor checks the address (vlapic.c).
                 let b = Self::copy_in::<{ abi::msi::SIZE }>(&mut kind)?;
+                let addr = le::u64_at(&b, abi::msi::ADDR);
                 let ev = InterruptEvent::Msi {
                     vmid: vm.vmid(),
-                    addr: le::u64_at(&b, abi::msi::ADDR),
+                    addr,
                     data: le::u64_at(&b, abi::msi::DATA),
                 };
-                hv_ret(self.hv.interrupt(vm.vmid(), ev))
+                hv_ret(self.hv.inject_msi(vm.vmid(), addr, ev))
             }
             abi::SET_IRQLINE => {
                 let ArgKind::Value(v) = kind else {
                     return Err(Errno::EFAULT);
                 };
-                let ev = InterruptEvent::IrqLine {
-                    vmid: vm.vmid(),
-                    gsi: v as u32,
-                    op: (v >> 32) as u32,
-                };
-                hv_ret(self.hv.interrupt(vm.vmid(), ev))
+                hv_ret(self.hv.set_irqline(vm.vmid(), v as u32, (v >> 32) as u32))
             }
             abi::VM_INTR_MONITOR => {
                 let ArgKind::Value(addr) = kind else {
                     return Err(Errno::EFAULT);
                 };
-                let page = memory::pin(addr & !(PAGE_SIZE as u64 - 1), PAGE_SIZE)?;
-                if self
-                    .hv
-                    .vm(vm.vmid())
-                    .is_none_or(|v| v.state() == crate::VmState::PoweredOff)
-                {
-                    return Err(Errno::EPERM);
+                // pin_user_pages_fast(ioctl_param, 1): the page holding the address; the
+                // hypervisor reads the header at the page's start (page_to_phys).
+                let page = memory::pin(addr & !(PAGE_SIZE as u64 - 1), PAGE_SIZE)
+                    .map_err(|_| Errno::EFAULT)?;
+                let r = self.hv.vm_intr_monitor(vm.vmid(), &page);
+                if r < 0 {
+                    // unpin_user_page; the previous monitor page stays.
+                    return hv_ret(r);
                 }
                 lock(&vm.inner).monitor_page = Some(page);
                 Ok(0)
             }
+            abi::SET_PTDEV_INTR | abi::RESET_PTDEV_INTR => {
+                let b = Self::copy_in::<{ abi::ptdev_irq::SIZE }>(&mut kind)?;
+                hv_ret(if request == abi::SET_PTDEV_INTR {
+                    self.hv.set_ptdev_intr(vm.vmid(), &b)
+                } else {
+                    self.hv.reset_ptdev_intr(vm.vmid(), &b)
+                })
+            }
+            abi::ASSIGN_PCIDEV | abi::DEASSIGN_PCIDEV => {
+                let b = Self::copy_in::<{ abi::pcidev::SIZE }>(&mut kind)?;
+                hv_ret(if request == abi::ASSIGN_PCIDEV {
+                    self.hv.assign_pcidev(vm.vmid(), &b)
+                } else {
+                    self.hv.deassign_pcidev(vm.vmid(), &b)
+                })
+            }
+            abi::ASSIGN_MMIODEV | abi::DEASSIGN_MMIODEV => {
+                let b = Self::copy_in::<{ abi::mmiodev::SIZE }>(&mut kind)?;
+                hv_ret(if request == abi::ASSIGN_MMIODEV {
+                    self.hv.assign_mmiodev(vm.vmid(), &b)
+                } else {
+                    self.hv.deassign_mmiodev(vm.vmid(), &b)
+                })
+            }
+            abi::CREATE_VDEV | abi::DESTROY_VDEV => {
+                let b = Self::copy_in::<{ abi::vdev::SIZE }>(&mut kind)?;
+                hv_ret(if request == abi::CREATE_VDEV {
+                    self.hv.add_vdev(vm.vmid(), &b)
+                } else {
+                    self.hv.remove_vdev(vm.vmid(), &b)
+                })
+            }
+            abi::PM_GET_CPU_STATE => self.pm_get_cpu_state(&mut kind),
             abi::IOEVENTFD => {
                 let b = Self::copy_in::<{ abi::ioeventfd::SIZE }>(&mut kind)?;
                 self.ioeventfd(&b)
@@ -625,10 +663,8 @@ impl EmulatedHsm {
             abi::IRQFD => {
                 use abi::irqfd as o;
                 let b = Self::copy_in::<{ o::SIZE }>(&mut kind)?;
+                // acrn_irqfd_config: only the DEASSIGN bit is looked at.
                 let flags = le::u32_at(&b, o::FLAGS);
-                if flags & !abi::IRQFD_FLAG_DEASSIGN != 0 {
-                    return Err(Errno::EINVAL);
-                }
                 let (fd, key) = eventfd_get(le::u32_at(&b, o::FD) as i32)?;
                 if flags & abi::IRQFD_FLAG_DEASSIGN != 0 {
                     vm.irqfds.deassign(key);
@@ -706,7 +742,11 @@ impl EmulatedHsm {
         Ok(0)
     }
 
-    /// `acrn_vm_destroy`.
+    /// `acrn_vm_destroy` as since Linux 5.14 ("virt: acrn: Do hcall_destroy_vm() before
+    /// resource release"): the hypervisor call first; when it refuses (the VM is not paused),
+    /// the DESTROYED bit is cleared and its code returned with nothing torn down, so a retry is
+    /// safe. On success: off the VM list, the ioeventfd client, the irqfds, every ioreq client
+    /// (waking ATTACH with ENODEV), the ioreq page, the monitor page, the RAM mappings.
     fn destroy_vm(&self) -> i64 {
         let vm = &self.vm;
         if vm.vmid() == abi::INVALID_VMID
@@ -714,13 +754,28 @@ impl EmulatedHsm {
         {
             return 0;
         }
+        let ret = self.hv.destroy_vm(vm.vmid());
+        if ret < 0 {
+            vm.flags.fetch_and(!FLAG_DESTROYED, Ordering::AcqRel);
+            return ret;
+        }
+        self.teardown();
+        lock(&vm.inner).ram.clear();
+        vm.vmid.store(abi::INVALID_VMID, Ordering::Release);
+        0
+    }
+
+    /// The HSM side of a destroy: off `acrn_vm_list`, `acrn_ioeventfd_deinit`,
+    /// `acrn_irqfd_deinit`, `acrn_ioreq_deinit` (non-default clients, then the default client,
+    /// then the ioreq page), the monitor page.
+    fn teardown(&self) {
+        let vm = &self.vm;
         self.hv
             .hsm
             .vm_list
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|v| v.id != vm.id);
-        // acrn_ioeventfd_deinit
         let evc = {
             let mut inner = lock(&vm.inner);
             inner.ioeventfds.clear();
@@ -729,9 +784,7 @@ impl EmulatedHsm {
         if let Some(c) = evc {
             self.client_destroy(&c);
         }
-        // acrn_irqfd_deinit
         vm.irqfds.clear();
-        // acrn_ioreq_deinit: non-default clients, then the default client, then the page.
         let clients: Vec<_> = lock(&vm.inner).clients.clone();
         for c in clients {
             self.client_destroy(&c);
@@ -742,14 +795,45 @@ impl EmulatedHsm {
         }
         *vm.ioreq.write().unwrap_or_else(|e| e.into_inner()) = None;
         lock(&vm.inner).monitor_page = None;
-        let ret = self.hv.destroy_vm(vm.vmid());
-        if ret < 0 {
-            vm.flags.fetch_and(!FLAG_DESTROYED, Ordering::AcqRel);
-            return ret;
+    }
+
+    /// PM_GET_CPU_STATE: `pmcmd_ioctl`. An unknown type returns 0 with no hypercall and nothing
+    /// written; otherwise `hcall_get_cpu_state(cmd, buffer)` (the target VM is in the command's
+    /// bits 31:24) and, on success, the buffer is copied over the argument: 8 bytes for the
+    /// counts (a u64 whose low byte the hypervisor wrote; the emulator zeroes the rest, which the
+    /// kernel leaves as `kmalloc` gave it), `acrn_pstate_data` (48) or `acrn_cstate_data` (32)
+    /// for the data commands. Those are larger than the 8-byte argument: an argument given as
+    /// 8 bytes cannot hold them (`EFAULT`, where the kernel would write past it); pass an
+    /// address with room for them.
+    fn pm_get_cpu_state(&self, kind: &mut ArgKind<'_, '_>) -> Result<i64, Errno> {
+        let b = Self::copy_in::<8>(kind)?;
+        let cmd = u64::from_le_bytes(b);
+        let out_len = match cmd & 0xff {
+            0 | 2 => 8,
+            1 => 48,
+            3 => 32,
+            _ => return Ok(0),
+        };
+        let mut out = [0u8; 48];
+        let (r, _) = self.hv.get_cpu_pm_state(cmd, &mut out);
+        if r < 0 {
+            return Err(Errno::from_negative(r));
         }
-        lock(&vm.inner).ram.clear();
-        vm.vmid.store(abi::INVALID_VMID, Ordering::Release);
-        0
+        match kind {
+            ArgKind::Bytes(_) if out_len > 8 => Err(Errno::EFAULT),
+            _ => Self::copy_out_prefix(kind, &out[..out_len]).map(|()| r),
+        }
+    }
+
+    fn copy_out_prefix(kind: &mut ArgKind<'_, '_>, data: &[u8]) -> Result<(), Errno> {
+        match kind {
+            ArgKind::Bytes(b) => {
+                b[..data.len()].copy_from_slice(data);
+                Ok(())
+            }
+            ArgKind::Address(a) => memory::copy_to_user(*a, data),
+            _ => Err(Errno::EFAULT),
+        }
     }
 
     /// `acrn_ioreq_client_destroy`.
@@ -880,7 +964,12 @@ impl EmulatedHsm {
         };
         match ty {
             abi::MEMMAP_RAM => {
-                // nr_pages is an int: `len >> PAGE_SHIFT` truncated; vzalloc(0 or huge) fails.
+                // Current acrn_vm_ram_map refuses a length below one page with EINVAL (before
+                // 2024, `vzalloc(0)` failed with ENOMEM); nr_pages is an int (`len >> 12`
+                // truncated), and a count that does not fit fails the allocation (ENOMEM).
+                if len < PAGE_SIZE as u64 {
+                    return Err(Errno::EINVAL);
+                }
                 let nr_pages = (len >> 12) as i32;
                 if nr_pages <= 0 {
                     return Err(Errno::ENOMEM);
@@ -942,13 +1031,9 @@ impl EmulatedHsm {
         let mut inner = lock(&self.vm.inner);
         if flags & abi::IOEVENTFD_FLAG_DEASSIGN != 0 {
             let (_fd, key) = eventfd_get(le::u32_at(b, o::FD) as i32)?;
-            if let Some(i) = inner.ioeventfds.iter().position(|p| {
-                p.key == key
-                    && p.addr == addr
-                    && p.ty == ty
-                    && p.wildcard == wildcard
-                    && (wildcard || p.data == data)
-            }) {
+            // acrn_ioeventfd_deassign: the first entry with this eventfd, whatever the
+            // address, type or datamatch given.
+            if let Some(i) = inner.ioeventfds.iter().position(|p| p.key == key) {
                 let p = inner.ioeventfds.remove(i);
                 if let Some(c) = &inner.ioeventfd_client {
                     let mut r = lock(&c.ranges);
@@ -1009,9 +1094,16 @@ impl HsmBackend for EmulatedHsm {
 
 impl Drop for EmulatedHsm {
     /// `acrn_dev_release`: `acrn_vm_destroy`, result ignored.
+    ///
+    /// When the hypervisor refuses (the VM is not paused) the kernel frees the `acrn_vm` while
+    /// it is still on `acrn_vm_list`, its clients and ioreq page still in place: the hypervisor's
+    /// VM goes on running, orphaned, and its next requests are never completed. The emulator
+    /// keeps that outcome but unlinks and tears down the HSM side instead of leaving a dangling
+    /// entry for the dispatcher.
     fn drop(&mut self) {
-        let _ = self.destroy_vm();
-        // Whatever stays (a VM the HV refused to destroy) is orphaned, as in the kernel.
+        if self.destroy_vm() < 0 {
+            self.teardown();
+        }
         self.vm.irqfds.clear();
     }
 }

@@ -21,6 +21,9 @@ pub(crate) const HV_EPERM: i64 = -1;
 pub(crate) const HV_EINVAL: i64 = -22;
 pub(crate) const HV_ENOTTY: i64 = -25;
 
+/// `VIOAPIC_RTE_NUM` (acrn_common.h): the GSIs of a post-launched VM (`get_vm_gsicount`).
+pub(crate) const VIOAPIC_RTE_NUM: u32 = 48;
+
 /// `MAX_VCPUS_PER_VM` (one slot per vCPU).
 pub(crate) const MAX_VCPUS_PER_VM: usize = abi::IO_REQUEST_MAX;
 
@@ -137,6 +140,21 @@ pub(crate) struct HvVm {
     /// EPT regions `(user_vm_pa, size, service_vm_pa, attr)`.
     pub(crate) regions: Mutex<Vec<(u64, u64, u64, u32)>>,
     lifecycle: Mutex<()>,
+    /// The VM's vPCI devices, INTx remappings and interrupt-monitor state (`hv_dev.rs`).
+    pub(crate) dev: Mutex<crate::hv_dev::VmDevices>,
+    /// vPCI's CONFIG_ADDRESS latch (`vpci->addr`), see `vpci.rs`.
+    pub(crate) vpci_addr: AtomicU32,
+    /// Not the hypervisor's: the guest kernel's `pci_config_lock`, which makes a workload's
+    /// [`crate::Op::Pci`] (a 0xCF8 write and its 0xCFC access) one critical section across the
+    /// VM's vCPUs, as a guest's `pci_conf1_read`/`write` do. (The latch is per VM: without it
+    /// two vCPUs' pairs interleave and one reads all ones, on the real hypervisor too.)
+    pub(crate) guest_pci_lock: Mutex<()>,
+}
+
+/// The VM table: the VMs by vmid and each slot's configured name.
+struct VmTable {
+    vms: Vec<Option<Arc<HvVm>>>,
+    names: Vec<[u8; 16]>,
 }
 
 impl HvVm {
@@ -159,7 +177,10 @@ impl HvVm {
 /// The hypervisor: a table of VMs indexed by vmid (0 is the Service VM).
 pub(crate) struct Hv {
     pub(crate) config: EmulatorConfig,
-    vms: Mutex<Vec<Option<Arc<HvVm>>>>,
+    /// The VM table and each slot's configured name (`vm_config->name`), under one lock.
+    table: Mutex<VmTable>,
+    /// The platform devices and the Service VM's memory (`hv_dev.rs`).
+    pub(crate) platform: Mutex<crate::hv_dev::Platform>,
     pub(crate) interrupts: Mutex<Vec<InterruptEvent>>,
     pub(crate) shutdown: AtomicBool,
     /// HSM's global state (the VM list, the dispatcher).
@@ -169,9 +190,17 @@ pub(crate) struct Hv {
 impl Hv {
     pub(crate) fn new(config: EmulatorConfig) -> Hv {
         let n = usize::from(config.max_vms) + 1;
+        let mut names = vec![[0u8; 16]; n];
+        // Slot 0 is the Service VM, statically configured (never handed out).
+        names[0][..15].copy_from_slice(b"ACRN_Service_VM");
+        let platform = crate::hv_dev::Platform::new(&config);
         Hv {
             config,
-            vms: Mutex::new(vec![None; n]),
+            table: Mutex::new(VmTable {
+                vms: vec![None; n],
+                names,
+            }),
+            platform: Mutex::new(platform),
             interrupts: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             hsm: crate::hsm::HsmGlobal::new(),
@@ -183,11 +212,20 @@ impl Hv {
         if vmid == 0 {
             return None;
         }
-        lock(&self.vms).get(usize::from(vmid)).cloned().flatten()
+        lock(&self.table)
+            .vms
+            .get(usize::from(vmid))
+            .cloned()
+            .flatten()
     }
 
     pub(crate) fn all_vms(&self) -> Vec<Arc<HvVm>> {
-        lock(&self.vms).iter().flatten().cloned().collect()
+        lock(&self.table).vms.iter().flatten().cloned().collect()
+    }
+
+    /// The configured name of slot `vmid` (`vm_config->name`; empty when free). For tests.
+    pub(crate) fn slot_name(&self, vmid: u16) -> Option<[u8; 16]> {
+        lock(&self.table).names.get(usize::from(vmid)).copied()
     }
 
     fn configured_affinity(&self) -> u64 {
@@ -195,8 +233,16 @@ impl Hv {
         if n == 64 { u64::MAX } else { (1u64 << n) - 1 }
     }
 
-    /// `hcall_create_vm`: `cv` is the 48-byte `acrn_vm_creation`, written back on success
-    /// (vmid, vcpu_num) as the HV does.
+    /// `parse_target_vm` + `hcall_create_vm` (vmcall.c, hypercall.c, vm.c): `cv` is the 48-byte
+    /// `acrn_vm_creation`, written back (vmid, vcpu_num) as the HV does.
+    ///
+    /// * The target slot is the one whose configured name matches (`get_vmid_by_name`: an
+    ///   empty name never matches), else the lowest slot with an empty name
+    ///   (`allocate_dynamical_vmid` / `get_unused_vmid`), which gets the name and
+    ///   `cpu_affinity` copied into its configuration; no slot: `-ENOTTY` (no target VM).
+    /// * The VM in that slot must be powered off, else `-1`.
+    /// * `create_vm` names an unnamed VM "ACRN VM_<id>".
+    /// * On any failure the slot's name is erased, even when the slot holds a live VM.
     pub(crate) fn create_vm(&self, cv: &mut [u8]) -> i64 {
         use abi::le;
         use abi::vm_creation as o;
@@ -204,40 +250,72 @@ impl Hv {
         name.copy_from_slice(&cv[o::UUID..o::UUID + 16]);
         let vm_flag = le::u64_at(cv, o::VM_FLAG) & abi::DM_OWNED_GUEST_FLAG_MASK;
         let affinity = le::u64_at(cv, o::CPU_AFFINITY);
-        let mut vms = lock(&self.vms);
-        // parse_target_vm: by name (compared as a C string), else the first unused slot.
-        let by_name =
-            (1..vms.len()).find(|&i| vms[i].as_ref().is_some_and(|vm| cstr_eq(&vm.name, &name)));
-        let vmid = match by_name.or_else(|| {
-            (1..vms.len()).find(|&i| {
-                vms[i]
-                    .as_ref()
-                    .is_none_or(|vm| vm.state() == VmState::PoweredOff)
-            })
-        }) {
+        let mut t = lock(&self.table);
+        let n = t.vms.len();
+        let by_name = (name[0] != 0)
+            .then(|| (0..n).find(|&i| cstr_eq(&t.names[i], &name)))
+            .flatten();
+        let vmid = match by_name {
             Some(i) => i,
-            None => return HV_ENOTTY,
+            None => match (1..n).find(|&i| t.names[i][0] == 0) {
+                Some(i) => {
+                    t.names[i] = name;
+                    i
+                }
+                None => return HV_ENOTTY,
+            },
         };
-        if let Some(vm) = &vms[vmid] {
-            if vm.state() != VmState::PoweredOff {
-                return HV_EPERM;
+        if vmid == 0 {
+            // The Service VM's own name: it is not powered off.
+            return HV_EPERM;
+        }
+        let ret = self.create_in_slot(&mut t, vmid, vm_flag, affinity);
+        match ret {
+            Ok((vmid16, created)) => {
+                le::put_u16(cv, o::VMID, vmid16);
+                le::put_u16(cv, o::VCPU_NUM, created);
+                HV_OK
+            }
+            Err(r) => {
+                t.names[vmid] = [0; 16];
+                r
             }
         }
+    }
+
+    fn create_in_slot(
+        &self,
+        t: &mut VmTable,
+        vmid: usize,
+        vm_flag: u64,
+        affinity: u64,
+    ) -> Result<(u16, u16), i64> {
+        if let Some(vm) = &t.vms[vmid] {
+            if vm.state() != VmState::PoweredOff {
+                return Err(HV_EPERM);
+            }
+        }
+        // The slot's configured affinity is the one just copied in; beyond it, the board's
+        // pCPUs bound what any VM can use.
         let configured = self.configured_affinity();
         if affinity & !configured != 0 {
-            return HV_EPERM;
+            return Err(HV_EPERM);
         }
         if vm_flag & abi::GUEST_FLAG_LAPIC_PASSTHROUGH != 0 && vm_flag & abi::GUEST_FLAG_RT == 0 {
-            return HV_EPERM;
+            return Err(HV_EPERM);
         }
         let pcpus = if affinity != 0 { affinity } else { configured };
         let created = (pcpus.count_ones() as usize).min(MAX_VCPUS_PER_VM);
-        let Ok(vmid16) = u16::try_from(vmid) else {
-            return HV_ENOTTY;
-        };
+        let vmid16 = u16::try_from(vmid).map_err(|_| HV_ENOTTY)?;
+        if t.names[vmid][0] == 0 {
+            let label = format!("ACRN VM_{vmid}");
+            let l = label.len().min(15);
+            t.names[vmid] = [0; 16];
+            t.names[vmid][..l].copy_from_slice(&label.as_bytes()[..l]);
+        }
         let vm = Arc::new(HvVm {
             vmid: vmid16,
-            name,
+            name: t.names[vmid],
             vm_flag,
             polling: vm_flag & abi::GUEST_FLAG_IO_COMPLETION_POLLING != 0,
             created_vcpus: created as u16,
@@ -247,11 +325,12 @@ impl Hv {
             vcpus: (0..created).map(|_| HvVcpu::new()).collect(),
             regions: Mutex::new(Vec::new()),
             lifecycle: Mutex::new(()),
+            dev: Mutex::new(crate::hv_dev::VmDevices::default()),
+            vpci_addr: AtomicU32::new(0),
+            guest_pci_lock: Mutex::new(()),
         });
-        vms[vmid] = Some(vm);
-        le::put_u16(cv, o::VMID, vmid16);
-        le::put_u16(cv, o::VCPU_NUM, created as u16);
-        HV_OK
+        t.vms[vmid] = Some(vm);
+        Ok((vmid16, created as u16))
     }
 
     /// `hcall_set_ioreq_buffer`: the VM must be CREATED; sets `processed = FREE` in all 16 slots.
@@ -330,7 +409,8 @@ impl Hv {
         HV_OK
     }
 
-    /// `hcall_destroy_vm`: PAUSED, else -1. Powers the VM off and releases its ioreq page.
+    /// `hcall_destroy_vm`: PAUSED, else -1. `shutdown_vm`: powers the VM off, releases its ioreq
+    /// page, and erases the slot's name.
     pub(crate) fn destroy_vm(&self, vmid: u16) -> i64 {
         let Some(vm) = self.vm(vmid) else {
             return HV_ENOTTY;
@@ -344,6 +424,10 @@ impl Hv {
         *vm.ioreq.write().unwrap_or_else(|e| e.into_inner()) = None;
         lock(&vm.regions).clear();
         vm.kick_all();
+        // shutdown_vm: the passed-through devices go back to the Service VM, and a dynamic
+        // slot's name is erased (`get_unused_vmid` may hand the slot out again).
+        crate::hv_dev::release_vm_devices(self, &vm);
+        lock(&self.table).names[usize::from(vmid)] = [0; 16];
         HV_OK
     }
 
@@ -389,7 +473,11 @@ impl Hv {
     }
 
     /// `hcall_set_vm_memory_regions` with one batch: `(op, user_vm_pa, service_vm_pa, size, attr)`
-    /// where op 0 = ADD, 2 = DEL.
+    /// where op 0 = ADD, 2 = DEL. Each region (`set_vm_memory_region`): a size that is not a
+    /// multiple of 4 KiB is `-EINVAL`; ADD needs the Service-VM range mapped
+    /// (`ept_is_valid_mr(service_vm, ...)`), DEL needs every page of the range mapped in the
+    /// User VM, whatever segments it came from (`ept_is_valid_mr(target_vm, ...)`); a zero size
+    /// passes both checks and maps nothing. The batch stops at the first failing region.
     pub(crate) fn set_memory_regions(&self, vmid: u16, ops: &[(u32, u64, u64, u64, u32)]) -> i64 {
         let Some(vm) = self.vm(vmid) else {
             return HV_ENOTTY;
@@ -399,40 +487,55 @@ impl Hv {
         }
         let mut regions = lock(&vm.regions);
         for &(op, gpa, hpa, size, attr) in ops {
-            if size == 0 || size % 4096 != 0 || gpa.checked_add(size).is_none() {
+            if size % 4096 != 0 {
                 return HV_EINVAL;
             }
             if op == 0 {
+                if !lock(&self.platform).service_vm_mapped(hpa, size) {
+                    return HV_EINVAL;
+                }
+                if size == 0 {
+                    continue;
+                }
+                // ept_add_mr replaces whatever the range mapped before.
+                ept_del(&mut regions, gpa, size);
                 regions.push((gpa, size, hpa, attr));
             } else {
-                // DEL: must lie inside one existing mapping; split it.
-                let Some(i) = regions
-                    .iter()
-                    .position(|&(g, s, _, _)| gpa >= g && gpa + size <= g + s)
-                else {
+                if !ept_mapped(&regions, gpa, size) {
                     return HV_EINVAL;
-                };
-                let (g, s, h, a) = regions.remove(i);
-                if gpa > g {
-                    regions.push((g, gpa - g, h, a));
                 }
-                if gpa + size < g + s {
-                    regions.push((gpa + size, g + s - gpa - size, h + (gpa + size - g), a));
-                }
+                ept_del(&mut regions, gpa, size);
             }
         }
         HV_OK
     }
 
-    /// Records an interrupt event (INJECT_MSI, SET_IRQLINE, irqfd); not powered off, else -1.
-    pub(crate) fn interrupt(&self, vmid: u16, ev: InterruptEvent) -> i64 {
+    /// `hcall_inject_msi` → `vlapic_inject_msi` → `inject_msi_for_non_lapic_pt` (vlapic.c):
+    /// not powered off, and the address's bits 31:20 must be 0xFEE (`MSI_ADDR_BASE`), else -1.
+    /// `ev` is recorded on success. (An LAPIC-passthrough VM sends an IPI instead; the emulator
+    /// applies the same address check to it.)
+    pub(crate) fn inject_msi(&self, vmid: u16, addr: u64, ev: InterruptEvent) -> i64 {
         let Some(vm) = self.vm(vmid) else {
             return HV_ENOTTY;
         };
-        if vm.state() == VmState::PoweredOff {
+        if vm.state() == VmState::PoweredOff || (addr >> 20) & 0xfff != 0xfee {
             return HV_EPERM;
         }
         lock(&self.interrupts).push(ev);
+        HV_OK
+    }
+
+    /// `hcall_set_irqline` (hypercall.c): not powered off and `gsi < get_vm_gsicount()` (48 vIOAPIC
+    /// pins for a post-launched VM), else -1. An unknown `op` is ignored by the vPIC/vIOAPIC
+    /// and still returns 0.
+    pub(crate) fn set_irqline(&self, vmid: u16, gsi: u32, op: u32) -> i64 {
+        let Some(vm) = self.vm(vmid) else {
+            return HV_ENOTTY;
+        };
+        if vm.state() == VmState::PoweredOff || gsi >= VIOAPIC_RTE_NUM {
+            return HV_EPERM;
+        }
+        lock(&self.interrupts).push(InterruptEvent::IrqLine { vmid, gsi, op });
         HV_OK
     }
 
@@ -452,18 +555,62 @@ fn cstr_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
     a[..la] == b[..lb]
 }
 
-/// An approximation of the HV's `is_valid_cr0_cr4`: no reserved CR0 bits, no PG without PE, no
-/// NW without CD; no reserved CR4 bits, and VMXE/SMXE refused.
-fn valid_cr0_cr4(cr0: u64, cr4: u64) -> bool {
-    const CR0_VALID: u64 = 0x3f | (1 << 16) | (1 << 18) | (1 << 29) | (1 << 30) | (1 << 31);
-    const CR4_VALID: u64 =
-        0x0fff | (1 << 16) | (1 << 17) | (1 << 18) | (1 << 20) | (1 << 21) | (1 << 22);
-    const PE: u64 = 1;
-    const PG: u64 = 1 << 31;
-    const NW: u64 = 1 << 29;
-    const CD: u64 = 1 << 30;
-    cr0 & !CR0_VALID == 0
-        && !(cr0 & PG != 0 && cr0 & PE == 0)
-        && !(cr0 & NW != 0 && cr0 & CD == 0)
-        && cr4 & !CR4_VALID == 0
+/// `is_valid_cr0_cr4` (virtual_cr.c) on a board whose VMX fixed-bit MSRs are the usual ones
+/// (CR0 FIXED0 = PE|NE|PG, FIXED1 = all ones; CR4 FIXED0 = VMXE): the bits outside the
+/// passthrough, trap-and-passthrough and trap-and-emulate sets are reserved and must hold their
+/// fixed value. For CR0 that makes NE a fixed 1 (`cr0_rsv_bits_guest_value`), so `cr0 = 0` is
+/// refused, while PG without PE or NW without CD pass (the HV checks no combinations here).
+/// For CR4, VMXE, SMXE and CET are reserved (emulated as 0) and so are bits 25 and up.
+pub(crate) fn valid_cr0_cr4(cr0: u64, cr4: u64) -> bool {
+    // PE MP EM TS ET NE | WP AM | NW CD PG
+    const CR0_ALLOWED: u64 = 0x3f | (1 << 16) | (1 << 18) | (1 << 29) | (1 << 30) | (1 << 31);
+    const CR0_NE: u64 = 1 << 5;
+    // VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT UMIP LA57 | FSGSBASE PCIDE OSXSAVE
+    // KL SMEP SMAP PKE | PKS
+    const CR4_ALLOWED: u64 = 0x1fff
+        | (1 << 16)
+        | (1 << 17)
+        | (1 << 18)
+        | (1 << 19)
+        | (1 << 20)
+        | (1 << 21)
+        | (1 << 22)
+        | (1 << 24);
+    let cr0_reserved = !CR0_ALLOWED | CR0_NE;
+    cr0 & cr0_reserved == CR0_NE && cr4 & !CR4_ALLOWED == 0
+}
+
+/// `ept_is_valid_mr`: every page of `[gpa, gpa + size)` is mapped (true for size 0).
+pub(crate) fn ept_mapped(regions: &[(u64, u64, u64, u32)], gpa: u64, size: u64) -> bool {
+    let Some(end) = gpa.checked_add(size) else {
+        return false;
+    };
+    let mut a = gpa;
+    while a < end {
+        match regions.iter().find(|&&(g, s, _, _)| a >= g && a < g + s) {
+            Some(&(g, s, _, _)) => a = g + s,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// `ept_del_mr`: unmaps `[gpa, gpa + size)`, splitting the mappings it cuts.
+pub(crate) fn ept_del(regions: &mut Vec<(u64, u64, u64, u32)>, gpa: u64, size: u64) {
+    let end = gpa.saturating_add(size);
+    let mut out = Vec::with_capacity(regions.len() + 1);
+    for &(g, s, h, a) in regions.iter() {
+        let e = g + s;
+        if e <= gpa || g >= end {
+            out.push((g, s, h, a));
+            continue;
+        }
+        if g < gpa {
+            out.push((g, gpa - g, h, a));
+        }
+        if e > end {
+            out.push((end, e - end, h + (end - g), a));
+        }
+    }
+    *regions = out;
 }

@@ -1,11 +1,17 @@
 //! IRQFD: an eventfd whose signal injects an MSI (`drivers/virt/acrn/irqfd.c`).
 //!
-//! The kernel hooks the eventfd's wait queue; the emulator runs one poller thread per VM with
-//! irqfds (blocked in `poll(2)`, never spinning, and not on the ioreq path). Each signal is
-//! recorded as an [`InterruptEvent::Msi`] with `source: Irqfd`.
+//! The kernel hooks the eventfd's wait queue (`hsm_irqfd_wakeup`): every signal wakes it and
+//! injects once, and the counter is never read, so a second signal while the counter is still
+//! nonzero injects again. The emulator gets the same from one `epoll` set per VM with irqfds,
+//! each eventfd registered edge-triggered (`EPOLLET`: one event per wake-up, whatever the
+//! counter holds), and one poller thread blocked in `epoll_wait` (never spinning, not on the
+//! ioreq path). Registering reports a counter that is already nonzero once, as the kernel's
+//! `vfs_poll` check at assign does; deassign empties the counter, as
+//! `eventfd_ctx_remove_wait_queue` does. Each injection goes through the hypervisor's MSI check
+//! (`acrn_msi_inject` → `hcall_inject_msi`) and is recorded as an [`InterruptEvent::IrqfdMsi`].
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -16,12 +22,14 @@ use crate::hv::{Hv, lock};
 struct Irqfd {
     fd: Arc<OwnedFd>,
     key: (u64, u64),
+    token: u64,
     vmid: u16,
     addr: u64,
     data: u64,
 }
 
 struct Poller {
+    epoll: Arc<OwnedFd>,
     ctl: Arc<OwnedFd>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
@@ -32,6 +40,7 @@ pub(crate) struct IrqfdSet {
     hv: Arc<Hv>,
     list: Arc<Mutex<Vec<Irqfd>>>,
     poller: Mutex<Option<Poller>>,
+    next_token: AtomicU64,
 }
 
 fn new_eventfd() -> Result<OwnedFd, Errno> {
@@ -44,11 +53,39 @@ fn new_eventfd() -> Result<OwnedFd, Errno> {
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
-fn read_counter(fd: &OwnedFd) -> u64 {
-    let mut v: u64 = 0;
-    // SAFETY: reads 8 bytes into a live local from an owned (non-blocking) eventfd.
-    let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut v).cast::<libc::c_void>(), 8) };
-    if n == 8 { v } else { 0 }
+fn new_epoll() -> Result<OwnedFd, Errno> {
+    // SAFETY: creates a new descriptor; the result is checked.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+fn epoll_ctl(epoll: &OwnedFd, op: i32, fd: &OwnedFd, events: u32, token: u64) -> Result<(), Errno> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: both descriptors are open (owned by the caller) and `ev` is a live local.
+    let r = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &raw mut ev) };
+    if r < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Empties an eventfd's counter without blocking (the dup may be blocking: use `poll` first).
+fn drain_counter(fd: &OwnedFd) {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd for an open descriptor; timeout 0.
+    let n = unsafe { libc::poll(&raw mut p, 1, 0) };
+    if n == 1 && p.revents & libc::POLLIN != 0 {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live local; the counter is nonzero, so it does not block
+        // (a concurrent reader could empty it first: the descriptor is the caller's dup, and
+        // the emulator is the only reader of it).
+        let _ = unsafe { libc::read(fd.as_raw_fd(), (&raw mut v).cast::<libc::c_void>(), 8) };
+    }
 }
 
 fn poke(fd: &OwnedFd) {
@@ -63,6 +100,7 @@ impl IrqfdSet {
             hv,
             list: Arc::new(Mutex::new(Vec::new())),
             poller: Mutex::new(None),
+            next_token: AtomicU64::new(1),
         }
     }
 
@@ -75,27 +113,50 @@ impl IrqfdSet {
         addr: u64,
         data: u64,
     ) -> Result<(), Errno> {
+        let epoll = self.ensure_poller()?;
+        let fd = Arc::new(fd);
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         {
             let mut list = lock(&self.list);
             if list.iter().any(|i| i.key == key) {
                 return Err(Errno::EBUSY);
             }
             list.push(Irqfd {
-                fd: Arc::new(fd),
+                fd: fd.clone(),
                 key,
+                token,
                 vmid,
                 addr,
                 data,
             });
         }
-        self.ensure_poller()
+        if let Err(e) = epoll_ctl(
+            &epoll,
+            libc::EPOLL_CTL_ADD,
+            &fd,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            token,
+        ) {
+            lock(&self.list).retain(|i| i.token != token);
+            return Err(e);
+        }
+        Ok(())
     }
 
-    /// `acrn_irqfd_deassign`: 0 whether or not it was assigned.
+    /// `acrn_irqfd_deassign`: 0 whether or not it was assigned; the counter is emptied.
     pub(crate) fn deassign(&self, key: (u64, u64)) {
-        lock(&self.list).retain(|i| i.key != key);
-        if let Some(p) = lock(&self.poller).as_ref() {
-            poke(&p.ctl);
+        let removed: Vec<Irqfd> = {
+            let mut list = lock(&self.list);
+            let (gone, keep): (Vec<_>, Vec<_>) = list.drain(..).partition(|i| i.key == key);
+            *list = keep;
+            gone
+        };
+        let epoll = lock(&self.poller).as_ref().map(|p| p.epoll.clone());
+        for i in removed {
+            if let Some(ep) = &epoll {
+                let _ = epoll_ctl(ep, libc::EPOLL_CTL_DEL, &i.fd, 0, 0);
+            }
+            drain_counter(&i.fd);
         }
     }
 
@@ -110,68 +171,65 @@ impl IrqfdSet {
         }
     }
 
-    fn ensure_poller(&self) -> Result<(), Errno> {
+    fn ensure_poller(&self) -> Result<Arc<OwnedFd>, Errno> {
         let mut guard = lock(&self.poller);
         if let Some(p) = guard.as_ref() {
-            poke(&p.ctl);
-            return Ok(());
+            return Ok(p.epoll.clone());
         }
+        let epoll = Arc::new(new_epoll()?);
         let ctl = Arc::new(new_eventfd()?);
+        epoll_ctl(
+            &epoll,
+            libc::EPOLL_CTL_ADD,
+            &ctl,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            0,
+        )?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (list, hv, ctl2, stop2) = (
+        let (list, hv, ep2, stop2) = (
             self.list.clone(),
             self.hv.clone(),
-            ctl.clone(),
+            epoll.clone(),
             stop.clone(),
         );
         let thread = std::thread::Builder::new()
             .name("acrn-irqfd".into())
-            .spawn(move || poll_loop(&list, &hv, &ctl2, &stop2))
+            .spawn(move || poll_loop(&list, &hv, &ep2, &stop2))
             .map_err(Errno::from)?;
-        *guard = Some(Poller { ctl, stop, thread });
-        Ok(())
+        *guard = Some(Poller {
+            epoll: epoll.clone(),
+            ctl,
+            stop,
+            thread,
+        });
+        Ok(epoll)
     }
 }
 
-fn poll_loop(list: &Mutex<Vec<Irqfd>>, hv: &Hv, ctl: &OwnedFd, stop: &AtomicBool) {
+fn poll_loop(list: &Mutex<Vec<Irqfd>>, hv: &Hv, epoll: &OwnedFd, stop: &AtomicBool) {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
     loop {
         if stop.load(Ordering::Acquire) {
             return;
         }
-        let snapshot: Vec<(Arc<OwnedFd>, u16, u64, u64)> = lock(list)
-            .iter()
-            .map(|i| (i.fd.clone(), i.vmid, i.addr, i.data))
-            .collect();
-        let mut fds: Vec<libc::pollfd> = std::iter::once(ctl.as_raw_fd())
-            .chain(snapshot.iter().map(|s| s.0.as_raw_fd()))
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs; every fd is kept open by
-        // the Arcs in `snapshot` (or is `ctl`) for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-        if n < 0 {
+        // SAFETY: `events` is a live array of 16 epoll_event structs and `epoll` is open.
+        let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), 16, -1) };
+        if n <= 0 {
             continue;
         }
-        if fds[0].revents != 0 {
-            read_counter(ctl);
-        }
-        for (pfd, (fd, vmid, addr, data)) in fds[1..].iter().zip(&snapshot) {
-            // Deassigned meanwhile (the snapshot is stale): drop the signal, as the kernel
-            // would after removing its wait-queue hook.
-            let live = lock(list).iter().any(|i| Arc::ptr_eq(&i.fd, fd));
-            if pfd.revents & libc::POLLIN != 0 && read_counter(fd) > 0 && live {
-                hv.interrupt(
-                    *vmid,
-                    InterruptEvent::IrqfdMsi {
-                        vmid: *vmid,
-                        addr: *addr,
-                        data: *data,
-                    },
-                );
+        for ev in &events[..n as usize] {
+            let token = ev.u64;
+            if token == 0 {
+                // The control eventfd (edge-triggered too): only wakes the loop to check `stop`.
+                continue;
+            }
+            let target = lock(list)
+                .iter()
+                .find(|i| i.token == token)
+                .map(|i| (i.vmid, i.addr, i.data));
+            // Deassigned meanwhile: dropped, as after the kernel removed its wait-queue hook.
+            if let Some((vmid, addr, data)) = target {
+                hv.inject_msi(vmid, addr, InterruptEvent::IrqfdMsi { vmid, addr, data });
             }
         }
     }

@@ -11,10 +11,15 @@
 //! * [`Guest`] runs a [`Workload`] on a VM's vCPUs, one thread per vCPU, as the hypervisor
 //!   does when the guest traps on PIO/MMIO: fill the slot, PENDING, upcall (the dispatcher runs
 //!   inline on that vCPU thread), wait for COMPLETE (spinning then parking for polling VMs, on the
-//!   latched event otherwise), post-work, FREE.
+//!   latched event otherwise), post-work, FREE — unless the hypervisor handles the access itself
+//!   (`hv_io.rs`, `vpci.rs`: vPCI's 0xCF8/0xCFC filtering, vPIC, vIOAPIC, vLAPIC), the filter any
+//!   execution engine calls before it makes a request.
+//! * The later ioctls (device pass-through, vdevs, PM, interrupt monitor) are checked by the
+//!   hypervisor in `hv_dev.rs`; the ordering points of one slot are the functions of
+//!   [`slot_protocol`], model-checked in `tests/emulator_loom.rs`.
 //!
 //! Nothing here spins on its own: the only threads are the vCPU threads of running workloads
-//! and, for VMs with irqfds, one poller blocked in `poll(2)`.
+//! and, for VMs with irqfds, one poller blocked in `epoll_wait(2)`.
 
 //!
 //! Serving a guest with the core's ioreq client and a native UART:
@@ -59,8 +64,12 @@
 mod guest;
 mod hsm;
 mod hv;
+mod hv_dev;
+mod hv_io;
 mod irqfd;
 mod slot;
+pub mod slot_protocol;
+mod vpci;
 pub mod workload;
 
 // The core's modules under the names the emulator's files use (`crate::errno::Errno`, ...).
@@ -85,6 +94,14 @@ pub struct EmulatorConfig {
     pub pcpu_num: u8,
     /// VM slots available to post-launched VMs (vmids `1..=max_vms`). Default 8.
     pub max_vms: u8,
+    /// The physical PCI devices the Service VM owns, that ASSIGN_PCIDEV can pass through.
+    /// Default: a host bridge at 00:00.0, a root port at 00:1c.0 (neither assignable) and two
+    /// endpoints, 00:14.0 and 00:1f.6.
+    pub pci_devices: Vec<PhysPciDevice>,
+    /// The C-states the hypervisor reports to PM_GET_CPU_STATE (`vm->pm.cx_data`, C1 first).
+    /// Default: none (CX_CNT reads 0, CX_DATA fails). P-states are never reported (`is_pt_pstate`
+    /// is false in the hypervisor).
+    pub cstates: Vec<CState>,
 }
 
 impl Default for EmulatorConfig {
@@ -92,8 +109,64 @@ impl Default for EmulatorConfig {
         EmulatorConfig {
             pcpu_num: 16,
             max_vms: 8,
+            pci_devices: vec![
+                PhysPciDevice::new(0x0000, 0x8086, 0x3e30, PhysPciKind::HostBridge),
+                PhysPciDevice::new(0x00e0, 0x8086, 0xa338, PhysPciKind::Bridge),
+                PhysPciDevice::new(0x00a0, 0x8086, 0xa36d, PhysPciKind::Endpoint),
+                PhysPciDevice::new(0x00fe, 0x8086, 0x15bc, PhysPciKind::Endpoint),
+            ],
+            cstates: Vec::new(),
         }
     }
+}
+
+/// What a physical PCI device is, as far as ASSIGN_PCIDEV cares (`is_host_bridge`,
+/// `is_bridge`: neither can be passed through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhysPciKind {
+    /// A host bridge (class 06/00).
+    HostBridge,
+    /// A PCI-to-PCI bridge or root port (header type 1).
+    Bridge,
+    /// Anything else.
+    Endpoint,
+}
+
+/// One physical PCI device of the emulated board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhysPciDevice {
+    /// Bus/device/function as `bus << 8 | dev << 3 | func`.
+    pub bdf: u16,
+    /// Vendor id (config offset 0).
+    pub vendor: u16,
+    /// Device id (config offset 2).
+    pub device: u16,
+    /// Host bridge, bridge or endpoint.
+    pub kind: PhysPciKind,
+}
+
+impl PhysPciDevice {
+    /// A device at `bdf` (`bus << 8 | dev << 3 | func`).
+    pub const fn new(bdf: u16, vendor: u16, device: u16, kind: PhysPciKind) -> PhysPciDevice {
+        PhysPciDevice {
+            bdf,
+            vendor,
+            device,
+            kind,
+        }
+    }
+}
+
+/// One C-state as PM_GET_CPU_STATE's CX_DATA reports it (`struct acrn_cstate_data`; the
+/// register is reported as system I/O at `0x414 + index`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CState {
+    /// `type` (1 = C1, 2 = C2, ...).
+    pub ty: u8,
+    /// Worst-case latency.
+    pub latency: u32,
+    /// Average power.
+    pub power: u64,
 }
 
 /// The hypervisor's VM state (`enum vm_state`, reduced to what the protocol observes).
@@ -142,7 +215,8 @@ pub enum InterruptEvent {
         /// The operation (assert, deassert, pulse).
         op: u32,
     },
-    /// An MSI injected because an irqfd's eventfd was signalled.
+    /// An MSI injected because an irqfd's eventfd was signalled (once per wake-up of the
+    /// eventfd, as `hsm_irqfd_wakeup` does; the counter is never read).
     IrqfdMsi {
         /// Target VM.
         vmid: u16,
@@ -243,6 +317,24 @@ impl Emulator {
         })
     }
 
+    /// The name slot `vmid` is configured with (`vm_config->name`): empty when the hypervisor
+    /// may hand the slot out again (`get_unused_vmid`). `None` past the table.
+    pub fn slot_name(&self, vmid: u16) -> Option<[u8; 16]> {
+        self.hv.slot_name(vmid)
+    }
+
+    /// The vPCI devices the hypervisor emulates or passes through for VM `vmid`, as
+    /// `(virtual bdf, vendor | device << 16, physical bdf)` (ASSIGN_PCIDEV, CREATE_VDEV).
+    pub fn vpci_devices(&self, vmid: u16) -> Vec<(u16, u32, Option<u16>)> {
+        self.hv.vm(vmid).map_or_else(Vec::new, |vm| {
+            lock(&vm.dev)
+                .vdevs
+                .iter()
+                .map(|d| (d.vbdf, d.id, d.phys_bdf))
+                .collect()
+        })
+    }
+
     /// The state of VM `vmid`.
     pub fn vm_state(&self, vmid: u16) -> Option<VmState> {
         self.hv.vm(vmid).map(|v| v.state())
@@ -281,8 +373,10 @@ impl Emulator {
 
     /// Makes a vCPU of VM `vmid` raise one I/O request with the given raw slot contents (type and
     /// the 64-byte `reqs`), *without* waiting for its completion: the first half of what a
-    /// [`Guest`] does, for tests of the HSM side. Fails with `EFAULT` without an ioreq page and
-    /// `EBUSY` (the guest would get #GP) when the slot is not FREE.
+    /// [`Guest`] does, for tests of the HSM side. The request goes to HSM as given, as if the
+    /// hypervisor had forwarded it: its own I/O filter (vPCI, vPIC, ...; `hv_io.rs`) is not
+    /// consulted. Fails with `EFAULT` without an ioreq page and `EBUSY` (the guest would get
+    /// #GP) when the slot is not FREE.
     pub fn raise_request(
         &self,
         vmid: u16,

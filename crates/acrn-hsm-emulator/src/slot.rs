@@ -42,6 +42,11 @@ impl<'a> Slot<'a> {
         }
     }
 
+    /// The page this slot is in.
+    pub(crate) fn page(&self) -> &'a Pinned {
+        self.page
+    }
+
     /// `processed`.
     pub(crate) fn processed(&self) -> &'a AtomicU32 {
         self.u32_field(off::PROCESSED)
@@ -52,20 +57,8 @@ impl<'a> Slot<'a> {
     pub(crate) fn set_ty(&self, v: u32) {
         self.u32_field(off::TYPE).store(v, Ordering::Relaxed)
     }
-    pub(crate) fn completion_polling(&self) -> u32 {
-        self.u32_field(off::COMPLETION_POLLING)
-            .load(Ordering::Relaxed)
-    }
-    pub(crate) fn set_completion_polling(&self, v: u32) {
-        self.u32_field(off::COMPLETION_POLLING)
-            .store(v, Ordering::Relaxed)
-    }
     pub(crate) fn kernel_handled(&self) -> u32 {
         self.u32_field(off::KERNEL_HANDLED).load(Ordering::Relaxed)
-    }
-    pub(crate) fn set_kernel_handled(&self, v: u32) {
-        self.u32_field(off::KERNEL_HANDLED)
-            .store(v, Ordering::Relaxed)
     }
     pub(crate) fn direction(&self) -> u32 {
         self.u32_field(off::DIRECTION).load(Ordering::Relaxed)
@@ -93,16 +86,33 @@ impl<'a> Slot<'a> {
     pub(crate) fn set_u32_at(&self, o: usize, v: u32) {
         self.u32_field(o).store(v, Ordering::Relaxed)
     }
-    /// The 64-byte `reqs` union as 8 words.
-    pub(crate) fn set_reqs(&self, words: &[u64; 8]) {
-        for (i, w) in words.iter().enumerate() {
-            self.u64_field(off::REQS + 8 * i)
-                .store(*w, Ordering::Relaxed);
-        }
-    }
 }
 
 #[cold]
 fn unreachable_slot(e: Errno) -> ! {
     panic!("ioreq slot access out of the pinned page: {e}")
+}
+
+/// The pinned ioreq page as [`SlotMemory`](acrn_hsm::client::protocol::SlotMemory), for the
+/// ordering points of [`super::slot_protocol`].
+#[derive(Clone, Copy)]
+pub(crate) struct PageSlots<'a>(pub(crate) &'a Pinned);
+
+impl acrn_hsm::client::protocol::SlotMemory for PageSlots<'_> {
+    fn load_u32(&self, slot: usize, offset: usize, order: Ordering) -> u32 {
+        Slot::new(self.0, slot).u32_field(offset).load(order)
+    }
+    fn load_u64(&self, slot: usize, offset: usize, order: Ordering) -> u64 {
+        Slot::new(self.0, slot).u64_field(offset).load(order)
+    }
+    fn store_u32(&self, slot: usize, offset: usize, value: u32, order: Ordering) {
+        Slot::new(self.0, slot)
+            .u32_field(offset)
+            .store(value, order)
+    }
+    fn store_u64(&self, slot: usize, offset: usize, value: u64, order: Ordering) {
+        Slot::new(self.0, slot)
+            .u64_field(offset)
+            .store(value, order)
+    }
 }

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 fn creation(ioreq_buf: u64) -> [u8; 48] {
@@ -45,6 +44,34 @@ fn checklist_01_einval_before_create_enotty_after() {
         .unwrap();
     assert_eq!(raw(&hsm, 0xA2FF), Err(Errno::ENOTTY));
     assert_eq!(raw(&hsm, 0x1234_5678), Err(Errno::ENOTTY));
+    // The later ioctls are known to every mainline kernel (hsm.c acrn_dev_ioctl: PTDEV_INTR,
+    // PCIDEV, PM_GET_CPU_STATE since 5.12, MMIODEV and VDEV since 5.16): never ENOTTY. HSM copies
+    // the argument and the hypervisor answers (hypercall.c), here for all-zero arguments:
+    // hcall_set/reset_ptdev_intr_info: no passthrough device at 00:00.0 → -1; vpci_assign_pcidev:
+    // 00:00.0 is the host bridge → -ENODEV; vpci_deassign_pcidev: nothing assigned → -ENODEV;
+    // assign/deassign_mmio_dev: no resources → 0; hcall_add/remove_vdev: id 0 is no emulated
+    // device → -EINVAL; hcall_get_cpu_pm_state: PX_CNT of vmid 0 (the Service VM, running) → -1;
+    // pmcmd_ioctl: an unknown type → 0 without a hypercall.
+    let eh = vm.emulated_hsm().unwrap();
+    let call = |req: u32, len: usize| {
+        let mut b = vec![0u8; len];
+        eh.ioctl(req, IoctlArg::Bytes(&mut b))
+    };
+    assert_eq!(call(ACRN_IOCTL_SET_PTDEV_INTR, 20), Err(Errno::EPERM));
+    assert_eq!(call(ACRN_IOCTL_RESET_PTDEV_INTR, 20), Err(Errno::EPERM));
+    assert_eq!(call(ACRN_IOCTL_ASSIGN_PCIDEV, 36), Err(Errno::ENODEV));
+    assert_eq!(call(ACRN_IOCTL_DEASSIGN_PCIDEV, 36), Err(Errno::ENODEV));
+    assert_eq!(call(ACRN_IOCTL_ASSIGN_MMIODEV, 104), Ok(0));
+    assert_eq!(call(ACRN_IOCTL_DEASSIGN_MMIODEV, 104), Ok(0));
+    assert_eq!(call(ACRN_IOCTL_CREATE_VDEV, 192), Err(Errno::EINVAL));
+    assert_eq!(call(ACRN_IOCTL_DESTROY_VDEV, 192), Err(Errno::EINVAL));
+    assert_eq!(call(ACRN_IOCTL_PM_GET_CPU_STATE, 8), Err(Errno::EPERM));
+    let mut unknown = 0xffu64.to_le_bytes();
+    assert_eq!(
+        eh.ioctl(ACRN_IOCTL_PM_GET_CPU_STATE, IoctlArg::Bytes(&mut unknown)),
+        Ok(0)
+    );
+    assert_eq!(unknown, 0xffu64.to_le_bytes(), "nothing written back");
     // The whole command word is compared: START_VM with a size is unknown.
     assert_eq!(
         raw(&hsm, ACRN_IOCTL_START_VM | (8 << 16) | (1 << 30)),
@@ -183,6 +210,28 @@ fn checklist_03_create_vm_checks_and_sets_all_slots_free() {
         assert_eq!(p[i * 256 + 132], 0xAA);
     }
     assert_eq!(emu.vm_state(vmid), Some(VmState::Created));
+    // HV failure (the name of a VM that is not powered off, hcall_create_vm): EINVAL. (It
+    // also erases that slot's name: see tests/fidelity.rs, VM names and slots.)
+    let live = emu.open_hsm();
+    let mut b = creation(page.addr());
+    b[8..12].copy_from_slice(b"ck3l");
+    assert_eq!(
+        live.ioctl(ACRN_IOCTL_CREATE_VM, IoctlArg::Bytes(&mut b)),
+        Ok(0)
+    );
+    let other = emu.open_hsm();
+    let p2 = alloc_page().unwrap();
+    let mut b = creation(p2.addr());
+    b[8..12].copy_from_slice(b"ck3l");
+    assert_eq!(
+        other.ioctl(ACRN_IOCTL_CREATE_VM, IoctlArg::Bytes(&mut b)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        u16::from_le_bytes([b[0], b[1]]),
+        0,
+        "nothing written back on failure"
+    );
 }
 
 #[test]
@@ -291,7 +340,11 @@ fn checklist_05_hv_lifecycle_preconditions() {
 }
 
 #[test]
-fn checklist_06_destroy_teardown_order() {
+fn checklist_06_destroy_calls_the_hv_first_and_a_refusal_tears_nothing_down() {
+    // vm.c acrn_vm_destroy since Linux 5.14 ("virt: acrn: Do hcall_destroy_vm() before resource
+    // release", also in stable): hcall_destroy_vm first; the HV (hypercall.c hcall_destroy_vm)
+    // refuses a VM that is not paused with -1, and then nothing is torn down: the VM stays on
+    // acrn_vm_list with its clients, ioeventfd client and ioreq page, and a retry is safe.
     let (emu, hsm, vm) = vm_with(1, 0);
     let ram = Arc::new(UserPages::new(8192).unwrap());
     vm.map_ram(0, ram.clone(), 7).unwrap();
@@ -300,64 +353,108 @@ fn checklist_06_destroy_teardown_order() {
     let v2 = vm.clone();
     let waiter = std::thread::spawn(move || v2.attach_ioreq_client());
     std::thread::sleep(Duration::from_millis(30));
-    let emulated = emu.clone();
-    let _ = emulated;
-    // HV refuses (VM running), but HSM has already torn down.
     assert_eq!(vm.destroy().unwrap_err().errno, Errno::EPERM);
+    let eh = vm.emulated_hsm().unwrap();
+    assert!(eh.on_vm_list(), "still on acrn_vm_list");
+    assert!(eh.has_ioreq_page(), "ioreq page still pinned");
+    assert_eq!(eh.default_client_bitmap(), Some(0), "default client kept");
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(!waiter.is_finished(), "ATTACH not woken");
+    assert_eq!(emu.vm_state(vm.vmid()), Some(VmState::Running));
+    assert_eq!(emu.vm_info(vm.vmid()).unwrap().regions, vec![(0, 8192)]);
+    // The VM keeps working: a request reaches the blocked ATTACH, and the in-kernel ioeventfd
+    // client still handles its range.
+    let efd = unsafe_eventfd();
+    vm.ioeventfd(&IoEventFd {
+        fd: efd,
+        flags: 1,
+        addr: 0x500,
+        len: 1,
+        data: 0,
+    })
+    .unwrap();
+    raise(
+        &emu,
+        &vm,
+        0,
+        ACRN_IOREQ_TYPE_PORTIO,
+        reqs(ACRN_IOREQ_DIR_READ, 0x60, 1, 0),
+    );
+    assert_eq!(
+        waiter.join().unwrap(),
+        Ok(()),
+        "ATTACH returns for the request"
+    );
+    assert_eq!(state(&vm, 0), ACRN_IOREQ_STATE_PROCESSING);
+    vm.notify_request_finish(0).unwrap();
+    set_u32(&vm, 0, SLOT_OFFSET_PROCESSED, ACRN_IOREQ_STATE_FREE);
+    raise(
+        &emu,
+        &vm,
+        0,
+        ACRN_IOREQ_TYPE_PORTIO,
+        reqs(ACRN_IOREQ_DIR_WRITE, 0x500, 1, 1),
+    );
+    assert_eq!(eventfd_count(efd), 1, "ioeventfd client still there");
+    set_u32(&vm, 0, SLOT_OFFSET_PROCESSED, ACRN_IOREQ_STATE_FREE);
+    // Retry once paused: the HV call succeeds, then the teardown of §3.2 runs.
+    let v3 = vm.clone();
+    let waiter = std::thread::spawn(move || v3.attach_ioreq_client());
+    std::thread::sleep(Duration::from_millis(30));
+    vm.pause().unwrap();
+    vm.destroy().unwrap();
     assert_eq!(
         waiter.join().unwrap().unwrap_err().errno,
         Errno::ENODEV,
         "ATTACH woken with ENODEV"
     );
-    let be = hsm.backend().clone();
-    let _ = be;
-    assert_eq!(
-        vm.attach_ioreq_client().unwrap_err().errno,
-        Errno::ENODEV,
-        "no client any more"
-    );
-    assert_eq!(emu.vm_state(vm.vmid()), Some(VmState::Running));
-    // vmid stays valid: commands reach the HV.
-    assert_eq!(vm.start().unwrap_err().errno, Errno::EPERM);
-    // RAM stays mapped after the HV failure (unmapped only on success).
-    assert_eq!(emu.vm_info(vm.vmid()).unwrap().regions, vec![(0, 8192)]);
-    // Retry once paused: succeeds, fd VM-less.
-    vm.pause().unwrap();
-    vm.destroy().unwrap();
+    assert!(!eh.on_vm_list() && !eh.has_ioreq_page());
+    assert_eq!(eh.default_client_bitmap(), None);
     assert_eq!(emu.vm_state(vm.vmid()), Some(VmState::PoweredOff));
     assert_eq!(raw(&hsm, ACRN_IOCTL_START_VM), Err(Errno::EINVAL));
+    close(efd);
 }
 
 #[test]
-fn checklist_06_destroy_unpins_page_and_leaves_list_before_hv_call() {
+fn checklist_06_close_with_a_running_vm_leaves_it_running() {
+    // hsm.c acrn_dev_release: acrn_vm_destroy, result ignored. The HV refuses a running VM, so
+    // the VM runs on, orphaned: its slot keeps its name (shutdown_vm never ran), and creating
+    // that name again fails (hcall_create_vm: not powered off).
     let emu = Emulator::new();
     let eh = emu.open();
-    let mut b = creation(
-        alloc_page()
-            .map(|p| {
-                let a = p.addr();
-                std::mem::forget(p);
-                a
-            })
-            .unwrap(),
-    );
-    b[8..12].copy_from_slice(b"ck06");
+    let page = alloc_page().unwrap();
+    let mut b = creation(page.addr());
+    b[8..12].copy_from_slice(b"ck6c");
     eh.ioctl(ACRN_IOCTL_CREATE_VM, IoctlArg::Bytes(&mut b))
         .unwrap();
-    assert!(eh.on_vm_list() && eh.has_ioreq_page());
+    let vmid = eh.vmid();
+    eh.ioctl(ACRN_IOCTL_START_VM, IoctlArg::None).unwrap();
+    drop(eh);
+    assert_eq!(emu.vm_state(vmid), Some(VmState::Running));
+    assert_eq!(&emu.slot_name(vmid).unwrap()[..4], b"ck6c");
+    let again = emu.open();
+    let p2 = alloc_page().unwrap();
+    let mut b = creation(p2.addr());
+    b[8..12].copy_from_slice(b"ck6c");
     assert_eq!(
-        eh.ioctl(ACRN_IOCTL_DESTROY_VM, IoctlArg::None),
-        Err(Errno::EPERM)
+        again.ioctl(ACRN_IOCTL_CREATE_VM, IoctlArg::Bytes(&mut b)),
+        Err(Errno::EINVAL)
     );
-    assert!(
-        !eh.on_vm_list(),
-        "removed from acrn_vm_list before the hypercall"
-    );
-    assert!(
-        !eh.has_ioreq_page(),
-        "ioreq page unpinned before the hypercall"
-    );
-    assert_ne!(eh.vmid(), 0xffff);
+    // A paused VM is destroyed by the close: powered off, its slot's name erased. (A fresh
+    // machine: the failed create above erased the running VM's slot name, so the next
+    // create would target that slot and fail.)
+    let emu = Emulator::new();
+    let eh = emu.open();
+    let p3 = alloc_page().unwrap();
+    let mut b = creation(p3.addr());
+    b[8..12].copy_from_slice(b"ck6d");
+    eh.ioctl(ACRN_IOCTL_CREATE_VM, IoctlArg::Bytes(&mut b))
+        .unwrap();
+    let id2 = eh.vmid();
+    eh.ioctl(ACRN_IOCTL_PAUSE_VM, IoctlArg::None).unwrap();
+    drop(eh);
+    assert_eq!(emu.vm_state(id2), Some(VmState::PoweredOff));
+    assert_eq!(emu.slot_name(id2), Some([0; 16]));
 }
 
 fn regs_bytes(vcpu: u16) -> [u8; 296] {
@@ -389,11 +486,32 @@ fn checklist_07_vcpu_regs_and_memseg() {
         b[off] = 1;
         assert_eq!(set(&mut b), Err(Errno::EINVAL), "reserved byte {off}");
     }
-    // HV: vCPU not created, bad cr0: -1.
+    // HV: vCPU not created: -1.
     assert_eq!(set(&mut regs_bytes(2)), Err(Errno::EPERM));
-    let mut bad = regs_bytes(0);
-    bad[8 + 176..8 + 184].copy_from_slice(&(1u64 << 31).to_le_bytes()); // PG without PE
-    assert_eq!(set(&mut bad), Err(Errno::EPERM));
+    // virtual_cr.c is_valid_cr0_cr4: only reserved and fixed bits count. CR0.NE is fixed to 1,
+    // so cr0 = 0 is -1; PG without PE, or NW without CD, pass; CR4.VMXE (emulated as reserved)
+    // and bit 25 are -1, CR4.PAE|PGE pass.
+    let with = |cr0: u64, cr4: u64| {
+        let mut b = regs_bytes(0);
+        b[8 + 176..8 + 184].copy_from_slice(&cr0.to_le_bytes());
+        b[8 + 184..8 + 192].copy_from_slice(&cr4.to_le_bytes());
+        b
+    };
+    assert_eq!(set(&mut with(0, 0)), Err(Errno::EPERM), "cr0 = 0: NE clear");
+    assert_eq!(set(&mut with(0x8000_0020, 0)), Ok(0), "PG without PE");
+    assert_eq!(set(&mut with(0x2000_0020, 0)), Ok(0), "NW without CD");
+    assert_eq!(
+        set(&mut with(0x20 | (1 << 7), 0)),
+        Err(Errno::EPERM),
+        "reserved CR0 bit 7"
+    );
+    assert_eq!(set(&mut with(0x20, 1 << 13)), Err(Errno::EPERM), "CR4.VMXE");
+    assert_eq!(
+        set(&mut with(0x20, 1 << 25)),
+        Err(Errno::EPERM),
+        "reserved CR4 bit"
+    );
+    assert_eq!(set(&mut with(0x20, 0xa0)), Ok(0), "CR4.PAE|PGE");
     vm.start().unwrap();
     assert_eq!(
         set(&mut regs_bytes(0)),
@@ -402,7 +520,7 @@ fn checklist_07_vcpu_regs_and_memseg() {
     );
     vm.pause().unwrap();
 
-    // SET_MEMSEG: RAM len truncated to pages; short RAM → ENOMEM; bad type → EINVAL.
+    // SET_MEMSEG: RAM len truncated to pages; short RAM → EINVAL; bad type → EINVAL.
     let ram = UserPages::new(3 * 4096).unwrap();
     let mm = |ty, len, base| MemMap {
         ty,
@@ -418,9 +536,14 @@ fn checklist_07_vcpu_regs_and_memseg() {
             .regions
             .contains(&(0x10_0000, 8192))
     );
+    // Current mm.c acrn_vm_ram_map: a RAM length below one page is EINVAL (ENOMEM before 2024).
     assert_eq!(
         vm.set_memseg(&mm(0, 4095, ram.addr())).unwrap_err().errno,
-        Errno::ENOMEM
+        Errno::EINVAL
+    );
+    assert_eq!(
+        vm.set_memseg(&mm(0, 0, ram.addr())).unwrap_err().errno,
+        Errno::EINVAL
     );
     assert_eq!(
         vm.set_memseg(&mm(2, 4096, ram.addr())).unwrap_err().errno,
@@ -474,6 +597,60 @@ fn checklist_07_vcpu_regs_and_memseg() {
         .errno,
         Errno::EINVAL,
         "HV: no such mapping"
+    );
+    // hypercall.c set_vm_memory_region: a zero size passes both checks and maps nothing
+    // (ept_is_valid_mr of an empty range is true), for SET and UNSET.
+    vm.set_memseg(&MemMap { len: 0, ..mmio }).unwrap();
+    vm.unset_memseg(&MemMap {
+        user_vm_pa: 0xd000_0000,
+        len: 0,
+        ..mmio
+    })
+    .unwrap();
+    // UNSET needs every page of the range mapped (ept_is_valid_mr), whatever segments it came
+    // from: one UNSET may span two SETs, and a hole anywhere fails it.
+    let seg = |pa: u64| MemMap {
+        ty: 1,
+        attr: 3,
+        user_vm_pa: pa,
+        vma_base: 0xf100_0000,
+        len: 0x1000,
+    };
+    vm.set_memseg(&seg(0xc000_0000)).unwrap();
+    vm.set_memseg(&seg(0xc000_1000)).unwrap();
+    vm.set_memseg(&seg(0xc000_3000)).unwrap();
+    assert_eq!(
+        vm.unset_memseg(&MemMap {
+            len: 0x4000,
+            ..seg(0xc000_0000)
+        })
+        .unwrap_err()
+        .errno,
+        Errno::EINVAL,
+        "0xc000_2000 is a hole"
+    );
+    vm.unset_memseg(&MemMap {
+        len: 0x2000,
+        ..seg(0xc000_0000)
+    })
+    .unwrap();
+    let regions = emu.vm_info(vm.vmid()).unwrap().regions;
+    assert!(
+        !regions
+            .iter()
+            .any(|&(g, _)| g == 0xc000_0000 || g == 0xc000_1000)
+    );
+    assert!(regions.contains(&(0xc000_3000, 0x1000)));
+    // ADD needs the Service-VM range mapped (ept_is_valid_mr(service_vm, ...)): an address past
+    // the Service VM's physical address space is EINVAL.
+    assert_eq!(
+        vm.set_memseg(&MemMap {
+            vma_base: 1 << 52,
+            ..seg(0xc001_0000)
+        })
+        .unwrap_err()
+        .errno,
+        Errno::EINVAL
     );
     // 256 RAM segments, then ENOMEM.
     let eh = emu.open_hsm();
@@ -618,6 +795,39 @@ fn checklist_09_dispatch_cf8cfc_and_range_match() {
     assert_eq!(u32_at(&vm, 0, SLOT_OFFSET_DIRECTION), ACRN_IOREQ_DIR_READ);
     vm.notify_request_finish(0).unwrap();
     set_u32(&vm, 0, SLOT_OFFSET_PROCESSED, ACRN_IOREQ_STATE_FREE);
+
+    // What reaches this dispatcher from a guest is what the HV's vPCI forwards (correction 8;
+    // vpci.c vpci_pio_cfgaddr_read/write, vpci_pio_cfgdata_read): a 4-byte 0xCF8 write to a
+    // device the HV does not own is forwarded (and latched here too), a read of 0xCF8 never is.
+    let dm = spawn_dm(vm.clone(), register_file());
+    vm.start().unwrap();
+    let w = Workload::from_json(
+        r#"{"vcpus": [[
+          {"pio": 3320, "size": 4, "write": "0x80001808"},
+          {"pio": 3320, "size": 4, "read": true, "expect": "0x80001808"},
+          {"pio": 3324, "size": 4, "read": true, "expect": "0xffffffff"}
+        ]]}"#,
+    )
+    .unwrap();
+    let r = emu.guest(vm.vmid()).unwrap().run(&w).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(
+        r.issued, 2,
+        "the 0xCF8 write and the 0xCFC read; not the 0xCF8 read"
+    );
+    assert_eq!(vm.emulated_hsm().unwrap().pci_conf_addr(), 0x8000_1808);
+    vm.pause().unwrap();
+    vm.destroy_ioreq_client().unwrap();
+    let seen = dm.join().unwrap().seen;
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the PCICFG read reaches the DM: {seen:?}"
+    );
+    assert_eq!(seen[0].ty, ACRN_IOREQ_TYPE_PCICFG);
+    assert_eq!((seen[0].bdf, seen[0].reg), ((0, 3, 0), 8));
+    vm.reset().unwrap();
+    vm.create_ioreq_client().unwrap();
 
     // Ranges: full containment and same type, else the default client.
     let efd = unsafe_eventfd();
@@ -1063,8 +1273,10 @@ fn checklist_16_ioeventfd_kernel_client() {
     );
     assert_eq!(eventfd_count(efd), 1);
     set_u32(&vm, 0, SLOT_OFFSET_PROCESSED, ACRN_IOREQ_STATE_FREE);
-    // Deassign: the range goes back to the default client.
-    vm.ioeventfd(&ev(1 | 4, 0x300, 2, 0)).unwrap();
+    // Deassign (ioeventfd.c acrn_ioeventfd_deassign): the first entry with this eventfd,
+    // whatever address, type or datamatch the call gives: here 0x300 goes although 0x999 (MMIO)
+    // is named; the range goes back to the default client. A second deassign takes 0x310.
+    vm.ioeventfd(&ev(4 | 2, 0x999, 8, 0x77)).unwrap();
     raise(
         &emu,
         &vm,
@@ -1074,6 +1286,48 @@ fn checklist_16_ioeventfd_kernel_client() {
     );
     assert_eq!(state(&vm, 0), ACRN_IOREQ_STATE_PROCESSING);
     assert_eq!(u32_at(&vm, 0, SLOT_OFFSET_KERNEL_HANDLED), 0);
+    vm.notify_request_finish(0).unwrap();
+    set_u32(&vm, 0, SLOT_OFFSET_PROCESSED, ACRN_IOREQ_STATE_FREE);
+    raise(
+        &emu,
+        &vm,
+        0,
+        ACRN_IOREQ_TYPE_PORTIO,
+        reqs(ACRN_IOREQ_DIR_WRITE, 0x310, 4, 0x55),
+    );
+    assert_eq!(
+        state(&vm, 0),
+        ACRN_IOREQ_STATE_COMPLETE,
+        "0x310 still kernel-handled"
+    );
+    set_u32(&vm, 0, SLOT_OFFSET_PROCESSED, ACRN_IOREQ_STATE_FREE);
+    assert_eq!(eventfd_count(efd), 1);
+    vm.ioeventfd(&ev(4, 0, 1, 0)).unwrap();
+    raise(
+        &emu,
+        &vm,
+        0,
+        ACRN_IOREQ_TYPE_PORTIO,
+        reqs(ACRN_IOREQ_DIR_WRITE, 0x310, 4, 0x55),
+    );
+    assert_eq!(state(&vm, 0), ACRN_IOREQ_STATE_PROCESSING, "0x310 gone too");
+    // Deassign of an eventfd with no entry: 0; of a bad fd: EBADF.
+    let other = unsafe_eventfd();
+    vm.ioeventfd(&IoEventFd {
+        fd: other,
+        ..ev(4, 0x300, 2, 0)
+    })
+    .unwrap();
+    assert_eq!(
+        vm.ioeventfd(&IoEventFd {
+            fd: -1,
+            ..ev(4, 0x300, 2, 0)
+        })
+        .unwrap_err()
+        .errno,
+        Errno::EBADF
+    );
+    close(other);
     close(efd);
 }
 
@@ -1098,7 +1352,9 @@ fn checklist_17_dm_defaults_all_ones_and_always_completed() {
     // (vCPU 1's write goes to another port than vCPU 0's reads: the vCPUs run concurrently.)
     let r = emu.guest(vm.vmid()).unwrap().run(&w).unwrap();
     assert!(r.is_clean(), "{r:?}");
-    assert_eq!(r.completed, w.request_count());
+    // vCPU 1's first read of 0xCFC (no CONFIG_ADDRESS latched) is answered by the hypervisor's
+    // vPCI (vpci.c vpci_pio_cfgdata_read: all ones) and never becomes a request.
+    assert_eq!(r.completed, w.request_count() - 1);
     vm.destroy_ioreq_client().unwrap();
     let s = dm.join().unwrap();
     // PCI accesses stay on one vCPU: pci_conf_addr is per VM, so concurrent CF8/CFC pairs from
@@ -1120,39 +1376,10 @@ fn checklist_17_dm_defaults_all_ones_and_always_completed() {
 
 #[test]
 fn checklist_18_ordering_points() {
-    // The protocol's ordering points, checked where they are written (a change of ordering
-    // is invisible to a test on x86), then exercised under load.
-    let hsm_src = include_str!("../src/hsm.rs");
-    let guest_src = include_str!("../src/guest.rs");
-    let hv_src = include_str!("../src/hv.rs");
-    for (name, src) in [("hsm.rs", hsm_src), ("guest.rs", guest_src)] {
-        let loads: Vec<_> = src.match_indices("processed().load(").collect();
-        assert!(!loads.is_empty());
-        for (i, _) in loads {
-            assert!(
-                src[i..i + 60].contains("Ordering::Acquire"),
-                "{name}: every processed load is acquire"
-            );
-        }
-    }
-    let compact = |s: &str| s.split_whitespace().collect::<String>();
-    let h = compact(hsm_src);
-    assert!(h.contains("processed().store(abi::STATE_PROCESSING,Ordering::Release)"));
-    assert!(h.contains("processed().store(abi::STATE_COMPLETE,Ordering::Release)"));
-    // completion_polling is read before the COMPLETE store.
-    let p = h.find("letpolling=slot.completion_polling()!=0;").unwrap();
-    assert!(p < h.find("processed().store(abi::STATE_COMPLETE").unwrap());
-    let g = compact(guest_src);
-    let fence_at = g.find(
-        "fence(Ordering::Release);slot.processed().store(abi::STATE_PENDING,Ordering::Release)",
-    );
-    assert!(fence_at.is_some(), "write fence then PENDING");
-    assert!(g.find("slot.set_reqs(reqs)").unwrap() < fence_at.unwrap());
-    assert!(
-        !hv_src.contains("SeqCst") || hv_src.matches("SeqCst").count() == 1,
-        "no SeqCst by default"
-    );
-
+    // The ordering points themselves (acquire on every `processed` load, release on PENDING,
+    // PROCESSING and COMPLETE, completion_polling read before COMPLETE) are model-checked in
+    // tests/emulator_loom.rs over the emulator's own functions (emulator::slot_protocol, which
+    // hsm.rs and guest.rs run on the live page). Here: the same protocol under load.
     // Under load, 4 vCPUs x 500 write/read pairs with distinct values: zero mismatches.
     let (emu, _hsm, vm) = vm_with(4, GUEST_FLAG_IO_COMPLETION_POLLING);
     vm.create_ioreq_client().unwrap();
@@ -1184,5 +1411,4 @@ fn checklist_18_ordering_points() {
         vec![1000; 4],
         "each request notified exactly once"
     );
-    let _ = Ordering::Relaxed;
 }

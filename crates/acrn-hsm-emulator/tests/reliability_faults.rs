@@ -190,10 +190,11 @@ fn running_client_stopped_inside_a_handler_then_reset_vm_like_dm() {
         let release_rx = Mutex::new(release_rx);
         let seen = Arc::new(AtomicU64::new(0));
         let seen2 = seen.clone();
+        // A device whose read at offset 0x10 blocks until the test releases it (not at
+        // 0xFEE0_0000: the vLAPIC page is the hypervisor's and never reaches a device model).
         let mut d = Dispatcher::new();
-        // A device whose read at offset 0x10 blocks until the test releases it.
         d.add_mmio(
-            0xfee0_0000,
+            0xfed0_0000,
             0x100,
             Box::new(FnDevice::new(
                 "slow",
@@ -229,9 +230,9 @@ fn running_client_stopped_inside_a_handler_then_reset_vm_like_dm() {
         let w = Workload {
             vcpus: vec![
                 vec![
-                    mmio(0xfee0_0000, Access::expect(0x42)),
-                    mmio(0xfee0_0010, Access::expect(0x42)),
-                    mmio(0xfee0_0000, Access::expect(0x42)),
+                    mmio(0xfed0_0000, Access::expect(0x42)),
+                    mmio(0xfed0_0010, Access::expect(0x42)),
+                    mmio(0xfed0_0000, Access::expect(0x42)),
                 ],
                 vec![],
             ],
@@ -255,6 +256,8 @@ fn running_client_stopped_inside_a_handler_then_reset_vm_like_dm() {
             .reset_vm_like_dm(&[VcpuRegs {
                 vcpu_id: 0,
                 rip: 0xfff0,
+                // CR0.ET|NE, as the DM's reset state: the hypervisor refuses NE clear.
+                cr0: 0x30,
                 ..Default::default()
             }])
             .expect("reset_vm_like_dm");

@@ -1,7 +1,7 @@
 //! How errors cross to JavaScript: as data, set here. Every binding function fails with a
-//! [`CodedError`], a napi `Error` whose status is the stable code, which becomes the JavaScript
+//! `CodedError`, a napi `Error` whose status is the stable code, which becomes the JavaScript
 //! error's `code` (`'EINVAL'`, `'ERR_UNKNOWN_TYPE'`); the message is plain text. Tasks on the
-//! libuv pool ([`Failure`]) reject with an `Error` built here with `code` and, for errnos,
+//! libuv pool (`Failure`) reject with an `Error` built here with `code` and, for errnos,
 //! `errno`. The façade (`ts/errors.ts`) only wraps them into `AcrnHsmError`, taking `errno` of a
 //! synchronous error from [`errno_table`]: nothing is parsed out of a message.
 

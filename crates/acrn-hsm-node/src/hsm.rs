@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use acrn_hsm::{Errno, Hsm, IoEventFd, IoctlArg, IrqFd, MemMap, UserPages, VcpuRegs, Vm, VmConfig};
+use acrn_hsm::{
+    Errno, Hsm, IoEventFd, IoctlArg, IrqFd, MemMap, MmioDev, MmioRes, PciDev, PmState, PtdevIrq,
+    UserPages, VDev, VcpuRegs, Vm, VmConfig,
+};
 use acrn_hsm_emulator::{
     Emulator, EmulatorConfig, FaultKind, InterruptEvent, RunResult, Workload, emulator_of,
 };
@@ -463,6 +466,197 @@ fn run_result_to_js(r: RunResult) -> GuestRunResult {
     }
 }
 
+/// `struct acrn_ptdev_irq` (SET/RESET_PTDEV_INTR).
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct PtdevIrqOptions {
+    /// 0 = INTx (the only type the hypervisor accepts), 1 = MSI, 2 = MSI-X. Default 0.
+    pub r#type: Option<u32>,
+    /// The bdf the guest sees (`bus << 8 | dev << 3 | func`).
+    pub virt_bdf: u32,
+    /// The physical bdf.
+    pub phys_bdf: u32,
+    /// The guest GSI (or vPIC pin).
+    pub virt_pin: u32,
+    /// The physical GSI.
+    pub phys_pin: u32,
+    /// `virtPin` is a vPIC pin.
+    pub is_pic_pin: Option<bool>,
+}
+
+/// `struct acrn_pcidev` (ASSIGN/DEASSIGN_PCIDEV).
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct PciDevOptions {
+    /// Flags (1 = `ACRN_PTDEV_QUIRK_ASSIGN`). Default 0.
+    pub r#type: Option<u32>,
+    /// The bdf the guest sees.
+    pub virt_bdf: u32,
+    /// The physical bdf.
+    pub phys_bdf: u32,
+    /// Interrupt line.
+    pub intr_line: Option<u32>,
+    /// Interrupt pin.
+    pub intr_pin: Option<u32>,
+    /// Up to six BARs.
+    pub bar: Option<Vec<u32>>,
+}
+
+/// One resource of an MMIO device.
+#[napi(object)]
+#[derive(Debug)]
+pub struct MmioResOptions {
+    /// Guest-physical address.
+    pub user_vm_pa: BigInt,
+    /// Host-physical address.
+    pub host_pa: BigInt,
+    /// Size (a multiple of 4 KiB).
+    pub size: BigInt,
+    /// Memory type. Default 0.
+    pub mem_type: Option<BigInt>,
+}
+
+/// `struct acrn_mmiodev` (ASSIGN/DEASSIGN_MMIODEV).
+#[napi(object)]
+#[derive(Debug)]
+pub struct MmioDevOptions {
+    /// Name (at most 8 bytes).
+    pub name: Option<String>,
+    /// Up to three resources.
+    pub res: Vec<MmioResOptions>,
+}
+
+/// `struct acrn_vdev` (CREATE/DESTROY_VDEV).
+#[napi(object)]
+pub struct VdevOptions {
+    /// Vendor id.
+    pub vendor: u32,
+    /// Device id.
+    pub device: u32,
+    /// Legacy id. Default 0.
+    pub legacy_id: Option<u32>,
+    /// The bdf the device appears at.
+    pub slot: u32,
+    /// Device-specific arguments (at most 128 bytes).
+    pub args: Option<Uint8Array>,
+}
+
+/// What PM_GET_CPU_STATE answered.
+#[napi(object)]
+#[derive(Debug)]
+pub struct PmStateResult {
+    /// `none` (unknown type), `count`, `pstate` or `cstate`.
+    pub kind: String,
+    /// PX_CNT / CX_CNT.
+    pub count: Option<u32>,
+    /// PX_DATA: core_frequency, power, transition_latency, bus_master_latency, control, status.
+    pub pstate: Option<Vec<BigInt>>,
+    /// CX_DATA: `type`.
+    pub cstate_type: Option<u32>,
+    /// CX_DATA: `latency`.
+    pub latency: Option<u32>,
+    /// CX_DATA: `power`.
+    pub power: Option<BigInt>,
+    /// CX_DATA: `cx_reg.address`.
+    pub address: Option<BigInt>,
+}
+
+/// One `(physical irq, count)` pair of VM_INTR_MONITOR.
+#[napi(object)]
+#[derive(Debug)]
+pub struct IntrCount {
+    /// The physical irq.
+    pub irq: BigInt,
+    /// Its count.
+    pub count: BigInt,
+}
+
+fn u16_of(what: &str, v: u32) -> Result<u16> {
+    u16::try_from(v)
+        .map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} must fit in 16 bits")))
+}
+
+fn u8_of(what: &str, v: u32) -> Result<u8> {
+    u8::try_from(v)
+        .map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} must fit in 8 bits")))
+}
+
+impl PtdevIrqOptions {
+    fn to_irq(&self) -> Result<PtdevIrq> {
+        Ok(PtdevIrq {
+            ty: self.r#type.unwrap_or(0),
+            virt_bdf: u16_of("virtBdf", self.virt_bdf)?,
+            phys_bdf: u16_of("physBdf", self.phys_bdf)?,
+            virt_pin: self.virt_pin,
+            phys_pin: self.phys_pin,
+            is_pic_pin: self.is_pic_pin.unwrap_or(false),
+        })
+    }
+}
+
+impl PciDevOptions {
+    fn to_dev(&self) -> Result<PciDev> {
+        let mut bar = [0u32; 6];
+        let given = self.bar.as_deref().unwrap_or(&[]);
+        if given.len() > 6 {
+            return Err(coded_error("ERR_OUT_OF_RANGE", "at most 6 BARs"));
+        }
+        bar[..given.len()].copy_from_slice(given);
+        Ok(PciDev {
+            ty: self.r#type.unwrap_or(0),
+            virt_bdf: u16_of("virtBdf", self.virt_bdf)?,
+            phys_bdf: u16_of("physBdf", self.phys_bdf)?,
+            intr_line: u8_of("intrLine", self.intr_line.unwrap_or(0))?,
+            intr_pin: u8_of("intrPin", self.intr_pin.unwrap_or(0))?,
+            bar,
+        })
+    }
+}
+
+impl MmioDevOptions {
+    fn to_dev(&self) -> Result<MmioDev> {
+        let mut d = MmioDev::default();
+        if let Some(n) = &self.name {
+            let b = n.as_bytes();
+            if b.len() > 8 {
+                return Err(coded_error("ERR_OUT_OF_RANGE", "name is at most 8 bytes"));
+            }
+            d.name[..b.len()].copy_from_slice(b);
+        }
+        if self.res.len() > 3 {
+            return Err(coded_error("ERR_OUT_OF_RANGE", "at most 3 resources"));
+        }
+        for (i, r) in self.res.iter().enumerate() {
+            d.res[i] = MmioRes {
+                user_vm_pa: bigint_u64("userVmPa", &r.user_vm_pa)?,
+                host_pa: bigint_u64("hostPa", &r.host_pa)?,
+                size: bigint_u64("size", &r.size)?,
+                mem_type: opt_u64("memType", &r.mem_type)?,
+            };
+        }
+        Ok(d)
+    }
+}
+
+impl VdevOptions {
+    fn to_vdev(&self) -> Result<VDev> {
+        let mut v = VDev {
+            vendor: u16_of("vendor", self.vendor)?,
+            device: u16_of("device", self.device)?,
+            legacy_id: self.legacy_id.unwrap_or(0),
+            slot: u64::from(self.slot),
+            ..Default::default()
+        };
+        if let Some(a) = &self.args {
+            if a.len() > 128 {
+                return Err(coded_error("ERR_OUT_OF_RANGE", "args is at most 128 bytes"));
+            }
+            v.args[..a.len()].copy_from_slice(a);
+        }
+        Ok(v)
+    }
+}
+
 /// ATTACH_IOREQ_CLIENT on the libuv pool (it blocks until a request is pending).
 pub struct AttachTask {
     vm: Arc<Vm>,
@@ -752,6 +946,113 @@ impl VmHandle {
     #[napi]
     pub fn set_irqline(&self, gsi: u32, op: u32) -> Result<()> {
         self.vm.set_irqline(gsi, op).map_err(hsm_error)
+    }
+
+    /// SET_PTDEV_INTR.
+    #[napi]
+    pub fn set_ptdev_intr(&self, irq: PtdevIrqOptions) -> Result<()> {
+        self.vm.set_ptdev_intr(&irq.to_irq()?).map_err(hsm_error)
+    }
+
+    /// RESET_PTDEV_INTR.
+    #[napi]
+    pub fn reset_ptdev_intr(&self, irq: PtdevIrqOptions) -> Result<()> {
+        self.vm.reset_ptdev_intr(&irq.to_irq()?).map_err(hsm_error)
+    }
+
+    /// ASSIGN_PCIDEV.
+    #[napi]
+    pub fn assign_pcidev(&self, dev: PciDevOptions) -> Result<()> {
+        self.vm.assign_pcidev(&dev.to_dev()?).map_err(hsm_error)
+    }
+
+    /// DEASSIGN_PCIDEV.
+    #[napi]
+    pub fn deassign_pcidev(&self, dev: PciDevOptions) -> Result<()> {
+        self.vm.deassign_pcidev(&dev.to_dev()?).map_err(hsm_error)
+    }
+
+    /// ASSIGN_MMIODEV.
+    #[napi]
+    pub fn assign_mmiodev(&self, dev: MmioDevOptions) -> Result<()> {
+        self.vm.assign_mmiodev(&dev.to_dev()?).map_err(hsm_error)
+    }
+
+    /// DEASSIGN_MMIODEV.
+    #[napi]
+    pub fn deassign_mmiodev(&self, dev: MmioDevOptions) -> Result<()> {
+        self.vm.deassign_mmiodev(&dev.to_dev()?).map_err(hsm_error)
+    }
+
+    /// CREATE_VDEV.
+    #[napi]
+    pub fn create_vdev(&self, dev: VdevOptions) -> Result<()> {
+        self.vm.create_vdev(&dev.to_vdev()?).map_err(hsm_error)
+    }
+
+    /// DESTROY_VDEV.
+    #[napi]
+    pub fn destroy_vdev(&self, dev: VdevOptions) -> Result<()> {
+        self.vm.destroy_vdev(&dev.to_vdev()?).map_err(hsm_error)
+    }
+
+    /// PM_GET_CPU_STATE with the raw command (`vmid << 24 | vcpu << 16 | index << 8 | type`).
+    #[napi]
+    pub fn pm_get_cpu_state(&self, cmd: BigInt) -> Result<PmStateResult> {
+        let st = self
+            .vm
+            .pm_get_cpu_state(bigint_u64("cmd", &cmd)?)
+            .map_err(hsm_error)?;
+        let mut r = PmStateResult {
+            kind: String::new(),
+            count: None,
+            pstate: None,
+            cstate_type: None,
+            latency: None,
+            power: None,
+            address: None,
+        };
+        match st {
+            PmState::None => r.kind = "none".into(),
+            PmState::Count(n) => {
+                r.kind = "count".into();
+                r.count = Some(u32::from(n));
+            }
+            PmState::PState(v) => {
+                r.kind = "pstate".into();
+                r.pstate = Some(v.iter().map(|&x| BigInt::from(x)).collect());
+            }
+            PmState::CState {
+                address,
+                ty,
+                latency,
+                power,
+                ..
+            } => {
+                r.kind = "cstate".into();
+                r.cstate_type = Some(u32::from(ty));
+                r.latency = Some(latency);
+                r.power = Some(BigInt::from(power));
+                r.address = Some(BigInt::from(address));
+            }
+        }
+        Ok(r)
+    }
+
+    /// VM_INTR_MONITOR with GET_DATA: the `(irq, count)` pairs of the VM's passthrough
+    /// interrupts.
+    #[napi]
+    pub fn intr_monitor_data(&self) -> Result<Vec<IntrCount>> {
+        Ok(self
+            .vm
+            .intr_monitor_data()
+            .map_err(hsm_error)?
+            .into_iter()
+            .map(|(irq, count)| IntrCount {
+                irq: BigInt::from(irq),
+                count: BigInt::from(count),
+            })
+            .collect())
     }
 
     /// Runs a guest workload (JSON text of the workload format) on the emulated vCPUs; resolves

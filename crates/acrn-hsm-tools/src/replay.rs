@@ -302,7 +302,29 @@ pub fn workload_from_trace<S: ByteSource>(
                     | (u64::from(func) << 8)
                     | (u64::from(reg) & 0xfc)
                     | ((u64::from(reg) & 0xf00) << 16);
-                if lane.cf8 == Some(want) {
+                let cf8_write_last = matches!(
+                    lane.ops.last(),
+                    Some(Op::Pio {
+                        port: 0xcf8,
+                        size: 4,
+                        access: Access::Write(v),
+                    }) if *v == want
+                );
+                if lane.cf8 == Some(want) && cf8_write_last {
+                    // The recorded 0xCF8 write and this access become one Op::Pci: the
+                    // same two requests, issued under the guest's PCI config lock (the
+                    // hypervisor's CONFIG_ADDRESS latch is per VM and each data access
+                    // clears it, so another vCPU's pair must not come in between).
+                    lane.ops.pop();
+                    Op::Pci {
+                        bus,
+                        dev,
+                        func,
+                        reg,
+                        size: r.size,
+                        access,
+                    }
+                } else if lane.cf8 == Some(want) {
                     Op::Pio {
                         port: 0xcfc + (reg & 3),
                         size: r.size,

@@ -48,4 +48,7 @@ pub use client::{
 };
 pub use errno::Errno;
 pub use memory::{PAGE_SIZE, UserPages, alloc_page};
-pub use vm::{Error, Hsm, IoEventFd, IrqFd, MemMap, Result, VcpuRegs, Vm, VmConfig};
+pub use vm::{
+    Error, Hsm, IoEventFd, IrqFd, MemMap, MmioDev, MmioRes, PciDev, PmState, PtdevIrq, Result,
+    VDev, VcpuRegs, Vm, VmConfig,
+};

@@ -108,6 +108,16 @@ fn check_by_value_address(request: u32, value: u64) -> Result<(), Errno> {
     Ok(())
 }
 
+/// How many bytes PM_GET_CPU_STATE writes back at `addr` (0 for other requests).
+fn pm_write_back(request: u32, addr: u64) -> Result<usize, Errno> {
+    if request != abi::PM_GET_CPU_STATE {
+        return Ok(0);
+    }
+    let mut cmd = [0u8; 8];
+    memory::copy_from_user(addr, &mut cmd)?;
+    Ok(abi::pm_write_back_len(&cmd))
+}
+
 /// The user addresses inside an argument struct must be memory this library handed out.
 fn check_embedded_addresses(request: u32, bytes: &[u8]) -> Result<(), Errno> {
     match request {
@@ -135,9 +145,11 @@ impl HsmBackend for HsmDevice {
                 self.ioctl_value(request, v)
             }
             ArgKind::Address(addr) => {
-                // Only memory we handed out; the kernel works on a copy of exactly its size.
-                let pinned = memory::pin(addr, abi::ioc_size(request))?;
-                let mut copy = vec![0u8; abi::ioc_size(request)];
+                // Only memory we handed out; the kernel works on a copy of exactly its size
+                // (PM_GET_CPU_STATE writes back more than its 8-byte argument).
+                let size = abi::ioc_size(request).max(pm_write_back(request, addr)?);
+                let pinned = memory::pin(addr, size)?;
+                let mut copy = vec![0u8; size];
                 pinned.read(0, &mut copy)?;
                 check_embedded_addresses(request, &copy)?;
                 let ret = self.ioctl_bytes(request, &mut copy);
@@ -145,6 +157,10 @@ impl HsmBackend for HsmDevice {
                 ret
             }
             ArgKind::Bytes(b) => {
+                if request == abi::PM_GET_CPU_STATE && abi::pm_write_back_len(b) > b.len() {
+                    // pmcmd_ioctl copies a 48/32-byte P/C-state over the 8-byte argument.
+                    return Err(Errno::EFAULT);
+                }
                 check_embedded_addresses(request, b)?;
                 self.ioctl_bytes(request, b)
             }

@@ -150,6 +150,189 @@ impl VcpuRegs {
     }
 }
 
+/// `struct acrn_ptdev_irq`: an INTx remapping for a passthrough device
+/// (SET/RESET_PTDEV_INTR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PtdevIrq {
+    /// `ACRN_PTDEV_IRQ_INTX` (0), MSI (1), MSI-X (2); the hypervisor accepts only INTx.
+    pub ty: u32,
+    /// The bdf the guest sees (`bus << 8 | dev << 3 | func`).
+    pub virt_bdf: u16,
+    /// The physical bdf.
+    pub phys_bdf: u16,
+    /// The guest GSI (or vPIC pin).
+    pub virt_pin: u32,
+    /// The physical GSI.
+    pub phys_pin: u32,
+    /// `virt_pin` is a vPIC pin.
+    pub is_pic_pin: bool,
+}
+
+impl PtdevIrq {
+    /// The 20 bytes.
+    pub fn to_bytes(&self) -> [u8; 20] {
+        use abi::ptdev_irq as o;
+        let mut b = [0u8; 20];
+        le::put_u32(&mut b, o::TYPE, self.ty);
+        le::put_u16(&mut b, o::VIRT_BDF, self.virt_bdf);
+        le::put_u16(&mut b, o::PHYS_BDF, self.phys_bdf);
+        le::put_u32(&mut b, o::VIRT_PIN, self.virt_pin);
+        le::put_u32(&mut b, o::PHYS_PIN, self.phys_pin);
+        le::put_u32(&mut b, o::IS_PIC_PIN, u32::from(self.is_pic_pin));
+        b
+    }
+}
+
+/// `struct acrn_pcidev`: a physical PCI device to pass through (ASSIGN/DEASSIGN_PCIDEV).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PciDev {
+    /// Flags (`ACRN_PTDEV_QUIRK_ASSIGN` = 1: the device model keeps the config space).
+    pub ty: u32,
+    /// The bdf the guest sees.
+    pub virt_bdf: u16,
+    /// The physical bdf.
+    pub phys_bdf: u16,
+    /// Interrupt line.
+    pub intr_line: u8,
+    /// Interrupt pin.
+    pub intr_pin: u8,
+    /// The BARs as the guest sees them.
+    pub bar: [u32; 6],
+}
+
+impl PciDev {
+    /// The 36 bytes.
+    pub fn to_bytes(&self) -> [u8; 36] {
+        use abi::pcidev as o;
+        let mut b = [0u8; 36];
+        le::put_u32(&mut b, o::TYPE, self.ty);
+        le::put_u16(&mut b, o::VIRT_BDF, self.virt_bdf);
+        le::put_u16(&mut b, o::PHYS_BDF, self.phys_bdf);
+        b[o::INTR_LINE] = self.intr_line;
+        b[o::INTR_PIN] = self.intr_pin;
+        for (i, v) in self.bar.iter().enumerate() {
+            le::put_u32(&mut b, o::BAR + 4 * i, *v);
+        }
+        b
+    }
+}
+
+/// One resource of an [`MmioDev`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MmioRes {
+    /// Guest-physical address.
+    pub user_vm_pa: u64,
+    /// Host-physical address.
+    pub host_pa: u64,
+    /// Size (a multiple of 4 KiB; 0 = unused).
+    pub size: u64,
+    /// Memory type.
+    pub mem_type: u64,
+}
+
+/// `struct acrn_mmiodev`: a platform MMIO device to pass through (ASSIGN/DEASSIGN_MMIODEV).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MmioDev {
+    /// Name (NUL-padded).
+    pub name: [u8; 8],
+    /// Up to three resources.
+    pub res: [MmioRes; 3],
+}
+
+impl MmioDev {
+    /// The 104 bytes.
+    pub fn to_bytes(&self) -> [u8; 104] {
+        use abi::mmiodev as o;
+        let mut b = [0u8; 104];
+        b[o::NAME..o::NAME + 8].copy_from_slice(&self.name);
+        for (i, r) in self.res.iter().enumerate() {
+            let base = o::RES + o::RES_SIZE * i;
+            le::put_u64(&mut b, base, r.user_vm_pa);
+            le::put_u64(&mut b, base + 8, r.host_pa);
+            le::put_u64(&mut b, base + 16, r.size);
+            le::put_u64(&mut b, base + 24, r.mem_type);
+        }
+        b
+    }
+}
+
+/// `struct acrn_vdev`: a device the hypervisor emulates (CREATE/DESTROY_VDEV), e.g. ivshmem
+/// (1af4:1110), a vUART (9710:9900) or a virtual root port (8086:9d14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VDev {
+    /// Vendor id.
+    pub vendor: u16,
+    /// Device id.
+    pub device: u16,
+    /// Legacy device id (0 for PCI devices).
+    pub legacy_id: u32,
+    /// The bdf (PCI) the device appears at.
+    pub slot: u64,
+    /// I/O resource addresses.
+    pub io_addr: [u32; 6],
+    /// I/O resource sizes.
+    pub io_size: [u32; 6],
+    /// Device-specific arguments.
+    pub args: [u8; 128],
+}
+
+impl Default for VDev {
+    fn default() -> VDev {
+        VDev {
+            vendor: 0,
+            device: 0,
+            legacy_id: 0,
+            slot: 0,
+            io_addr: [0; 6],
+            io_size: [0; 6],
+            args: [0; 128],
+        }
+    }
+}
+
+impl VDev {
+    /// The 192 bytes.
+    pub fn to_bytes(&self) -> [u8; 192] {
+        use abi::vdev as o;
+        let mut b = [0u8; 192];
+        le::put_u16(&mut b, o::ID, self.vendor);
+        le::put_u16(&mut b, o::ID + 2, self.device);
+        le::put_u32(&mut b, o::ID + 4, self.legacy_id);
+        le::put_u64(&mut b, o::SLOT, self.slot);
+        for i in 0..6 {
+            le::put_u32(&mut b, o::IO_ADDR + 4 * i, self.io_addr[i]);
+            le::put_u32(&mut b, o::IO_SIZE + 4 * i, self.io_size[i]);
+        }
+        b[o::ARGS..o::ARGS + 128].copy_from_slice(&self.args);
+        b
+    }
+}
+
+/// What PM_GET_CPU_STATE answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PmState {
+    /// An unknown command type: the kernel returns 0 and writes nothing.
+    None,
+    /// PX_CNT or CX_CNT: the count (the low byte of the u64 written back).
+    Count(u8),
+    /// PX_DATA: `struct acrn_pstate_data` (core_frequency, power, transition_latency,
+    /// bus_master_latency, control, status).
+    PState([u64; 6]),
+    /// CX_DATA: `struct acrn_cstate_data`.
+    CState {
+        /// `cx_reg.space_id`.
+        space_id: u8,
+        /// `cx_reg.address`.
+        address: u64,
+        /// `type`.
+        ty: u8,
+        /// `latency`.
+        latency: u32,
+        /// `power`.
+        power: u64,
+    },
+}
+
 /// `struct acrn_ioeventfd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IoEventFd {
@@ -406,6 +589,117 @@ impl Vm {
         le::put_u64(&mut b, abi::msi::ADDR, msi_addr);
         le::put_u64(&mut b, abi::msi::DATA, msi_data);
         self.bytes("INJECT_MSI", abi::INJECT_MSI, &mut b).map(drop)
+    }
+    /// SET_PTDEV_INTR.
+    pub fn set_ptdev_intr(&self, irq: &PtdevIrq) -> Result<()> {
+        self.bytes("SET_PTDEV_INTR", abi::SET_PTDEV_INTR, &mut irq.to_bytes())
+            .map(drop)
+    }
+    /// RESET_PTDEV_INTR.
+    pub fn reset_ptdev_intr(&self, irq: &PtdevIrq) -> Result<()> {
+        self.bytes(
+            "RESET_PTDEV_INTR",
+            abi::RESET_PTDEV_INTR,
+            &mut irq.to_bytes(),
+        )
+        .map(drop)
+    }
+    /// ASSIGN_PCIDEV (the VM must be created, not started: `EINVAL`; a device the hypervisor
+    /// does not have or cannot pass through: `ENODEV`).
+    pub fn assign_pcidev(&self, dev: &PciDev) -> Result<()> {
+        self.bytes("ASSIGN_PCIDEV", abi::ASSIGN_PCIDEV, &mut dev.to_bytes())
+            .map(drop)
+    }
+    /// DEASSIGN_PCIDEV.
+    pub fn deassign_pcidev(&self, dev: &PciDev) -> Result<()> {
+        self.bytes("DEASSIGN_PCIDEV", abi::DEASSIGN_PCIDEV, &mut dev.to_bytes())
+            .map(drop)
+    }
+    /// ASSIGN_MMIODEV.
+    pub fn assign_mmiodev(&self, dev: &MmioDev) -> Result<()> {
+        self.bytes("ASSIGN_MMIODEV", abi::ASSIGN_MMIODEV, &mut dev.to_bytes())
+            .map(drop)
+    }
+    /// DEASSIGN_MMIODEV.
+    pub fn deassign_mmiodev(&self, dev: &MmioDev) -> Result<()> {
+        self.bytes(
+            "DEASSIGN_MMIODEV",
+            abi::DEASSIGN_MMIODEV,
+            &mut dev.to_bytes(),
+        )
+        .map(drop)
+    }
+    /// CREATE_VDEV.
+    pub fn create_vdev(&self, dev: &VDev) -> Result<()> {
+        self.bytes("CREATE_VDEV", abi::CREATE_VDEV, &mut dev.to_bytes())
+            .map(drop)
+    }
+    /// DESTROY_VDEV.
+    pub fn destroy_vdev(&self, dev: &VDev) -> Result<()> {
+        self.bytes("DESTROY_VDEV", abi::DESTROY_VDEV, &mut dev.to_bytes())
+            .map(drop)
+    }
+    /// PM_GET_CPU_STATE with the raw command (`vmid << 24 | vcpu << 16 | index << 8 | type`;
+    /// the hypervisor takes the VM from the command, not from this file). The argument lives
+    /// in a page of its own, since the kernel writes the 32/48-byte state over it.
+    pub fn pm_get_cpu_state(&self, cmd: u64) -> Result<PmState> {
+        let page = alloc_page().map_err(e("PM_GET_CPU_STATE"))?;
+        page.write_bytes(0, &cmd.to_le_bytes())
+            .map_err(e("PM_GET_CPU_STATE"))?;
+        self.backend
+            .ioctl(abi::PM_GET_CPU_STATE, IoctlArg::Value(page.addr()))
+            .map_err(e("PM_GET_CPU_STATE"))?;
+        let mut b = [0u8; 48];
+        page.read_bytes(0, &mut b).map_err(e("PM_GET_CPU_STATE"))?;
+        Ok(match cmd & 0xff {
+            0 | 2 => PmState::Count(b[0]),
+            1 => {
+                let mut v = [0u64; 6];
+                for (i, x) in v.iter_mut().enumerate() {
+                    *x = le::u64_at(&b, 8 * i);
+                }
+                PmState::PState(v)
+            }
+            3 => PmState::CState {
+                space_id: b[0],
+                address: le::u64_at(&b, 4),
+                ty: b[12],
+                latency: le::u32_at(&b, 16),
+                power: le::u64_at(&b, 24),
+            },
+            _ => PmState::None,
+        })
+    }
+    /// PM_GET_CPU_STATE of this VM: the C-state count (CX_CNT).
+    pub fn cx_count(&self) -> Result<u8> {
+        match self.pm_get_cpu_state((u64::from(self.vmid & 0xff) << 24) | 2)? {
+            PmState::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
+    }
+    /// VM_INTR_MONITOR with GET_DATA: the `(physical irq, count)` pairs the hypervisor reports
+    /// for this VM's passthrough interrupts (at most 24; `buf_cnt` is written back).
+    pub fn intr_monitor_data(&self) -> Result<Vec<(u64, u64)>> {
+        let page = alloc_page().map_err(e("VM_INTR_MONITOR"))?;
+        let mut hdr = [0u8; 8];
+        le::put_u32(&mut hdr, 4, 48);
+        page.write_bytes(0, &hdr).map_err(e("VM_INTR_MONITOR"))?;
+        self.vm_intr_monitor(&page)?;
+        let mut b = vec![0u8; 8 + 8 * 48];
+        page.read_bytes(0, &mut b).map_err(e("VM_INTR_MONITOR"))?;
+        let n = (le::u32_at(&b, 4) as usize).min(48) / 2;
+        Ok((0..n)
+            .map(|i| (le::u64_at(&b, 8 + 16 * i), le::u64_at(&b, 16 + 16 * i)))
+            .collect())
+    }
+    /// VM_INTR_MONITOR on a page the caller prepared (`struct acrn_intr_monitor` at its start);
+    /// the `Vm` does not keep the page: the kernel holds it pinned until the next call or the
+    /// VM's destruction.
+    pub fn vm_intr_monitor(&self, page: &UserPages) -> Result<()> {
+        self.backend
+            .ioctl(abi::VM_INTR_MONITOR, IoctlArg::Value(page.addr()))
+            .map_err(e("VM_INTR_MONITOR"))
+            .map(drop)
     }
     /// SET_IRQLINE: the by-value `{u32 gsi; u32 op}`.
     pub fn set_irqline(&self, gsi: u32, op: u32) -> Result<()> {

@@ -115,6 +115,18 @@ pub const fn is_by_value(request: u32) -> bool {
     matches!(request, SET_IRQLINE | VM_INTR_MONITOR)
 }
 
+/// What `pmcmd_ioctl` copies back over PM_GET_CPU_STATE's argument for the command in `cmd`
+/// (its first 8 bytes): 8 for the counts, `acrn_pstate_data` (48) for PX_DATA,
+/// `acrn_cstate_data` (32) for CX_DATA, nothing for an unknown type.
+pub fn pm_write_back_len(cmd: &[u8]) -> usize {
+    match cmd.first().copied().map(u32::from) {
+        Some(b::ACRN_PMCMD_GET_PX_CNT) | Some(b::ACRN_PMCMD_GET_CX_CNT) => size_of::<u64>(),
+        Some(b::ACRN_PMCMD_GET_PX_DATA) => size_of::<b::acrn_pstate_data>(),
+        Some(b::ACRN_PMCMD_GET_CX_DATA) => size_of::<b::acrn_cstate_data>(),
+        _ => 0,
+    }
+}
+
 /// `ACRN_INVALID_VMID` (drivers/virt/acrn/acrn_drv.h; not in the uapi header).
 pub const INVALID_VMID: u16 = 0xffff;
 /// `ACRN_IO_REQUEST_MAX`.
@@ -285,6 +297,71 @@ offsets!(
 );
 
 offsets!(
+    /// Byte offsets of `struct acrn_ptdev_irq`.
+    ptdev_irq: b::acrn_ptdev_irq {
+        /// `type`.
+        TYPE = type_;
+        /// `virt_bdf`.
+        VIRT_BDF = virt_bdf;
+        /// `phys_bdf`.
+        PHYS_BDF = phys_bdf;
+        /// `intx.virt_pin`.
+        VIRT_PIN = intx.virt_pin;
+        /// `intx.phys_pin`.
+        PHYS_PIN = intx.phys_pin;
+        /// `intx.is_pic_pin`.
+        IS_PIC_PIN = intx.is_pic_pin;
+    }
+);
+
+offsets!(
+    /// Byte offsets of `struct acrn_pcidev`.
+    pcidev: b::acrn_pcidev {
+        /// `type`.
+        TYPE = type_;
+        /// `virt_bdf`.
+        VIRT_BDF = virt_bdf;
+        /// `phys_bdf`.
+        PHYS_BDF = phys_bdf;
+        /// `intr_line`.
+        INTR_LINE = intr_line;
+        /// `intr_pin`.
+        INTR_PIN = intr_pin;
+        /// `bar` (`u32[6]`).
+        BAR = bar;
+    }
+);
+
+offsets!(
+    /// Byte offsets of `struct acrn_mmiodev`: `name[8]`, then the resources
+    /// `{user_vm_pa, service_vm_pa, size, mem_type}` of `RES_SIZE` bytes each.
+    mmiodev: b::acrn_mmiodev {
+        /// `name`.
+        NAME = name;
+        /// `res`.
+        RES = res;
+        /// The size of one `struct acrn_mmiodev_res`.
+        RES_SIZE = name + size_of::<b::acrn_mmiodev_res>();
+    }
+);
+
+offsets!(
+    /// Byte offsets of `struct acrn_vdev`.
+    vdev: b::acrn_vdev {
+        /// `id`.
+        ID = id;
+        /// `slot`.
+        SLOT = slot;
+        /// `io_addr` (`u32[6]`).
+        IO_ADDR = io_addr;
+        /// `io_size` (`u32[6]`).
+        IO_SIZE = io_size;
+        /// `args`.
+        ARGS = args;
+    }
+);
+
+offsets!(
     /// Byte offsets of `struct acrn_ioeventfd`.
     ioeventfd: b::acrn_ioeventfd {
         /// `fd`.
@@ -376,6 +453,19 @@ mod tests {
         assert_eq!(notify::VCPU, 4);
         assert_eq!(ioeventfd::DATA, 24);
         assert_eq!(irqfd::MSI_DATA, 16);
+        assert_eq!(
+            (ptdev_irq::SIZE, ptdev_irq::VIRT_PIN, ptdev_irq::IS_PIC_PIN),
+            (20, 8, 16)
+        );
+        assert_eq!((pcidev::SIZE, pcidev::INTR_PIN, pcidev::BAR), (36, 9, 12));
+        assert_eq!(
+            (mmiodev::SIZE, mmiodev::RES, mmiodev::RES_SIZE),
+            (104, 8, 32)
+        );
+        assert_eq!(
+            (vdev::SIZE, vdev::SLOT, vdev::IO_SIZE, vdev::ARGS),
+            (192, 8, 40, 64)
+        );
     }
 
     #[test]
