@@ -335,9 +335,10 @@ fn reset_requested_by_a_device_while_8_vcpus_are_busy() {
         assert_eq!(r.vcpus[0].issued, 201, "the op after the reset never ran");
         assert!(r.vcpus[0].stopped.is_some());
         for (i, v) in r.vcpus.iter().enumerate() {
-            // Each vCPU lost at most the one request in flight, and only if it was stopped.
+            // Each vCPU lost at most the one request in flight, and only if it was stopped (a
+            // vCPU the pause caught between two requests lost none).
             let lost = v.issued - v.completed;
-            assert_eq!(lost, u64::from(v.stopped.is_some()), "vCPU {i}: {v:?}");
+            assert!(lost <= u64::from(v.stopped.is_some()), "vCPU {i}: {v:?}");
             if v.stopped.is_none() {
                 assert_eq!(v.completed, 4000, "vCPU {i} finished before the reset");
             }
@@ -363,6 +364,10 @@ fn reset_requested_by_a_device_while_8_vcpus_are_busy() {
             "the new boot",
         );
         assert!(r2.is_clean(), "{r2:?}");
+        // A vCPU sees its completion before the client has counted the NOTIFY that made it.
+        wait_until("the client's counts", || {
+            h.stats().notifies - before.notifies == r2.completed
+        });
         let after = h.stats();
         assert_eq!(after.handled() - before.handled(), r2.completed);
         assert_eq!(after.notifies - before.notifies, r2.completed);
