@@ -4,9 +4,9 @@
 //! from disk in bounded memory, whatever its size.
 
 use crate::decode::coded_error;
-use acrn_trace::export::{export_chrome, export_csv};
+use acrn_trace::export::{ChromeOptions, export_chrome_with, export_csv};
 use acrn_trace::{IoSink, IoSource, Report, TraceError, TraceReader, flat};
-use napi::bindgen_prelude::{BigUint64Array, Uint8Array, Uint16Array};
+use napi::bindgen_prelude::{BigInt, BigUint64Array, Uint8Array, Uint16Array};
 use napi_derive::napi;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -119,10 +119,47 @@ pub fn trace_report_file(path: String, by: String) -> napi::Result<String> {
         .map_err(|e| trace_error(&e))
 }
 
+/// What the Chrome export writes (`acrn_trace::export::ChromeOptions`).
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct ChromeExportOptions {
+    /// Also one slice per stage of each request.
+    pub stages: Option<bool>,
+    /// Leave out the latency counter.
+    pub no_counter: Option<bool>,
+    /// Only requests from this offset on (ns from the trace's clock start).
+    pub from_ns: Option<BigInt>,
+    /// Only requests before this offset (ns from the trace's clock start).
+    pub to_ns: Option<BigInt>,
+    /// Only requests of these vCPUs.
+    pub vcpus: Option<Vec<u32>>,
+}
+
+impl ChromeExportOptions {
+    fn to_core(&self) -> ChromeOptions {
+        ChromeOptions {
+            stages: self.stages.unwrap_or(false),
+            no_counter: self.no_counter.unwrap_or(false),
+            from_ns: self.from_ns.as_ref().map(|b| b.get_u64().1),
+            to_ns: self.to_ns.as_ref().map(|b| b.get_u64().1),
+            vcpus: self.vcpus.as_ref().map(|v| {
+                v.iter()
+                    .map(|&x| u16::try_from(x).unwrap_or(u16::MAX))
+                    .collect()
+            }),
+        }
+    }
+}
+
 /// Exports the trace in file `path` to file `out` as `chrome` or `csv`, streaming in bounded
-/// memory (native only).
+/// memory (native only). `options` apply to `chrome`.
 #[napi]
-pub fn trace_export_file(path: String, format: String, out: String) -> napi::Result<()> {
+pub fn trace_export_file(
+    path: String,
+    format: String,
+    out: String,
+    options: Option<ChromeExportOptions>,
+) -> napi::Result<()> {
     if format != "chrome" && format != "csv" {
         return Err(coded_error(
             "ERR_TRACE_INVALID",
@@ -134,7 +171,7 @@ pub fn trace_export_file(path: String, format: String, out: String) -> napi::Res
         .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot create {out}: {e}")))?;
     let sink = IoSink(BufWriter::new(file));
     let sink = if format == "chrome" {
-        export_chrome(reader, sink)
+        export_chrome_with(reader, sink, &options.unwrap_or_default().to_core())
     } else {
         export_csv(reader, sink)
     }

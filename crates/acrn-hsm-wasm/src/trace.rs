@@ -50,6 +50,27 @@ pub fn trace_export_chrome(bytes: &[u8]) -> Result<String, JsValue> {
     flat::chrome_json(bytes).map_err(|e| trace_error(&e))
 }
 
+/// The Chrome Trace Event JSON of a trace held in memory, with the events and the subset the
+/// arguments select (`acrn_trace::export::ChromeOptions`: offsets in ns from the clock start).
+#[wasm_bindgen(js_name = traceExportChromeWith)]
+pub fn trace_export_chrome_with(
+    bytes: &[u8],
+    stages: bool,
+    no_counter: bool,
+    from_ns: Option<u64>,
+    to_ns: Option<u64>,
+    vcpus: Option<Vec<u16>>,
+) -> Result<String, JsValue> {
+    let options = acrn_trace::export::ChromeOptions {
+        stages,
+        no_counter,
+        from_ns,
+        to_ns,
+        vcpus,
+    };
+    flat::chrome_json_with(bytes, &options).map_err(|e| trace_error(&e))
+}
+
 /// The CSV of a trace held in memory.
 #[wasm_bindgen(js_name = traceExportCsv)]
 pub fn trace_export_csv(bytes: &[u8]) -> Result<String, JsValue> {

@@ -3,7 +3,7 @@
 //! report / exports of an in-memory trace.
 
 use crate::error::{ErrorKind, TraceError};
-use crate::export::{export_chrome, export_csv};
+use crate::export::{ChromeOptions, export_chrome_with, export_csv};
 use crate::format::{
     CompletionMode, DeviceInfo, Direction, IoType, Outcome, RECORD_SIZE, STAMP_COUNT, Timestamps,
     TraceHeader, TraceRecord,
@@ -260,9 +260,15 @@ pub fn report_json(bytes: &[u8], by: &str) -> Result<String, TraceError> {
     Ok(Report::from_reader(TraceReader::new(bytes)?, by)?.to_json())
 }
 
-/// The Chrome Trace Event JSON of an in-memory trace.
+/// The Chrome Trace Event JSON of an in-memory trace (the compact form, every request).
 pub fn chrome_json(bytes: &[u8]) -> Result<String, TraceError> {
-    let out = export_chrome(TraceReader::new(bytes)?, Vec::new())?;
+    chrome_json_with(bytes, &ChromeOptions::default())
+}
+
+/// The Chrome Trace Event JSON of an in-memory trace, with the events and the subset `options`
+/// selects.
+pub fn chrome_json_with(bytes: &[u8], options: &ChromeOptions) -> Result<String, TraceError> {
+    let out = export_chrome_with(TraceReader::new(bytes)?, Vec::new(), options)?;
     String::from_utf8(out).map_err(|_| invalid("export produced invalid UTF-8"))
 }
 
