@@ -25,6 +25,7 @@
  * docs/reliability.md for the recovery.)
  */
 import { EventEmitter } from 'node:events';
+import { checkInt, checkU64 } from './check.js';
 import { AcrnHsmError, callBinding, fromBindingError } from './errors.js';
 import type { NativeBinding } from './native.js';
 import { native } from './native.js';
@@ -160,16 +161,6 @@ export class PciFunction {
 }
 
 type Registered = { name: string; kind: 'io' | 'pci'; device: Device | PciDevice; space: 'pio' | 'mmio' | 'pci' };
-
-function checkInt(name: string, v: unknown, min: number, max: number): asserts v is number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${typeof v === 'number' ? v : typeof v}`);
-  if (v < min || v > max) throw new RangeError(`${name} ${v} is outside ${min}..${max}`);
-}
-
-function checkU64(name: string, v: unknown): asserts v is bigint {
-  if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint (u64 values are bigint), got ${typeof v}`);
-  if (v < 0n || v >= 1n << 64n) throw new RangeError(`${name} ${v} is outside 0..2^64-1`);
-}
 
 function isDevice(d: unknown): d is Device {
   return typeof d === 'object' && d !== null && typeof (d as Device).read === 'function' && typeof (d as Device).write === 'function';

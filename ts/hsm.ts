@@ -5,6 +5,7 @@
  * `code` (`'EINVAL'`) and the number as `errno`.
  */
 import { statSync } from 'node:fs';
+import { checkU32, checkU64 } from './check.js';
 import { callBinding, fromBindingError, AcrnHsmError } from './errors.js';
 import { IoreqClient, checkHandlerTimeout, type WakeMode } from './client.js';
 import { native } from './native.js';
@@ -160,20 +161,10 @@ function explainOpenError(err: unknown, path: string): unknown {
   return new AcrnHsmError(err.code, `${err.message}: ${hint}`, { errno: err.errno, cause: err });
 }
 
-function checkU32(name: string, v: unknown): asserts v is number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer`);
-  if (v < 0 || v > 0xffff_ffff) throw new RangeError(`${name} ${v} is outside 0..2^32-1`);
-}
-
 /** A file descriptor: an integer in the C `int` range (the kernel answers EBADF for a bad one). */
 function checkFd(v: unknown): asserts v is number {
   if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError('fd must be an integer');
   if (v < -(2 ** 31) || v > 2 ** 31 - 1) throw new RangeError(`fd ${v} is outside the range of a C int`);
-}
-
-function checkU64(name: string, v: unknown): asserts v is bigint {
-  if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint (u64 values are bigint), got ${typeof v}`);
-  if (v < 0n || v >= 1n << 64n) throw new RangeError(`${name} ${v} is outside 0..2^64-1`);
 }
 
 /** JSON text of a workload, with bigint values written as `"0x..."` strings (which the format accepts). */

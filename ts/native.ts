@@ -15,6 +15,10 @@ export function native(): NativeBinding {
   const require = createRequire(import.meta.url);
   try {
     cached = require('../native/binding.cjs') as NativeBinding;
+    // `process.exit` joins Node's worker pool: a guest run waiting on a request no client will
+    // complete would hang it. At exit every emulated machine shuts down, so those runs end.
+    const binding = cached;
+    process.once('exit', () => binding.shutdownEmulators());
   } catch (err) {
     throw new AcrnHsmError(
       'ERR_NATIVE_UNAVAILABLE',
