@@ -6,6 +6,15 @@
  */
 import { parseArgs } from 'node:util';
 
+/** Where a command writes. */
+export type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+
+/** Prints the `--help` of `spec`; returns exit status 0. */
+export function printHelp(spec: CommandSpec, out: Out): number {
+  out.stdout(helpText(spec));
+  return 0;
+}
+
 /** One option of a command. */
 export interface OptionSpec {
   /** The long name, without `--`. */

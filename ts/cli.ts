@@ -4,13 +4,12 @@
  */
 import { existsSync, readFileSync, accessSync, constants as fsConstants } from 'node:fs';
 import { AcrnHsmError } from './errors.js';
-import { UsageError, helpText, parseCommand, usageLine, type CommandSpec } from './cli-args.js';
+import { UsageError, parseCommand, printHelp, usageLine, type CommandSpec, type Out } from './cli-args.js';
 import type { IoRequest, IoreqSlot } from './ioreq.js';
 
 /** Exit statuses: 0 success, 1 runtime failure, 2 usage error, 141 stdout closed (128 + SIGPIPE). */
 export const EXIT_PIPE = 141;
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 const defaultOut: Out = {
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
@@ -60,12 +59,6 @@ export async function usage(): Promise<string> {
 
 function version(): string {
   return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-}
-
-/** Prints the `--help` of `spec`; exit status 0. */
-export function printHelp(spec: CommandSpec, out: Out): number {
-  out.stdout(helpText(spec));
-  return 0;
 }
 
 function hex(n: number | bigint, width = 0): string {

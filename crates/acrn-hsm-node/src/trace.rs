@@ -5,7 +5,7 @@
 
 use crate::decode::coded_error;
 use acrn_trace::export::{ChromeOptions, export_chrome_with, export_csv};
-use acrn_trace::{IoSink, IoSource, Report, TraceError, TraceReader, flat};
+use acrn_trace::{IoSink, IoSource, Report, ReportBuilder, TraceError, TraceReader, flat};
 use napi::bindgen_prelude::{BigInt, BigUint64Array, Uint8Array, Uint16Array};
 use napi_derive::napi;
 use std::fs::File;
@@ -109,12 +109,25 @@ fn open(path: &str) -> napi::Result<TraceReader<IoSource<File>>> {
     TraceReader::new(IoSource(file)).map_err(|e| trace_error(&e))
 }
 
-/// The report of the trace in file `path`, streamed in bounded memory (native only).
+/// The report of the trace in file `path` (of the requests of `vcpus` only, if given),
+/// streamed in bounded memory (native only).
 #[napi]
-pub fn trace_report_file(path: String, by: String) -> napi::Result<String> {
+pub fn trace_report_file(
+    path: String,
+    by: String,
+    vcpus: Option<Vec<u32>>,
+) -> napi::Result<String> {
     let by = flat::group_by(&by).map_err(|e| trace_error(&e))?;
     let reader = open(&path)?;
-    Report::from_reader(reader, by)
+    let mut b = ReportBuilder::new(by);
+    if let Some(v) = vcpus {
+        b = b.only_vcpus(
+            v.into_iter()
+                .map(|x| u16::try_from(x).unwrap_or(u16::MAX))
+                .collect(),
+        );
+    }
+    Report::from_builder(reader, b)
         .map(|r| r.to_json())
         .map_err(|e| trace_error(&e))
 }

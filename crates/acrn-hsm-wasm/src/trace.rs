@@ -44,6 +44,12 @@ pub fn trace_report(bytes: &[u8], by: &str) -> Result<String, JsValue> {
     flat::report_json(bytes, by).map_err(|e| trace_error(&e))
 }
 
+/// [`trace_report`] over the requests of `vcpus` only.
+#[wasm_bindgen(js_name = traceReportVcpus)]
+pub fn trace_report_vcpus(bytes: &[u8], by: &str, vcpus: Vec<u16>) -> Result<String, JsValue> {
+    flat::report_json_with(bytes, by, Some(vcpus)).map_err(|e| trace_error(&e))
+}
+
 /// The Chrome Trace Event JSON of a trace held in memory.
 #[wasm_bindgen(js_name = traceExportChrome)]
 pub fn trace_export_chrome(bytes: &[u8]) -> Result<String, JsValue> {

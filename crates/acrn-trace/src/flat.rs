@@ -9,7 +9,7 @@ use crate::format::{
     TraceHeader, TraceRecord,
 };
 use crate::reader::TraceReader;
-use crate::report::{GroupBy, Report, json_str};
+use crate::report::{GroupBy, Report, ReportBuilder, json_str};
 use crate::writer::TraceWriter;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -256,8 +256,20 @@ pub fn group_by(by: &str) -> Result<GroupBy, TraceError> {
 
 /// The JSON report (see [`Report::to_json`]) of an in-memory trace.
 pub fn report_json(bytes: &[u8], by: &str) -> Result<String, TraceError> {
-    let by = group_by(by)?;
-    Ok(Report::from_reader(TraceReader::new(bytes)?, by)?.to_json())
+    report_json_with(bytes, by, None)
+}
+
+/// [`report_json`] over the requests of `vcpus` only (`None`: all).
+pub fn report_json_with(
+    bytes: &[u8],
+    by: &str,
+    vcpus: Option<Vec<u16>>,
+) -> Result<String, TraceError> {
+    let mut b = ReportBuilder::new(group_by(by)?);
+    if let Some(v) = vcpus {
+        b = b.only_vcpus(v);
+    }
+    Ok(Report::from_builder(TraceReader::new(bytes)?, b)?.to_json())
 }
 
 /// The Chrome Trace Event JSON of an in-memory trace (the compact form, every request).

@@ -825,3 +825,34 @@ fn std_adapters_stream_files() {
     assert_eq!(got, recs);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn report_time_share_and_vcpu_filter() {
+    let h = header();
+    let recs = records(13, 3000);
+    let bytes = encode(&h, &recs, true);
+    let total = |r: &TraceRecord| Stage::Total.duration(&r.ts).unwrap_or(0) as f64;
+    let all: f64 = recs.iter().map(total).sum();
+    let v: serde_json::Value =
+        serde_json::from_str(&acrn_trace::flat::report_json(&bytes, "vcpu").unwrap()).unwrap();
+    for g in v["groups"].as_array().unwrap() {
+        let vcpu: u16 = g["key"].as_str().unwrap()[4..].parse().unwrap();
+        let mine: f64 = recs.iter().filter(|r| r.vcpu == vcpu).map(total).sum();
+        let got = g["time_share"].as_f64().unwrap();
+        assert!((got - mine / all).abs() < 1e-5, "{got} vs {}", mine / all);
+    }
+    let f: serde_json::Value = serde_json::from_str(
+        &acrn_trace::flat::report_json_with(&bytes, "address", Some(vec![2])).unwrap(),
+    )
+    .unwrap();
+    let want = recs.iter().filter(|r| r.vcpu == 2).count();
+    assert!(want > 100);
+    assert_eq!(f["requests"], want);
+    let counted: u64 = f["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, want as u64);
+}
