@@ -51,7 +51,7 @@ export async function usage(): Promise<string> {
   let out = 'usage: acrn-hsm <command> [options]     (acrn-hsm <command> --help: its options)\n\ncommands:\n';
   for (const s of await commandSpecs()) {
     const name = `${s.name}${s.positionals ? ` ${s.positionals}` : ''}`;
-    out += `  ${name.padEnd(22)} ${s.summary}\n`;
+    out += `  ${name.padEnd(22)} ${s.summary.split('\n')[0]}\n`;
   }
   out += `  ${'help'.padEnd(22)} this text (also -h, --help)\n  ${'--version'.padEnd(22)} the version\n`;
   return out;

@@ -157,6 +157,15 @@ export class PciFunction {
   ) {
     checkInt('vendorId', options.vendorId, 0, 0xffff);
     checkInt('deviceId', options.deviceId, 0, 0xffff);
+    if (options.bars !== undefined) {
+      if (!Array.isArray(options.bars)) throw new TypeError('bars must be an array of { index, kind, size }');
+      options.bars.forEach((b, i) => {
+        if (typeof b !== 'object' || b === null) throw new TypeError(`bars[${i}] must be { index, kind, size }`);
+        checkInt(`bars[${i}].index`, b.index, 0, 5);
+        if (b.kind !== 'mem32' && b.kind !== 'mem64' && b.kind !== 'io') throw new TypeError(`bars[${i}].kind must be 'mem32', 'mem64' or 'io'`);
+        checkU64(`bars[${i}].size`, b.size);
+      });
+    }
   }
 }
 
@@ -177,17 +186,43 @@ export class IoreqClient extends EventEmitter {
   /** How long `run()` waits for a handler's promise (ms; `Infinity`: no limit). */
   readonly handlerTimeoutMs: number;
 
+  private readonly vmDestroyed: () => boolean;
+
   /** @internal */
-  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number } = {}) {
+  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number; vmDestroyed?: () => boolean } = {}) {
     super();
     this.handle = handle;
     this.handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
+    this.vmDestroyed = options.vmDestroyed ?? (() => false);
+  }
+
+  /** Refuses a second loop, and a loop on a destroyed VM, saying what to do. */
+  private enterLoop(which: 'run()' | 'runSync()'): void {
+    if (this.running) {
+      throw new AcrnHsmError(
+        'ERR_CLIENT_RUNNING',
+        `${which}: this client is already serving (run() or runSync() is active): one loop per client; call client.stop() and wait for it first`,
+      );
+    }
+    if (this.vmDestroyed()) {
+      throw new AcrnHsmError('ERR_VM_DESTROYED', `${which}: the VM was destroyed, and its ioreq clients with it: create a new VM and client`);
+    }
+    this.running = true;
   }
 
   /** Serves ports `[base, base + length)` with `device` (a TS device, a `Uart16550` or a `RegisterFile`). */
   pio(base: number, length: number, device: Device | Uart16550 | RegisterFile): this {
     checkInt('base', base, 0, 0xffff);
     checkInt('length', length, 1, 0x10000 - base);
+    if (base < 0xd00 && base + length > 0xcf8) {
+      // acrn-semantics.md, corrections 8: the hypervisor's vPCI takes 0xCF8 (CONFIG_ADDRESS) and
+      // 0xCFC..0xCFF (CONFIG_DATA) before HSM sees them, and HSM completes the rest in the kernel.
+      throw new AcrnHsmError(
+        'ERR_RESERVED_RANGE',
+        `ports 0x${base.toString(16)}..0x${(base + length - 1).toString(16)} overlap 0xcf8..0xcff, the PCI configuration ports: ` +
+          'the hypervisor and HSM handle them, and a device model never sees them as PIO. Serve a PCI function with client.pci(bus, device, fn, dev)',
+      );
+    }
     return this.addRange('pio', BigInt(base), BigInt(length), device);
   }
 
@@ -263,7 +298,7 @@ export class IoreqClient extends EventEmitter {
    * (or the VM goes away). Blocks the calling thread.
    */
   runSync(): void {
-    this.running = true;
+    this.enterLoop('runSync()');
     const out = new BigUint64Array(64);
     const out32 = new Uint32Array(out.buffer);
     const responses = new BigUint64Array(16);
@@ -284,7 +319,7 @@ export class IoreqClient extends EventEmitter {
 
   /** The asynchronous loop on the main thread: resolves when the client is stopped or destroyed. */
   async run(): Promise<void> {
-    this.running = true;
+    this.enterLoop('run()');
     const responses = new BigUint64Array(16);
     const resp32 = new Uint32Array(responses.buffer);
     // One records buffer for the whole run: the native side writes each batch into it.

@@ -6,7 +6,7 @@
  */
 import { statSync } from 'node:fs';
 import { checkU32, checkU64 } from './check.js';
-import { callBinding, fromBindingError, AcrnHsmError } from './errors.js';
+import { callBinding, fromBindingError, AcrnHsmError, withAdvice } from './errors.js';
 import { IoreqClient, checkHandlerTimeout, type WakeMode } from './client.js';
 import { native } from './native.js';
 import type { NativeBinding } from './native.js';
@@ -179,6 +179,8 @@ export function workloadJson(workload: Workload): string {
 export class Hsm {
   /** @internal */
   readonly handle: HsmHandle;
+  /** The VM this handle created last (for the advice of a second CREATE_VM). */
+  private vm: Vm | undefined;
 
   private constructor(handle: HsmHandle) {
     this.handle = handle;
@@ -253,7 +255,19 @@ export class Hsm {
     }
     const { ioreqPage, ...rest } = options;
     if (ioreqPage !== undefined && !(ioreqPage instanceof UserPage)) throw new TypeError('ioreqPage must come from Hsm.allocPage()');
-    return new Vm(this, callBinding(() => this.handle.createVm(rest, ioreqPage?.handle)));
+    const live = this.vm !== undefined && !this.vm.destroyed;
+    try {
+      const vm = new Vm(this, callBinding(() => this.handle.createVm(rest, ioreqPage?.handle)));
+      this.vm = vm;
+      return vm;
+    } catch (err) {
+      if (!live) throw err;
+      throw withAdvice(err, {
+        EINVAL:
+          'this handle already has a VM (HSM keeps one VM, and its ioreq page, per open file): destroy it first, ' +
+          'or open another handle (hsm.reopen(), Hsm.open()) for a second VM',
+      });
+    }
   }
 
   /** The guest side of an emulated VM: runs workloads on its vCPUs. */
@@ -296,8 +310,21 @@ export class Vm {
   reset(): void {
     callBinding(() => this.handle.reset());
   }
+  /** Set once DESTROY_VM succeeded through this object. */
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+  #destroyed = false;
+
   destroy(): void {
-    callBinding(() => this.handle.destroy());
+    try {
+      callBinding(() => this.handle.destroy());
+    } catch (err) {
+      throw withAdvice(err, {
+        EPERM: 'the hypervisor destroys only a paused VM: call vm.pause() first (the device model\'s order: pause, then destroy)',
+      });
+    }
+    this.#destroyed = true;
   }
   setVcpuRegs(regs: VcpuRegs): void {
     checkU32('vcpuId', regs?.vcpuId);
@@ -332,7 +359,7 @@ export class Vm {
     const wake = options.wake ?? 'blocking';
     if (wake !== 'blocking' && wake !== 'poll') throw new TypeError(`wake must be 'blocking' or 'poll', got ${String(wake)}`);
     const handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
-    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs });
+    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs, vmDestroyed: () => this.#destroyed });
   }
 
   /** A token with which a worker thread opens this same VM: `Vm.fromShared(token)`. */
@@ -390,9 +417,17 @@ export class Vm {
     checkU64('msiData', msiData);
     callBinding(() => this.handle.injectMsi(msiAddr, msiData));
   }
+  /**
+   * SET_IRQLINE: `op` is 0 (set high), 1 (set low), 2 (raising pulse) or 3 (falling pulse), the
+   * device model's GSI_SET_HIGH..GSI_FALLING_PULSE; the hypervisor ignores other values, so they
+   * are refused here.
+   */
   setIrqline(gsi: number, op: number): void {
     checkU32('gsi', gsi);
     checkU32('op', op);
+    if (op > 3) {
+      throw new RangeError(`setIrqline op ${op} is not 0 (set high), 1 (set low), 2 (raising pulse) or 3 (falling pulse): the hypervisor would ignore it`);
+    }
     callBinding(() => this.handle.setIrqline(gsi, op));
   }
 }
@@ -421,7 +456,16 @@ export class Guest {
     try {
       return (await callBinding(() => this.vm.handle.runGuest(json))) as RunResult;
     } catch (err) {
-      throw fromBindingError(err);
+      const lists = workload.vcpus.length;
+      throw withAdvice(fromBindingError(err), {
+        EPERM: this.vm.destroyed
+          ? 'the VM was destroyed: create a new one'
+          : 'the VM is not running: call vm.start() first (after setMemseg/setVcpuRegs and creating the ioreq client)',
+        EINVAL:
+          lists > this.vm.vcpuNum
+            ? `the workload has ${lists} vCPU lists but the VM ${this.vm.vcpuNum} vCPU(s) (createVm's vcpuNum)`
+            : 'the workload does not fit the VM (see the message)',
+      });
     }
   }
 }
