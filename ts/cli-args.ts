@@ -7,7 +7,12 @@
 import { parseArgs } from 'node:util';
 
 /** Where a command writes. */
-export type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+export type Out = {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  /** Bytes to stdout, resolving when they may be followed (backpressure); else `stdout` is used. */
+  write?: (b: Uint8Array) => Promise<void>;
+};
 
 /** Prints the `--help` of `spec`; returns exit status 0. */
 export function printHelp(spec: CommandSpec, out: Out): number {
@@ -125,10 +130,8 @@ export function parseCommand(spec: CommandSpec, args: string[]): Parsed {
   const n = parsed.positionals.length;
   if (n < min || n > max) {
     const what = spec.positionals ?? 'no arguments';
-    throw new UsageError(
-      n > max ? `${spec.name}: unexpected argument '${parsed.positionals[max]}' (takes ${max === 0 ? 'no arguments' : what})` : `${spec.name} needs ${what}`,
-      spec,
-    );
+    const takes = max === 0 ? 'takes no arguments' : min === max ? `takes exactly ${min === 1 ? 'one' : min} ${what}` : `takes ${what}`;
+    throw new UsageError(n > max ? `${spec.name}: unexpected argument '${parsed.positionals[max]}' (${takes})` : `${spec.name} ${takes}`, spec);
   }
   for (const o of spec.options) {
     if (o.type === 'string' && values[o.name] === '') throw new UsageError(`${spec.name}: --${o.name} needs a ${o.value ?? 'value'}`, spec);

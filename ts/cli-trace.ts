@@ -6,7 +6,7 @@
  * return 2; a file that cannot be read or is not a valid trace throws an `AcrnHsmError` whose
  * message names the file and the byte offset.
  */
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { UsageError, choiceOption, durationOption, intOption, parseCommand, printHelp, type CommandSpec, type Out } from './cli-args.js';
 import { AcrnHsmError, callBinding } from './errors.js';
 import { makeTraceApi, TRACE_STAGES, type TraceBinding, type TraceGroupBy, type TraceReport } from './trace.js';
@@ -24,7 +24,7 @@ export const REPORT_SPEC: CommandSpec = {
     { name: 'sort', type: 'string', value: 'count|time|p50|p99|max|key', help: 'row order (time: summed latency, the Time% column)', default: 'count' },
     { name: 'top', type: 'string', value: 'N', help: 'only the first N rows (the totals still count every request)' },
     VCPU_OPTION,
-    { name: 'stages', type: 'boolean', help: 'one indented row per observed stage under each row' },
+    { name: 'no-stages', type: 'boolean', help: 'leave out the indented row per observed stage under each row' },
     { name: 'json', type: 'boolean', help: 'print the report as JSON (every group, unsorted by --sort/--top)' },
   ],
   notes:
@@ -67,6 +67,13 @@ export const REPLAY_SPEC: CommandSpec = {
 interface FileBinding {
   traceReportFile(path: string, by: string, vcpus?: number[] | null): string;
   traceExportFile(path: string, format: string, out: string, options?: ChromeExportOptions | null): void;
+  TraceExportStream: { open(path: string, format: string, options?: ChromeExportOptions | null): ExportStream };
+}
+
+/** The native export read in chunks (`TraceExportStream`). */
+interface ExportStream {
+  next(): Uint8Array | null;
+  readonly progress: number;
 }
 
 /** What the Chrome export writes (the native `ChromeExportOptions`). */
@@ -224,8 +231,45 @@ async function report(args: string[], out: Out): Promise<number> {
     out.stdout(json + '\n');
     return 0;
   }
-  out.stdout(formatReport(JSON.parse(json) as TraceReport, { sort, top, stages: values.stages === true }));
+  out.stdout(formatReport(JSON.parse(json) as TraceReport, { sort, top, stages: values['no-stages'] !== true }));
   return 0;
+}
+
+/** Writes `b` to a file (created or truncated), in order. */
+function fileWriter(path: string): { write(b: Uint8Array): void; close(): void } {
+  let fd: number;
+  try {
+    fd = openSync(path, 'w');
+  } catch (err) {
+    throw new AcrnHsmError('ERR_TRACE_IO', `cannot create ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  return {
+    write(b) {
+      let off = 0;
+      while (off < b.length) off += writeSync(fd, b, off);
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+/** Copies the stream's chunks to `dest`, with a progress line on `progress` (a terminal). */
+async function writeChunks(stream: ExportStream, dest: { write?(b: Uint8Array): unknown; close?(): void; stdout?: (s: string) => void }, progress: ((s: string) => void) | null): Promise<void> {
+  let last = 0;
+  try {
+    for (;;) {
+      const b = callBinding(() => stream.next());
+      if (b === null) break;
+      if (dest.write) await dest.write(b);
+      else dest.stdout?.(Buffer.from(b).toString('utf8'));
+      if (progress && Date.now() - last > 250) {
+        last = Date.now();
+        progress(`\rexporting: ${(stream.progress * 100).toFixed(0).padStart(3)}% of the trace read`);
+      }
+    }
+  } finally {
+    dest.close?.();
+    if (progress && last !== 0) progress('\r\x1b[K');
+  }
 }
 
 async function exportCmd(args: string[], out: Out): Promise<number> {
@@ -250,9 +294,16 @@ async function exportCmd(args: string[], out: Out): Promise<number> {
   const toStdout = dest === '-';
   const files = await nativeFiles();
   await onFile(file, async () => {
+    const options = format === 'chrome' ? chrome : null;
+    if (files && !toStdout && !process.stderr.isTTY) {
+      callBinding(() => files.traceExportFile(file, format, dest, options));
+      return;
+    }
     if (files) {
-      // The native export streams into a file; stdout is one too.
-      callBinding(() => files.traceExportFile(file, format, toStdout ? '/dev/stdout' : dest, format === 'chrome' ? chrome : null));
+      // In chunks from the exporting thread: to stdout (a pipe or a socket, not a file), or to a
+      // file with progress on the terminal.
+      const stream = callBinding(() => files.TraceExportStream.open(file, format, options));
+      await writeChunks(stream, toStdout ? out : fileWriter(dest), toStdout || !process.stderr.isTTY ? null : out.stderr);
       return;
     }
     const pkg = await wasmPkg();
@@ -265,7 +316,7 @@ async function exportCmd(args: string[], out: Out): Promise<number> {
             pkg.traceExportChromeWith(bytes, chrome.stages ?? false, chrome.noCounter ?? false, chrome.fromNs, chrome.toNs, chrome.vcpus ? Uint16Array.from(chrome.vcpus) : undefined),
           );
     if (toStdout) {
-      out.stdout(text);
+      await (out.write ?? ((b: Uint8Array) => out.stdout(Buffer.from(b).toString('utf8'))))(Buffer.from(text, 'utf8'));
       return;
     }
     try {
@@ -341,10 +392,21 @@ export async function traceUsage(): Promise<string> {
 
 /**
  * `acrn-hsm trace <report|export|view|replay> ...`; returns the exit status (0 ok, 2 usage). Errors
- * about the file are thrown as `AcrnHsmError` (one line, naming the file and the offset), usage
- * errors as `UsageError`.
+ * about the file are thrown as `AcrnHsmError` (one line, naming the file and the offset); usage
+ * errors print one line and the subcommand's usage line.
  */
 export async function traceCommand(args: string[], out: Out): Promise<number> {
+  try {
+    return await traceSub(args, out);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    const { usageLine } = await import('./cli-args.js');
+    out.stderr(`acrn-hsm: ${err.message}\n${err.command ? usageLine(err.command, Infinity) : (await traceUsage()).trimEnd()}\n`);
+    return 2;
+  }
+}
+
+async function traceSub(args: string[], out: Out): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     case 'report':

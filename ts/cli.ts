@@ -13,6 +13,11 @@ export const EXIT_PIPE = 141;
 const defaultOut: Out = {
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
+  write: (b) =>
+    new Promise<void>((done) => {
+      if (process.stdout.write(b)) done();
+      else process.stdout.once('drain', () => done());
+    }),
 };
 
 export const ABI_SPEC: CommandSpec = {

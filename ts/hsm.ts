@@ -255,19 +255,18 @@ export class Hsm {
     }
     const { ioreqPage, ...rest } = options;
     if (ioreqPage !== undefined && !(ioreqPage instanceof UserPage)) throw new TypeError('ioreqPage must come from Hsm.allocPage()');
-    const live = this.vm !== undefined && !this.vm.destroyed;
-    try {
-      const vm = new Vm(this, callBinding(() => this.handle.createVm(rest, ioreqPage?.handle)));
-      this.vm = vm;
-      return vm;
-    } catch (err) {
-      if (!live) throw err;
-      throw withAdvice(err, {
-        EINVAL:
-          'this handle already has a VM (HSM keeps one VM, and its ioreq page, per open file): destroy it first, ' +
-          'or open another handle (hsm.reopen(), Hsm.open()) for a second VM',
-      });
+    if (this.vm !== undefined && !this.vm.destroyed) {
+      // HSM keeps one VM per open file: a second CREATE_VM re-initialises it in place and, its
+      // ioreq page being set, fails with EINVAL, leaving the first VM orphaned. Refused before.
+      throw new AcrnHsmError(
+        'ERR_VM_EXISTS',
+        `this handle already has VM ${this.vm.vmid} (HSM keeps one VM, and its ioreq page, per open file; a second CREATE_VM ` +
+          'would orphan it): destroy it first, or open another handle (hsm.reopen(), Hsm.open()) for a second VM',
+      );
     }
+    const vm = new Vm(this, callBinding(() => this.handle.createVm(rest, ioreqPage?.handle)));
+    this.vm = vm;
+    return vm;
   }
 
   /** The guest side of an emulated VM: runs workloads on its vCPUs. */
