@@ -287,4 +287,20 @@ describe('refusals with a reason, errors with advice', () => {
     expect(() => client.runSync()).toThrow(/destroyed/);
     expect(() => Vm.fromShared(token)).toThrow(/destroyed/);
   });
+
+  it('a workload names PCI fields as decoded slots do (device/function/register); the short names still parse', async () => {
+    for (const pci of [{ bus: 0, device: 5, function: 0, register: 0 }, { bus: 0, dev: 5, func: 0, reg: 0 }]) {
+      const hsm = Hsm.emulated();
+      const vm = hsm.createVm({ vcpuNum: 1 });
+      const client = vm.createIoreqClient();
+      client.pci(0, 5, 0, new PciFunction({ vendorId: 0x8086, deviceId: 0x1234 }));
+      const serving = client.run();
+      vm.start();
+      const r = await hsm.guest(vm).run({ vcpus: [[{ pci, size: 4, read: true, expect: 0x1234_8086 }]] });
+      expect(r.mismatches, JSON.stringify(pci)).toEqual([]);
+      expect(r.completed).toBe(2);
+      client.stop();
+      await serving;
+    }
+  });
 });

@@ -92,8 +92,37 @@ export interface RunResult {
 }
 
 /** A guest workload: `{ vcpus: [[op, ...], ...] }` (see docs/workloads.md). u64 values may be bigint. */
+/** A u64 in a workload: a number, a bigint, or a string (`"0x..."` or decimal). */
+export type WorkloadU64 = number | bigint | string;
+
+/** A write of `write`, or a read (checked against `expect` when given, masked to the size). */
+export type WorkloadAccess = { write: WorkloadU64; read?: never; expect?: never } | { read: true; expect?: WorkloadU64; write?: never };
+
+/**
+ * A PCI function's register, named as decoded slots name it (`IoRequest` of type `'pci'`). The
+ * short `dev`/`func`/`reg` of older workload files are accepted too.
+ */
+export type WorkloadPciAddress =
+  | { bus: number; device: number; function: number; register: number }
+  | {
+      bus: number;
+      /** @deprecated `device` */ dev: number;
+      /** @deprecated `function` */ func: number;
+      /** @deprecated `register` */ reg: number;
+    };
+
+/** One operation of a vCPU (docs/workloads.md). */
+export type WorkloadOp =
+  | ({ pio: number | string; size: 1 | 2 | 4 } & WorkloadAccess)
+  | ({ mmio: WorkloadU64; size: 1 | 2 | 4 | 8 } & WorkloadAccess)
+  | ({ pci: WorkloadPciAddress; size: 1 | 2 | 4 } & WorkloadAccess)
+  | { repeat: number; ops: WorkloadOp[] }
+  | { delay_ns: WorkloadU64 }
+  | { barrier: true };
+
+/** A guest workload: the operations of each vCPU, in order (docs/workloads.md). */
 export interface Workload {
-  vcpus: unknown[][];
+  vcpus: WorkloadOp[][];
 }
 
 /** Page-aligned memory owned by the library (an ioreq page, guest RAM). */

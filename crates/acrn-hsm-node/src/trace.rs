@@ -215,8 +215,11 @@ impl<S: ByteSource> ByteSource for Counted<S> {
     }
 }
 
+/// A chunk of an export, or its error as (code, message).
+type Chunk = Result<Vec<u8>, (String, String)>;
+
 /// Hands the export's chunks to [`TraceExportStream::next`]; fails once the stream is dropped.
-struct ChannelSink(SyncSender<Result<Vec<u8>, (String, String)>>);
+struct ChannelSink(SyncSender<Chunk>);
 
 impl ByteSink for ChannelSink {
     fn write_all(&mut self, buf: &[u8]) -> Result<(), String> {
@@ -230,7 +233,7 @@ impl ByteSink for ChannelSink {
 /// bounded memory: for output that is not a file (stdout), and with progress.
 #[napi]
 pub struct TraceExportStream {
-    rx: Mutex<Receiver<Result<Vec<u8>, (String, String)>>>,
+    rx: Mutex<Receiver<Chunk>>,
     read: Arc<AtomicU64>,
     size: u64,
 }
