@@ -96,7 +96,7 @@ export interface RunResult {
 export type WorkloadU64 = number | bigint | string;
 
 /** A write of `write`, or a read (checked against `expect` when given, masked to the size). */
-export type WorkloadAccess = { write: WorkloadU64; read?: never; expect?: never } | { read: true; expect?: WorkloadU64; write?: never };
+export type WorkloadAccess = { write: WorkloadU64; read?: never; expect?: never } | { read: boolean; expect?: WorkloadU64; write?: never };
 
 /**
  * A PCI function's register, named as decoded slots name it (`IoRequest` of type `'pci'`). The
@@ -111,11 +111,11 @@ export type WorkloadPciAddress =
       /** @deprecated `register` */ reg: number;
     };
 
-/** One operation of a vCPU (docs/workloads.md). */
+/** One operation of a vCPU (docs/workloads.md; `size` 1, 2, 4, or 8 for MMIO, checked by the core). */
 export type WorkloadOp =
-  | ({ pio: number | string; size: 1 | 2 | 4 } & WorkloadAccess)
-  | ({ mmio: WorkloadU64; size: 1 | 2 | 4 | 8 } & WorkloadAccess)
-  | ({ pci: WorkloadPciAddress; size: 1 | 2 | 4 } & WorkloadAccess)
+  | ({ pio: number | string; size: number } & WorkloadAccess)
+  | ({ mmio: WorkloadU64; size: number } & WorkloadAccess)
+  | ({ pci: WorkloadPciAddress; size: number } & WorkloadAccess)
   | { repeat: number; ops: WorkloadOp[] }
   | { delay_ns: WorkloadU64 }
   | { barrier: true };

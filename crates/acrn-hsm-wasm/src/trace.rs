@@ -50,6 +50,18 @@ pub fn trace_report_vcpus(bytes: &[u8], by: &str, vcpus: Vec<u16>) -> Result<Str
     flat::report_json_with(bytes, by, Some(vcpus)).map_err(|e| trace_error(&e))
 }
 
+/// [`trace_report`] over the requests whose first stamp is in `from_ns..to_ns` (the trace's
+/// clock, ns): the viewer's report of its visible window.
+#[wasm_bindgen(js_name = traceReportWindow)]
+pub fn trace_report_window(
+    bytes: &[u8],
+    by: &str,
+    from_ns: u64,
+    to_ns: u64,
+) -> Result<String, JsValue> {
+    flat::report_json_window(bytes, by, from_ns, to_ns).map_err(|e| trace_error(&e))
+}
+
 /// The Chrome Trace Event JSON of a trace held in memory.
 #[wasm_bindgen(js_name = traceExportChrome)]
 pub fn trace_export_chrome(bytes: &[u8]) -> Result<String, JsValue> {

@@ -272,6 +272,17 @@ pub fn report_json_with(
     Ok(Report::from_builder(TraceReader::new(bytes)?, b)?.to_json())
 }
 
+/// [`report_json`] over the requests whose first stamp is in `from_ns..to_ns` (trace clock ns).
+pub fn report_json_window(
+    bytes: &[u8],
+    by: &str,
+    from_ns: u64,
+    to_ns: u64,
+) -> Result<String, TraceError> {
+    let b = ReportBuilder::new(group_by(by)?).only_window(from_ns, to_ns);
+    Ok(Report::from_builder(TraceReader::new(bytes)?, b)?.to_json())
+}
+
 /// The Chrome Trace Event JSON of an in-memory trace (the compact form, every request).
 pub fn chrome_json(bytes: &[u8]) -> Result<String, TraceError> {
     chrome_json_with(bytes, &ChromeOptions::default())

@@ -158,6 +158,7 @@ struct Acc {
 pub struct ReportBuilder {
     by: GroupBy,
     vcpus: Option<Vec<u16>>,
+    window: Option<(u64, u64)>,
     index: BTreeMap<u128, usize>,
     groups: Vec<Acc>,
     requests: u64,
@@ -175,6 +176,7 @@ impl ReportBuilder {
         ReportBuilder {
             by,
             vcpus: None,
+            window: None,
             index: BTreeMap::new(),
             groups: Vec::new(),
             requests: 0,
@@ -198,10 +200,23 @@ impl ReportBuilder {
         self
     }
 
+    /// Counts only the records whose first observed stamp is in `from_ns..to_ns` (ns on the
+    /// trace's clock, as the records carry them): the requests that start in a time window.
+    pub fn only_window(mut self, from_ns: u64, to_ns: u64) -> Self {
+        self.window = Some((from_ns, to_ns));
+        self
+    }
+
     /// Counts one record.
     pub fn add(&mut self, r: &TraceRecord) {
         if self.vcpus.as_ref().is_some_and(|v| !v.contains(&r.vcpu)) {
             return;
+        }
+        if let Some((a, b)) = self.window {
+            let first = r.ts.to_array().into_iter().filter(|&t| t != 0).min();
+            if first.is_none_or(|t| t < a || t >= b) {
+                return;
+            }
         }
         let key = self.key(r);
         let i = match self.index.get(&key) {

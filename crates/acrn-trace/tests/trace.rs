@@ -856,3 +856,25 @@ fn report_time_share_and_vcpu_filter() {
         .sum();
     assert_eq!(counted, want as u64);
 }
+
+#[test]
+fn report_over_a_time_window() {
+    let h = header();
+    let recs = records(14, 2000);
+    let bytes = encode(&h, &recs, true);
+    let first = |r: &TraceRecord| {
+        r.ts.to_array()
+            .into_iter()
+            .filter(|&t| t != 0)
+            .min()
+            .unwrap()
+    };
+    let (a, b) = (first(&recs[400]), first(&recs[900]));
+    let want = recs.iter().filter(|r| (a..b).contains(&first(r))).count();
+    assert!(want >= 400, "{want}");
+    let v: serde_json::Value = serde_json::from_str(
+        &acrn_trace::flat::report_json_window(&bytes, "device", a, b).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["requests"], want);
+}
