@@ -224,11 +224,12 @@ describe('refusals with a reason, errors with advice', () => {
     const hsm = Hsm.emulated();
     const vm = hsm.createVm({ vcpuNum: 1 });
     const client = vm.createIoreqClient();
-    for (const [base, len] of [[0xcf8, 8], [0xcfc, 4], [0xcf0, 9], [0xcff, 1]] as const) {
-      expect(() => client.pio(base, len, { read: () => 0, write: () => {} })).toThrow(/0xcf8\.\.0xcff.*client\.pci/);
+    for (const [base, len] of [[0xcf8, 8], [0xcf8, 1], [0xcfc, 4], [0xcf0, 9], [0xcff, 1], [0xcfb, 2]] as const) {
+      expect(() => client.pio(base, len, { read: () => 0, write: () => {} }), `${base}+${len}`).toThrow(/0xcf8, 0xcfc\.\.0xcff.*client\.pci/);
     }
-    // Next to them is fine.
+    // Next to them is fine, and 0xCF9 (reset control) is the device model's.
     client.pio(0xcf0, 8, { read: () => 0, write: () => {} });
+    client.pio(0xcf9, 3, { read: () => 0, write: () => {} });
     client.pio(0xd00, 4, { read: () => 0, write: () => {} });
   });
 

@@ -214,12 +214,14 @@ export class IoreqClient extends EventEmitter {
   pio(base: number, length: number, device: Device | Uart16550 | RegisterFile): this {
     checkInt('base', base, 0, 0xffff);
     checkInt('length', length, 1, 0x10000 - base);
-    if (base < 0xd00 && base + length > 0xcf8) {
+    const last = base + length - 1;
+    if ((base <= 0xcf8 && last >= 0xcf8) || (base <= 0xcff && last >= 0xcfc)) {
       // acrn-semantics.md, corrections 8: the hypervisor's vPCI takes 0xCF8 (CONFIG_ADDRESS) and
       // 0xCFC..0xCFF (CONFIG_DATA) before HSM sees them, and HSM completes the rest in the kernel.
+      // 0xCF9 (the reset control register) is the device model's.
       throw new AcrnHsmError(
         'ERR_RESERVED_RANGE',
-        `ports 0x${base.toString(16)}..0x${(base + length - 1).toString(16)} overlap 0xcf8..0xcff, the PCI configuration ports: ` +
+        `ports 0x${base.toString(16)}..0x${last.toString(16)} cover PCI configuration ports (0xcf8, 0xcfc..0xcff): ` +
           'the hypervisor and HSM handle them, and a device model never sees them as PIO. Serve a PCI function with client.pci(bus, device, fn, dev)',
       );
     }
