@@ -32,12 +32,16 @@ import { native } from './native.js';
 
 type ClientHandle = InstanceType<NativeBinding['IoreqClientHandle']>;
 
-/** A PIO or MMIO device in TypeScript. `offset` is relative to the base of its range. */
-export interface Device {
+/**
+ * A PIO or MMIO device in TypeScript. `offset` is relative to the base of its range. `W` is the
+ * type of a written value: `client.pio` passes a `number`, `client.mmio` a `bigint` (so a
+ * handler written inline gets the narrow type).
+ */
+export interface Device<W extends number | bigint = number | bigint> {
   /** A guest read of `size` bytes (1, 2, 4, or 8 for MMIO): a number (u32 range) or a bigint. */
   read(offset: number, size: number): number | bigint | Promise<number | bigint>;
   /** A guest write; `value` is a number for PIO, a bigint for MMIO. */
-  write(offset: number, size: number, value: number | bigint): void | Promise<void>;
+  write(offset: number, size: number, value: W): void | Promise<void>;
 }
 
 /** The configuration space of one PCI function in TypeScript. */
@@ -211,7 +215,7 @@ export class IoreqClient extends EventEmitter {
   }
 
   /** Serves ports `[base, base + length)` with `device` (a TS device, a `Uart16550` or a `RegisterFile`). */
-  pio(base: number, length: number, device: Device | Uart16550 | RegisterFile): this {
+  pio(base: number, length: number, device: Device<number> | Uart16550 | RegisterFile): this {
     checkInt('base', base, 0, 0xffff);
     checkInt('length', length, 1, 0x10000 - base);
     const last = base + length - 1;
@@ -229,7 +233,7 @@ export class IoreqClient extends EventEmitter {
   }
 
   /** Serves guest-physical `[base, base + length)` with `device` (a TS device or a `RegisterFile`). */
-  mmio(base: bigint, length: bigint, device: Device | RegisterFile): this {
+  mmio(base: bigint, length: bigint, device: Device<bigint> | RegisterFile): this {
     checkU64('base', base);
     checkU64('length', length);
     if (length === 0n) throw new RangeError('length must be at least 1');
