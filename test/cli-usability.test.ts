@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AcrnHsmError, encodeIoRequest, encodeTrace, Hsm, PciFunction, Vm } from '../dist/index.js';
+import { AcrnHsmError, encodeIoRequest, encodeTrace, Hsm, PciFunction, pciAddress, pciFields, Vm, type ServedRequest } from '../dist/index.js';
 import { main } from '../dist/cli.js';
 import { parseCommand, UsageError, type CommandSpec } from '../dist/cli-args.js';
 
@@ -303,5 +303,28 @@ describe('refusals with a reason, errors with advice', () => {
       client.stop();
       await serving;
     }
+  });
+
+  it("a PCI handler's error carries the address packed as traces pack it, and its fields", async () => {
+    const hsm = Hsm.emulated();
+    const vm = hsm.createVm({ vcpuNum: 1 });
+    const client = vm.createIoreqClient();
+    const errors: ServedRequest[] = [];
+    client.on('error', (err: Error & { request: ServedRequest }) => errors.push(err.request));
+    client.pci(0, 7, 2, {
+      read: () => {
+        throw new Error('boom');
+      },
+      write: () => {},
+    });
+    const serving = client.run();
+    vm.start();
+    await hsm.guest(vm).run({ vcpus: [[{ pci: { bus: 0, device: 7, function: 2, register: 0x44 }, size: 4, read: true }]] });
+    client.stop();
+    await serving;
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.address).toBe(pciAddress(0, 7, 2, 0x44));
+    expect(errors[0]?.pci).toEqual({ bus: 0, device: 7, function: 2, register: 0x44 });
+    expect(pciFields(errors[0]!.address)).toEqual(errors[0]?.pci);
   });
 });

@@ -57,8 +57,13 @@ export interface ServedRequest {
   type: 'pio' | 'mmio' | 'pci';
   direction: 'read' | 'write';
   vcpu: number;
-  /** Port or guest-physical address; for PCI `bus << 16 | device << 11 | function << 8`. */
+  /**
+   * Port or guest-physical address; for PCI the packing traces use, `pciAddress(bus, device,
+   * function, register)` (`bus << 24 | device << 19 | function << 16 | register`).
+   */
   address: bigint;
+  /** For PCI, the function and register (as `pciFields(address)` unpacks them). */
+  pci?: { bus: number; device: number; function: number; register: number };
   /** Offset in the device's range (the register for PCI). */
   offset: number;
   size: number;
@@ -500,6 +505,12 @@ export class IoreqClient extends EventEmitter {
       device,
     };
     if (!isRead) request.value = kind === 1 ? (out[k * 4 + 2] as bigint) : (out32[k * 8 + 4] as number);
+    if (request.type === 'pci') {
+      // The core's BDF packing (bus << 16 | device << 11 | function << 8) to the traces' one.
+      const bdf = request.address;
+      request.address = (bdf << 8n) | BigInt(request.offset & 0xfff);
+      request.pci = { bus: Number((bdf >> 16n) & 0xffn), device: Number((bdf >> 11n) & 0x1fn), function: Number((bdf >> 8n) & 7n), register: request.offset };
+    }
     const e = err instanceof Error ? err : new Error(String(err));
     (e as Error & { request?: ServedRequest }).request = request;
     if (this.listenerCount('error') > 0) this.emit('error', e, request);
