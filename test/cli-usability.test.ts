@@ -125,6 +125,26 @@ describe('exit with a request pending', () => {
   });
 });
 
+describe('exit hook only at the process exit', () => {
+  it("a worker's exit does not shut down the main thread's emulator", async () => {
+    const { Worker } = await import('node:worker_threads');
+    const script = join(dir, 'worker.mjs');
+    writeFileSync(script, `import { Hsm } from ${JSON.stringify(join(root, 'dist/index.js'))};\nHsm.emulated().createVm({ vcpuNum: 1 });\n`);
+    const hsm = Hsm.emulated();
+    const vm = hsm.createVm({ vcpuNum: 1 });
+    const client = vm.createIoreqClient();
+    client.pio(0x600, 4, { read: () => 5, write: () => {} });
+    const w = new Worker(script);
+    await new Promise((done) => w.once('exit', done));
+    const serving = client.run();
+    vm.start();
+    const r = await hsm.guest(vm).run({ vcpus: [[{ pio: 0x600, size: 4, read: true, expect: 5 }]] });
+    client.stop();
+    await serving;
+    expect(r).toMatchObject({ issued: 1, completed: 1, mismatches: [] });
+  });
+});
+
 describe('help from the option tables', () => {
   it('every subcommand: --help exits 0 and lists every option it accepts; an unlisted one is a usage error naming the subcommand', async () => {
     for (const spec of await specs()) {

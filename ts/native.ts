@@ -2,6 +2,7 @@
  * Loads the native addon built by `napi build` (native/binding.cjs, generated: never edit it).
  */
 import { createRequire } from 'node:module';
+import { isMainThread } from 'node:worker_threads';
 import { AcrnHsmError } from './errors.js';
 
 // The generated typings of the addon (native/binding.d.cts) describe this object.
@@ -16,9 +17,10 @@ export function native(): NativeBinding {
   try {
     cached = require('../native/binding.cjs') as NativeBinding;
     // `process.exit` joins Node's worker pool: a guest run waiting on a request no client will
-    // complete would hang it. At exit every emulated machine shuts down, so those runs end.
+    // complete would hang it. At the process's exit every emulated machine shuts down, so those
+    // runs end. (Only the main thread's: a worker's 'exit' is the end of that worker alone.)
     const binding = cached;
-    process.once('exit', () => binding.shutdownEmulators());
+    if (isMainThread) process.once('exit', () => binding.shutdownEmulators());
   } catch (err) {
     throw new AcrnHsmError(
       'ERR_NATIVE_UNAVAILABLE',
