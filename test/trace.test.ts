@@ -195,8 +195,8 @@ describe('CLI', () => {
     const c = capture();
     expect(await traceCommand(['report', file], c.out)).toBe(0);
     const text = c.get().stdout;
-    expect(text).toMatch(/^key\s+count\s+share\s+min\s+p50\s+p99\s+p99\.9\s+max$/m);
-    expect(text).toMatch(/^0x3f8:PIO-W\s+\d+\s+\d+\.\d\d%/m);
+    expect(text).toMatch(/^key\s+Samples\s+Samples%\s+Time%\s+min\s+p50\s+p99\s+p99\.9\s+max$/m);
+    expect(text).toMatch(/^0x3f8:PIO-W\s+\d+\s+\d+\.\d\d%\s+\d+\.\d\d%/m);
     expect(text).toMatch(/^ {2}handler\s+\d+/m);
     expect(text).toContain(`${N} requests`);
   });

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeTrace, encodeTrace, pciAddress, traceReport } from '../dist/wasm/node.js';
 import { HEADER, makeRecords } from './e2e/make-trace.js';
 import { formatNs, formatShare, formatTick } from '../web/src/format.js';
-import { percentile } from '../web/src/histogram.js';
+import { asReported, exactPercentile, percentile } from '../web/src/histogram.js';
 import { buildModel, groupKey, lowerBound, relativeColumn, selectGroup } from '../web/src/model.js';
 import { parseHex } from '../web/src/pagedump.js';
 import { sortGroups } from '../web/src/table.js';
@@ -94,10 +94,34 @@ describe('viewer helpers', () => {
   });
 
   it('formats like the CLI and picks percentiles by nearest rank', () => {
-    expect([formatNs(999), formatNs(1000), formatNs(1_234_567), formatNs(2e9), formatNs(null)]).toEqual(['999ns', '1.00us', '1.23ms', '2.00s', '-']);
+    expect([formatNs(999), formatNs(1000), formatNs(1_234_567), formatNs(2e9), formatNs(null)]).toEqual(['999ns', '1.00µs', '1.23ms', '2.00s', '-']);
     expect(formatShare(0.12345)).toBe('12.35%');
-    expect([formatTick(2_000_000, 1_000_000), formatTick(2_500_000, 500_000), formatTick(150, 50), formatTick(1200, 200)]).toEqual(['2ms', '2.5ms', '150ns', '1.2us']);
+    expect([formatTick(2_000_000, 1_000_000), formatTick(2_500_000, 500_000), formatTick(150, 50), formatTick(1200, 200)]).toEqual(['2ms', '2.5ms', '150ns', '1.2µs']);
     const v = new Float64Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect([percentile(v, 50), percentile(v, 99), percentile(v, 10)]).toEqual([5, 10, 1]);
+    expect([exactPercentile(v, 50), exactPercentile(v, 99.9)]).toEqual([5, 10]);
+    // Above 256 the report's bucket: 1000 is in [1000, 1003] (width 4), 5000 in [4992, 5023].
+    expect([asReported(1000, 0, 1e9), asReported(5000, 0, 1e9), asReported(5000, 0, 5010)]).toEqual([1003, 5023, 5010]);
+  });
+
+  it("the histogram's p50/p99 of a group equal the report's for that group", () => {
+    let compared = 0;
+    for (const by of ['type', 'vcpu', 'device'] as const) {
+      const report = traceReport(bytes, by);
+      for (const g of report.groups) {
+        const { mask } = selectGroup(model, by, g.key);
+        const lat: number[] = [];
+        for (let i = 0; i < trace.count; i++) {
+          const t = model.total[i] as number;
+          if (mask[i] && !Number.isNaN(t)) lat.push(t);
+        }
+        expect(lat.length, `${by} ${g.key}`).toBe(g.stages.total.count);
+        if (lat.length === 0) continue;
+        compared++;
+        const sorted = Float64Array.from(lat).sort();
+        expect([percentile(sorted, 50), percentile(sorted, 99), percentile(sorted, 99.9)], `${by} ${g.key}`).toEqual([g.p50_ns, g.p99_ns, g.p999_ns]);
+      }
+    }
+    expect(compared).toBeGreaterThan(5);
   });
 });

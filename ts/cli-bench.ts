@@ -5,16 +5,30 @@
  * measured in the same run. Method and figures: docs/performance.md.
  */
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { AcrnHsmError } from './errors.js';
+import { UsageError, parseCommand, printHelp, type CommandSpec, type Out } from './cli-args.js';
 import type { BenchMode, BenchPath, CaseResult, CaseSize, FloorResult } from './bench/run.js';
 import { MODES, PATHS } from './bench/run.js';
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
-
-const USAGE = `usage: acrn-hsm bench [--quick] [--json] [--vcpus 1,2,4,16] [--seconds S] [--requests N]
-                     [--paths native,js-sync,js-async] [--modes poll,notify] [--svg FILE]
-                     [--expected-interval-ns NS] [--floor-requests N] [--poll-backoff] [--runs R] [--no-c]`;
+/** `acrn-hsm bench`'s options. */
+export const BENCH_SPEC: CommandSpec = {
+  name: 'bench',
+  summary: "ioreq latency by path and wake-up mode on the emulator, against the machine's floor and a C client (docs/performance.md).",
+  options: [
+    { name: 'quick', type: 'boolean', help: 'fewer requests and runs (a smoke run: 20000 requests, 2 runs)' },
+    { name: 'json', type: 'boolean', help: 'print the results as JSON' },
+    { name: 'vcpus', type: 'string', value: 'LIST', help: 'vCPU counts, 1..16, comma-separated', default: '1,2,4,16' },
+    { name: 'paths', type: 'string', value: 'LIST', help: `paths, of ${PATHS.join(', ')}`, default: PATHS.join(',') },
+    { name: 'modes', type: 'string', value: 'LIST', help: `completion modes, of ${MODES.join(', ')}`, default: MODES.join(',') },
+    { name: 'requests', type: 'string', value: 'N', help: 'requests per case, 3..1e8', default: '100000, 20000 with --quick' },
+    { name: 'seconds', type: 'string', value: 'S', help: 'a time cap per case, 0..3600 (0: none)', default: '0' },
+    { name: 'runs', type: 'string', value: 'R', help: 'repetitions of the whole matrix, 1..100 (each figure is the median over them)', default: '3, 2 with --quick' },
+    { name: 'expected-interval-ns', type: 'string', value: 'NS', help: "coordinated-omission correction: the expected interval between requests\n(HdrHistogram's recordCorrectedValue; 0: none)", default: '0' },
+    { name: 'floor-requests', type: 'string', value: 'N', help: 'round trips of the floor measurement, 100..1e8' },
+    { name: 'poll-backoff', type: 'boolean', help: 'let polling clients back off to sleeping (as a DM would when idle)' },
+    { name: 'no-c', type: 'boolean', help: 'skip the C floor and the C reference client (no C compiler needed)' },
+    { name: 'svg', type: 'string', value: 'FILE', help: 'also write the latency chart as SVG to FILE' },
+  ],
+};
 
 /** What `--json` prints. */
 export interface BenchJson {
@@ -25,7 +39,7 @@ export interface BenchJson {
 }
 
 function usage(msg: string): never {
-  throw new AcrnHsmError('ERR_USAGE', `${msg}\n${USAGE}`);
+  throw new UsageError(`bench: ${msg}`, BENCH_SPEC);
 }
 
 function list<T extends string>(what: string, v: string | undefined, allowed: readonly T[], dflt: readonly T[]): T[] {
@@ -143,25 +157,9 @@ function aggregateFloor(fs: FloorResult[]): FloorResult | null {
 
 /** Runs `acrn-hsm bench`; returns the exit status. */
 export async function benchCommand(args: string[], out: Out): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      quick: { type: 'boolean' },
-      json: { type: 'boolean' },
-      vcpus: { type: 'string' },
-      seconds: { type: 'string' },
-      requests: { type: 'string' },
-      paths: { type: 'string' },
-      modes: { type: 'string' },
-      svg: { type: 'string' },
-      'expected-interval-ns': { type: 'string' },
-      'no-c': { type: 'boolean' },
-      'floor-requests': { type: 'string' },
-      'poll-backoff': { type: 'boolean' },
-      runs: { type: 'string' },
-    },
-    strict: true,
-  });
+  const { values: v, help } = parseCommand(BENCH_SPEC, args);
+  if (help) return printHelp(BENCH_SPEC, out);
+  const values = v as Record<string, string | undefined> & { quick?: boolean; 'no-c'?: boolean; 'poll-backoff'?: boolean; json?: boolean };
   const quick = values.quick === true;
   const vcpuList = (values.vcpus ?? '1,2,4,16').split(',').map((s) => {
     const n = Number(s.trim());

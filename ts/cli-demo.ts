@@ -1,18 +1,25 @@
 /** `acrn-hsm demo`: the demo VM on the emulator, with live progress and a summary. */
-import { parseArgs } from 'node:util';
-import { AcrnHsmError } from './errors.js';
+import { UsageError, choiceOption, intOption, numberOption, parseCommand, printHelp, type CommandSpec, type Out } from './cli-args.js';
 import { isClean, runDemo, type DemoProgress, type DemoSummary } from './demo.js';
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
-
-function int(name: string, v: string | undefined, min: number, max: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new AcrnHsmError('ERR_USAGE', `--${name} must be an integer in ${min}..${max}, got '${v}'`);
-  }
-  return n;
-}
+/** `acrn-hsm demo`'s options. */
+export const DEMO_SPEC: CommandSpec = {
+  name: 'demo',
+  summary:
+    'A User VM on the emulator with devices in Rust and TypeScript; the guest checks every value it reads back.\n' +
+    'The guest boots on vCPU 0, then every vCPU issues --requests random PIO/MMIO/PCI accesses in rounds.',
+  options: [
+    { name: 'vcpus', type: 'string', value: 'N', help: 'vCPUs, 1..16', default: '4' },
+    { name: 'requests', type: 'string', value: 'N', help: 'requests per vCPU (the total is N x vCPUs, plus the boot)', default: '20000' },
+    { name: 'seconds', type: 'string', value: 'S', help: 'a cap: stop after S seconds even if requests remain (the summary says how many ran)' },
+    { name: 'mode', type: 'string', value: 'notify|poll', help: 'completion: notify (the vCPU sleeps until NOTIFY) or poll (completion polling)', default: 'notify' },
+    { name: 'seed', type: 'string', value: 'N', help: 'workload seed, 0..2^32-1', default: '1' },
+    { name: 'trace', type: 'string', value: 'FILE', help: "record every request into FILE (see 'acrn-hsm trace report FILE')" },
+    { name: 'no-ts-device', type: 'boolean', help: 'leave out the TypeScript device (Rust devices only)' },
+    { name: 'json', type: 'boolean', help: 'print the summary as JSON, no progress' },
+  ],
+  notes: 'Exit status: 0 when every request completed exactly once with the expected value, 1 if not, 2 for a usage error.',
+};
 
 function bar(fraction: number, width = 30): string {
   const f = Math.max(0, Math.min(1, fraction));
@@ -44,37 +51,20 @@ function printSummary(s: DemoSummary, tsReads: number, tsWrites: number, out: Ou
 
 /** Runs the command; returns the exit status (0 clean, 1 not clean or failed, 2 usage). */
 export async function demoCommand(args: string[], out: Out): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      vcpus: { type: 'string' },
-      requests: { type: 'string' },
-      seconds: { type: 'string' },
-      mode: { type: 'string' },
-      seed: { type: 'string' },
-      json: { type: 'boolean' },
-      'no-ts-device': { type: 'boolean' },
-      trace: { type: 'string' },
-    },
-    strict: true,
-  });
-  const mode = values.mode ?? 'notify';
-  if (mode !== 'notify' && mode !== 'poll') throw new AcrnHsmError('ERR_USAGE', `--mode must be notify or poll, got '${mode}'`);
-  let seconds: number | undefined;
-  if (values.seconds !== undefined) {
-    seconds = Number(values.seconds);
-    if (!(seconds > 0 && Number.isFinite(seconds))) throw new AcrnHsmError('ERR_USAGE', `--seconds must be a positive number`);
-  }
+  const { values, help } = parseCommand(DEMO_SPEC, args);
+  if (help) return printHelp(DEMO_SPEC, out);
+  const mode = choiceOption(DEMO_SPEC, 'mode', values.mode, ['notify', 'poll'] as const, 'notify');
+  const seconds = numberOption(DEMO_SPEC, 'seconds', values.seconds, 0, 1e7);
+  if (seconds === 0) throw new UsageError('demo: --seconds must be a positive number', DEMO_SPEC);
   const options = {
-    vcpus: int('vcpus', values.vcpus, 1, 16) ?? 4,
-    requestsPerVcpu: int('requests', values.requests, 1, 1e9) ?? 20_000,
+    vcpus: intOption(DEMO_SPEC, 'vcpus', values.vcpus, 1, 16) ?? 4,
+    requestsPerVcpu: intOption(DEMO_SPEC, 'requests', values.requests, 1, 1e9) ?? 20_000,
     seconds,
-    mode: mode as 'notify' | 'poll',
-    seed: int('seed', values.seed, 0, 2 ** 32 - 1),
-    tsDevice: !values['no-ts-device'],
-    trace: values.trace,
+    mode,
+    seed: intOption(DEMO_SPEC, 'seed', values.seed, 0, 2 ** 32 - 1),
+    tsDevice: values['no-ts-device'] !== true,
+    trace: values.trace as string | undefined,
   };
-  if (options.trace === '') throw new AcrnHsmError('ERR_USAGE', '--trace needs a FILE');
   const tty = !values.json && process.stderr.isTTY;
   if (!values.json) {
     out.stdout(`acrn-hsm demo: a User VM on the emulated HSM (${options.vcpus} vCPUs, ${options.mode} mode), devices in Rust and TypeScript\n`);

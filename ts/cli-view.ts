@@ -15,7 +15,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { basename, extname, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { UsageError, intOption, parseCommand, printHelp, usageLine, type CommandSpec } from './cli-args.js';
 import { AcrnHsmError } from './errors.js';
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
@@ -200,29 +200,33 @@ export async function startViewServer(options: ViewServerOptions): Promise<ViewS
   };
 }
 
+/** `acrn-hsm trace view`'s options. */
+export const VIEW_SPEC: CommandSpec = {
+  name: 'trace view',
+  summary: 'Open a trace in the browser viewer: serves it on 127.0.0.1 only and prints the URL (Ctrl-C stops).',
+  positionals: 'FILE',
+  positionalCount: [1, 1],
+  options: [{ name: 'port', short: 'p', type: 'string', value: 'P', help: 'the port, 0..65535 (0: any free one)', default: '0' }],
+};
+
 /** Usage of `acrn-hsm trace view`. */
-export const VIEW_USAGE = 'usage: acrn-hsm trace view FILE [--port P]\n';
+export const VIEW_USAGE = usageLine(VIEW_SPEC, Infinity) + '\n';
 
 /**
  * `acrn-hsm trace view FILE [--port P]`: serves until SIGINT/SIGTERM (or `signal` aborts, for
  * tests); returns the exit status (0, or 2 on bad usage). Bad files throw `AcrnHsmError`.
  */
 export async function traceViewCommand(args: string[], out: Out, opts: { signal?: AbortSignal } = {}): Promise<number> {
-  let parsed;
+  let positionals: string[];
+  let port: number;
   try {
-    parsed = parseArgs({ args, options: { port: { type: 'string', short: 'p' } }, allowPositionals: true, strict: true });
+    const parsed = parseCommand(VIEW_SPEC, args);
+    if (parsed.help) return printHelp(VIEW_SPEC, out);
+    positionals = parsed.positionals;
+    port = intOption(VIEW_SPEC, 'port', parsed.values.port, 0, 65535) ?? 0;
   } catch (err) {
-    out.stderr(`acrn-hsm trace view: ${(err as Error).message}\n${VIEW_USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (positionals.length !== 1) {
-    out.stderr(`acrn-hsm trace view: takes exactly one FILE\n${VIEW_USAGE}`);
-    return 2;
-  }
-  const port = values.port === undefined ? 0 : Number(values.port);
-  if (!/^\d+$/.test(values.port ?? '0') || port > 65535) {
-    out.stderr(`acrn-hsm trace view: --port must be 0..65535 (got '${values.port}')\n${VIEW_USAGE}`);
+    if (!(err instanceof UsageError)) throw err;
+    out.stderr(`acrn-hsm: ${err.message}\n${VIEW_USAGE}`);
     return 2;
   }
   const server = await startViewServer({ file: positionals[0] as string, port });

@@ -3,39 +3,68 @@
  * and a non-zero exit status, never a stack trace.
  */
 import { existsSync, readFileSync, accessSync, constants as fsConstants } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { AcrnHsmError } from './errors.js';
+import { UsageError, parseCommand, printHelp, usageLine, type CommandSpec, type Out } from './cli-args.js';
 import type { IoRequest, IoreqSlot } from './ioreq.js';
 
-const USAGE = `usage: acrn-hsm <command> [options]
+/** Exit statuses: 0 success, 1 runtime failure, 2 usage error, 141 stdout closed (128 + SIGPIPE). */
+export const EXIT_PIPE = 141;
 
-commands:
-  demo [--vcpus N] [--requests N] [--seconds S] [--mode notify|poll] [--trace FILE] [--json]
-                          a User VM on the emulator with devices in Rust and TypeScript; every value checked
-  bench [--quick] [--json] [--vcpus 1,2,4,16] [--seconds S] [--svg FILE]
-                          ioreq latency by path and wake-up mode, against the machine's floor and a C client
-  abi [--json]            sizes, alignments, field offsets, ioctl numbers and constants of <linux/acrn.h>
-  decode FILE [--json]    decode a 4096-byte ioreq page dump into its 16 slots
-  info [--json]           is /dev/acrn_hsm here, is the emulator available, versions
-  trace report FILE [--by address|device|vcpu|type] [--json]
-                          latency report of an I/O-request trace (perf kvm stat style, with percentiles)
-  trace export FILE --format chrome|csv -o OUT
-                          export a trace (Chrome Trace Event JSON for the Perfetto UI, or CSV)
-  trace view FILE [--port P]
-                          open a trace in the browser viewer: serves it on 127.0.0.1 only, prints the URL
-  trace replay FILE [--pace] [--devices auto|recorded|demo] [--json]
-                          run a trace again on the emulator as a guest workload; report mismatches
-  help                    this text
-`;
-
-/** Exit statuses: 0 success, 1 runtime failure, 2 usage error. */
-class UsageError extends Error {}
-
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 const defaultOut: Out = {
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
+  write: (b) =>
+    new Promise<void>((done) => {
+      if (process.stdout.write(b)) done();
+      else process.stdout.once('drain', () => done());
+    }),
 };
+
+export const ABI_SPEC: CommandSpec = {
+  name: 'abi',
+  summary: 'Sizes, alignments, field offsets, ioctl numbers and constants of <linux/acrn.h>.',
+  options: [{ name: 'json', type: 'boolean', help: 'print JSON (struct, field and macro names as in the C header)' }],
+};
+
+export const DECODE_SPEC: CommandSpec = {
+  name: 'decode',
+  summary: 'Decode a 4096-byte ioreq page dump (struct acrn_io_request_buffer) into its 16 slots.',
+  positionals: 'FILE',
+  positionalCount: [1, 1],
+  options: [{ name: 'json', type: 'boolean', help: 'print JSON (u64 values exact)' }],
+};
+
+export const INFO_SPEC: CommandSpec = {
+  name: 'info',
+  summary: 'Is /dev/acrn_hsm here, is the emulator available, versions.',
+  options: [{ name: 'json', type: 'boolean', help: 'print JSON' }],
+};
+
+/** The commands `acrn-hsm` lists, in order (summaries from each command's table). */
+async function commandSpecs(): Promise<CommandSpec[]> {
+  const [{ DEMO_SPEC }, { BENCH_SPEC }, trace, { VIEW_SPEC }] = await Promise.all([
+    import('./cli-demo.js'),
+    import('./cli-bench.js'),
+    import('./cli-trace.js'),
+    import('./cli-view.js'),
+  ]);
+  return [DEMO_SPEC, BENCH_SPEC, ABI_SPEC, DECODE_SPEC, INFO_SPEC, trace.REPORT_SPEC, trace.EXPORT_SPEC, VIEW_SPEC, trace.REPLAY_SPEC];
+}
+
+/** The top-level help, made from every command's table. */
+export async function usage(): Promise<string> {
+  let out = 'usage: acrn-hsm <command> [options]     (acrn-hsm <command> --help: its options)\n\ncommands:\n';
+  for (const s of await commandSpecs()) {
+    const name = `${s.name}${s.positionals ? ` ${s.positionals}` : ''}`;
+    out += `  ${name.padEnd(22)} ${s.summary.split('\n')[0]}\n`;
+  }
+  out += `  ${'help'.padEnd(22)} this text (also -h, --help)\n  ${'--version'.padEnd(22)} the version\n`;
+  return out;
+}
+
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
 
 function hex(n: number | bigint, width = 0): string {
   return '0x' + n.toString(16).padStart(width, '0');
@@ -50,7 +79,8 @@ export function toJson(value: unknown): string {
 }
 
 async function cmdAbi(args: string[], out: Out): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean' } }, strict: true });
+  const { values, help } = parseCommand(ABI_SPEC, args);
+  if (help) return printHelp(ABI_SPEC, out);
   const { abi } = await import('./index.js');
   if (values.json) {
     out.stdout(JSON.stringify({ structs: abi.structs, ioctls: abi.ioctls, constants: abi.constants }, null, 2) + '\n');
@@ -80,13 +110,8 @@ function describe(r: IoRequest): string[] {
 }
 
 async function cmdDecode(args: string[], out: Out): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { json: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (positionals.length !== 1) throw new UsageError('decode takes exactly one FILE (a 4096-byte ioreq page dump)');
+  const { values, positionals, help } = parseCommand(DECODE_SPEC, args);
+  if (help) return printHelp(DECODE_SPEC, out);
   const file = positionals[0] as string;
   let bytes: Buffer;
   try {
@@ -125,7 +150,8 @@ async function cmdDecode(args: string[], out: Out): Promise<number> {
 }
 
 async function cmdInfo(args: string[], out: Out): Promise<number> {
-  const { values } = parseArgs({ args, options: { json: { type: 'boolean' } }, strict: true });
+  const { values, help } = parseCommand(INFO_SPEC, args);
+  if (help) return printHelp(INFO_SPEC, out);
   const path = '/dev/acrn_hsm';
   let device: { path: string; present: boolean; accessible: boolean; reason?: string };
   if (!existsSync(path)) {
@@ -150,9 +176,8 @@ async function cmdInfo(args: string[], out: Out): Promise<number> {
   } catch (err) {
     nativeInfo = { available: false, error: err instanceof Error ? err.message : String(err) };
   }
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
   const info = {
-    version: pkg.version,
+    version: version(),
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     device,
@@ -170,6 +195,19 @@ async function cmdInfo(args: string[], out: Out): Promise<number> {
   out.stdout(`emulator  ${info.emulator.available ? 'available' : 'unavailable (needs the native addon)'}\n`);
   out.stdout(`backend   ${info.backend} (what demo and bench use)\n`);
   return 0;
+}
+
+/**
+ * A closed stdout (`acrn-hsm abi | head -1`) ends the command quietly with status 141, as a
+ * C tool killed by SIGPIPE reports it (Node ignores SIGPIPE, so the write fails with EPIPE).
+ * The bin installs this; `process.exit` is safe because every emulated machine shuts down at
+ * exit (ts/native.ts).
+ */
+export function exitQuietlyOnEpipe(stream: NodeJS.WriteStream = process.stdout): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT_PIPE);
+    throw err;
+  });
 }
 
 /** Runs the CLI; returns the exit status. */
@@ -195,18 +233,24 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
         const { traceCommand } = await import('./cli-trace.js');
         return await traceCommand(rest, out);
       }
+      case '--version':
+      case '-V':
+      case 'version':
+        out.stdout(`acrn-hsm ${version()}\n`);
+        return 0;
       case undefined:
       case 'help':
       case '--help':
       case '-h':
-        out.stdout(USAGE);
+        out.stdout(await usage());
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${command}'`);
+        throw new UsageError(`unknown command '${command}' (acrn-hsm --help lists them)`);
     }
   } catch (err) {
-    if (err instanceof UsageError || (err instanceof AcrnHsmError && err.code === 'ERR_USAGE') || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
-      out.stderr(`acrn-hsm: ${err.message}\n${USAGE.split('\n')[0]}\n`);
+    if (err instanceof UsageError) {
+      const line = err.command ? usageLine(err.command, Infinity) : 'usage: acrn-hsm <command> [options]   (acrn-hsm --help lists the commands)';
+      out.stderr(`acrn-hsm: ${err.message}\n${line}\n`);
       return 2;
     }
     if (err instanceof AcrnHsmError) {

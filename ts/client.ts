@@ -25,18 +25,23 @@
  * docs/reliability.md for the recovery.)
  */
 import { EventEmitter } from 'node:events';
+import { checkInt, checkU64 } from './check.js';
 import { AcrnHsmError, callBinding, fromBindingError } from './errors.js';
 import type { NativeBinding } from './native.js';
 import { native } from './native.js';
 
 type ClientHandle = InstanceType<NativeBinding['IoreqClientHandle']>;
 
-/** A PIO or MMIO device in TypeScript. `offset` is relative to the base of its range. */
-export interface Device {
+/**
+ * A PIO or MMIO device in TypeScript. `offset` is relative to the base of its range. `W` is the
+ * type of a written value: `client.pio` passes a `number`, `client.mmio` a `bigint` (so a
+ * handler written inline gets the narrow type).
+ */
+export interface Device<W extends number | bigint = number | bigint> {
   /** A guest read of `size` bytes (1, 2, 4, or 8 for MMIO): a number (u32 range) or a bigint. */
   read(offset: number, size: number): number | bigint | Promise<number | bigint>;
   /** A guest write; `value` is a number for PIO, a bigint for MMIO. */
-  write(offset: number, size: number, value: number | bigint): void | Promise<void>;
+  write(offset: number, size: number, value: W): void | Promise<void>;
 }
 
 /** The configuration space of one PCI function in TypeScript. */
@@ -52,8 +57,13 @@ export interface ServedRequest {
   type: 'pio' | 'mmio' | 'pci';
   direction: 'read' | 'write';
   vcpu: number;
-  /** Port or guest-physical address; for PCI `bus << 16 | device << 11 | function << 8`. */
+  /**
+   * Port or guest-physical address; for PCI the packing traces use, `pciAddress(bus, device,
+   * function, register)` (`bus << 24 | device << 19 | function << 16 | register`).
+   */
   address: bigint;
+  /** For PCI, the function and register (as `pciFields(address)` unpacks them). */
+  pci?: { bus: number; device: number; function: number; register: number };
   /** Offset in the device's range (the register for PCI). */
   offset: number;
   size: number;
@@ -161,20 +171,19 @@ export class PciFunction {
   ) {
     checkInt('vendorId', options.vendorId, 0, 0xffff);
     checkInt('deviceId', options.deviceId, 0, 0xffff);
+    if (options.bars !== undefined) {
+      if (!Array.isArray(options.bars)) throw new TypeError('bars must be an array of { index, kind, size }');
+      options.bars.forEach((b, i) => {
+        if (typeof b !== 'object' || b === null) throw new TypeError(`bars[${i}] must be { index, kind, size }`);
+        checkInt(`bars[${i}].index`, b.index, 0, 5);
+        if (b.kind !== 'mem32' && b.kind !== 'mem64' && b.kind !== 'io') throw new TypeError(`bars[${i}].kind must be 'mem32', 'mem64' or 'io'`);
+        checkU64(`bars[${i}].size`, b.size);
+      });
+    }
   }
 }
 
 type Registered = { name: string; kind: 'io' | 'pci'; device: Device | PciDevice; space: 'pio' | 'mmio' | 'pci' };
-
-function checkInt(name: string, v: unknown, min: number, max: number): asserts v is number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${typeof v === 'number' ? v : typeof v}`);
-  if (v < min || v > max) throw new RangeError(`${name} ${v} is outside ${min}..${max}`);
-}
-
-function checkU64(name: string, v: unknown): asserts v is bigint {
-  if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint (u64 values are bigint), got ${typeof v}`);
-  if (v < 0n || v >= 1n << 64n) throw new RangeError(`${name} ${v} is outside 0..2^64-1`);
-}
 
 function isDevice(d: unknown): d is Device {
   return typeof d === 'object' && d !== null && typeof (d as Device).read === 'function' && typeof (d as Device).write === 'function';
@@ -232,14 +241,17 @@ export class IoreqClient extends EventEmitter {
   /** How long `run()` waits for a handler's promise (ms; `Infinity`: no limit). */
   readonly handlerTimeoutMs: number;
 
+  private readonly vmDestroyed: () => boolean;
+
   /** @internal */
   private readonly tracePath?: string;
 
-  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number; trace?: string } = {}) {
+  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number; trace?: string; vmDestroyed?: () => boolean } = {}) {
     super();
     this.handle = handle;
     this.handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
     this.tracePath = options.trace;
+    this.vmDestroyed = options.vmDestroyed ?? (() => false);
   }
 
   /** `createIoreqClient({ trace })`: the recording starts with the loop, once the devices are known. */
@@ -247,15 +259,40 @@ export class IoreqClient extends EventEmitter {
     if (this.tracePath !== undefined) this.record(this.tracePath);
   }
 
+  /** Refuses a second loop, and a loop on a destroyed VM, saying what to do. */
+  private enterLoop(which: 'run()' | 'runSync()'): void {
+    if (this.running) {
+      throw new AcrnHsmError(
+        'ERR_CLIENT_RUNNING',
+        `${which}: this client is already serving (run() or runSync() is active): one loop per client; call client.stop() and wait for it first`,
+      );
+    }
+    if (this.vmDestroyed()) {
+      throw new AcrnHsmError('ERR_VM_DESTROYED', `${which}: the VM was destroyed, and its ioreq clients with it: create a new VM and client`);
+    }
+    this.running = true;
+  }
+
   /** Serves ports `[base, base + length)` with `device` (a TS device, a `Uart16550` or a `RegisterFile`). */
-  pio(base: number, length: number, device: Device | Uart16550 | RegisterFile): this {
+  pio(base: number, length: number, device: Device<number> | Uart16550 | RegisterFile): this {
     checkInt('base', base, 0, 0xffff);
     checkInt('length', length, 1, 0x10000 - base);
+    const last = base + length - 1;
+    if ((base <= 0xcf8 && last >= 0xcf8) || (base <= 0xcff && last >= 0xcfc)) {
+      // acrn-semantics.md, corrections 8: the hypervisor's vPCI takes 0xCF8 (CONFIG_ADDRESS) and
+      // 0xCFC..0xCFF (CONFIG_DATA) before HSM sees them, and HSM completes the rest in the kernel.
+      // 0xCF9 (the reset control register) is the device model's.
+      throw new AcrnHsmError(
+        'ERR_RESERVED_RANGE',
+        `ports 0x${base.toString(16)}..0x${last.toString(16)} cover PCI configuration ports (0xcf8, 0xcfc..0xcff): ` +
+          'the hypervisor and HSM handle them, and a device model never sees them as PIO. Serve a PCI function with client.pci(bus, device, fn, dev)',
+      );
+    }
     return this.addRange('pio', BigInt(base), BigInt(length), device);
   }
 
   /** Serves guest-physical `[base, base + length)` with `device` (a TS device or a `RegisterFile`). */
-  mmio(base: bigint, length: bigint, device: Device | RegisterFile): this {
+  mmio(base: bigint, length: bigint, device: Device<bigint> | RegisterFile): this {
     checkU64('base', base);
     checkU64('length', length);
     if (length === 0n) throw new RangeError('length must be at least 1');
@@ -352,7 +389,7 @@ export class IoreqClient extends EventEmitter {
    * (or the VM goes away). Blocks the calling thread.
    */
   runSync(): void {
-    this.running = true;
+    this.enterLoop('runSync()');
     this.startTrace();
     const L = layout();
     const out = new BigUint64Array(L.maxBatch * L.words);
@@ -375,7 +412,7 @@ export class IoreqClient extends EventEmitter {
 
   /** The asynchronous loop on the main thread: resolves when the client is stopped or destroyed. */
   async run(): Promise<void> {
-    this.running = true;
+    this.enterLoop('run()');
     this.startTrace();
     const L = layout();
     const responses = new BigUint64Array(L.maxBatch);
@@ -544,6 +581,12 @@ export class IoreqClient extends EventEmitter {
     };
     const isRead = r.isRead;
     if (!isRead) request.value = r.value;
+    if (request.type === 'pci') {
+      // The core's BDF packing (bus << 16 | device << 11 | function << 8) to the traces' one.
+      const bdf = request.address;
+      request.address = (bdf << 8n) | BigInt(request.offset & 0xfff);
+      request.pci = { bus: Number((bdf >> 16n) & 0xffn), device: Number((bdf >> 11n) & 0x1fn), function: Number((bdf >> 8n) & 7n), register: request.offset };
+    }
     const e = err instanceof Error ? err : new Error(String(err));
     (e as Error & { request?: ServedRequest }).request = request;
     if (this.listenerCount('error') > 0) this.emit('error', e, request);

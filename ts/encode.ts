@@ -2,6 +2,7 @@
  * Encoding of a request object into a 256-byte slot image. TypeScript checks the JavaScript
  * shape (types, bigint vs number); the Rust codec checks the values and writes the bytes.
  */
+import { checkU64 } from './check.js';
 import { AcrnHsmError, callBinding } from './errors.js';
 import type { IoRequest } from './ioreq.js';
 
@@ -13,13 +14,9 @@ export interface EncoderBinding {
 const TYPES = { pio: 0n, mmio: 1n, pci: 2n } as const;
 const STATES = { pending: 0n, complete: 1n, processing: 2n, free: 3n } as const;
 const DIRECTIONS = { read: 0n, write: 1n } as const;
-const U64_MAX = (1n << 64n) - 1n;
 
 function u64(name: string, v: unknown): bigint {
-  if (typeof v !== 'bigint') {
-    throw new TypeError(`${name} must be a bigint (u64 values are bigint), got ${typeof v}`);
-  }
-  if (v < 0n || v > U64_MAX) throw new RangeError(`${name} ${v} is outside 0..2^64-1`);
+  checkU64(name, v);
   return v;
 }
 

@@ -52,3 +52,14 @@ export function callBinding<T>(fn: () => T): T {
     throw fromBindingError(err);
   }
 }
+
+/**
+ * `err` (an {@link AcrnHsmError} whose code is one of `advice`'s keys) with what to do appended
+ * to its message: the code and errno stay. Anything else is returned as it is.
+ */
+export function withAdvice(err: unknown, advice: Partial<Record<string, string>>): unknown {
+  if (!(err instanceof AcrnHsmError)) return err;
+  const a = advice[err.code];
+  if (a === undefined) return err;
+  return new AcrnHsmError(err.code, `${err.message}: ${a}`, { errno: err.errno, cause: err });
+}

@@ -5,7 +5,8 @@
  * `code` (`'EINVAL'`) and the number as `errno`.
  */
 import { statSync } from 'node:fs';
-import { callBinding, fromBindingError, AcrnHsmError } from './errors.js';
+import { checkU32, checkU64 } from './check.js';
+import { callBinding, fromBindingError, AcrnHsmError, withAdvice } from './errors.js';
 import { IoreqClient, checkHandlerTimeout, type WakeMode } from './client.js';
 import { native } from './native.js';
 import type { NativeBinding } from './native.js';
@@ -144,8 +145,37 @@ export interface RunResult {
 }
 
 /** A guest workload: `{ vcpus: [[op, ...], ...] }` (see docs/workloads.md). u64 values may be bigint. */
+/** A u64 in a workload: a number, a bigint, or a string (`"0x..."` or decimal). */
+export type WorkloadU64 = number | bigint | string;
+
+/** A write of `write`, or a read (checked against `expect` when given, masked to the size). */
+export type WorkloadAccess = { write: WorkloadU64; read?: never; expect?: never } | { read: boolean; expect?: WorkloadU64; write?: never };
+
+/**
+ * A PCI function's register, named as decoded slots name it (`IoRequest` of type `'pci'`). The
+ * short `dev`/`func`/`reg` of older workload files are accepted too.
+ */
+export type WorkloadPciAddress =
+  | { bus: number; device: number; function: number; register: number }
+  | {
+      bus: number;
+      /** @deprecated `device` */ dev: number;
+      /** @deprecated `function` */ func: number;
+      /** @deprecated `register` */ reg: number;
+    };
+
+/** One operation of a vCPU (docs/workloads.md; `size` 1, 2, 4, or 8 for MMIO, checked by the core). */
+export type WorkloadOp =
+  | ({ pio: number | string; size: number } & WorkloadAccess)
+  | ({ mmio: WorkloadU64; size: number } & WorkloadAccess)
+  | ({ pci: WorkloadPciAddress; size: number } & WorkloadAccess)
+  | { repeat: number; ops: WorkloadOp[] }
+  | { delay_ns: WorkloadU64 }
+  | { barrier: true };
+
+/** A guest workload: the operations of each vCPU, in order (docs/workloads.md). */
 export interface Workload {
-  vcpus: unknown[][];
+  vcpus: WorkloadOp[][];
 }
 
 /** Page-aligned memory owned by the library (an ioreq page, guest RAM). */
@@ -213,20 +243,10 @@ function explainOpenError(err: unknown, path: string): unknown {
   return new AcrnHsmError(err.code, `${err.message}: ${hint}`, { errno: err.errno, cause: err });
 }
 
-function checkU32(name: string, v: unknown): asserts v is number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer`);
-  if (v < 0 || v > 0xffff_ffff) throw new RangeError(`${name} ${v} is outside 0..2^32-1`);
-}
-
 /** A file descriptor: an integer in the C `int` range (the kernel answers EBADF for a bad one). */
 function checkFd(v: unknown): asserts v is number {
   if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError('fd must be an integer');
   if (v < -(2 ** 31) || v > 2 ** 31 - 1) throw new RangeError(`fd ${v} is outside the range of a C int`);
-}
-
-function checkU64(name: string, v: unknown): asserts v is bigint {
-  if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint (u64 values are bigint), got ${typeof v}`);
-  if (v < 0n || v >= 1n << 64n) throw new RangeError(`${name} ${v} is outside 0..2^64-1`);
 }
 
 /** JSON text of a workload, with bigint values written as `"0x..."` strings (which the format accepts). */
@@ -241,6 +261,8 @@ export function workloadJson(workload: Workload): string {
 export class Hsm {
   /** @internal */
   readonly handle: HsmHandle;
+  /** The VM this handle created last (for the advice of a second CREATE_VM). */
+  private vm: Vm | undefined;
 
   private constructor(handle: HsmHandle) {
     this.handle = handle;
@@ -324,7 +346,18 @@ export class Hsm {
     }
     const { ioreqPage, ...rest } = options;
     if (ioreqPage !== undefined && !(ioreqPage instanceof UserPage)) throw new TypeError('ioreqPage must come from Hsm.allocPage()');
-    return new Vm(this, callBinding(() => this.handle.createVm(rest, ioreqPage?.handle)));
+    if (this.vm !== undefined && !this.vm.destroyed) {
+      // HSM keeps one VM per open file: a second CREATE_VM re-initialises it in place and, its
+      // ioreq page being set, fails with EINVAL, leaving the first VM orphaned. Refused before.
+      throw new AcrnHsmError(
+        'ERR_VM_EXISTS',
+        `this handle already has VM ${this.vm.vmid} (HSM keeps one VM, and its ioreq page, per open file; a second CREATE_VM ` +
+          'would orphan it): destroy it first, or open another handle (hsm.reopen(), Hsm.open()) for a second VM',
+      );
+    }
+    const vm = new Vm(this, callBinding(() => this.handle.createVm(rest, ioreqPage?.handle)));
+    this.vm = vm;
+    return vm;
   }
 
   /** The guest side of an emulated VM: runs workloads on its vCPUs. */
@@ -367,8 +400,21 @@ export class Vm {
   reset(): void {
     callBinding(() => this.handle.reset());
   }
+  /** Set once DESTROY_VM succeeded through this object. */
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+  #destroyed = false;
+
   destroy(): void {
-    callBinding(() => this.handle.destroy());
+    try {
+      callBinding(() => this.handle.destroy());
+    } catch (err) {
+      throw withAdvice(err, {
+        EPERM: 'the hypervisor destroys only a paused VM: call vm.pause() first (the device model\'s order: pause, then destroy)',
+      });
+    }
+    this.#destroyed = true;
   }
   setVcpuRegs(regs: VcpuRegs): void {
     checkU32('vcpuId', regs?.vcpuId);
@@ -406,7 +452,7 @@ export class Vm {
     if (options.trace !== undefined && (typeof options.trace !== 'string' || options.trace === '')) {
       throw new TypeError('trace must be a non-empty file path');
     }
-    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs, trace: options.trace });
+    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs, trace: options.trace, vmDestroyed: () => this.#destroyed });
   }
 
   /** A token with which a worker thread opens this same VM: `Vm.fromShared(token)`. */
@@ -464,9 +510,17 @@ export class Vm {
     checkU64('msiData', msiData);
     callBinding(() => this.handle.injectMsi(msiAddr, msiData));
   }
+  /**
+   * SET_IRQLINE: `op` is 0 (set high), 1 (set low), 2 (raising pulse) or 3 (falling pulse), the
+   * device model's GSI_SET_HIGH..GSI_FALLING_PULSE; the hypervisor ignores other values, so they
+   * are refused here.
+   */
   setIrqline(gsi: number, op: number): void {
     checkU32('gsi', gsi);
     checkU32('op', op);
+    if (op > 3) {
+      throw new RangeError(`setIrqline op ${op} is not 0 (set high), 1 (set low), 2 (raising pulse) or 3 (falling pulse): the hypervisor would ignore it`);
+    }
     callBinding(() => this.handle.setIrqline(gsi, op));
   }
   /** SET_PTDEV_INTR: the hypervisor needs the VM created (not started), type INTx, a passed-through device at `virtBdf` backed by `physBdf`, and valid pins (else EPERM). */
@@ -603,7 +657,16 @@ export class Guest {
     try {
       return (await callBinding(() => this.vm.handle.runGuest(json))) as RunResult;
     } catch (err) {
-      throw fromBindingError(err);
+      const lists = workload.vcpus.length;
+      throw withAdvice(fromBindingError(err), {
+        EPERM: this.vm.destroyed
+          ? 'the VM was destroyed: create a new one'
+          : 'the VM is not running: call vm.start() first (after setMemseg/setVcpuRegs and creating the ioreq client)',
+        EINVAL:
+          lists > this.vm.vcpuNum
+            ? `the workload has ${lists} vCPU lists but the VM ${this.vm.vcpuNum} vCPU(s) (createVm's vcpuNum)`
+            : 'the workload does not fit the VM (see the message)',
+      });
     }
   }
 }

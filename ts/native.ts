@@ -2,6 +2,7 @@
  * Loads the native addon built by `napi build` (native/binding.cjs, generated: never edit it).
  */
 import { createRequire } from 'node:module';
+import { isMainThread } from 'node:worker_threads';
 import { AcrnHsmError, setErrnoTable } from './errors.js';
 
 // The generated typings of the addon (native/binding.d.cts) describe this object.
@@ -15,6 +16,11 @@ export function native(): NativeBinding {
   const require = createRequire(import.meta.url);
   try {
     cached = require('../native/binding.cjs') as NativeBinding;
+    // `process.exit` joins Node's worker pool: a guest run waiting on a request no client will
+    // complete would hang it. At the process's exit every emulated machine shuts down, so those
+    // runs end. (Only the main thread's: a worker's 'exit' is the end of that worker alone.)
+    const binding = cached;
+    if (isMainThread) process.once('exit', () => binding.shutdownEmulators());
   } catch (err) {
     throw new AcrnHsmError(
       'ERR_NATIVE_UNAVAILABLE',

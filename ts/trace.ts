@@ -161,6 +161,8 @@ export interface TraceReportGroup {
   key: string;
   count: number;
   share: number;
+  /** The group's part of the summed total latency (perf kvm stat's Time%). */
+  time_share: number;
   min_ns: number | null;
   p50_ns: number | null;
   p99_ns: number | null;

@@ -6,7 +6,7 @@
 import initWasm, * as wasm from '../../wasm/pkg/acrn_hsm_wasm.js';
 import type { Abi } from '../abi.js';
 import { makeApi, type ApiBinding } from '../api.js';
-import { AcrnHsmError } from '../errors.js';
+import { AcrnHsmError, callBinding } from '../errors.js';
 
 export type * from '../public-types.js';
 export { AcrnHsmError } from '../errors.js';
@@ -34,3 +34,12 @@ export function getAbi(): Abi {
 }
 export const { decodeIoRequest, decodeIoreqPage } = api.decoder;
 export const { encodeIoRequest, decodeTrace, traceReport, traceReportJson, traceExportChrome, traceExportCsv, encodeTrace } = api;
+
+/**
+ * The report's JSON over the requests whose first stamp is in `fromNs..toNs` (the trace's clock,
+ * ns, as records carry them): the viewer's report of its visible window.
+ */
+export function traceReportWindowJson(bytes: Uint8Array, by: string, fromNs: bigint, toNs: bigint): string {
+  binding();
+  return callBinding(() => wasm.traceReportWindow(bytes, by, fromNs, toNs));
+}

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import * as wasm from '../../wasm/pkg/acrn_hsm_wasm.js';
 import { makeApi, type ApiBinding } from '../api.js';
+import { callBinding } from '../errors.js';
 
 wasm.initSync({ module: readFileSync(new URL('../../wasm/pkg/acrn_hsm_wasm_bg.wasm', import.meta.url)) });
 
@@ -20,3 +21,11 @@ export async function init(): Promise<void> {}
 export const abi = api.decoder.abi;
 export const { decodeIoRequest, decodeIoreqPage } = api.decoder;
 export const { encodeIoRequest, decodeTrace, traceReport, traceReportJson, traceExportChrome, traceExportCsv, encodeTrace } = api;
+
+/**
+ * The report's JSON over the requests whose first stamp is in `fromNs..toNs` (the trace's clock,
+ * ns, as records carry them): the viewer's report of its visible window.
+ */
+export function traceReportWindowJson(bytes: Uint8Array, by: string, fromNs: bigint, toNs: bigint): string {
+  return callBinding(() => wasm.traceReportWindow(bytes, by, fromNs, toNs));
+}

@@ -5,7 +5,7 @@
 export function formatNs(ns: number | null | undefined): string {
   if (ns === null || ns === undefined || Number.isNaN(ns)) return '-';
   if (ns < 1_000) return `${Math.round(ns)}ns`;
-  if (ns < 1_000_000) return `${(ns / 1_000).toFixed(2)}us`;
+  if (ns < 1_000_000) return `${(ns / 1_000).toFixed(2)}µs`;
   if (ns < 1_000_000_000) return `${(ns / 1_000_000).toFixed(2)}ms`;
   return `${(ns / 1_000_000_000).toFixed(2)}s`;
 }
@@ -27,8 +27,8 @@ export function hex(v: bigint | number, width = 0): string {
 
 /** A short label for a time on an axis whose ticks are `step` ns apart (enough decimals to tell ticks apart). */
 export function formatTick(ns: number, step: number): string {
-  // The largest unit in which a step is at least 0.1 (so 500us steps read 2.5ms, not 2500us).
-  const [unit, name] = step >= 1e8 ? [1e9, 's'] : step >= 1e5 ? [1e6, 'ms'] : step >= 100 ? [1e3, 'us'] : [1, 'ns'];
+  // The largest unit in which a step is at least 0.1 (so 500µs steps read 2.5ms, not 2500µs).
+  const [unit, name] = step >= 1e8 ? [1e9, 's'] : step >= 1e5 ? [1e6, 'ms'] : step >= 100 ? [1e3, 'µs'] : [1, 'ns'];
   const decimals = Math.max(0, -Math.floor(Math.log10(step / unit) + 1e-9));
   return `${(ns / unit).toFixed(decimals)}${name}`;
 }

@@ -1,6 +1,7 @@
 // Latency histogram of the `total` stage with logarithmic axes (latencies span decades: a
 // fast PIO exit and a slow MMIO handler differ by 1000x) and p50 / p99 markers. Percentiles
-// here are exact nearest-rank values over every request (the table's are per group).
+// are nearest-rank over every request, reported as the core's report does (within 1/128 above
+// the exact value: `asReported`), so a group's markers equal its row in the table.
 import { fitCanvas } from './dom.js';
 import { formatCount, formatNs } from './format.js';
 
@@ -14,16 +15,39 @@ export interface LatencyStats {
   max: number;
 }
 
-/** Nearest-rank percentile `p` (0..100) of sorted values. */
-export function percentile(sorted: Float64Array, p: number): number {
+/** Exact nearest-rank percentile `p` (0..100, in steps of 0.001) of sorted values. */
+export function exactPercentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  // Integer arithmetic, as the core's report: rank = ceil(n * p/100) without rounding error.
+  const rank = Math.max(1, Math.ceil((sorted.length * Math.round(p * 1000)) / 100_000));
   return sorted[rank - 1] as number;
 }
 
-/** A decade of ns as an axis label: 100ns, 1us, 10us, ... */
+/**
+ * The value the core's report gives for a percentile whose exact value is `v` (crates/acrn-trace
+ * `Histogram::percentile`): values below 256 exactly, larger ones as the highest value of their
+ * log-linear bucket (128 per power of two), clamped to the data's `min..max`. The viewer's
+ * markers and the report's table show the same numbers this way.
+ */
+export function asReported(v: number, min: number, max: number): number {
+  if (v < 256) return Math.min(max, Math.max(min, v));
+  let e = Math.floor(Math.log2(v));
+  if (2 ** e > v) e--;
+  else if (2 ** (e + 1) <= v) e++;
+  const width = 2 ** (e - 7);
+  const highest = Math.floor(v / width) * width + (width - 1);
+  return Math.min(max, Math.max(min, highest));
+}
+
+/** Percentile `p` (0..100) of sorted values as the core's report computes it (see {@link asReported}). */
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return asReported(exactPercentile(sorted, p), sorted[0] as number, sorted[sorted.length - 1] as number);
+}
+
+/** A decade of ns as an axis label: 100ns, 1µs, 10µs, ... */
 function decade(d: number): string {
-  const units = ['ns', 'us', 'ms', 's'];
+  const units = ['ns', 'µs', 'ms', 's'];
   const u = Math.min(3, Math.max(0, Math.floor(d / 3)));
   return `${10 ** (d - 3 * u)}${units[u]}`;
 }

@@ -17,6 +17,7 @@ const table = new ReportTable(byId<HTMLTableElement>('report-table'));
 const histogram = new Histogram(byId<HTMLCanvasElement>('latency-histogram'));
 const timeline = new Timeline(byId<HTMLCanvasElement>('timeline'), byId('timeline-range'));
 const groupBy = byId<HTMLSelectElement>('group-by');
+const reportWindow = byId<HTMLInputElement>('report-window');
 const details = byId('request-details');
 const exportChrome = byId<HTMLButtonElement>('export-chrome');
 const exportCsv = byId<HTMLButtonElement>('export-csv');
@@ -98,10 +99,29 @@ function showSummary(m: Model): void {
   byId('summary-vm').textContent = `${h.vm.name || '(unnamed)'} · vmid ${h.vm.vmid} · ${h.vm.completion} completion · ${h.clock.source} · ${wall}`;
 }
 
+/** The timeline's visible window (ns since the clock start), for the windowed report. */
+let view: [number, number] | null = null;
+let viewTimer: ReturnType<typeof setTimeout> | undefined;
+
 function showReport(): void {
   const m = model;
   if (!m) return;
   const by = groupBy.value as TraceGroupBy;
+  if (reportWindow.checked && view && loadedAcrn) {
+    // The report of the requests that start in the visible window (not cached: it moves).
+    const start = m.trace.header.clock.startNs;
+    const from = start + BigInt(Math.max(0, Math.floor(view[0])));
+    const to = start + BigInt(Math.max(0, Math.ceil(view[1])));
+    try {
+      const report = JSON.parse(loadedAcrn.traceReportWindowJson(m.bytes, by, from, to)) as TraceReport;
+      table.show(report);
+      byId('report-table').dataset.window = `${view[0].toFixed(0)}-${view[1].toFixed(0)}`;
+    } catch (err) {
+      showError('report', err);
+    }
+    return;
+  }
+  delete byId('report-table').dataset.window;
   let report = reports.get(by);
   if (!report) {
     try {
@@ -183,6 +203,13 @@ function setupInputs(): void {
   groupBy.addEventListener('change', showReport);
   const stages = byId<HTMLInputElement>('show-stages');
   stages.addEventListener('change', () => table.showStages(stages.checked));
+  reportWindow.addEventListener('change', () => showReport());
+  timeline.onView = (v0, v1) => {
+    view = [v0, v1];
+    if (!reportWindow.checked) return;
+    clearTimeout(viewTimer);
+    viewTimer = setTimeout(() => showReport(), 120);
+  };
   byId('zoom-in').addEventListener('click', () => timeline.zoom(0.5));
   byId('zoom-out').addEventListener('click', () => timeline.zoom(2));
   byId('zoom-reset').addEventListener('click', () => timeline.fit());

@@ -116,7 +116,11 @@ export class Timeline {
     this.canvas.dataset.viewEndNs = String(Math.round(this.#v1));
     this.rangeLabel.textContent = `${formatNs(Math.max(0, this.#v0))} – ${formatNs(this.#v1)}  (${formatNs(span)} visible)`;
     this.requestDraw();
+    this.onView?.(this.#v0, this.#v1);
   }
+
+  /** Called with the visible window (ns since the trace clock's start) whenever it changes. */
+  onView: ((v0: number, v1: number) => void) | null = null;
 
   requestDraw(): void {
     if (this.#frame) return;

@@ -77,7 +77,7 @@ use acrn_hsm::{backend, errno, memory, trace};
 use acrn_uapi::wire as abi;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 pub use guest::{Guest, GuestRun};
 pub use hsm::EmulatedHsm;
@@ -257,6 +257,20 @@ pub struct Emulator {
 
 struct ShutdownOnDrop(Arc<Hv>);
 
+/// Every machine of the process, for [`shutdown_all`].
+static LIVE: Mutex<Vec<Weak<Hv>>> = Mutex::new(Vec::new());
+
+/// Shuts down every emulated machine of the process, as dropping it does: every vCPU wait and
+/// every client wait on it ends. For process exit: a thread that waits on a vCPU's request
+/// (a guest run with no client) must not keep the process from exiting (Node's `process.exit`
+/// joins its worker pool). The machines stay usable as objects; their VMs are stopped.
+pub fn shutdown_all() {
+    let live: Vec<Arc<Hv>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
+    for hv in live {
+        hv.shutdown();
+    }
+}
+
 impl Drop for ShutdownOnDrop {
     fn drop(&mut self) {
         self.0.shutdown();
@@ -286,6 +300,10 @@ impl Emulator {
     /// A machine with `config`.
     pub fn with_config(config: EmulatorConfig) -> Emulator {
         let hv = Arc::new(Hv::new(config));
+        let mut live = lock(&LIVE);
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&hv));
+        drop(live);
         Emulator {
             _shutdown: Arc::new(ShutdownOnDrop(hv.clone())),
             hv,

@@ -326,26 +326,31 @@ fn parse_op(v: &Value, path: &str) -> Result<Op, WorkloadError> {
     }
     if let Some(p) = o.get("pci") {
         let pp = format!("{path}.pci");
-        let po = p
-            .as_object()
-            .ok_or_else(|| err(&pp, "expected {\"bus\", \"dev\", \"func\", \"reg\"}"))?;
-        let field = |name: &str, max: u64| -> Result<u64, WorkloadError> {
+        let po = p.as_object().ok_or_else(|| {
+            err(
+                &pp,
+                "expected {\"bus\", \"device\", \"function\", \"register\"}",
+            )
+        })?;
+        // `device`/`function`/`register` as decoded slots name them; `dev`/`func`/`reg` too.
+        let field = |name: &str, long: &str, max: u64| -> Result<u64, WorkloadError> {
+            let (name, v) = match (po.get(long), po.get(name)) {
+                (Some(v), _) => (long, v),
+                (None, Some(v)) => (name, v),
+                (None, None) => return Err(err(&pp, format!("missing \"{long}\""))),
+            };
             let fp = format!("{pp}.{name}");
-            let v = parse_u64(
-                po.get(name)
-                    .ok_or_else(|| err(&pp, format!("missing \"{name}\"")))?,
-                &fp,
-            )?;
+            let v = parse_u64(v, &fp)?;
             if v > max {
                 return Err(err(&fp, format!("{v} is above {max}")));
             }
             Ok(v)
         };
         let (bus, dev, func, reg) = (
-            field("bus", 255)?,
-            field("dev", 31)?,
-            field("func", 7)?,
-            field("reg", 0xfff)?,
+            field("bus", "bus", 255)?,
+            field("dev", "device", 31)?,
+            field("func", "function", 7)?,
+            field("reg", "register", 0xfff)?,
         );
         let size = parse_size(o, &[1, 2, 4], path)?;
         if reg % u64::from(size) != 0 {

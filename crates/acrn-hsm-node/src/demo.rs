@@ -6,8 +6,9 @@
 //! trip per access (tens of microseconds), which is why the demo gives it only a few accesses per
 //! round; the fast path for JavaScript devices is the batch loop of `IoreqClient`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use acrn_hsm::client::{AddressSpace, IoDevice};
 use acrn_hsm_emulator::{Access, Op};
@@ -63,6 +64,18 @@ pub struct JsDeviceAccess {
 type ProgressFn = ThreadsafeFunction<String, (), String, Status, false>;
 type AccessFn = ThreadsafeFunction<JsDeviceAccess, BigInt, JsDeviceAccess, Status, false>;
 
+/// Set at process exit: the main thread no longer runs JavaScript, so the device's calls fail.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Process exit (`process.on('exit')`): every emulated machine shuts down (their vCPU and
+/// client waits end) and the JavaScript device answers at once, so no thread of Node's pool
+/// still runs a guest when `process.exit` joins the pool.
+#[napi]
+pub fn shutdown_emulators() {
+    EXITING.store(true, Ordering::Release);
+    acrn_hsm_emulator::shutdown_all();
+}
+
 /// An [`IoDevice`] whose accesses run a JavaScript function on the main thread.
 struct JsDevice {
     access: AccessFn,
@@ -70,6 +83,9 @@ struct JsDevice {
 
 impl JsDevice {
     fn call(&self, write: bool, offset: u64, size: u8, value: u64) -> u64 {
+        if EXITING.load(Ordering::Acquire) {
+            return u64::MAX;
+        }
         let (tx, rx) = mpsc::sync_channel::<u64>(1);
         let arg = JsDeviceAccess {
             write,
@@ -91,8 +107,16 @@ impl JsDevice {
             return u64::MAX;
         }
         // The main thread is free while the demo runs (it awaits the demo's promise); if the
-        // environment is shutting down the call never runs: give up after a while.
-        rx.recv_timeout(Duration::from_secs(10)).unwrap_or(u64::MAX)
+        // environment is shutting down the call never runs: give up at exit, or after a while.
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(v) => return v,
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if !EXITING.load(Ordering::Acquire) && Instant::now() < until => {}
+                Err(_) => return u64::MAX,
+            }
+        }
     }
 }
 

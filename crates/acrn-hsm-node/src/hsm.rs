@@ -760,7 +760,7 @@ impl VmHandle {
             .ok_or_else(|| {
                 coded_error(
                     "ERR_INVALID_ARG",
-                    &format!("no shared VM with token {token} (or it was dropped)"),
+                    &format!("no shared VM with token {token}: it was destroyed or dropped, or the token is not from vm.share()"),
                 )
             })
     }
@@ -806,7 +806,11 @@ impl VmHandle {
     /// DESTROY_VM.
     #[napi]
     pub fn destroy(&self) -> Result<()> {
-        self.vm.destroy().map_err(hsm_error)
+        self.vm.destroy().map_err(hsm_error)?;
+        // A destroyed VM is no longer handed out to other threads (`fromShared`).
+        let mut shared = SHARED_VMS.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|(_, w, _)| w.upgrade().is_some_and(|vm| !Arc::ptr_eq(&vm, &self.vm)));
+        Ok(())
     }
 
     /// SET_VCPU_REGS.

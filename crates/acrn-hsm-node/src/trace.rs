@@ -3,13 +3,18 @@
 //! go through `acrn_trace::flat`. The `*File` functions are native only: they stream a trace
 //! from disk in bounded memory, whatever its size.
 
-use crate::errors::{CodedError, Result, coded_error};
-use acrn_trace::export::{export_chrome, export_csv};
-use acrn_trace::{IoSink, IoSource, Report, TraceError, TraceReader, flat};
-use napi::bindgen_prelude::{BigUint64Array, Uint8Array, Uint16Array};
+use crate::errors::{CodedError, coded_error};
+use acrn_trace::export::{ChromeOptions, export_chrome_with, export_csv};
+use acrn_trace::{
+    ByteSink, ByteSource, IoSink, IoSource, Report, ReportBuilder, TraceError, TraceReader, flat,
+};
+use napi::bindgen_prelude::{BigInt, BigUint64Array, Buffer, Uint8Array, Uint16Array};
 use napi_derive::napi;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 fn trace_error(e: &TraceError) -> CodedError {
     coded_error(e.code(), &e.to_string())
@@ -48,7 +53,7 @@ pub struct RawTrace {
 
 /// Decodes a whole trace held in memory.
 #[napi]
-pub fn decode_trace(bytes: Uint8Array) -> Result<RawTrace> {
+pub fn decode_trace(bytes: Uint8Array) -> crate::errors::Result<RawTrace> {
     let (header, c, footer) = flat::decode_columns(&bytes).map_err(|e| trace_error(&e))?;
     Ok(RawTrace {
         header_json: flat::header_json(&header),
@@ -68,19 +73,19 @@ pub fn decode_trace(bytes: Uint8Array) -> Result<RawTrace> {
 
 /// The report of a trace held in memory, grouped `by` `address|device|vcpu|type`, as JSON.
 #[napi]
-pub fn trace_report(bytes: Uint8Array, by: String) -> Result<String> {
+pub fn trace_report(bytes: Uint8Array, by: String) -> crate::errors::Result<String> {
     flat::report_json(&bytes, &by).map_err(|e| trace_error(&e))
 }
 
 /// The Chrome Trace Event JSON of a trace held in memory.
 #[napi]
-pub fn trace_export_chrome(bytes: Uint8Array) -> Result<String> {
+pub fn trace_export_chrome(bytes: Uint8Array) -> crate::errors::Result<String> {
     flat::chrome_json(&bytes).map_err(|e| trace_error(&e))
 }
 
 /// The CSV of a trace held in memory.
 #[napi]
-pub fn trace_export_csv(bytes: Uint8Array) -> Result<String> {
+pub fn trace_export_csv(bytes: Uint8Array) -> crate::errors::Result<String> {
     flat::csv(&bytes).map_err(|e| trace_error(&e))
 }
 
@@ -97,32 +102,82 @@ pub fn encode_trace(
     devices: BigUint64Array,
     records: BigUint64Array,
     finish: bool,
-) -> Result<Uint8Array> {
+) -> crate::errors::Result<Uint8Array> {
     flat::encode_flat(&meta, &names, &devices, &records, finish)
         .map(Uint8Array::from)
         .map_err(|e| trace_error(&e))
 }
 
-fn open(path: &str) -> Result<TraceReader<IoSource<File>>> {
+fn open(path: &str) -> crate::errors::Result<TraceReader<IoSource<File>>> {
     let file = File::open(path)
         .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot open {path}: {e}")))?;
     TraceReader::new(IoSource(file)).map_err(|e| trace_error(&e))
 }
 
-/// The report of the trace in file `path`, streamed in bounded memory (native only).
+/// The report of the trace in file `path` (of the requests of `vcpus` only, if given),
+/// streamed in bounded memory (native only).
 #[napi]
-pub fn trace_report_file(path: String, by: String) -> Result<String> {
+pub fn trace_report_file(
+    path: String,
+    by: String,
+    vcpus: Option<Vec<u32>>,
+) -> crate::errors::Result<String> {
     let by = flat::group_by(&by).map_err(|e| trace_error(&e))?;
     let reader = open(&path)?;
-    Report::from_reader(reader, by)
+    let mut b = ReportBuilder::new(by);
+    if let Some(v) = vcpus {
+        b = b.only_vcpus(
+            v.into_iter()
+                .map(|x| u16::try_from(x).unwrap_or(u16::MAX))
+                .collect(),
+        );
+    }
+    Report::from_builder(reader, b)
         .map(|r| r.to_json())
         .map_err(|e| trace_error(&e))
 }
 
+/// What the Chrome export writes (`acrn_trace::export::ChromeOptions`).
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct ChromeExportOptions {
+    /// Also one slice per stage of each request.
+    pub stages: Option<bool>,
+    /// Leave out the latency counter.
+    pub no_counter: Option<bool>,
+    /// Only requests from this offset on (ns from the trace's clock start).
+    pub from_ns: Option<BigInt>,
+    /// Only requests before this offset (ns from the trace's clock start).
+    pub to_ns: Option<BigInt>,
+    /// Only requests of these vCPUs.
+    pub vcpus: Option<Vec<u32>>,
+}
+
+impl ChromeExportOptions {
+    fn to_core(&self) -> ChromeOptions {
+        ChromeOptions {
+            stages: self.stages.unwrap_or(false),
+            no_counter: self.no_counter.unwrap_or(false),
+            from_ns: self.from_ns.as_ref().map(|b| b.get_u64().1),
+            to_ns: self.to_ns.as_ref().map(|b| b.get_u64().1),
+            vcpus: self.vcpus.as_ref().map(|v| {
+                v.iter()
+                    .map(|&x| u16::try_from(x).unwrap_or(u16::MAX))
+                    .collect()
+            }),
+        }
+    }
+}
+
 /// Exports the trace in file `path` to file `out` as `chrome` or `csv`, streaming in bounded
-/// memory (native only).
+/// memory (native only). `options` apply to `chrome`.
 #[napi]
-pub fn trace_export_file(path: String, format: String, out: String) -> Result<()> {
+pub fn trace_export_file(
+    path: String,
+    format: String,
+    out: String,
+    options: Option<ChromeExportOptions>,
+) -> crate::errors::Result<()> {
     if format != "chrome" && format != "csv" {
         return Err(coded_error(
             "ERR_TRACE_INVALID",
@@ -134,7 +189,7 @@ pub fn trace_export_file(path: String, format: String, out: String) -> Result<()
         .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot create {out}: {e}")))?;
     let sink = IoSink(BufWriter::new(file));
     let sink = if format == "chrome" {
-        export_chrome(reader, sink)
+        export_chrome_with(reader, sink, &options.unwrap_or_default().to_core())
     } else {
         export_csv(reader, sink)
     }
@@ -144,4 +199,110 @@ pub fn trace_export_file(path: String, format: String, out: String) -> Result<()
         .map_err(|e| e.into_error())
         .and_then(|mut f| f.flush())
         .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot write {out}: {e}")))
+}
+
+/// Counts the bytes read from a source (the progress of a streamed export).
+struct Counted<S> {
+    inner: S,
+    read: Arc<AtomicU64>,
+}
+
+impl<S: ByteSource> ByteSource for Counted<S> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A chunk of an export, or its error as (code, message).
+type Chunk = Result<Vec<u8>, (String, String)>;
+
+/// Hands the export's chunks to [`TraceExportStream::next`]; fails once the stream is dropped.
+struct ChannelSink(SyncSender<Chunk>);
+
+impl ByteSink for ChannelSink {
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), String> {
+        self.0
+            .send(Ok(buf.to_vec()))
+            .map_err(|_| String::from("the reader of the export went away"))
+    }
+}
+
+/// An export of a trace file read chunk by chunk (about 64 KiB each), made by a thread in
+/// bounded memory: for output that is not a file (stdout), and with progress.
+#[napi]
+pub struct TraceExportStream {
+    rx: Mutex<Receiver<Chunk>>,
+    read: Arc<AtomicU64>,
+    size: u64,
+}
+
+#[napi]
+impl TraceExportStream {
+    /// Starts exporting the trace in file `path` as `chrome` or `csv` (`options` apply to
+    /// `chrome`).
+    #[napi(factory)]
+    pub fn open(
+        path: String,
+        format: String,
+        options: Option<ChromeExportOptions>,
+    ) -> crate::errors::Result<TraceExportStream> {
+        if format != "chrome" && format != "csv" {
+            return Err(coded_error(
+                "ERR_TRACE_INVALID",
+                "invalid argument: format must be chrome or csv",
+            ));
+        }
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let file = File::open(&path)
+            .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot open {path}: {e}")))?;
+        let read = Arc::new(AtomicU64::new(0));
+        let source = Counted {
+            inner: IoSource(file),
+            read: read.clone(),
+        };
+        let reader = TraceReader::new(source).map_err(|e| trace_error(&e))?;
+        let chrome = options.unwrap_or_default().to_core();
+        let (tx, rx) = sync_channel(8);
+        std::thread::Builder::new()
+            .name("trace-export".into())
+            .spawn(move || {
+                let sink = ChannelSink(tx.clone());
+                let r = if format == "chrome" {
+                    export_chrome_with(reader, sink, &chrome).map(|_| ())
+                } else {
+                    export_csv(reader, sink).map(|_| ())
+                };
+                if let Err(e) = r {
+                    let _ = tx.send(Err((e.code().to_string(), e.to_string())));
+                }
+            })
+            .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot start the export: {e}")))?;
+        Ok(TraceExportStream {
+            rx: Mutex::new(rx),
+            read,
+            size,
+        })
+    }
+
+    /// The next chunk, or `null` at the end; throws the export's error.
+    #[napi]
+    pub fn next(&self) -> crate::errors::Result<Option<Buffer>> {
+        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        match rx.recv() {
+            Ok(Ok(b)) => Ok(Some(b.into())),
+            Ok(Err((code, msg))) => Err(coded_error(&code, &msg)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// How far the export has read its file, 0 to 1.
+    #[napi(getter)]
+    pub fn progress(&self) -> f64 {
+        if self.size == 0 {
+            return 1.0;
+        }
+        (self.read.load(Ordering::Relaxed) as f64 / self.size as f64).min(1.0)
+    }
 }

@@ -637,9 +637,13 @@ pub fn run_with(
     let vcpus = u64::from(config.vcpus);
     // Planned client-visible requests (approximate for the random part: rounds may overshoot
     // by one PCI access).
-    let planned = (boot_n - boot_cf8)
-        + vcpus * config.requests_per_vcpu * 11 / 12
-        + vcpus * rounds_total * (extra_n - extra_cf8);
+    // Each round's estimate is replaced by its exact count once its ops exist.
+    let round_estimate = |n: u64| vcpus * n * 11 / 12 + vcpus * (extra_n - extra_cf8);
+    let planned = std::cell::Cell::new(
+        (boot_n - boot_cf8)
+            + vcpus * config.requests_per_vcpu * 11 / 12
+            + vcpus * rounds_total * (extra_n - extra_cf8),
+    );
 
     let mut total = RunResult::default();
     let mut last_report = Instant::now();
@@ -655,7 +659,7 @@ pub fn run_with(
         progress(&DemoProgress {
             elapsed_ms: t0.elapsed().as_millis() as u64,
             handled: handle.stats().handled(),
-            planned,
+            planned: planned.get(),
             devices: device_progress(&handle),
             uart_new: new,
         });
@@ -700,7 +704,15 @@ pub fn run_with(
                 ops.extend(g.round(n).0);
                 ops
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let exact: u64 = lists
+            .iter()
+            .map(|ops| {
+                let (n, cf8) = ops_requests(ops);
+                n - cf8
+            })
+            .sum();
+        planned.set(planned.get().saturating_sub(round_estimate(n)) + exact);
         run_phase(&Workload { vcpus: lists }, &mut total, &mut progress)?;
         if total.completed != total.issued || !total.faults.is_empty() {
             break;

@@ -44,10 +44,49 @@ pub fn trace_report(bytes: &[u8], by: &str) -> Result<String, JsValue> {
     flat::report_json(bytes, by).map_err(|e| trace_error(&e))
 }
 
+/// [`trace_report`] over the requests of `vcpus` only.
+#[wasm_bindgen(js_name = traceReportVcpus)]
+pub fn trace_report_vcpus(bytes: &[u8], by: &str, vcpus: Vec<u16>) -> Result<String, JsValue> {
+    flat::report_json_with(bytes, by, Some(vcpus)).map_err(|e| trace_error(&e))
+}
+
+/// [`trace_report`] over the requests whose first stamp is in `from_ns..to_ns` (the trace's
+/// clock, ns): the viewer's report of its visible window.
+#[wasm_bindgen(js_name = traceReportWindow)]
+pub fn trace_report_window(
+    bytes: &[u8],
+    by: &str,
+    from_ns: u64,
+    to_ns: u64,
+) -> Result<String, JsValue> {
+    flat::report_json_window(bytes, by, from_ns, to_ns).map_err(|e| trace_error(&e))
+}
+
 /// The Chrome Trace Event JSON of a trace held in memory.
 #[wasm_bindgen(js_name = traceExportChrome)]
 pub fn trace_export_chrome(bytes: &[u8]) -> Result<String, JsValue> {
     flat::chrome_json(bytes).map_err(|e| trace_error(&e))
+}
+
+/// The Chrome Trace Event JSON of a trace held in memory, with the events and the subset the
+/// arguments select (`acrn_trace::export::ChromeOptions`: offsets in ns from the clock start).
+#[wasm_bindgen(js_name = traceExportChromeWith)]
+pub fn trace_export_chrome_with(
+    bytes: &[u8],
+    stages: bool,
+    no_counter: bool,
+    from_ns: Option<u64>,
+    to_ns: Option<u64>,
+    vcpus: Option<Vec<u16>>,
+) -> Result<String, JsValue> {
+    let options = acrn_trace::export::ChromeOptions {
+        stages,
+        no_counter,
+        from_ns,
+        to_ns,
+        vcpus,
+    };
+    flat::chrome_json_with(bytes, &options).map_err(|e| trace_error(&e))
 }
 
 /// The CSV of a trace held in memory.

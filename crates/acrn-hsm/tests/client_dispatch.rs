@@ -213,3 +213,30 @@ fn fault_hook_sees_every_fault_and_counters_count_devices() {
     let c = d.counters();
     assert_eq!((c[0].name(), c[0].reads(), c[0].writes()), ("p", 1, 1));
 }
+
+#[test]
+fn pio_on_the_pci_configuration_ports_is_refused() {
+    let mut d = Dispatcher::new();
+    for (base, len) in [
+        (0xcf8u16, 8u32),
+        (0xcf8, 1),
+        (0xcfc, 4),
+        (0xcf0, 9),
+        (0xcff, 1),
+        (0xcfb, 2),
+    ] {
+        let r = d.add_pio(base, len, Box::new(RegisterFile::new(len as usize)));
+        assert!(
+            matches!(r, Err(BusError::Reserved { .. })),
+            "{base:#x}+{len}: {:?}",
+            r.map(|_| ())
+        );
+    }
+    // Beside them, and 0xCF9 (reset control, the device model's), are fine.
+    d.add_pio(0xcf0, 8, Box::new(RegisterFile::new(8)))
+        .expect("below");
+    d.add_pio(0xcf9, 3, Box::new(RegisterFile::new(3)))
+        .expect("reset control");
+    d.add_pio(0xd00, 4, Box::new(RegisterFile::new(4)))
+        .expect("above");
+}

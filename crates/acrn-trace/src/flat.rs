@@ -3,13 +3,13 @@
 //! report / exports of an in-memory trace.
 
 use crate::error::{ErrorKind, TraceError};
-use crate::export::{export_chrome, export_csv};
+use crate::export::{ChromeOptions, export_chrome_with, export_csv};
 use crate::format::{
     CompletionMode, DeviceInfo, Direction, IoType, Outcome, RECORD_SIZE, STAMP_COUNT, Timestamps,
     TraceHeader, TraceRecord,
 };
 use crate::reader::TraceReader;
-use crate::report::{GroupBy, Report, json_str};
+use crate::report::{GroupBy, Report, ReportBuilder, json_str};
 use crate::writer::TraceWriter;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -256,13 +256,42 @@ pub fn group_by(by: &str) -> Result<GroupBy, TraceError> {
 
 /// The JSON report (see [`Report::to_json`]) of an in-memory trace.
 pub fn report_json(bytes: &[u8], by: &str) -> Result<String, TraceError> {
-    let by = group_by(by)?;
-    Ok(Report::from_reader(TraceReader::new(bytes)?, by)?.to_json())
+    report_json_with(bytes, by, None)
 }
 
-/// The Chrome Trace Event JSON of an in-memory trace.
+/// [`report_json`] over the requests of `vcpus` only (`None`: all).
+pub fn report_json_with(
+    bytes: &[u8],
+    by: &str,
+    vcpus: Option<Vec<u16>>,
+) -> Result<String, TraceError> {
+    let mut b = ReportBuilder::new(group_by(by)?);
+    if let Some(v) = vcpus {
+        b = b.only_vcpus(v);
+    }
+    Ok(Report::from_builder(TraceReader::new(bytes)?, b)?.to_json())
+}
+
+/// [`report_json`] over the requests whose first stamp is in `from_ns..to_ns` (trace clock ns).
+pub fn report_json_window(
+    bytes: &[u8],
+    by: &str,
+    from_ns: u64,
+    to_ns: u64,
+) -> Result<String, TraceError> {
+    let b = ReportBuilder::new(group_by(by)?).only_window(from_ns, to_ns);
+    Ok(Report::from_builder(TraceReader::new(bytes)?, b)?.to_json())
+}
+
+/// The Chrome Trace Event JSON of an in-memory trace (the compact form, every request).
 pub fn chrome_json(bytes: &[u8]) -> Result<String, TraceError> {
-    let out = export_chrome(TraceReader::new(bytes)?, Vec::new())?;
+    chrome_json_with(bytes, &ChromeOptions::default())
+}
+
+/// The Chrome Trace Event JSON of an in-memory trace, with the events and the subset `options`
+/// selects.
+pub fn chrome_json_with(bytes: &[u8], options: &ChromeOptions) -> Result<String, TraceError> {
+    let out = export_chrome_with(TraceReader::new(bytes)?, Vec::new(), options)?;
     String::from_utf8(out).map_err(|_| invalid("export produced invalid UTF-8"))
 }
 

@@ -88,6 +88,11 @@ impl Histogram {
         (self.count > 0).then_some(self.max)
     }
 
+    /// Sum of the values (exact).
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
     /// Mean value, if any (rounded down).
     pub fn mean(&self) -> Option<u64> {
         (self.count > 0).then(|| (self.sum / u128::from(self.count)) as u64)

@@ -157,6 +157,8 @@ struct Acc {
 #[derive(Debug)]
 pub struct ReportBuilder {
     by: GroupBy,
+    vcpus: Option<Vec<u16>>,
+    window: Option<(u64, u64)>,
     index: BTreeMap<u128, usize>,
     groups: Vec<Acc>,
     requests: u64,
@@ -173,6 +175,8 @@ impl ReportBuilder {
     pub fn new(by: GroupBy) -> Self {
         ReportBuilder {
             by,
+            vcpus: None,
+            window: None,
             index: BTreeMap::new(),
             groups: Vec::new(),
             requests: 0,
@@ -189,8 +193,31 @@ impl ReportBuilder {
         }
     }
 
+    /// Counts only the records of these vCPUs (the others are skipped, and `requests` counts
+    /// the ones kept).
+    pub fn only_vcpus(mut self, vcpus: Vec<u16>) -> Self {
+        self.vcpus = Some(vcpus);
+        self
+    }
+
+    /// Counts only the records whose first observed stamp is in `from_ns..to_ns` (ns on the
+    /// trace's clock, as the records carry them): the requests that start in a time window.
+    pub fn only_window(mut self, from_ns: u64, to_ns: u64) -> Self {
+        self.window = Some((from_ns, to_ns));
+        self
+    }
+
     /// Counts one record.
     pub fn add(&mut self, r: &TraceRecord) {
+        if self.vcpus.as_ref().is_some_and(|v| !v.contains(&r.vcpu)) {
+            return;
+        }
+        if let Some((a, b)) = self.window {
+            let first = r.ts.to_array().into_iter().filter(|&t| t != 0).min();
+            if first.is_none_or(|t| t < a || t >= b) {
+                return;
+            }
+        }
         let key = self.key(r);
         let i = match self.index.get(&key) {
             Some(&i) => i,
@@ -304,10 +331,18 @@ fn percentiles(out: &mut String, h: &Histogram) {
 impl Report {
     /// Reads every record of `reader` into a report grouped `by`.
     pub fn from_reader<S: ByteSource>(
-        mut reader: TraceReader<S>,
+        reader: TraceReader<S>,
         by: GroupBy,
     ) -> Result<Report, TraceError> {
-        let mut b = ReportBuilder::new(by);
+        Self::from_builder(reader, ReportBuilder::new(by))
+    }
+
+    /// Reads every record of `reader` into `b` (a builder that may filter, see
+    /// [`ReportBuilder::only_vcpus`]).
+    pub fn from_builder<S: ByteSource>(
+        mut reader: TraceReader<S>,
+        mut b: ReportBuilder,
+    ) -> Result<Report, TraceError> {
         while let Some(r) = reader.next_record()? {
             b.add(&r);
         }
@@ -321,7 +356,14 @@ impl Report {
     /// The top-level percentiles of a group are those of the `total` stage; `stages` holds
     /// every stage as `{"count", "mean_ns", "min_ns", "p50_ns", ...}`; `outcomes` counts
     /// each outcome that occurred. Percentiles of a stage never observed are `null`.
+    /// `time_share` is the group's part of the summed `total` latency of all groups (perf kvm
+    /// stat's Time%), from exact sums.
     pub fn to_json(&self) -> String {
+        let all_time: u128 = self
+            .groups
+            .iter()
+            .map(|g| g.stage(Stage::Total).sum())
+            .sum();
         let mut out = String::with_capacity(256 + self.groups.len() * 900);
         let _ = write!(
             out,
@@ -336,7 +378,16 @@ impl Report {
             }
             out.push_str("{\"key\":");
             json_str(&mut out, &g.key);
-            let _ = write!(out, ",\"count\":{},\"share\":{:.6},", g.count, g.share);
+            let time_share = if all_time == 0 {
+                0.0
+            } else {
+                g.stage(Stage::Total).sum() as f64 / all_time as f64
+            };
+            let _ = write!(
+                out,
+                ",\"count\":{},\"share\":{:.6},\"time_share\":{time_share:.6},",
+                g.count, g.share
+            );
             percentiles(&mut out, g.stage(Stage::Total));
             out.push_str(",\"outcomes\":{");
             let mut first = true;

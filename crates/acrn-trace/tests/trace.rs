@@ -2,7 +2,9 @@
 //! exports, and a seeded fuzz run: no input may make the decoder panic.
 #![allow(clippy::unwrap_used)]
 
-use acrn_trace::export::{CSV_HEADER, export_chrome, export_csv};
+use acrn_trace::export::{
+    CSV_HEADER, ChromeOptions, export_chrome, export_chrome_with, export_csv,
+};
 use acrn_trace::format::{FIXED_HEADER_SIZE, pci_address};
 use acrn_trace::{
     ByteSource, CompletionMode, DeviceInfo, Direction, ErrorKind, GroupBy, IoType, NO_DEVICE,
@@ -475,14 +477,20 @@ fn chrome_export_parses_and_has_the_expected_events() {
     // One request seen only from PROCESSING on (as on a real system): no total event.
     recs[10].ts.pending = 0;
     let bytes = encode(&h, &recs, true);
-    let out = export_chrome(TraceReader::new(&bytes[..]).unwrap(), Vec::new()).unwrap();
+    let out = export_chrome_with(
+        TraceReader::new(&bytes[..]).unwrap(),
+        Vec::new(),
+        &ChromeOptions::full(),
+    )
+    .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let ev = v["traceEvents"].as_array().unwrap();
     let by_ph = |ph: &str| ev.iter().filter(|e| e["ph"] == ph).collect::<Vec<_>>();
     let meta = by_ph("M");
+    // The UI shows the pid (the vmid) beside the name: the name does not repeat it.
     assert!(
         meta.iter()
-            .any(|e| e["name"] == "process_name" && e["args"]["name"] == "VM vm-sample (vmid 3)")
+            .any(|e| e["name"] == "process_name" && e["args"]["name"] == "VM vm-sample")
     );
     for v in 0..4 {
         assert!(meta.iter().any(|e| e["name"] == "thread_name"
@@ -521,6 +529,108 @@ fn chrome_export_parses_and_has_the_expected_events() {
         assert_eq!(e["args"].as_object().unwrap().len(), 1);
     }
     assert_eq!(v["otherData"]["requests"], 200);
+}
+
+/// Stage slices per request in `recs` (what the full export adds to the compact one).
+fn stage_events(recs: &[TraceRecord]) -> usize {
+    recs.iter()
+        .map(|r| {
+            Stage::ALL[1..]
+                .iter()
+                .filter(|s| s.span(&r.ts).is_some())
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn chrome_export_compact_by_default_within_4x_of_the_binary() {
+    let h = header();
+    let mut recs = records(11, 20_000);
+    // Stamps 100 s into the run (longer `ts` strings than the start of a trace).
+    for r in &mut recs {
+        for t in [
+            &mut r.ts.pending,
+            &mut r.ts.processing,
+            &mut r.ts.handler_start,
+            &mut r.ts.handler_end,
+            &mut r.ts.notify,
+            &mut r.ts.complete,
+            &mut r.ts.free,
+        ] {
+            if *t != 0 {
+                *t += 100_000_000_000;
+            }
+        }
+    }
+    recs[3].ts.pending = 0;
+    let bytes = encode(&h, &recs, true);
+    let out = export_chrome(TraceReader::new(&bytes[..]).unwrap(), Vec::new()).unwrap();
+    let ratio = out.len() as f64 / bytes.len() as f64;
+    assert!(ratio <= 4.0, "compact export {ratio:.2}x the binary");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let ev = v["traceEvents"].as_array().unwrap();
+    let x: Vec<_> = ev.iter().filter(|e| e["ph"] == "X").collect();
+    // One slice per request with a total; the request without PENDING keeps its stages.
+    let totals = x.iter().filter(|e| e["cat"] == "ioreq").count();
+    assert_eq!(totals, recs.len() - 1);
+    assert_eq!(x.len(), totals + stage_events(&recs[3..4]));
+    assert_eq!(v["otherData"]["exported"], 20_000);
+    // The full form is the 12x one.
+    let full = export_chrome_with(
+        TraceReader::new(&bytes[..]).unwrap(),
+        Vec::new(),
+        &ChromeOptions::full(),
+    )
+    .unwrap();
+    assert!(full.len() as f64 / bytes.len() as f64 > 6.0);
+}
+
+#[test]
+fn chrome_export_subset_by_time_and_vcpu() {
+    let h = header();
+    let recs = records(12, 2000);
+    let bytes = encode(&h, &recs, true);
+    let base = h.clock.start_ns;
+    let first = |r: &TraceRecord| {
+        r.ts.to_array()
+            .into_iter()
+            .filter(|&t| t != 0)
+            .min()
+            .unwrap()
+            - base
+    };
+    let mid = first(&recs[1000]);
+    let o = ChromeOptions {
+        from_ns: Some(first(&recs[500])),
+        to_ns: Some(mid),
+        vcpus: Some(vec![1, 2]),
+        no_counter: true,
+        ..Default::default()
+    };
+    let out = export_chrome_with(TraceReader::new(&bytes[..]).unwrap(), Vec::new(), &o).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let ev = v["traceEvents"].as_array().unwrap();
+    let want: Vec<u64> = recs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            let f = first(r);
+            f >= first(&recs[500]) && f < mid && (r.vcpu == 1 || r.vcpu == 2)
+        })
+        .map(|(i, _)| i as u64)
+        .collect();
+    assert!(want.len() > 100, "{}", want.len());
+    let mut got: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| e["args"]["index"].as_u64().unwrap())
+        .collect();
+    got.dedup();
+    assert_eq!(got, want);
+    assert!(ev.iter().all(|e| e["ph"] != "C"));
+    assert_eq!(v["otherData"]["exported"], want.len());
+    assert_eq!(v["otherData"]["requests"], 2000);
 }
 
 #[test]
@@ -714,4 +824,57 @@ fn std_adapters_stream_files() {
     let got: Vec<_> = rd.collect::<Result<_, _>>().unwrap();
     assert_eq!(got, recs);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn report_time_share_and_vcpu_filter() {
+    let h = header();
+    let recs = records(13, 3000);
+    let bytes = encode(&h, &recs, true);
+    let total = |r: &TraceRecord| Stage::Total.duration(&r.ts).unwrap_or(0) as f64;
+    let all: f64 = recs.iter().map(total).sum();
+    let v: serde_json::Value =
+        serde_json::from_str(&acrn_trace::flat::report_json(&bytes, "vcpu").unwrap()).unwrap();
+    for g in v["groups"].as_array().unwrap() {
+        let vcpu: u16 = g["key"].as_str().unwrap()[4..].parse().unwrap();
+        let mine: f64 = recs.iter().filter(|r| r.vcpu == vcpu).map(total).sum();
+        let got = g["time_share"].as_f64().unwrap();
+        assert!((got - mine / all).abs() < 1e-5, "{got} vs {}", mine / all);
+    }
+    let f: serde_json::Value = serde_json::from_str(
+        &acrn_trace::flat::report_json_with(&bytes, "address", Some(vec![2])).unwrap(),
+    )
+    .unwrap();
+    let want = recs.iter().filter(|r| r.vcpu == 2).count();
+    assert!(want > 100);
+    assert_eq!(f["requests"], want);
+    let counted: u64 = f["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, want as u64);
+}
+
+#[test]
+fn report_over_a_time_window() {
+    let h = header();
+    let recs = records(14, 2000);
+    let bytes = encode(&h, &recs, true);
+    let first = |r: &TraceRecord| {
+        r.ts.to_array()
+            .into_iter()
+            .filter(|&t| t != 0)
+            .min()
+            .unwrap()
+    };
+    let (a, b) = (first(&recs[400]), first(&recs[900]));
+    let want = recs.iter().filter(|r| (a..b).contains(&first(r))).count();
+    assert!(want >= 400, "{want}");
+    let v: serde_json::Value = serde_json::from_str(
+        &acrn_trace::flat::report_json_window(&bytes, "device", a, b).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["requests"], want);
 }

@@ -117,6 +117,20 @@ pub enum BusError {
         /// Its length.
         existing_len: u64,
     },
+    /// The range covers the PCI configuration ports (0xCF8, 0xCFC..0xCFF): the hypervisor's
+    /// vPCI and HSM handle them, a device model never sees them as PIO (serve PCI functions
+    /// with [`Dispatcher::add_pci`]).
+    #[error(
+        "PIO range {base:#x}+{len:#x} for {device:?} covers the PCI configuration ports (0xcf8, 0xcfc..0xcff): the hypervisor and HSM handle them; register a PCI function instead"
+    )]
+    Reserved {
+        /// The base.
+        base: u64,
+        /// The length.
+        len: u64,
+        /// The device being registered.
+        device: String,
+    },
     /// A function is already registered at that address.
     #[error("PCI function {bdf} for {device:?} is already taken by {existing:?}")]
     PciTaken {
@@ -403,6 +417,14 @@ impl Dispatcher {
             });
         }
         let end_incl = base + (len - 1);
+        let covers = |a: u64, b: u64| base <= b && a <= end_incl;
+        if space == AddressSpace::Pio && (covers(0xcf8, 0xcf8) || covers(0xcfc, 0xcff)) {
+            return Err(BusError::Reserved {
+                base,
+                len,
+                device: name,
+            });
+        }
         let map = match space {
             AddressSpace::Pio => &self.pio,
             AddressSpace::Mmio => &self.mmio,

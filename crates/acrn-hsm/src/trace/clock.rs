@@ -4,6 +4,7 @@
 //! fraction of a `clock_gettime` (about 11 ns against 26 to 50 ns in the development VM), and
 //! a request takes seven stamps.
 
+use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -75,20 +76,50 @@ pub(crate) fn init() -> Calib {
     });
     USE_TSC.store(scale.is_some(), Ordering::Relaxed);
     let (t, m) = pair();
+    let mut segments = VecDeque::new();
+    if let Some(s) = scale {
+        segments.push_back(Segment {
+            tsc: t,
+            ns: m as f64,
+            slope: s,
+        });
+    }
     Calib {
         scale,
         first: (t, m),
-        reference: (t, m),
+        last_refresh_ns: m,
+        segments,
     }
 }
 
-/// Converts stamps to `CLOCK_MONOTONIC` ns: `reference` is a recent (tsc, ns) pair, the scale is
-/// refined from the first pair of the trace to the latest as the run goes on.
+/// From `tsc` on (until the next segment), ns = `ns` + (stamp − `tsc`) × `slope`.
 #[derive(Debug, Clone, Copy)]
+struct Segment {
+    tsc: u64,
+    ns: f64,
+    slope: f64,
+}
+
+/// Segments kept for stamps older than the newest one (a vCPU's chunk may hold old stamps):
+/// at most one per ms, so about a minute of history.
+const SEGMENTS: usize = 65_536;
+/// A new segment steers the conversion back to a fresh (tsc, ns) pair over this many ns.
+const STEER_NS: f64 = 10_000_000.0;
+
+/// Converts stamps to `CLOCK_MONOTONIC` ns with one **continuous, increasing** function of the
+/// TSC (so stamps keep their order: the slices of one vCPU nest, whatever chunk a stamp was
+/// converted in): a chain of linear segments. Each refresh (at most every ms) measures a fresh
+/// (tsc, ns) pair and starts a segment at the current function's value there, with the slope
+/// that reaches the measured clock over the next 10 ms; the scale itself is refined from the
+/// trace's first pair to the latest. Jumping to each fresh pair instead would move the function
+/// back by the pair's read jitter (hundreds of ns under a hypervisor) and let a request's
+/// PENDING stamp convert to before the previous request's FREE.
+#[derive(Debug, Clone)]
 pub(crate) struct Calib {
     scale: Option<f64>,
     first: (u64, u64),
-    reference: (u64, u64),
+    last_refresh_ns: u64,
+    segments: VecDeque<Segment>,
 }
 
 impl Calib {
@@ -96,28 +127,58 @@ impl Calib {
     pub(crate) fn refresh(&mut self) {
         let Some(s) = self.scale else { return };
         let (t, m) = pair();
-        if m < self.reference.1 + 1_000_000 {
+        if m < self.last_refresh_ns + 1_000_000 {
             return;
         }
-        self.reference = (t, m);
+        self.last_refresh_ns = m;
         let (t0, m0) = self.first;
         // Over more than 100 ms the measured ratio beats the 5 ms start-up estimate.
-        if m > m0 + 100_000_000 && t > t0 {
-            self.scale = Some((m - m0) as f64 / (t - t0) as f64);
+        let scale = if m > m0 + 100_000_000 && t > t0 {
+            (m - m0) as f64 / (t - t0) as f64
         } else {
-            self.scale = Some(s);
+            s
+        };
+        self.scale = Some(scale);
+        let Some(last) = self.segments.back().copied() else {
+            return;
+        };
+        if t <= last.tsc {
+            return;
         }
+        let here = last.ns + (t - last.tsc) as f64 * last.slope;
+        // Reach the measured clock after STEER_NS; the slope stays within 0.5..2 x the scale
+        // (positive: the function keeps increasing).
+        let ticks = STEER_NS / scale;
+        let slope = (scale + (m as f64 - here) / ticks).clamp(scale * 0.5, scale * 2.0);
+        if self.segments.len() == SEGMENTS {
+            self.segments.pop_front();
+        }
+        self.segments.push_back(Segment {
+            tsc: t,
+            ns: here,
+            slope,
+        });
     }
 
     /// A stamp in ns (0 stays 0: not observed).
     #[inline]
     pub(crate) fn ns(&self, stamp: u64) -> u64 {
-        let Some(s) = self.scale else { return stamp };
-        if stamp == 0 {
-            return 0;
+        if self.scale.is_none() || stamp == 0 {
+            return stamp;
         }
-        let (t, m) = self.reference;
-        let d = (stamp as i128 - t as i128) as f64 * s;
-        (m as f64 + d).round().max(1.0) as u64
+        // The segment in effect at `stamp`: the last one starting at or before it (the first
+        // one for older stamps). Most stamps are in the newest segment.
+        let seg = match self.segments.back() {
+            Some(b) if b.tsc <= stamp => *b,
+            _ => {
+                let i = self.segments.partition_point(|g| g.tsc <= stamp);
+                match self.segments.get(i.saturating_sub(1)) {
+                    Some(g) => *g,
+                    None => return stamp,
+                }
+            }
+        };
+        let d = (stamp as i128 - seg.tsc as i128) as f64 * seg.slope;
+        (seg.ns + d).round().max(1.0) as u64
     }
 }
