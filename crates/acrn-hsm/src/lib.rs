@@ -50,7 +50,8 @@ pub use client::{
 };
 pub use emulator::guest_types::{Fault, FaultKind, Mismatch, RunResult, StopReason, VcpuOutcome};
 pub use emulator::{
-    EmulatedHsm, Emulator, EmulatorConfig, Guest, GuestRun, InterruptEvent, VmInfo, VmState,
+    EmulatedHsm, Emulator, EmulatorConfig, Engine, Guest, GuestExit, GuestExitKind, GuestRun,
+    InterruptEvent, KvmStats, VmInfo, VmState,
 };
 pub use errno::Errno;
 pub use memory::{PAGE_SIZE, UserPages, alloc_page};

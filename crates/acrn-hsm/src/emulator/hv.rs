@@ -137,6 +137,8 @@ pub(crate) struct HvVm {
     /// EPT regions `(user_vm_pa, size, service_vm_pa, attr)`.
     pub(crate) regions: Mutex<Vec<(u64, u64, u64, u32)>>,
     lifecycle: Mutex<()>,
+    /// The KVM engine's side of this VM (unused on the workload engine).
+    pub(crate) kvm: crate::emulator::kvm::KvmState,
 }
 
 impl HvVm {
@@ -162,6 +164,8 @@ pub(crate) struct Hv {
     vms: Mutex<Vec<Option<Arc<HvVm>>>>,
     pub(crate) interrupts: Mutex<Vec<InterruptEvent>>,
     pub(crate) shutdown: AtomicBool,
+    /// The execution engine of VMs started from now on (`Engine as u8`).
+    pub(crate) engine: AtomicU8,
     /// HSM's global state (the VM list, the dispatcher).
     pub(crate) hsm: crate::emulator::hsm::HsmGlobal,
 }
@@ -174,6 +178,7 @@ impl Hv {
             vms: Mutex::new(vec![None; n]),
             interrupts: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
+            engine: AtomicU8::new(0),
             hsm: crate::emulator::hsm::HsmGlobal::new(),
         }
     }
@@ -247,6 +252,7 @@ impl Hv {
             vcpus: (0..created).map(|_| HvVcpu::new()).collect(),
             regions: Mutex::new(Vec::new()),
             lifecycle: Mutex::new(()),
+            kvm: Default::default(),
         });
         vms[vmid] = Some(vm);
         le::put_u16(cv, o::VMID, vmid16);
@@ -272,8 +278,14 @@ impl Hv {
         HV_OK
     }
 
-    /// `hcall_start_vm`: CREATED and an ioreq page, else -1.
-    pub(crate) fn start_vm(&self, vmid: u16) -> i64 {
+    /// Whether VMs started now run on KVM.
+    pub(crate) fn kvm_engine(&self) -> bool {
+        self.engine.load(Ordering::Acquire) == 1
+    }
+
+    /// `hcall_start_vm`: CREATED and an ioreq page, else -1. On the KVM engine the vCPUs start
+    /// running guest code (a KVM failure is -1, its reason kept for `Emulator::kvm_error`).
+    pub(crate) fn start_vm(self: &Arc<Self>, vmid: u16) -> i64 {
         let Some(vm) = self.vm(vmid) else {
             return HV_ENOTTY;
         };
@@ -282,6 +294,10 @@ impl Hv {
             return HV_EPERM;
         }
         vm.set_state(VmState::Running);
+        if self.kvm_engine() && crate::emulator::kvm::start(self, &vm).is_err() {
+            vm.set_state(VmState::Created);
+            return HV_EPERM;
+        }
         HV_OK
     }
 
@@ -302,6 +318,7 @@ impl Hv {
         // CLEAR_VM_IOREQ and RESET_VM that follow see it. (Without this a request placed after
         // RESET_VM's sweep stayed in the slot of a vCPU that had stopped: #GP on its next run.)
         crate::emulator::guest::wait_out_of_guest_mode(&vm);
+        crate::emulator::kvm::pause(&vm);
         HV_OK
     }
 
@@ -315,6 +332,8 @@ impl Hv {
             return HV_EPERM;
         }
         vm.generation.fetch_add(1, Ordering::AcqRel);
+        vm.kick_all();
+        crate::emulator::kvm::stop(&vm);
         if let Some(page) = vm.ioreq_page() {
             for i in 0..abi::IO_REQUEST_MAX {
                 Slot::new(&page, i)
@@ -340,6 +359,8 @@ impl Hv {
             return HV_EPERM;
         }
         vm.generation.fetch_add(1, Ordering::AcqRel);
+        vm.kick_all();
+        crate::emulator::kvm::stop(&vm);
         vm.set_state(VmState::PoweredOff);
         *vm.ioreq.write().unwrap_or_else(|e| e.into_inner()) = None;
         lock(&vm.regions).clear();
@@ -432,6 +453,9 @@ impl Hv {
         if vm.state() == VmState::PoweredOff {
             return HV_EPERM;
         }
+        if crate::emulator::kvm::inject(&vm, &ev) {
+            return HV_OK;
+        }
         lock(&self.interrupts).push(ev);
         HV_OK
     }
@@ -442,6 +466,7 @@ impl Hv {
         for vm in self.all_vms() {
             vm.generation.fetch_add(1, Ordering::AcqRel);
             vm.kick_all();
+            crate::emulator::kvm::stop(&vm);
         }
     }
 }
