@@ -16,7 +16,8 @@ commands:
                           ioreq latency by path and wake-up mode, against the machine's floor and a C client
   abi [--json]            sizes, alignments, field offsets, ioctl numbers and constants of <linux/acrn.h>
   decode FILE [--json]    decode a 4096-byte ioreq page dump into its 16 slots
-  info [--json]           is /dev/acrn_hsm here, is the emulator available, versions
+  info [--json]           is /dev/acrn_hsm here, is the emulator available, which engines, versions
+  run --bios seabios ...  a real guest on KVM behind the ACRN ABI (acrn-hsm run --help)
   trace report FILE [--by address|device|vcpu|type] [--json]
                           latency report of an I/O-request trace (perf kvm stat style, with percentiles)
   trace export FILE --format chrome|csv -o OUT
@@ -159,6 +160,7 @@ async function cmdInfo(args: string[], out: Out): Promise<number> {
     nativeAddon: nativeInfo,
     emulator: { available: nativeInfo.available },
     backend: device.accessible ? 'device' : 'emulator',
+    engines: await (await import('./cli-run.js')).engineInfo(),
   };
   if (values.json) {
     out.stdout(JSON.stringify(info, null, 2) + '\n');
@@ -169,6 +171,7 @@ async function cmdInfo(args: string[], out: Out): Promise<number> {
   out.stdout(`addon     ${nativeInfo.available ? 'loaded' : `unavailable: ${nativeInfo.error}`}\n`);
   out.stdout(`emulator  ${info.emulator.available ? 'available' : 'unavailable (needs the native addon)'}\n`);
   out.stdout(`backend   ${info.backend} (what demo and bench use)\n`);
+  out.stdout((await import('./cli-run.js')).describeEngines(info.engines));
   return 0;
 }
 
@@ -190,6 +193,10 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
       case 'demo': {
         const { demoCommand } = await import('./cli-demo.js');
         return await demoCommand(rest, out);
+      }
+      case 'run': {
+        const { runCommand } = await import('./cli-run.js');
+        return await runCommand(rest, out);
       }
       case 'trace': {
         const { traceCommand } = await import('./cli-trace.js');
