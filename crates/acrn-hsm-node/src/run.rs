@@ -109,7 +109,7 @@ pub fn run_guest(options: RunGuestOptions) -> napi::Result<AsyncTask<RunTask>> {
             let bytes =
                 std::fs::read(raw).map_err(|e| coded_error("ERR_RUN", &format!("{raw}: {e}")))?;
             let addr = options.raw_addr.unwrap_or(4096.0);
-            if !(addr.is_finite() && addr >= 0.0 && addr < 1_048_576.0 && addr.fract() == 0.0) {
+            if !(addr.is_finite() && (0.0..1_048_576.0).contains(&addr) && addr.fract() == 0.0) {
                 return Err(coded_error(
                     "ERR_OUT_OF_RANGE",
                     "rawAddr must be an integer below 1 MiB",
@@ -119,7 +119,7 @@ pub fn run_guest(options: RunGuestOptions) -> napi::Result<AsyncTask<RunTask>> {
             c.payload = Payload::Raw {
                 bytes,
                 addr,
-                regs: acrn_hsm::loader::real_mode_regs(addr),
+                regs: Box::new(acrn_hsm::loader::real_mode_regs(addr)),
             };
         }
         (Some(b), None) if b != "seabios" => c.payload = Payload::Firmware(PathBuf::from(b)),
@@ -127,7 +127,10 @@ pub fn run_guest(options: RunGuestOptions) -> napi::Result<AsyncTask<RunTask>> {
     }
     if let Some(m) = options.mem_mib {
         if !(2..=65536).contains(&m) {
-            return Err(coded_error("ERR_OUT_OF_RANGE", "memMib must be in 2..65536"));
+            return Err(coded_error(
+                "ERR_OUT_OF_RANGE",
+                "memMib must be in 2..65536",
+            ));
         }
         c.mem_mib = u64::from(m);
     }

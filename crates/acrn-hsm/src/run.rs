@@ -41,7 +41,7 @@ pub enum Payload {
         /// Guest-physical load address.
         addr: u64,
         /// Initial registers of vCPU 0.
-        regs: VcpuRegs,
+        regs: Box<VcpuRegs>,
     },
 }
 

@@ -176,7 +176,14 @@ impl Machine {
         self.vm.destroy_ioreq_client().ok();
         let cs = self.client.take().expect("client").join().expect("client");
         self.vm.destroy().expect("destroy");
-        (stats, cs)
+        let after = self.emu.kvm_stats(self.vm.vmid()).expect("stats");
+        (
+            KvmStats {
+                live_threads: after.live_threads,
+                ..stats
+            },
+            cs,
+        )
     }
 }
 
@@ -291,5 +298,282 @@ fn real_mode_pio_mmio_notify() {
 fn real_mode_pio_mmio_polling() {
     if kvm_or_skip("real_mode_pio_mmio_polling") {
         run_real_mode(true);
+    }
+}
+
+// ---- through the `run` scenario (the platform devices, the raw loader) ---------------------
+
+use acrn_hsm::run::{Console, Payload, RunConfig, RunEnd, run_guest};
+
+fn run_raw(code: Vec<u8>, addr: u64, regs: VcpuRegs, polling: bool) -> acrn_hsm::run::RunReport {
+    run_guest(&raw_config(code, addr, regs, polling)).expect("run_guest")
+}
+
+fn raw_config(code: Vec<u8>, addr: u64, regs: VcpuRegs, polling: bool) -> RunConfig {
+    RunConfig {
+        payload: Payload::Raw {
+            bytes: code,
+            addr,
+            regs: Box::new(regs),
+        },
+        mem_mib: 2,
+        polling,
+        console: Console::Capture,
+        timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    }
+}
+
+/// The kernel sample's style of payload: real mode at GPA 0 with the sample's registers
+/// (CS access rights 0x9F, CR0 = ET|NE), printing through COM1 and leaving through
+/// isa-debug-exit.
+fn vm_sample_payload() -> Vec<u8> {
+    let mut c = Vec::new();
+    c.extend_from_slice(&[0xba, 0xf8, 0x03]); // mov dx, 0x3f8
+    for &b in b"Hello from a real guest\n" {
+        c.extend_from_slice(&[0xb0, b, 0xee]); // mov al, b; out dx, al
+    }
+    c.extend_from_slice(&[0xb0, 0x10, 0xe6, 0xf4]); // mov al, 0x10; out 0xf4, al
+    c.extend_from_slice(&[0xf4, 0xeb, 0xfd]); // hlt; jmp hlt
+    c
+}
+
+fn vm_sample(polling: bool) {
+    let r = run_raw(
+        vm_sample_payload(),
+        0,
+        acrn_hsm::loader::real_mode_regs(0),
+        polling,
+    );
+    assert_eq!(r.end, RunEnd::DebugExit(0x10));
+    assert_eq!(r.status, 0x21, "(0x10 << 1) | 1");
+    assert_eq!(
+        String::from_utf8_lossy(&r.serial),
+        "Hello from a real guest\n"
+    );
+    // 24 THR writes + the debug exit; the last may be withheld by the power-off.
+    assert!(r.kvm.exits == 25, "{:?}", r.kvm);
+    assert_eq!(r.kvm.issued, 25);
+    assert!(r.kvm.completed >= 24, "{:?}", r.kvm);
+    assert_eq!(r.client.pio_writes, 25);
+    assert_eq!(r.kvm.faults, 0);
+}
+
+#[test]
+fn vm_sample_payload_notify() {
+    if kvm_or_skip("vm_sample_payload_notify") {
+        vm_sample(false);
+    }
+}
+
+#[test]
+fn vm_sample_payload_polling() {
+    if kvm_or_skip("vm_sample_payload_polling") {
+        vm_sample(true);
+    }
+}
+
+/// COM1's THRE interrupt on IRQ 4 through SET_IRQLINE into the in-kernel PIC: the guest
+/// programs the PIC (vector base 8), installs an IVT handler for vector 0x0C, enables OUT2 and
+/// IER.THRE, and waits; the handler reads IIR (sent to debugcon), disables the interrupt, EOIs.
+fn irq_guest() -> Vec<u8> {
+    let mut c: Vec<u8> = vec![
+        0xfa, // cli
+        0xb0, 0x11, 0xe6, 0x20, // ICW1
+        0xb0, 0x08, 0xe6, 0x21, // ICW2: vector base 8
+        0xb0, 0x04, 0xe6, 0x21, // ICW3
+        0xb0, 0x01, 0xe6, 0x21, // ICW4: 8086 mode
+        0xb0, 0xef, 0xe6, 0x21, // OCW1: only IRQ 4 unmasked
+        0xc7, 0x06, 0x30, 0x00, 0x00, 0x00, // mov word [0x30], handler (patched)
+        0xc7, 0x06, 0x32, 0x00, 0x00, 0x00, // mov word [0x32], 0
+        0x31, 0xdb, // xor bx, bx
+        0xba, 0xfc, 0x03, 0xb0, 0x08, 0xee, // MCR = OUT2
+        0xba, 0xf9, 0x03, 0xb0, 0x02, // dx = IER, al = THRE
+        0xfb, // sti
+        0xee, // out dx, al      (THR empty: the interrupt is pending at once)
+        // wait:
+        0x83, 0xfb, 0x01, // cmp bx, 1
+        0x72, 0xfb, // jb wait
+        0xfa, // cli
+        0x88, 0xd8, // mov al, bl
+        0xe6, 0xf4, // out 0xf4, al   (status (1 << 1) | 1)
+        0xf4, 0xeb, 0xfd, // hlt; jmp hlt
+    ];
+    let handler = 0x1000 + c.len() as u16;
+    c[25..27].copy_from_slice(&handler.to_le_bytes());
+    c.extend_from_slice(&[
+        0x43, // inc bx
+        0xba, 0xfa, 0x03, 0xec, // in al, IIR
+        0xba, 0x02, 0x04, 0xee, // out 0x402 (debugcon), al
+        0xba, 0xf9, 0x03, 0x30, 0xc0, 0xee, // IER = 0
+        0xb0, 0x20, 0xe6, 0x20, // EOI
+        0xcf, // iret
+    ]);
+    c
+}
+
+fn irq(polling: bool) {
+    let mut regs = acrn_hsm::loader::real_mode_regs(0x1000);
+    regs.gprs[4] = 0x8000;
+    let r = run_raw(irq_guest(), 0x1000, regs, polling);
+    assert_eq!(r.end, RunEnd::DebugExit(1), "{:?}", r);
+    assert_eq!(r.status, 3);
+    assert_eq!(r.debugcon, vec![0x02], "IIR said: THR empty");
+    assert!(r.uart_irqs >= 1 && r.kvm.irqs >= 1, "{:?}", r);
+}
+
+#[test]
+fn uart_interrupt_notify() {
+    if kvm_or_skip("uart_interrupt_notify") {
+        irq(false);
+    }
+}
+
+#[test]
+fn uart_interrupt_polling() {
+    if kvm_or_skip("uart_interrupt_polling") {
+        irq(true);
+    }
+}
+
+/// Protected mode, flat 4 GiB segments, IDT limit 0.
+fn flat_protected_regs(rip: u64) -> VcpuRegs {
+    VcpuRegs {
+        rip,
+        cr0: 0x31, // PE | ET | NE
+        cs_ar: 0xc09b,
+        cs_limit: 0xffff_ffff,
+        rflags: 2,
+        selectors: [0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0, 0],
+        ..Default::default()
+    }
+}
+
+/// A guest that triple-faults (int3 with an empty protected-mode IDT: #GP, #DF, shutdown) ends
+/// the run with a report naming it.
+#[test]
+fn triple_fault_is_reported() {
+    if !kvm_or_skip("triple_fault_is_reported") {
+        return;
+    }
+    let code = vec![
+        0x31, 0xc9, // xor ecx, ecx
+        0xf7, 0xf1, // div ecx: #DE with an empty IDT: #GP, #DF, shutdown
+    ];
+    let mut config = raw_config(code, 0x1000, flat_protected_regs(0x1000), false);
+    config.timeout = Some(Duration::from_secs(10));
+    let r = run_guest(&config).expect("run_guest");
+    let RunEnd::GuestExit(e) = &r.end else {
+        panic!("expected a guest exit, got {:?}", r.end);
+    };
+    println!("{e}");
+    assert_eq!(e.kind, GuestExitKind::Shutdown);
+    assert_eq!(r.status, 2);
+    assert_eq!(r.kvm.live_threads, 0, "no vCPU thread left");
+}
+
+/// Protected mode, flat 4 GiB code segment; the guest jumps to an address with neither RAM nor
+/// a device: the run ends with a report (never a hang).
+#[test]
+fn bad_rip_is_reported() {
+    if !kvm_or_skip("bad_rip_is_reported") {
+        return;
+    }
+    let regs = flat_protected_regs(0x1000);
+    let code = vec![
+        0xb8, 0x00, 0x00, 0x00, 0xd0, // mov eax, 0xd0000000
+        0xff, 0xe0, // jmp eax
+    ];
+    let r = run_raw(code, 0x1000, regs, false);
+    println!("{:?}", r.end);
+    let RunEnd::GuestExit(e) = &r.end else {
+        panic!("expected a guest exit, got {:?} ({:?})", r.end, r.kvm);
+    };
+    println!("{e}");
+    assert_eq!(r.status, 2);
+    assert_eq!(r.kvm.live_threads, 0, "no vCPU thread left");
+}
+
+/// PAUSE / RESET / DESTROY of a running KVM guest, the device model's sequence: after PAUSE
+/// (and CLEAR_VM_IOREQ) nothing more arrives; after RESET + SET_VCPU_REGS + START the guest
+/// runs again from its first instruction; every value arrives once, in order; DESTROY leaves no
+/// vCPU thread.
+fn lifecycle(polling: bool) {
+    let code = vec![
+        0x31, 0xc0, // xor ax, ax
+        0x40, // l: inc ax
+        0xe7, 0x80, // out 0x80, ax
+        0xeb, 0xfb, // jmp l
+    ];
+    let log: Log = Default::default();
+    let l = log.clone();
+    let m = machine(&code, polling, real_mode_regs(0x1000), |d, _tx| {
+        d.add_pio(0x80, 2, logger('p', 0x80, l, None, |_, _| 0))
+            .unwrap();
+    });
+    let wait_len = |n: usize| {
+        for _ in 0..2000 {
+            if log.lock().unwrap().len() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!(
+            "guest made no progress: {:?}",
+            m.emu.guest_exits(m.vm.vmid())
+        );
+    };
+    wait_len(200);
+    m.vm.pause().unwrap();
+    m.vm.clear_vm_ioreq().unwrap();
+    let n1 = log.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(log.lock().unwrap().len(), n1, "nothing after PAUSE");
+    for _ in 0..200 {
+        if m.emu.kvm_stats(m.vm.vmid()).unwrap().live_threads == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        m.emu.kvm_stats(m.vm.vmid()).unwrap().live_threads,
+        0,
+        "paused: vCPU threads ended"
+    );
+    m.vm.reset().unwrap();
+    m.vm.set_vcpu_regs(&real_mode_regs(0x1000)).unwrap();
+    m.vm.start().unwrap();
+    wait_len(n1 + 200);
+    let s = m.emu.kvm_stats(m.vm.vmid()).unwrap();
+    assert_eq!(s.starts, 2);
+    let (ks, _cs) = m.finish();
+    assert_eq!(ks.live_threads, 0, "destroyed: no vCPU thread left");
+    let log = log.lock().unwrap().clone();
+    let values: Vec<u64> = log.iter().map(|e| e.4).collect();
+    // First run: 1, 2, 3, ... n1 (each once, in order); second run starts at 1 again.
+    for (i, v) in values[..n1].iter().enumerate() {
+        assert_eq!(*v, i as u64 + 1, "first run, request {i}");
+    }
+    for (i, v) in values[n1..].iter().enumerate() {
+        assert_eq!(*v, i as u64 + 1, "after reset, request {i}");
+    }
+    assert!(
+        ks.issued >= log.len() as u64 && ks.issued <= log.len() as u64 + 2,
+        "{ks:?} vs {}",
+        log.len()
+    );
+}
+
+#[test]
+fn pause_reset_destroy_running_guest_notify() {
+    if kvm_or_skip("pause_reset_destroy_running_guest_notify") {
+        lifecycle(false);
+    }
+}
+
+#[test]
+fn pause_reset_destroy_running_guest_polling() {
+    if kvm_or_skip("pause_reset_destroy_running_guest_polling") {
+        lifecycle(true);
     }
 }

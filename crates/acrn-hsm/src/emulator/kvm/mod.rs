@@ -189,6 +189,8 @@ pub struct KvmStats {
     pub starts: u64,
     /// Interrupts injected into the in-kernel irqchip (SET_IRQLINE, INJECT_MSI, irqfd).
     pub irqs: u64,
+    /// vCPU threads alive now (0 once the VM is reset, destroyed or every vCPU has stopped).
+    pub live_threads: u64,
 }
 
 #[derive(Default)]
@@ -199,6 +201,7 @@ struct Counters {
     faults: AtomicU64,
     starts: AtomicU64,
     irqs: AtomicU64,
+    live: AtomicU64,
 }
 
 /// The KVM side of one hypervisor VM: lives in [`HvVm`] for the VM's whole life.
@@ -250,6 +253,7 @@ impl KvmState {
             faults: c.faults.load(Ordering::Relaxed),
             starts: c.starts.load(Ordering::Relaxed),
             irqs: c.irqs.load(Ordering::Relaxed),
+            live_threads: c.live.load(Ordering::Acquire),
         }
     }
 
@@ -383,12 +387,16 @@ fn build(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<KvmVm, String> {
         let cpuid = acrn_cpuid(&supported, id as u32, tsc_khz)?;
         vcpu.set_cpuid2(&cpuid)
             .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+        if id == 0 {
+            bsp_virtual_wire(&vcpu)?;
+        }
         let regs = lock(&vm.vcpus[id].regs).clone();
         apply_regs(&vcpu, &regs)?;
         let in_run = Arc::new(AtomicBool::new(false));
         let (hv2, vm2, flag) = (hv.clone(), vm.clone(), in_run.clone());
         let rec = lock(&vm.kvm.recorder).as_ref().map(|r| r.vcpu(id as u16));
         vm.vcpus[id].busy.store(true, Ordering::Release);
+        vm.kvm.counters.live.fetch_add(1, Ordering::AcqRel);
         let handle = std::thread::Builder::new()
             .name(format!("kvm-vcpu{id}"))
             .spawn(move || {
@@ -398,6 +406,7 @@ fn build(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<KvmVm, String> {
                 drop(path.rec.take());
                 *lock(&vm2.vcpus[id].waiter) = None;
                 vm2.vcpus[id].busy.store(false, Ordering::Release);
+                vm2.kvm.counters.live.fetch_sub(1, Ordering::AcqRel);
             })
             .map_err(|e| format!("vCPU thread: {e}"))?;
         threads.push(VcpuThread { handle, in_run });
@@ -527,6 +536,25 @@ fn acrn_cpuid(supported: &CpuId, apic_id: u32, tsc_khz: u32) -> Result<CpuId, St
     // ACRN_CPUID_TIMING_INFO: the TSC frequency in kHz.
     out.push(leaf(0x4000_0010, tsc_khz, 0, 0, 0));
     CpuId::from_entries(&out).map_err(|e| format!("CPUID table: {e:?}"))
+}
+
+/// The BSP's LAPIC at power-on as a PC leaves it for the firmware: LINT0 in ExtINT mode and
+/// LINT1 NMI ("virtual wire"), so that the 8259's interrupts reach the vCPU before the guest
+/// programs its LAPIC (QEMU's `apic_reset_common` does the same for the BSP). Without it KVM
+/// accepts no PIC interrupt while the LAPIC is hardware-enabled with LVT0 masked.
+fn bsp_virtual_wire(vcpu: &VcpuFd) -> Result<(), String> {
+    let mut l = vcpu
+        .get_lapic()
+        .map_err(|e| format!("KVM_GET_LAPIC: {e}"))?;
+    let mut put = |off: usize, v: u32| {
+        for (i, b) in v.to_le_bytes().iter().enumerate() {
+            l.regs[off + i] = *b as _;
+        }
+    };
+    put(0x350, 0x700); // LVT LINT0: ExtINT
+    put(0x360, 0x400); // LVT LINT1: NMI
+    vcpu.set_lapic(&l)
+        .map_err(|e| format!("KVM_SET_LAPIC: {e}"))
 }
 
 fn u64_at(b: &[u8], o: usize) -> u64 {
