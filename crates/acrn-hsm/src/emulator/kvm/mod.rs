@@ -1,8 +1,8 @@
 //! The KVM execution engine of the emulated hypervisor: where `/dev/kvm` exists, a VM's vCPUs
 //! run real guest code in `KVM_RUN`, and every PIO/MMIO exit becomes an ACRN I/O request through
-//! exactly the path the workload engine uses ([`SlotIo::emulate`]: fill the slot, PENDING,
-//! upcall to the emulated HSM, client, NOTIFY, COMPLETE, post-work, FREE), in both completion
-//! modes.
+//! exactly the path the workload engine uses (`SlotIo::emulate` in `emulator/guest.rs`: fill the
+//! slot, PENDING, upcall to the emulated HSM, client, NOTIFY, COMPLETE, post-work, FREE), in both
+//! completion modes.
 //!
 //! The ACRN ABI is mapped onto KVM as the hypervisor implements it:
 //!
