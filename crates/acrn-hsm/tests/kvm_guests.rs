@@ -83,6 +83,16 @@ fn machine(
     regs: VcpuRegs,
     setup: impl FnOnce(&mut Dispatcher, mpsc::Sender<u64>),
 ) -> Machine {
+    machine_with(&[(0x1000, code.to_vec())], polling, regs, setup)
+}
+
+/// [`machine`] with several blobs in RAM (`(gpa, bytes)`).
+fn machine_with(
+    blobs: &[(usize, Vec<u8>)],
+    polling: bool,
+    regs: VcpuRegs,
+    setup: impl FnOnce(&mut Dispatcher, mpsc::Sender<u64>),
+) -> Machine {
     let emu = Emulator::new();
     emu.set_engine(Engine::Kvm);
     let hsm = Hsm::emulated(&emu);
@@ -99,7 +109,9 @@ fn machine(
         .expect("create_vm"),
     );
     let ram = Arc::new(UserPages::new(0xa0000).expect("ram"));
-    ram.write_bytes(0x1000, code).expect("code");
+    for (gpa, b) in blobs {
+        ram.write_bytes(*gpa, b).expect("guest memory");
+    }
     vm.map_ram(0, ram.clone(), 0x7).expect("map_ram");
     vm.set_vcpu_regs(&regs).expect("regs");
     let (tx, rx) = mpsc::channel();
@@ -208,6 +220,12 @@ fn real_mode_guest() -> Vec<u8> {
         0x66, 0xc7, 0x06, 0x30, 0x00, 0x78, 0x56, 0x34, 0x12, // mov dword [0x30], 0x12345678
         0x66, 0xa1, 0x40, 0x00, // mov eax, [0x40] (MMIO 4 bytes: 0x89abcdef)
         0x66, 0xe7, 0x88, // out 0x88, eax  (echoed)
+        0x66, 0xb8, 0x00, 0x00, 0x00, 0x80, // mov eax, 0x80000000 (00:00.0, register 0)
+        0xba, 0xf8, 0x0c, // mov dx, 0xcf8
+        0x66, 0xef, // out dx, eax      (HSM's cf8 latch: completed in the kernel)
+        0xba, 0xfc, 0x0c, // mov dx, 0xcfc
+        0x66, 0xed, // in eax, dx       (a PCICFG request: 0x12348086)
+        0x66, 0xe7, 0x8c, // out 0x8c, eax  (echoed)
         0xb9, 0xf4, 0x01, // mov cx, 500
         // loop:
         0xe6, 0x8a, // out 0x8a, al
@@ -246,6 +264,11 @@ fn run_real_mode(polling: bool) {
                 .unwrap();
             d.add_mmio(0xa0000, 0x1000, logger('m', 0xa0000, l, None, read))
                 .unwrap();
+            d.add_pci(
+                acrn_hsm::client::Bdf::new(0, 0, 0),
+                Box::new(devices::PciFunction::new(0x8086, 0x1234)),
+            )
+            .unwrap();
         },
     );
     assert_eq!(m.wait_done(60), 7);
@@ -270,21 +293,179 @@ fn run_real_mode(polling: bool) {
         ]
     );
     assert_eq!(log[11], ('p', 0x88, 4, true, 0x89ab_cdef));
-    let body = &log[12..log.len() - 1];
+    // The PCI vendor/device dword, read through 0xCF8/0xCFC as a PCICFG request.
+    assert_eq!(log[12], ('p', 0x8c, 4, true, 0x1234_8086));
+    let body = &log[13..log.len() - 1];
     assert_eq!(body.len(), 1000);
     for (i, pair) in body.chunks(2).enumerate() {
-        // AL is 0x89's low byte... then the value read from 0x8b.
-        let al = if i == 0 { 0xef } else { 0x77 };
+        // AL is the PCI dword's low byte, then the value read from 0x8b.
+        let al = if i == 0 { 0x86 } else { 0x77 };
         assert_eq!(pair[0], ('p', 0x8a, 1, true, al), "iteration {i}");
         assert_eq!(pair[1], ('p', 0x8b, 1, false, 0x77), "iteration {i}");
     }
     assert_eq!(*log.last().unwrap(), ('p', 0xf4, 1, true, 7));
-    let n = log.len() as u64;
+    // Plus the 0xCF8 write (the HSM's) and the 0xCFC read (the PCI function's).
+    let n = log.len() as u64 + 2;
     assert_eq!(ks.issued, n, "every exit issued once");
     assert_eq!(ks.completed, n, "every exit completed once");
     assert_eq!(ks.exits, n);
     assert_eq!(ks.faults, 0);
-    assert_eq!(cs.handled(), n, "the client handled each request once");
+    assert_eq!(
+        cs.handled(),
+        n - 1,
+        "the client handled each request once (not 0xCF8)"
+    );
+    assert_eq!(cs.pci_reads, 1);
+}
+
+/// Long mode (4-level paging, 2 MiB pages, a 64-bit IDT): RAM through the page tables, 8-byte
+/// MMIO, PCI configuration through 0xCF8/0xCFC, then an MSI (INJECT_MSI → KVM_SIGNAL_MSI) taken
+/// by the guest's handler on vector 0x40 after it enabled its LAPIC.
+fn run_long_mode(polling: bool) {
+    let mut code: Vec<u8> = vec![
+        0x48, 0xc7, 0x04, 0x25, 0x00, 0x80, 0x00, 0x00, 0x78, 0x56, 0x34,
+        0x12, // mov qword [0x8000], 0x12345678
+        0x48, 0x8b, 0x04, 0x25, 0x00, 0x80, 0x00, 0x00, // mov rax, [0x8000]
+        0xe7, 0x80, // out 0x80, eax
+        0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x0a, 0x00, // mov rax, [0xa0000]  (MMIO, 8 bytes)
+        0x48, 0x89, 0x04, 0x25, 0x08, 0x00, 0x0a, 0x00, // mov [0xa0008], rax  (MMIO, 8 bytes)
+        0xb8, 0x00, 0x00, 0x00, 0x80, // mov eax, 0x80000000
+        0x66, 0xba, 0xf8, 0x0c, // mov dx, 0xcf8
+        0xef, // out dx, eax
+        0x66, 0xba, 0xfc, 0x0c, // mov dx, 0xcfc
+        0xed, // in eax, dx
+        0xe7, 0x84, // out 0x84, eax
+        0xbb, 0x00, 0x00, 0xe0, 0xfe, // mov ebx, 0xfee00000
+        0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00,
+        0x00, // LAPIC SVR = 0x1ff (enabled)
+        0x31, 0xf6, // xor esi, esi
+        0xfb, // sti
+        0xe6, 0x91, // out 0x91, al   (the test injects the MSI)
+        0x85, 0xf6, // wait: test esi, esi
+        0x74, 0xfc, // jz wait
+        0xfa, // cli
+        0x89, 0xf0, // mov eax, esi
+        0xe6, 0xf4, // out 0xf4, al
+        0xf4, 0xeb, 0xfd, // hlt; jmp hlt
+    ];
+    let handler = 0x1000 + code.len() as u64;
+    code.extend_from_slice(&[
+        0xff, 0xc6, // inc esi
+        0xc7, 0x83, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // LAPIC EOI
+        0x48, 0xcf, // iretq
+    ]);
+    let q = |v: u64| v.to_le_bytes().to_vec();
+    let mut pd_high = vec![0u8; 4096];
+    let i = ((0xfee0_0000u64 - 0xc000_0000) >> 21) as usize;
+    pd_high[i * 8..i * 8 + 8].copy_from_slice(&(0xfee0_0000u64 | 0x9b).to_le_bytes());
+    let mut pdpt = vec![0u8; 4096];
+    pdpt[..8].copy_from_slice(&(0x4000u64 | 3).to_le_bytes());
+    pdpt[24..32].copy_from_slice(&(0x5000u64 | 3).to_le_bytes());
+    let mut idt = vec![0u8; 4096];
+    let gate = (handler & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((handler >> 16) & 0xffff) << 48;
+    idt[0x40 * 16..0x40 * 16 + 8].copy_from_slice(&gate.to_le_bytes());
+    let gdt = [q(0), q(0x00af_9b00_0000_ffff), q(0x00cf_9300_0000_ffff)].concat();
+    let blobs = vec![
+        (0x1000, code),
+        (0x2000, q(0x3000 | 3)),
+        (0x3000, pdpt),
+        (0x4000, q(0x83)),
+        (0x5000, pd_high),
+        (0x6000, gdt),
+        (0x7000, idt),
+    ];
+    let regs = VcpuRegs {
+        rip: 0x1000,
+        cr0: 0x8000_0031, // PG | NE | ET | PE
+        cr4: 0x20,        // PAE
+        cr3: 0x2000,
+        ia32_efer: 0x500, // LME | LMA
+        gdt: (23, 0x6000),
+        idt: (4095, 0x7000),
+        cs_ar: 0xa09b, // G, L, P, S, code
+        cs_limit: 0xffff_ffff,
+        rflags: 2,
+        selectors: [0x08, 0x10, 0x10, 0x10, 0x10, 0x10, 0, 0],
+        gprs: {
+            let mut g = [0u64; 16];
+            g[4] = 0x9000;
+            g
+        },
+        ..Default::default()
+    };
+    let log: Log = Default::default();
+    let l = log.clone();
+    let (ready_tx, ready_rx) = mpsc::channel::<u64>();
+    let m = machine_with(&blobs, polling, regs, |d, tx| {
+        let read = |a: u64, _s: u8| {
+            if a == 0xa0000 {
+                0x1122_3344_5566_7788
+            } else {
+                0
+            }
+        };
+        d.add_pio(0x80, 16, logger('p', 0x80, l.clone(), None, read))
+            .unwrap();
+        let l2 = l.clone();
+        d.add_pio(
+            0x91,
+            1,
+            Box::new(devices::FnDevice::new(
+                "ready",
+                |_, _| 0,
+                move |off, size, v| {
+                    l2.lock().unwrap().push(('p', 0x91 + off, size, true, v));
+                    let _ = ready_tx.send(v);
+                },
+            )),
+        )
+        .unwrap();
+        d.add_pio(0xf4, 1, logger('p', 0xf4, l.clone(), Some(tx), read))
+            .unwrap();
+        d.add_mmio(0xa0000, 0x1000, logger('m', 0xa0000, l, None, read))
+            .unwrap();
+        d.add_pci(
+            acrn_hsm::client::Bdf::new(0, 0, 0),
+            Box::new(devices::PciFunction::new(0x8086, 0x1234)),
+        )
+        .unwrap();
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("guest not ready: {:?}", m.emu.guest_exits(m.vm.vmid())));
+    m.vm.inject_msi(0xfee0_0000, 0x40).unwrap();
+    assert_eq!(m.wait_done(60), 1, "the handler ran once");
+    m.settle(8);
+    let (ks, cs) = m.finish();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        vec![
+            ('p', 0x80, 4, true, 0x1234_5678),
+            ('m', 0xa0000, 8, false, 0x1122_3344_5566_7788),
+            ('m', 0xa0008, 8, true, 0x1122_3344_5566_7788),
+            ('p', 0x84, 4, true, 0x1234_8086),
+            ('p', 0x91, 1, true, 0x86),
+            ('p', 0xf4, 1, true, 1),
+        ]
+    );
+    assert_eq!((ks.exits, ks.issued, ks.completed, ks.faults), (8, 8, 8, 0));
+    assert_eq!(ks.irqs, 1);
+    assert_eq!(cs.handled(), 7);
+}
+
+#[test]
+fn long_mode_ram_mmio_pci_msi_notify() {
+    if kvm_or_skip("long_mode_ram_mmio_pci_msi_notify") {
+        run_long_mode(false);
+    }
+}
+
+#[test]
+fn long_mode_ram_mmio_pci_msi_polling() {
+    if kvm_or_skip("long_mode_ram_mmio_pci_msi_polling") {
+        run_long_mode(true);
+    }
 }
 
 #[test]
