@@ -477,6 +477,9 @@ impl IoDevice for Port92 {
 pub struct IrqUart {
     uart: Uart16550,
     irq: UartIrqHandle,
+    /// The THRE interrupt was identified by an IIR read: cleared until the next THR or IER
+    /// write, as on a 16550.
+    thre_acked: bool,
 }
 
 impl std::fmt::Debug for IrqUart {
@@ -537,6 +540,7 @@ impl IrqUart {
                 enables: Arc::new(AtomicU8::new(0)),
                 pulses: Arc::new(AtomicI32::new(0)),
             },
+            thre_acked: false,
         }
     }
     /// The handle for the input side.
@@ -555,13 +559,22 @@ impl IrqUart {
             (ier & 0x0f) | if out2 { 0x80 } else { 0 },
             Ordering::Release,
         );
-        let pending = self.uart.read(2, 1) & 1 == 0;
+        let pending = self.pending();
         if out2 && pending && !was_pending {
             self.irq.pulse();
         }
     }
+    /// IIR with the THRE acknowledgement applied.
+    fn iir(&mut self) -> u8 {
+        let v = self.uart.read(2, 1) as u8;
+        if v & 0x0f == 0x02 && self.thre_acked {
+            (v & 0xf0) | 0x01
+        } else {
+            v
+        }
+    }
     fn pending(&mut self) -> bool {
-        self.uart.read(2, 1) & 1 == 0
+        self.iir() & 1 == 0
     }
 }
 
@@ -571,21 +584,33 @@ impl IoDevice for IrqUart {
     }
     fn read(&mut self, offset: u64, size: u8) -> u64 {
         let before = self.pending();
-        let v = self.uart.read(offset, size);
-        // Reading RBR or IIR acknowledges (the model's IIR is level: re-evaluated).
-        let ack = offset == 0 || offset == 2;
-        self.update(before && !ack);
+        let v = if offset == 2 && size == 1 {
+            let v = self.iir();
+            if v & 0x0f == 0x02 {
+                self.thre_acked = true;
+            }
+            u64::from(v)
+        } else {
+            self.uart.read(offset, size)
+        };
+        // Reading RBR acknowledges received data (re-evaluated: more may be queued).
+        self.update(before && offset != 0);
         v
     }
     fn write(&mut self, offset: u64, size: u8, value: u64) {
         let before = self.pending();
+        let dlab = self.uart.read(3, 1) & 0x80 != 0;
         self.uart.write(offset, size, value);
-        // A THR write re-arms the THRE interrupt.
-        let thr = offset == 0 && self.uart.read(3, 1) & 0x80 == 0;
-        self.update(before && !thr);
+        // A THR or IER write re-arms the THRE interrupt.
+        let rearm = !dlab && (offset == 0 || offset == 1);
+        if rearm {
+            self.thre_acked = false;
+        }
+        self.update(before && !rearm);
     }
     fn reset(&mut self) {
         self.uart.reset();
+        self.thre_acked = false;
         self.irq.enables.store(0, Ordering::Release);
     }
 }

@@ -246,6 +246,9 @@ fn install_kick_handler() {
 impl KvmState {
     pub(crate) fn stats(&self) -> KvmStats {
         let c = &self.counters;
+        // First: a thread that ended did its counting before its decrement (AcqRel), so seeing
+        // it gone here (Acquire) makes its counts visible below.
+        let live_threads = c.live.load(Ordering::Acquire);
         KvmStats {
             exits: c.exits.load(Ordering::Relaxed),
             issued: c.issued.load(Ordering::Relaxed),
@@ -253,7 +256,7 @@ impl KvmState {
             faults: c.faults.load(Ordering::Relaxed),
             starts: c.starts.load(Ordering::Relaxed),
             irqs: c.irqs.load(Ordering::Relaxed),
-            live_threads: c.live.load(Ordering::Acquire),
+            live_threads,
         }
     }
 
