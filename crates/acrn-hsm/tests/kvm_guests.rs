@@ -758,3 +758,40 @@ fn pause_reset_destroy_running_guest_polling() {
         lifecycle(true);
     }
 }
+
+/// CPUID as an ACRN User VM sees it: the hypervisor bit, and leaf 0x40000000 "ACRNACRNACRN"
+/// with 0x40000010 as its highest leaf.
+#[test]
+fn cpuid_shows_the_acrn_hypervisor_leaf() {
+    if !kvm_or_skip("cpuid_shows_the_acrn_hypervisor_leaf") {
+        return;
+    }
+    let code = vec![
+        0x66, 0xb8, 0x00, 0x00, 0x00, 0x40, // mov eax, 0x40000000
+        0x0f, 0xa2, // cpuid
+        0x66, 0xe7, 0x80, // out 0x80, eax
+        0x66, 0x89, 0xd8, 0x66, 0xe7, 0x80, // mov eax, ebx; out 0x80, eax
+        0x66, 0x89, 0xc8, 0x66, 0xe7, 0x80, // mov eax, ecx; out 0x80, eax
+        0x66, 0x89, 0xd0, 0x66, 0xe7, 0x80, // mov eax, edx; out 0x80, eax
+        0x66, 0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1
+        0x0f, 0xa2, // cpuid
+        0x66, 0x89, 0xc8, 0x66, 0xe7, 0x84, // mov eax, ecx; out 0x84, eax
+        0xb0, 0x07, 0xe6, 0xf4, // done
+        0xf4, 0xeb, 0xfd,
+    ];
+    let log: Log = Default::default();
+    let l = log.clone();
+    let m = machine(&code, false, real_mode_regs(0x1000), |d, tx| {
+        d.add_pio(0x80, 16, logger('p', 0x80, l.clone(), None, |_, _| 0))
+            .unwrap();
+        d.add_pio(0xf4, 1, logger('p', 0xf4, l, Some(tx), |_, _| 0))
+            .unwrap();
+    });
+    assert_eq!(m.wait_done(60), 7);
+    m.settle(6);
+    let _ = m.finish();
+    let v: Vec<u64> = log.lock().unwrap().iter().map(|e| e.4).collect();
+    let acrn = u64::from(u32::from_le_bytes(*b"ACRN"));
+    assert_eq!(&v[..4], &[0x4000_0010, acrn, acrn, acrn]);
+    assert_ne!(v[4] & (1 << 31), 0, "CPUID.1:ECX.hypervisor");
+}
