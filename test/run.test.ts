@@ -84,9 +84,12 @@ describe.skipIf(whyNot !== undefined)('acrn-hsm run with a raw payload', () => {
     expect(r.stderr).toMatch(/isa-debug-exit; exit status 33/);
   }, 90_000);
 
-  it('refuses --kernel with a clear message', () => {
-    const r = cli('run', '--kernel', '/nonexistent');
-    expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/--kernel is not supported yet/);
+  it('refuses --disk and a missing kernel with clear messages', () => {
+    const d = cli('run', '--disk', '/nonexistent');
+    expect(d.status).toBe(2);
+    expect(d.stderr).toMatch(/--disk is not supported yet/);
+    const k = cli('run', '--kernel', join(dir, 'no-such-bzImage'), '--timeout', '5');
+    expect(k.status).toBe(1);
+    expect(k.stderr).toMatch(/no-such-bzImage: No such file/);
   });
 });

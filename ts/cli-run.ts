@@ -5,7 +5,8 @@ import { AcrnHsmError } from './errors.js';
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 
 export const RUN_USAGE =
-  '  run [--bios FILE|seabios] [--raw FILE [--raw-addr A]] [--mem MiB] [--vcpus N] [--mode notify|poll]\n' +
+  '  run [--bios FILE|seabios | --raw FILE [--raw-addr A] | --kernel BZIMAGE [--initrd FILE] [--cmdline S]]\n' +
+  '      [--mem MiB] [--vcpus N] [--mode notify|poll]\n' +
   '      [--debug-exit PORT] [--debugcon FILE] [--trace FILE] [--timeout S] [--until TEXT] [--json]\n' +
   '                          a real guest on KVM behind the ACRN ABI; COM1 on the terminal, Ctrl-A x quits\n';
 
@@ -65,10 +66,14 @@ export async function runCommand(args: string[], out: Out): Promise<number> {
     },
     strict: true,
   });
-  for (const k of ['kernel', 'initrd', 'cmdline', 'disk'] as const) {
-    if (values[k] !== undefined) {
-      throw new AcrnHsmError('ERR_USAGE', `--${k} is not supported yet: this build boots firmware (--bios) and raw payloads (--raw) only`);
-    }
+  if (values.disk !== undefined) {
+    throw new AcrnHsmError('ERR_USAGE', '--disk is not supported yet: this build has no virtio-blk device');
+  }
+  if ((values.initrd !== undefined || values.cmdline !== undefined) && values.kernel === undefined) {
+    throw new AcrnHsmError('ERR_USAGE', '--initrd and --cmdline need --kernel');
+  }
+  if ([values.bios, values.raw, values.kernel].filter((v) => v !== undefined).length > 1) {
+    throw new AcrnHsmError('ERR_USAGE', 'give one of --bios, --raw, --kernel');
   }
   if (values.mode !== undefined && values.mode !== 'notify' && values.mode !== 'poll') {
     throw new AcrnHsmError('ERR_USAGE', `--mode must be notify or poll, got '${values.mode}'`);
@@ -78,6 +83,9 @@ export async function runCommand(args: string[], out: Out): Promise<number> {
   const report = await runGuest({
     bios: values.bios,
     raw: values.raw,
+    kernel: values.kernel,
+    initrd: values.initrd,
+    cmdline: values.cmdline,
     rawAddr: num('raw-addr', values['raw-addr'], 0, 0xfffff),
     memMib: num('mem', values.mem, 2, 65536),
     vcpus: num('vcpus', values.vcpus, 1, 16),

@@ -14,6 +14,12 @@ export interface RunGuestOptions {
   bios?: string;
   /** A raw binary loaded instead of firmware, run in real mode from {@link rawAddr}. */
   raw?: string;
+  /** A Linux bzImage (boot protocol ≥ 2.06, 64-bit entry) loaded instead of firmware. */
+  kernel?: string;
+  /** Its initrd (an uncompressed cpio boots fastest under emulation). */
+  initrd?: string;
+  /** Its command line (default `console=ttyS0`). */
+  cmdline?: string;
   /** Guest-physical load address of {@link raw} (default 0x1000, below 1 MiB). */
   rawAddr?: number;
   /** RAM in MiB (default 128). */

@@ -20,6 +20,12 @@ pub struct RunGuestOptions {
     pub bios: Option<String>,
     /// A raw binary to load instead of firmware.
     pub raw: Option<String>,
+    /// A Linux bzImage to load instead of firmware (64-bit boot protocol).
+    pub kernel: Option<String>,
+    /// Its initrd.
+    pub initrd: Option<String>,
+    /// Its command line (default `console=ttyS0`).
+    pub cmdline: Option<String>,
     /// Its guest-physical load address (default 0x1000), real mode from there.
     pub raw_addr: Option<f64>,
     /// RAM in MiB (default 128).
@@ -124,6 +130,26 @@ pub fn run_guest(options: RunGuestOptions) -> napi::Result<AsyncTask<RunTask>> {
         }
         (Some(b), None) if b != "seabios" => c.payload = Payload::Firmware(PathBuf::from(b)),
         _ => {}
+    }
+    if let Some(k) = options.kernel {
+        if options.bios.is_some() || options.raw.is_some() {
+            return Err(coded_error(
+                "ERR_INVALID_ARG",
+                "give one of bios, raw, kernel",
+            ));
+        }
+        c.payload = Payload::Kernel {
+            kernel: PathBuf::from(k),
+            initrd: options.initrd.map(PathBuf::from),
+            cmdline: options
+                .cmdline
+                .unwrap_or_else(|| "console=ttyS0".to_string()),
+        };
+    } else if options.initrd.is_some() || options.cmdline.is_some() {
+        return Err(coded_error(
+            "ERR_INVALID_ARG",
+            "initrd and cmdline need kernel",
+        ));
     }
     if let Some(m) = options.mem_mib {
         if !(2..=65536).contains(&m) {

@@ -34,6 +34,15 @@ pub const SEABIOS_PATH: &str = "/usr/share/seabios/bios.bin";
 pub enum Payload {
     /// A firmware image (SeaBIOS's `bios.bin`), from its reset vector.
     Firmware(PathBuf),
+    /// A Linux bzImage (boot protocol ≥ 2.06, 64-bit entry), an initrd and a command line.
+    Kernel {
+        /// The bzImage.
+        kernel: PathBuf,
+        /// The initrd (cpio), if any.
+        initrd: Option<PathBuf>,
+        /// The command line.
+        cmdline: String,
+    },
     /// A raw binary at `addr` with vCPU 0's registers.
     Raw {
         /// The binary.
@@ -241,6 +250,18 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         }
         Payload::Raw { bytes, addr, regs } => {
             loader::load_raw(&vm, &ram, *addr, bytes, regs)?;
+        }
+        Payload::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            let read =
+                |p: &PathBuf| std::fs::read(p).map_err(|e| err(format!("{}: {e}", p.display())));
+            let image = read(kernel)?;
+            let rd = initrd.as_ref().map(read).transpose()?;
+            loader::load_bzimage(&vm, &ram, &image, rd.as_deref(), cmdline)
+                .map_err(|e| err(format!("{}: {e}", kernel.display())))?;
         }
     }
 

@@ -795,3 +795,74 @@ fn cpuid_shows_the_acrn_hypervisor_leaf() {
     assert_eq!(&v[..4], &[0x4000_0010, acrn, acrn, acrn]);
     assert_ne!(v[4] & (1 << 31), 0, "CPUID.1:ECX.hypervisor");
 }
+
+/// The bzImage loader (boot protocol 2.06+, 64-bit entry) with a synthetic image: a setup
+/// header and, at the 64-bit entry (`load + 0x200`), code that checks what a kernel relies on —
+/// long mode with RSI = the zero page ("HdrS" at 0x202), the command line at `cmd_line_ptr`
+/// (printed on COM1), the e820 entry count (printed as a digit), the initrd's size — and leaves
+/// through isa-debug-exit with 0x10 when all hold, 0x11 otherwise.
+#[test]
+fn bzimage_loader_64bit_entry() {
+    if !kvm_or_skip("bzimage_loader_64bit_entry") {
+        return;
+    }
+    let mut img = vec![0u8; 5 * 512];
+    img[0x1f1] = 4; // setup_sects
+    img[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    img[0x201] = 0x6a; // header length
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    img[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+    img[0x236] = 1; // XLF_KERNEL_64
+    img[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes()); // cmdline_size
+    let mut k = vec![0x90u8; 0x200]; // the 32-bit entry (unused)
+    k.extend_from_slice(&[
+        0x81, 0xbe, 0x02, 0x02, 0x00, 0x00, 0x48, 0x64, 0x72,
+        0x53, // cmp dword [rsi+0x202], "HdrS"
+        0x75, 0x3c, // jne fail
+        0x8b, 0x9e, 0x28, 0x02, 0x00, 0x00, // mov ebx, [rsi+0x228]  (cmd_line_ptr)
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        // print:
+        0x8a, 0x03, // mov al, [rbx]
+        0x84, 0xc0, // test al, al
+        0x74, 0x06, // jz printed
+        0xee, // out dx, al
+        0x48, 0xff, 0xc3, // inc rbx
+        0xeb, 0xf4, // jmp print
+        // printed:
+        0x8a, 0x86, 0xe8, 0x01, 0x00, 0x00, // mov al, [rsi+0x1e8]  (e820_entries)
+        0x04, 0x30, // add al, '0'
+        0xee, // out dx, al
+        0x81, 0xbe, 0x1c, 0x02, 0x00, 0x00, 0x00, 0x30, 0x00,
+        0x00, // cmp dword [rsi+0x21c], 0x3000
+        0x75, 0x11, // jne fail
+        0x81, 0xbe, 0x18, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, // cmp dword [rsi+0x218], 0
+        0x74, 0x05, // je fail (the initrd must have an address)
+        0xb0, 0x10, 0xe6, 0xf4, // mov al, 0x10; out 0xf4, al
+        0xf4, // hlt
+        // fail:
+        0xb0, 0x11, 0xe6, 0xf4, 0xf4, // mov al, 0x11; out 0xf4, al; hlt
+    ]);
+    img.extend_from_slice(&k);
+    let dir = std::env::temp_dir().join(format!("acrn-bz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (kernel, initrd) = (dir.join("bzImage"), dir.join("initrd"));
+    std::fs::write(&kernel, &img).unwrap();
+    std::fs::write(&initrd, vec![0x5au8; 0x3000]).unwrap();
+    let r = run_guest(&RunConfig {
+        payload: Payload::Kernel {
+            kernel,
+            initrd: Some(initrd),
+            cmdline: "console=ttyS0 acrn".into(),
+        },
+        mem_mib: 64,
+        console: Console::Capture,
+        timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    })
+    .expect("run_guest");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(String::from_utf8_lossy(&r.serial), "console=ttyS0 acrn4");
+    assert_eq!(r.end, RunEnd::DebugExit(0x10), "{r:?}");
+}
