@@ -331,9 +331,10 @@ fn reset_requested_by_a_device_while_8_vcpus_are_busy() {
         assert_eq!(r.vcpus[0].issued, 201, "the op after the reset never ran");
         assert!(r.vcpus[0].stopped.is_some());
         for (i, v) in r.vcpus.iter().enumerate() {
-            // Each vCPU lost at most the one request in flight, and only if it was stopped.
+            // Each vCPU lost at most the one request in flight, and only if it was stopped (a
+            // vCPU between two requests when PAUSE came stops without losing one).
             let lost = v.issued - v.completed;
-            assert_eq!(lost, u64::from(v.stopped.is_some()), "vCPU {i}: {v:?}");
+            assert!(lost <= u64::from(v.stopped.is_some()), "vCPU {i}: {v:?}");
             if v.stopped.is_none() {
                 assert_eq!(v.completed, 4000, "vCPU {i} finished before the reset");
             }
