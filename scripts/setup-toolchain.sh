@@ -29,6 +29,8 @@ apt_install() {
 }
 
 command -v gcc >/dev/null 2>&1 && [ -f /usr/include/linux/acrn.h ] || { log "installing gcc and linux-libc-dev"; apt_install gcc linux-libc-dev; }
+# Debian's SeaBIOS: the firmware `acrn-hsm run --bios seabios` and the KVM tests boot.
+[ -f /usr/share/seabios/bios.bin ] || { log "installing seabios (firmware for acrn-hsm run --bios seabios)"; apt_install seabios; }
 command -v cargo >/dev/null 2>&1 || { log "cargo is required (rustup) and was not found on PATH"; exit 1; }
 
 # --- wasm32 toolchain -------------------------------------------------------------------------

@@ -184,6 +184,7 @@ async function cmdInfo(args: string[], out: Out): Promise<number> {
     nativeAddon: nativeInfo,
     emulator: { available: nativeInfo.available },
     backend: device.accessible ? 'device' : 'emulator',
+    engines: await (await import('./cli-run.js')).engineInfo(),
   };
   if (values.json) {
     out.stdout(JSON.stringify(info, null, 2) + '\n');
@@ -194,6 +195,7 @@ async function cmdInfo(args: string[], out: Out): Promise<number> {
   out.stdout(`addon     ${nativeInfo.available ? 'loaded' : `unavailable: ${nativeInfo.error}`}\n`);
   out.stdout(`emulator  ${info.emulator.available ? 'available' : 'unavailable (needs the native addon)'}\n`);
   out.stdout(`backend   ${info.backend} (what demo and bench use)\n`);
+  out.stdout((await import('./cli-run.js')).describeEngines(info.engines));
   return 0;
 }
 
@@ -228,6 +230,10 @@ export async function main(argv: string[], out: Out = defaultOut): Promise<numbe
       case 'demo': {
         const { demoCommand } = await import('./cli-demo.js');
         return await demoCommand(rest, out);
+      }
+      case 'run': {
+        const { runCommand } = await import('./cli-run.js');
+        return await runCommand(rest, out);
       }
       case 'trace': {
         const { traceCommand } = await import('./cli-trace.js');

@@ -240,13 +240,13 @@ impl Guest {
                 .name(format!("vcpu{i}"))
                 .spawn(move || {
                     let mut cpu = Vcpu::new(hv, vm.clone(), i, spin_limit);
-                    cpu.rec = rec;
+                    cpu.path.rec = rec;
                     cpu.barrier = barrier.clone();
                     cpu.run(&ops);
                     if let Some(b) = barrier {
                         b.depart();
                     }
-                    drop(cpu.rec.take());
+                    drop(cpu.path.rec.take());
                     *lock(&vm.vcpus[i].waiter) = None;
                     vm.vcpus[i].busy.store(false, Ordering::Release);
                     cpu.result
@@ -312,17 +312,58 @@ enum Wait {
 }
 
 struct Vcpu {
-    hv: Arc<Hv>,
-    vm: Arc<HvVm>,
+    /// The engine-independent access path through this vCPU's slot.
+    path: SlotIo,
     id: usize,
-    spin_limit: u32,
     rax: u64,
     mmio_reg: u64,
     seq: u64,
-    generation: u64,
     result: VcpuResult,
-    rec: Option<VcpuRecorder>,
     barrier: Option<Arc<PhaseBarrier>>,
+}
+
+/// What became of one access emulated through the slot ([`SlotIo::emulate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IoOutcome {
+    /// The VM was not running (or is being reset/destroyed): nothing was placed.
+    NotRunning(StopReason),
+    /// The access was not emulated: #GP (slot not FREE, no ioreq page; `issued` false) or a
+    /// stray wake-up (`issued` true, no post-work).
+    Fault {
+        /// Kind.
+        kind: FaultKind,
+        /// The slot state seen.
+        state: u32,
+        /// Whether the request had been placed (PENDING).
+        issued: bool,
+    },
+    /// Placed, then the vCPU stopped instead of completing it (pause: freed without post-work).
+    Stopped(StopReason),
+    /// The hypervisor emulated it itself (vPCI, vPIC, ...): no request was made; `value` is the
+    /// value read (masked to the size) or written.
+    HvHandled {
+        /// The value.
+        value: u64,
+    },
+    /// Completed and freed: `value` is the value read (masked to the size) or written.
+    Done {
+        /// The value.
+        value: u64,
+        /// PENDING to FREE, in ns.
+        latency_ns: u64,
+    },
+}
+
+/// One vCPU's way through its slot, shared by both execution engines (the workload engine's
+/// `Vcpu` and the KVM engine's vCPU threads): fill the slot, PENDING, upcall, wait for COMPLETE
+/// (polling or the notify event), post-work, FREE, exactly as described at the top of this file.
+pub(crate) struct SlotIo {
+    pub(crate) hv: Arc<Hv>,
+    pub(crate) vm: Arc<HvVm>,
+    pub(crate) id: usize,
+    spin_limit: u32,
+    pub(crate) generation: u64,
+    pub(crate) rec: Option<VcpuRecorder>,
 }
 
 /// [`Op::Barrier`]: every vCPU thread of a run waits for the others; a thread that finished
@@ -381,19 +422,13 @@ impl Vcpu {
         let regs = lock(&vm.vcpus[id].regs).clone();
         let mut rax = [0u8; 8];
         rax.copy_from_slice(&regs[0..8]);
-        *lock(&vm.vcpus[id].waiter) = Some(std::thread::current());
-        let generation = vm.generation.load(Ordering::Acquire);
         Vcpu {
-            hv,
-            vm,
+            path: SlotIo::new(hv, vm, id, spin_limit),
             id,
-            spin_limit,
             rax: u64::from_le_bytes(rax),
             mmio_reg: 0,
             seq: 0,
-            generation,
             result: VcpuResult::default(),
-            rec: None,
             barrier: None,
         }
     }
@@ -414,7 +449,7 @@ impl Vcpu {
                 Op::Delay { ns } => pause_for(Duration::from_nanos(*ns)),
                 Op::Barrier => {
                     if let Some(b) = self.barrier.clone() {
-                        b.wait(|| self.stop_reason().is_some())
+                        b.wait(|| self.path.stop_reason().is_some())
                     }
                 }
                 Op::Pio { port, size, access } => {
@@ -436,7 +471,7 @@ impl Vcpu {
                     access,
                 } => {
                     // The guest's PCI config lock (see `HvVm::guest_pci_lock`).
-                    let vm = self.vm.clone();
+                    let vm = self.path.vm.clone();
                     let _pci = lock(&vm.guest_pci_lock);
                     let addr = 0x8000_0000u64
                         | (u64::from(*bus) << 16)
@@ -458,7 +493,119 @@ impl Vcpu {
         Ok(())
     }
 
-    fn stop_reason(&self) -> Option<StopReason> {
+    fn stop(&mut self, r: StopReason) -> Result<(), StopReason> {
+        self.result.outcome.stopped = Some(r);
+        Err(r)
+    }
+
+    fn io(
+        &mut self,
+        ty: u32,
+        addr: u64,
+        size: u8,
+        access: Access,
+        op: &Op,
+    ) -> Result<(), StopReason> {
+        let (dir, value) = match access {
+            Access::Write(v) => (abi::DIR_WRITE, v),
+            Access::Read { .. } => (abi::DIR_READ, 0),
+        };
+        let outcome = self.path.emulate(ty, addr, size, dir, value);
+        if let IoOutcome::NotRunning(r) = outcome {
+            return self.stop(r);
+        }
+        if let IoOutcome::HvHandled { value } = outcome {
+            if dir == abi::DIR_READ {
+                self.merge_read(ty, size, value, access, op, self.seq);
+            }
+            return Ok(());
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        match outcome {
+            IoOutcome::NotRunning(r) => self.stop(r),
+            // Answered above.
+            IoOutcome::HvHandled { .. } => Ok(()),
+            IoOutcome::Fault {
+                kind,
+                state,
+                issued,
+            } => {
+                if issued {
+                    self.result.outcome.issued += 1;
+                }
+                self.fault(seq, kind, state, op);
+                Ok(())
+            }
+            IoOutcome::Stopped(r) => {
+                self.result.outcome.issued += 1;
+                self.stop(r)
+            }
+            IoOutcome::Done { value, latency_ns } => {
+                self.result.outcome.issued += 1;
+                if dir == abi::DIR_READ {
+                    self.merge_read(ty, size, value, access, op, seq);
+                }
+                self.result.outcome.completed += 1;
+                self.result.latencies.push(latency_ns);
+                Ok(())
+            }
+        }
+    }
+
+    /// A read's post-work: the value into the MMIO destination or RAX (by size), checked against
+    /// the op's `expect`.
+    fn merge_read(&mut self, ty: u32, size: u8, value: u64, access: Access, op: &Op, seq: u64) {
+        if ty == abi::TYPE_MMIO {
+            self.mmio_reg = value;
+        } else {
+            // PORTIO, or PCICFG after the cf8/cfc rewrite: merge into RAX by size.
+            let mask = size_mask(size);
+            self.rax = (self.rax & !mask) | value;
+        }
+        if let Access::Read { expect: Some(e) } = access {
+            if e != value {
+                self.result.mismatches.push(Mismatch {
+                    vcpu: self.id as u16,
+                    request: seq,
+                    access: op.to_string(),
+                    expected: e,
+                    actual: value,
+                });
+            }
+        }
+    }
+
+    fn fault(&mut self, seq: u64, kind: FaultKind, state: u32, op: &Op) {
+        self.result.faults.push(Fault {
+            vcpu: self.id as u16,
+            request: seq,
+            kind,
+            state,
+            access: op.to_string(),
+        });
+    }
+}
+
+impl SlotIo {
+    /// The path of vCPU `id` of `vm`; the calling thread becomes the vCPU's waiter (the
+    /// completer's doorbell unparks it).
+    pub(crate) fn new(hv: Arc<Hv>, vm: Arc<HvVm>, id: usize, spin_limit: u32) -> SlotIo {
+        *lock(&vm.vcpus[id].waiter) = Some(std::thread::current());
+        let generation = vm.generation.load(Ordering::Acquire);
+        SlotIo {
+            hv,
+            vm,
+            id,
+            spin_limit,
+            generation,
+            rec: None,
+        }
+    }
+
+    /// Why this vCPU must stop now: the emulator was dropped, or the VM was reset or destroyed
+    /// since the path was made.
+    pub(crate) fn stop_reason(&self) -> Option<StopReason> {
         if self.hv.shutdown.load(Ordering::Acquire) {
             return Some(StopReason::Shutdown);
         }
@@ -476,19 +623,18 @@ impl Vcpu {
         None
     }
 
-    fn stop(&mut self, r: StopReason) -> Result<(), StopReason> {
-        self.result.outcome.stopped = Some(r);
-        Err(r)
-    }
-
-    fn io(
+    /// Emulates one access of `size` bytes at `addr` (`ty`: PORTIO or MMIO; `dir`: READ or
+    /// WRITE with `value`) through the slot, as the hypervisor does on a PIO/MMIO exit. The
+    /// caller does the engine's own part of the post-work with the returned value (the
+    /// workload engine merges it into its registers, the KVM engine into the exit's data).
+    pub(crate) fn emulate(
         &mut self,
         ty: u32,
         addr: u64,
         size: u8,
-        access: Access,
-        op: &Op,
-    ) -> Result<(), StopReason> {
+        dir: u32,
+        value: u64,
+    ) -> IoOutcome {
         // From the state check to the upcall the vCPU is "in guest mode": PAUSE_VM waits for
         // it to leave (see `Hv::pause_vm`).
         self.vm.vcpus[self.id]
@@ -503,38 +649,51 @@ impl Vcpu {
         });
         if let Some(r) = stop {
             self.leave_guest_mode();
-            return self.stop(r);
+            return IoOutcome::NotRunning(r);
         }
         // The hypervisor's own devices (vPCI, vPIC, vIOAPIC, ...) never make a request.
-        if self.hv_completes(ty, addr, size, access, op) {
-            self.leave_guest_mode();
-            return Ok(());
+        {
+            let mask = size_mask(size);
+            let written = if dir == abi::DIR_WRITE { value & mask } else { 0 };
+            if let Some(v) = self
+                .hv
+                .hv_handles(&self.vm, self.id, ty, addr, size, dir, written)
+            {
+                self.leave_guest_mode();
+                return IoOutcome::HvHandled {
+                    value: if dir == abi::DIR_READ { v & mask } else { written },
+                };
+            }
         }
-        let seq = self.seq;
-        self.seq += 1;
         let Some(page) = self.vm.ioreq_page() else {
             self.leave_guest_mode();
-            self.fault(seq, FaultKind::GeneralProtection, u32::MAX, op);
-            return Ok(());
+            return IoOutcome::Fault {
+                kind: FaultKind::GeneralProtection,
+                state: u32::MAX,
+                issued: false,
+            };
         };
         let slot = Slot::new(&page, self.id);
         let st = slot.processed().load(Ordering::Acquire);
         if st != abi::STATE_FREE {
             self.leave_guest_mode();
-            self.fault(seq, FaultKind::GeneralProtection, st, op);
-            return Ok(());
+            return IoOutcome::Fault {
+                kind: FaultKind::GeneralProtection,
+                state: st,
+                issued: false,
+            };
         }
         let mask = size_mask(size);
-        let (dir, value) = match access {
-            Access::Write(v) => (abi::DIR_WRITE, v & mask),
-            Access::Read { .. } => (abi::DIR_READ, 0),
+        let value = if dir == abi::DIR_WRITE {
+            value & mask
+        } else {
+            0
         };
         // The 64-byte reqs: direction@0, reserved@4, address@8, size@16, value@24.
         let reqs = [u64::from(dir), addr, u64::from(size), value, 0, 0, 0, 0];
         // Stamped before the PENDING store: another vCPU's upcall may dispatch the slot at once.
         let pending_ns = if self.rec.is_some() { stamp() } else { 0 };
         fill(&page, self.id, self.vm.polling, ty, &reqs);
-        self.result.outcome.issued += 1;
         let t0 = Instant::now();
         upcall(&self.hv);
         self.leave_guest_mode();
@@ -554,7 +713,7 @@ impl Vcpu {
                 &slot,
                 Some(r),
             );
-            return self.stop(r);
+            return IoOutcome::Stopped(r);
         }
         let complete_ns = if self.rec.is_some() { stamp() } else { 0 };
         // dm_emulate_io_complete
@@ -567,90 +726,41 @@ impl Vcpu {
             let stamps = [pending_ns, complete_ns, free_ns];
             let r = StopReason::Paused;
             self.record(ty, addr, size, dir, value, stamps, &slot, Some(r));
-            return self.stop(r);
+            return IoOutcome::Stopped(r);
         }
         if !slot_protocol::hv_completed(&PageSlots(&page), self.id) {
             let st = slot.processed().load(Ordering::Relaxed);
-            self.fault(seq, FaultKind::StrayWakeup, st, op);
-            return Ok(());
+            return IoOutcome::Fault {
+                kind: FaultKind::StrayWakeup,
+                state: st,
+                issued: true,
+            };
         }
         let mut value = value;
         if dir == abi::DIR_READ {
-            let got = if ty == abi::TYPE_MMIO {
-                let v = slot.value64() & mask;
-                self.mmio_reg = v;
-                v
+            value = if ty == abi::TYPE_MMIO {
+                slot.value64() & mask
             } else {
-                // PORTIO, or PCICFG after the cf8/cfc rewrite: merge into RAX by size.
-                let v = u64::from(slot.value32()) & mask;
-                self.rax = (self.rax & !mask) | v;
-                v
+                u64::from(slot.value32()) & mask
             };
-            value = got;
-            if let Access::Read { expect: Some(e) } = access {
-                if e != got {
-                    self.result.mismatches.push(Mismatch {
-                        vcpu: self.id as u16,
-                        request: seq,
-                        access: op.to_string(),
-                        expected: e,
-                        actual: got,
-                    });
-                }
-            }
         }
         slot_protocol::hv_free(&PageSlots(&page), self.id);
         if self.rec.is_some() {
             let stamps = [pending_ns, complete_ns, stamp()];
             self.record(ty, addr, size, dir, value, stamps, &slot, None);
         }
-        self.result.outcome.completed += 1;
-        self.result
-            .latencies
-            .push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        Ok(())
+        IoOutcome::Done {
+            value,
+            latency_ns: u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
     }
 
-    /// Asks the hypervisor's I/O filter (`hv_io.rs`) whether it completes this access itself;
-    /// if so the read value is merged as after a request and checked against `expect`.
-    fn hv_completes(&mut self, ty: u32, addr: u64, size: u8, access: Access, op: &Op) -> bool {
-        let mask = size_mask(size);
-        let (dir, value) = match access {
-            Access::Write(v) => (abi::DIR_WRITE, v & mask),
-            Access::Read { .. } => (abi::DIR_READ, 0),
-        };
-        let Some(v) = self
-            .hv
-            .hv_handles(&self.vm, self.id, ty, addr, size, dir, value)
-        else {
-            return false;
-        };
-        if let Access::Read { expect } = access {
-            let got = v & mask;
-            if ty == abi::TYPE_MMIO {
-                self.mmio_reg = got;
-            } else {
-                self.rax = (self.rax & !mask) | got;
-            }
-            if let Some(e) = expect.filter(|&e| e != got) {
-                self.result.mismatches.push(Mismatch {
-                    vcpu: self.id as u16,
-                    request: self.seq,
-                    access: op.to_string(),
-                    expected: e,
-                    actual: got,
-                });
-            }
-        }
-        true
-    }
 
     fn leave_guest_mode(&self) {
         self.vm.vcpus[self.id]
             .entering
             .store(false, Ordering::Release);
     }
-
     /// Records a request into the trace (no-op without a recorder). Whether it went to the
     /// userspace client is read from the slot the HSM handled: 0xCF8, and 0xCFC..0xCFF left as
     /// PORTIO (CONFIG_ADDRESS disabled), were completed in the kernel, as were requests of the
@@ -689,16 +799,6 @@ impl Vcpu {
             !in_kernel,
             outcome,
         );
-    }
-
-    fn fault(&mut self, seq: u64, kind: FaultKind, state: u32, op: &Op) {
-        self.result.faults.push(Fault {
-            vcpu: self.id as u16,
-            request: seq,
-            kind,
-            state,
-            access: op.to_string(),
-        });
     }
 
     /// Polling completion: spin, then yield, then park (the completer rings the doorbell).

@@ -149,6 +149,8 @@ pub(crate) struct HvVm {
     /// VM's vCPUs, as a guest's `pci_conf1_read`/`write` do. (The latch is per VM: without it
     /// two vCPUs' pairs interleave and one reads all ones, on the real hypervisor too.)
     pub(crate) guest_pci_lock: Mutex<()>,
+    /// The KVM engine's side of this VM (unused on the workload engine).
+    pub(crate) kvm: crate::kvm::KvmState,
 }
 
 /// The VM table: the VMs by vmid and each slot's configured name.
@@ -183,6 +185,8 @@ pub(crate) struct Hv {
     pub(crate) platform: Mutex<crate::hv_dev::Platform>,
     pub(crate) interrupts: Mutex<Vec<InterruptEvent>>,
     pub(crate) shutdown: AtomicBool,
+    /// The execution engine of VMs started from now on (`Engine as u8`).
+    pub(crate) engine: AtomicU8,
     /// HSM's global state (the VM list, the dispatcher).
     pub(crate) hsm: crate::hsm::HsmGlobal,
 }
@@ -203,6 +207,7 @@ impl Hv {
             platform: Mutex::new(platform),
             interrupts: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
+            engine: AtomicU8::new(0),
             hsm: crate::hsm::HsmGlobal::new(),
         }
     }
@@ -328,6 +333,7 @@ impl Hv {
             dev: Mutex::new(crate::hv_dev::VmDevices::default()),
             vpci_addr: AtomicU32::new(0),
             guest_pci_lock: Mutex::new(()),
+            kvm: Default::default(),
         });
         t.vms[vmid] = Some(vm);
         Ok((vmid16, created as u16))
@@ -351,8 +357,14 @@ impl Hv {
         HV_OK
     }
 
-    /// `hcall_start_vm`: CREATED and an ioreq page, else -1.
-    pub(crate) fn start_vm(&self, vmid: u16) -> i64 {
+    /// Whether VMs started now run on KVM.
+    pub(crate) fn kvm_engine(&self) -> bool {
+        self.engine.load(Ordering::Acquire) == 1
+    }
+
+    /// `hcall_start_vm`: CREATED and an ioreq page, else -1. On the KVM engine the vCPUs start
+    /// running guest code (a KVM failure is -1, its reason kept for `Emulator::kvm_error`).
+    pub(crate) fn start_vm(self: &Arc<Self>, vmid: u16) -> i64 {
         let Some(vm) = self.vm(vmid) else {
             return HV_ENOTTY;
         };
@@ -361,6 +373,10 @@ impl Hv {
             return HV_EPERM;
         }
         vm.set_state(VmState::Running);
+        if self.kvm_engine() && crate::kvm::start(self, &vm).is_err() {
+            vm.set_state(VmState::Created);
+            return HV_EPERM;
+        }
         HV_OK
     }
 
@@ -381,6 +397,7 @@ impl Hv {
         // CLEAR_VM_IOREQ and RESET_VM that follow see it. (Without this a request placed after
         // RESET_VM's sweep stayed in the slot of a vCPU that had stopped: #GP on its next run.)
         crate::guest::wait_out_of_guest_mode(&vm);
+        crate::kvm::pause(&vm);
         HV_OK
     }
 
@@ -394,6 +411,8 @@ impl Hv {
             return HV_EPERM;
         }
         vm.generation.fetch_add(1, Ordering::AcqRel);
+        vm.kick_all();
+        crate::kvm::stop(&vm);
         if let Some(page) = vm.ioreq_page() {
             for i in 0..abi::IO_REQUEST_MAX {
                 Slot::new(&page, i)
@@ -420,6 +439,8 @@ impl Hv {
             return HV_EPERM;
         }
         vm.generation.fetch_add(1, Ordering::AcqRel);
+        vm.kick_all();
+        crate::kvm::stop(&vm);
         vm.set_state(VmState::PoweredOff);
         *vm.ioreq.write().unwrap_or_else(|e| e.into_inner()) = None;
         lock(&vm.regions).clear();
@@ -521,6 +542,9 @@ impl Hv {
         if vm.state() == VmState::PoweredOff || (addr >> 20) & 0xfff != 0xfee {
             return HV_EPERM;
         }
+        if crate::kvm::inject(&vm, &ev) {
+            return HV_OK;
+        }
         lock(&self.interrupts).push(ev);
         HV_OK
     }
@@ -545,6 +569,7 @@ impl Hv {
         for vm in self.all_vms() {
             vm.generation.fetch_add(1, Ordering::AcqRel);
             vm.kick_all();
+            crate::kvm::stop(&vm);
         }
     }
 }

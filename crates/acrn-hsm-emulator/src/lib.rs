@@ -67,6 +67,7 @@ mod hv;
 mod hv_dev;
 mod hv_io;
 mod irqfd;
+pub mod kvm;
 mod slot;
 pub mod slot_protocol;
 mod vpci;
@@ -78,9 +79,11 @@ use acrn_uapi::wire as abi;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 pub use guest::{Guest, GuestRun};
 pub use hsm::EmulatedHsm;
+pub use kvm::{Engine, GuestExit, GuestExitKind, KvmProbe, KvmStats};
 pub use workload::{Access, Op, RandomRange, Space, Workload, WorkloadError};
 
 use crate::errno::Errno;
@@ -407,6 +410,54 @@ impl Emulator {
             return Err(Errno::EINVAL);
         }
         guest::insert_request(&self.hv, &vm, usize::from(vcpu), ty, reqs)
+    }
+
+    /// Chooses the engine that runs the vCPUs of VMs started from now on (START_VM). The
+    /// workload engine is the default; [`Engine::Kvm`] needs a usable `/dev/kvm`
+    /// ([`kvm::probe`]), else START_VM fails with `EPERM` and [`Emulator::kvm_error`] says why.
+    pub fn set_engine(&self, engine: Engine) {
+        let v = match engine {
+            Engine::Workload => 0,
+            Engine::Kvm => 1,
+        };
+        self.hv.engine.store(v, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The engine VMs started now run on.
+    pub fn engine(&self) -> Engine {
+        if self.hv.kvm_engine() {
+            Engine::Kvm
+        } else {
+            Engine::Workload
+        }
+    }
+
+    /// The KVM engine's counters for VM `vmid` (zero on the workload engine).
+    pub fn kvm_stats(&self, vmid: u16) -> Option<KvmStats> {
+        self.hv.vm(vmid).map(|v| v.kvm.stats())
+    }
+
+    /// Why the last START_VM of `vmid` on the KVM engine failed, if it did.
+    pub fn kvm_error(&self, vmid: u16) -> Option<String> {
+        self.hv.vm(vmid).and_then(|v| v.kvm.last_error())
+    }
+
+    /// The vCPUs' own exits (triple fault, emulation failure, ...) of VM `vmid` so far.
+    pub fn guest_exits(&self, vmid: u16) -> Vec<GuestExit> {
+        self.hv.vm(vmid).map(|v| v.kvm.exits()).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the next vCPU exit of VM `vmid` after the first `seen`.
+    pub fn wait_guest_exit(&self, vmid: u16, seen: usize, timeout: Duration) -> Option<GuestExit> {
+        self.hv.vm(vmid)?.kvm.wait_exit(seen, timeout)
+    }
+
+    /// Records the requests of VM `vmid`'s KVM vCPUs (from its next START_VM on) into a trace,
+    /// as [`Guest::with_recorder`] does for workloads; `None` stops recording.
+    pub fn set_kvm_recorder(&self, vmid: u16, recorder: Option<acrn_hsm::trace::GuestRecorder>) {
+        if let Some(v) = self.hv.vm(vmid) {
+            v.kvm.set_recorder(recorder);
+        }
     }
 
     /// A guest runner for VM `vmid`.

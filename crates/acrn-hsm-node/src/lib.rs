@@ -15,6 +15,7 @@ mod demo;
 pub mod errors;
 mod hsm;
 mod replay;
+mod run;
 mod trace;
 
 pub use bench::*;
@@ -23,4 +24,5 @@ pub use decode::*;
 pub use demo::*;
 pub use hsm::*;
 pub use replay::*;
+pub use run::*;
 pub use trace::*;

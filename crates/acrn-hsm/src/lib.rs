@@ -32,6 +32,7 @@ pub mod backend;
 pub mod client;
 pub mod devices;
 pub mod errno;
+pub mod loader;
 pub mod memory;
 pub mod sys;
 pub mod trace;

@@ -8,6 +8,7 @@
 //!   device-model style reset through a [`VmControl`].
 
 mod pci;
+pub mod platform;
 mod regfile;
 mod uart;
 

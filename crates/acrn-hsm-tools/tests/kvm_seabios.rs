@@ -1,0 +1,72 @@
+//! SeaBIOS (Debian's `bios.bin`, real firmware nobody here wrote) on the KVM engine: it must
+//! enumerate the PCI bus, read CMOS, and print its banner and boot attempts on COM1, every
+//! access an ACRN I/O request served by the platform devices. Skipped where `/dev/kvm` is
+//! unusable or the `seabios` package is missing.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use acrn_hsm_emulator::kvm;
+use acrn_hsm_tools::run::{Console, Payload, RunConfig, RunEnd, SEABIOS_PATH, run_guest};
+
+fn skip(test: &str) -> bool {
+    let p = kvm::probe();
+    if !p.usable {
+        println!("SKIP {test}: KVM engine unusable here: {}", p.reason);
+        return true;
+    }
+    if !std::path::Path::new(SEABIOS_PATH).exists() {
+        println!("SKIP {test}: {SEABIOS_PATH} missing (apt-get install seabios)");
+        return true;
+    }
+    false
+}
+
+fn seabios(polling: bool) {
+    let trace =
+        std::env::temp_dir().join(format!("seabios-{}-{polling}.trace", std::process::id()));
+    let r = run_guest(&RunConfig {
+        payload: Payload::Firmware(SEABIOS_PATH.into()),
+        polling,
+        console: Console::Capture,
+        timeout: Some(Duration::from_secs(120)),
+        until_serial: Some("No bootable device".into()),
+        trace: Some(trace.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let text = String::from_utf8_lossy(&r.serial).to_string();
+    println!(
+        "serial: {text}\ndebugcon: {}\n{:?} {:?} {:?} in {:?}",
+        String::from_utf8_lossy(&r.debugcon),
+        r.end,
+        r.kvm,
+        r.client,
+        r.elapsed
+    );
+    assert_eq!(r.end, RunEnd::SerialMatch, "{text}");
+    assert!(text.contains("SeaBIOS (version"), "banner: {text}");
+    assert!(
+        r.client.pci_reads > 0,
+        "PCI config reads reached the client"
+    );
+    assert_eq!(
+        r.kvm.issued,
+        r.kvm.completed + u64::from(r.kvm.issued != r.kvm.completed)
+    );
+    let _ = std::fs::remove_file(trace);
+}
+
+#[test]
+fn seabios_banner_notify() {
+    if !skip("seabios_banner_notify") {
+        seabios(false);
+    }
+}
+
+#[test]
+fn seabios_banner_polling() {
+    if !skip("seabios_banner_polling") {
+        seabios(true);
+    }
+}

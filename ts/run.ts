@@ -1,0 +1,95 @@
+/**
+ * Real guests: firmware (SeaBIOS) or a raw payload on the emulated hypervisor's KVM engine,
+ * behind the ACRN ABI. Every PIO/MMIO exit of the guest becomes an ACRN I/O request served by a
+ * PC platform written with the public device API (host bridge, CMOS, fw_cfg, i8042, COM1 with
+ * IRQ 4 through SET_IRQLINE, isa-debug-exit, debugcon). The scenario is the Rust core's
+ * `acrn_hsm::run`; this is its TypeScript face.
+ */
+import { callBinding, fromBindingError } from './errors.js';
+import { native } from './native.js';
+
+/** Options of {@link runGuest}. */
+export interface RunGuestOptions {
+  /** Firmware image path, or `'seabios'` (Debian's `/usr/share/seabios/bios.bin`, the default). */
+  bios?: string;
+  /** A raw binary loaded instead of firmware, run in real mode from {@link rawAddr}. */
+  raw?: string;
+  /** A Linux bzImage (boot protocol ≥ 2.06, 64-bit entry) loaded instead of firmware. */
+  kernel?: string;
+  /** Its initrd (an uncompressed cpio boots fastest under emulation). */
+  initrd?: string;
+  /** Its command line (default `console=ttyS0`). */
+  cmdline?: string;
+  /** Guest-physical load address of {@link raw} (default 0x1000, below 1 MiB). */
+  rawAddr?: number;
+  /** RAM in MiB (default 128). */
+  memMib?: number;
+  /** vCPUs (default 1). */
+  vcpus?: number;
+  /** `'notify'` (default): the vCPU sleeps until NOTIFY; `'poll'`: a polling VM and client. */
+  mode?: 'notify' | 'poll';
+  /** The isa-debug-exit port (default 0xf4; 0: none). */
+  debugExit?: number;
+  /** File receiving what the guest writes to debugcon (port 0x402). */
+  debugcon?: string;
+  /** Record every request into this trace file (`acrn-hsm trace report FILE`). */
+  trace?: string;
+  /** End the run after this many seconds. */
+  timeout?: number;
+  /** COM1 on the terminal: output to stdout, stdin to RX, Ctrl-A x quits (default true). */
+  terminal?: boolean;
+  /** End the run once COM1 has printed this text. */
+  untilSerial?: string;
+}
+
+/** How a run went. */
+export interface RunGuestReport {
+  /** How it ended. */
+  end: 'debug-exit' | 'guest-exit' | 'timeout' | 'quit' | 'serial-match' | 'client-stopped';
+  /** The same, in words. */
+  reason: string;
+  /** For `'guest-exit'`: the vCPU's own exit (triple fault, emulation failure), with its RIP. */
+  guestExit: string | null;
+  /** `(v << 1) | 1` after a debug exit of v; 0 for Ctrl-A x or a serial match; 124 time-out; 2 guest exit or client failure. */
+  status: number;
+  /** Everything COM1 transmitted. */
+  serial: string;
+  /** Bytes written to debugcon. */
+  debugconBytes: number;
+  elapsedMs: number;
+  /** The KVM engine: exits, requests issued and completed (exactly once), faults, starts, interrupts. */
+  kvm: { exits: number; issued: number; completed: number; faults: number; starts: number; irqs: number };
+  /** The ioreq client's counters. */
+  client: Record<string, number>;
+  /** Resets the guest asked for (each done the device model's way). */
+  resets: number;
+  /** COM1 interrupt pulses sent through SET_IRQLINE. */
+  uartIrqs: number;
+  /** Records in the trace, if one was written. */
+  traceRecords: number | null;
+}
+
+/** The execution engines of the emulated hypervisor on this machine. */
+export interface EnginesInfo {
+  workload: { usable: boolean; reason: string };
+  kvm: { usable: boolean; reason: string; apiVersion: number; maxVcpus: number };
+}
+
+/** Which engines can run here (the KVM engine needs a usable `/dev/kvm`). */
+export function engines(): EnginesInfo {
+  return JSON.parse(callBinding(() => native().enginesInfo())) as EnginesInfo;
+}
+
+/**
+ * Runs a real guest on the KVM engine to its end (debug exit, the guest stopping on its own,
+ * Ctrl-A x, the time-out). Rejects with `ERR_RUN` when KVM is missing or refuses.
+ */
+export async function runGuest(options: RunGuestOptions = {}): Promise<RunGuestReport> {
+  let json: string;
+  try {
+    json = await callBinding(() => native().runGuest(options));
+  } catch (err) {
+    throw fromBindingError(err);
+  }
+  return JSON.parse(json) as RunGuestReport;
+}
