@@ -1,6 +1,6 @@
 /** `acrn-hsm run`: a real guest on the emulated hypervisor's KVM engine (see ts/run.ts). */
 import { parseArgs } from 'node:util';
-import { AcrnHsmError } from './errors.js';
+import { UsageError } from './cli-args.js';
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 
@@ -14,7 +14,7 @@ function num(name: string, v: string | undefined, min: number, max: number, int 
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n))) {
-    throw new AcrnHsmError('ERR_USAGE', `--${name} must be ${int ? 'an integer' : 'a number'} in ${min}..${max}, got '${v}'`);
+    throw new UsageError(`--${name} must be ${int ? 'an integer' : 'a number'} in ${min}..${max}, got '${v}'`);
   }
   return n;
 }
@@ -67,16 +67,16 @@ export async function runCommand(args: string[], out: Out): Promise<number> {
     strict: true,
   });
   if (values.disk !== undefined) {
-    throw new AcrnHsmError('ERR_USAGE', '--disk is not supported yet: this build has no virtio-blk device');
+    throw new UsageError('--disk is not supported yet: this build has no virtio-blk device');
   }
   if ((values.initrd !== undefined || values.cmdline !== undefined) && values.kernel === undefined) {
-    throw new AcrnHsmError('ERR_USAGE', '--initrd and --cmdline need --kernel');
+    throw new UsageError('--initrd and --cmdline need --kernel');
   }
   if ([values.bios, values.raw, values.kernel].filter((v) => v !== undefined).length > 1) {
-    throw new AcrnHsmError('ERR_USAGE', 'give one of --bios, --raw, --kernel');
+    throw new UsageError('give one of --bios, --raw, --kernel');
   }
   if (values.mode !== undefined && values.mode !== 'notify' && values.mode !== 'poll') {
-    throw new AcrnHsmError('ERR_USAGE', `--mode must be notify or poll, got '${values.mode}'`);
+    throw new UsageError(`--mode must be notify or poll, got '${values.mode}'`);
   }
   const { runGuest } = await import('./run.js');
   const json = values.json === true;

@@ -58,7 +58,7 @@ export interface RunGuestReport {
   debugconBytes: number;
   elapsedMs: number;
   /** The KVM engine: exits, requests issued and completed (exactly once), faults, starts, interrupts. */
-  kvm: { exits: number; issued: number; completed: number; faults: number; starts: number; irqs: number };
+  kvm: { exits: number; issued: number; hvHandled: number; completed: number; faults: number; starts: number; irqs: number };
   /** The ioreq client's counters. */
   client: Record<string, number>;
   /** Resets the guest asked for (each done the device model's way). */

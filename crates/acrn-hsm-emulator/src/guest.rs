@@ -654,14 +654,22 @@ impl SlotIo {
         // The hypervisor's own devices (vPCI, vPIC, vIOAPIC, ...) never make a request.
         {
             let mask = size_mask(size);
-            let written = if dir == abi::DIR_WRITE { value & mask } else { 0 };
+            let written = if dir == abi::DIR_WRITE {
+                value & mask
+            } else {
+                0
+            };
             if let Some(v) = self
                 .hv
                 .hv_handles(&self.vm, self.id, ty, addr, size, dir, written)
             {
                 self.leave_guest_mode();
                 return IoOutcome::HvHandled {
-                    value: if dir == abi::DIR_READ { v & mask } else { written },
+                    value: if dir == abi::DIR_READ {
+                        v & mask
+                    } else {
+                        written
+                    },
                 };
             }
         }
@@ -754,7 +762,6 @@ impl SlotIo {
             latency_ns: u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
         }
     }
-
 
     fn leave_guest_mode(&self) {
         self.vm.vcpus[self.id]

@@ -559,7 +559,12 @@ impl Hv {
         if vm.state() == VmState::PoweredOff || gsi >= VIOAPIC_RTE_NUM {
             return HV_EPERM;
         }
-        lock(&self.interrupts).push(InterruptEvent::IrqLine { vmid, gsi, op });
+        let ev = InterruptEvent::IrqLine { vmid, gsi, op };
+        // On the KVM engine the line goes to the in-kernel vPIC/vIOAPIC.
+        if crate::kvm::inject(&vm, &ev) {
+            return HV_OK;
+        }
+        lock(&self.interrupts).push(ev);
         HV_OK
     }
 

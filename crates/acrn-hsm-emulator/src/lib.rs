@@ -420,7 +420,9 @@ impl Emulator {
             Engine::Workload => 0,
             Engine::Kvm => 1,
         };
-        self.hv.engine.store(v, std::sync::atomic::Ordering::Release);
+        self.hv
+            .engine
+            .store(v, std::sync::atomic::Ordering::Release);
     }
 
     /// The engine VMs started now run on.

@@ -98,6 +98,7 @@ impl RunTask {
             "kvm": {
                 "exits": r.kvm.exits,
                 "issued": r.kvm.issued,
+                "hvHandled": r.kvm.hv_handled,
                 "completed": r.kvm.completed,
                 "faults": r.kvm.faults,
                 "starts": r.kvm.starts,

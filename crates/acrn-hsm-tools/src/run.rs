@@ -20,11 +20,11 @@ use acrn_hsm::devices::platform::{
     Cmos, DebugCon, DebugExit, FirmwareShadow, FwCfg, I8042, IrqUart, Port92, host_bridge,
 };
 use acrn_hsm::devices::{ResetPort, Uart16550};
-use acrn_hsm_emulator::kvm::{self, GuestExit, KvmStats};
-use acrn_hsm_emulator::{Emulator, Engine};
 use acrn_hsm::loader::{self, GuestRam};
 use acrn_hsm::trace::{TraceRecorder, TraceSetup, TraceSummary};
 use acrn_hsm::{VcpuRegs, VmConfig};
+use acrn_hsm_emulator::kvm::{self, GuestExit, KvmStats};
+use acrn_hsm_emulator::{Emulator, Engine};
 
 /// Debian's SeaBIOS (`apt-get install seabios`).
 pub const SEABIOS_PATH: &str = "/usr/share/seabios/bios.bin";

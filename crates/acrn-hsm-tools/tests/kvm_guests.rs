@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use acrn_hsm_emulator::kvm;
 use acrn_hsm::*;
+use acrn_hsm_emulator::kvm;
 use acrn_hsm_emulator::*;
 
 fn kvm_or_skip(test: &str) -> bool {
@@ -487,7 +487,12 @@ fn real_mode_pio_mmio_polling() {
 
 use acrn_hsm_tools::run::{Console, Payload, RunConfig, RunEnd, run_guest};
 
-fn run_raw(code: Vec<u8>, addr: u64, regs: VcpuRegs, polling: bool) -> acrn_hsm_tools::run::RunReport {
+fn run_raw(
+    code: Vec<u8>,
+    addr: u64,
+    regs: VcpuRegs,
+    polling: bool,
+) -> acrn_hsm_tools::run::RunReport {
     run_guest(&raw_config(code, addr, regs, polling)).expect("run_guest")
 }
 

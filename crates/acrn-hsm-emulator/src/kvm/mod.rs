@@ -46,10 +46,10 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use crate::abi;
 use crate::guest::{IoOutcome, SlotIo};
 use crate::hv::{Hv, HvVm, lock};
-use crate::{InterruptEvent, VmState};
 use crate::memory::{self, Pinned};
-use std::sync::atomic::{Ordering, fence};
 use crate::trace::GuestRecorder;
+use crate::{InterruptEvent, VmState};
+use std::sync::atomic::{Ordering, fence};
 
 /// Which engine executes a VM's vCPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -181,6 +181,8 @@ pub struct KvmStats {
     pub exits: u64,
     /// Requests placed in a slot (PENDING).
     pub issued: u64,
+    /// Accesses the hypervisor emulated itself (vPCI's 0xCF8, ...): no request.
+    pub hv_handled: u64,
     /// Requests completed with post-work and freed.
     pub completed: u64,
     /// Accesses that were not emulated (#GP, stray wake-up).
@@ -197,6 +199,7 @@ pub struct KvmStats {
 struct Counters {
     exits: AtomicU64,
     issued: AtomicU64,
+    hv_handled: AtomicU64,
     completed: AtomicU64,
     faults: AtomicU64,
     starts: AtomicU64,
@@ -256,6 +259,7 @@ impl KvmState {
             faults: c.faults.load(Ordering::Relaxed),
             starts: c.starts.load(Ordering::Relaxed),
             irqs: c.irqs.load(Ordering::Relaxed),
+            hv_handled: c.hv_handled.load(Ordering::Relaxed),
             live_threads,
         }
     }
@@ -783,6 +787,7 @@ fn run_vcpu(path: &mut SlotIo, mut vcpu: VcpuFd, in_run: &AtomicBool) {
                         }
                         // The hypervisor's own I/O (vPCI's 0xCF8, ...): no request was made.
                         IoOutcome::HvHandled { value } => {
+                            kvm.counters.hv_handled.fetch_add(1, Ordering::Relaxed);
                             if !a.write {
                                 store_read(&mut vcpu, &data, i, a.size, value);
                             }
