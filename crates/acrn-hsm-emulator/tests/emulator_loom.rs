@@ -13,7 +13,10 @@
 //!
 //! Weakening `hsm_publish`'s release store of PROCESSING to relaxed makes both models fail
 //! (checked by hand; the shipped code cannot be weakened from a test, so the standing negative
-//! control is `client_loom.rs`'s third model). `cargo test -p acrn-hsm --test emulator_loom`
+//! control is `client_loom.rs`'s third model). Weakening the COMPLETE side (`hsm_complete`'s
+//! release, `hv_completed`'s acquire) is *not* caught, even with `LOOM_MAX_PREEMPTIONS=5`: loom
+//! does not implement the whole C11 model (its stale-read exploration is partial), so those two
+//! points rest on the functions being the ones listed in `slot_protocol`'s table. `cargo test -p acrn-hsm --test emulator_loom`
 //! runs both in about 4 s in a debug build (`LOOM_MAX_PREEMPTIONS` defaults to 3 here).
 
 use std::sync::atomic::Ordering;
