@@ -612,7 +612,7 @@ impl IoreqClient {
     /// The recording form of one request of [`scan`](Self::scan): stamps processing, handler
     /// start and end, notify. `Some(x)`: a VM action ended the pass (`x` as `vm_action`).
     fn handle_recorded(&mut self, claim: Claim) -> Result<Option<Option<RunExit>>> {
-        let processing = crate::trace::stamp();
+        let processing = crate::trace::stamp_after_load();
         let req = *claim.request();
         let (out, hs, he) = self.dispatcher.dispatch_timed(&req);
         protocol::respond(&self.mem, &claim, out.value);

@@ -25,7 +25,7 @@ use crate::emulator::slot::Slot;
 use crate::emulator::{Emulator, VmState};
 use crate::errno::Errno;
 use crate::sync::{Ordering, fence};
-use crate::trace::{GuestRecorder, VcpuRecorder, stamp};
+use crate::trace::{GuestRecorder, VcpuRecorder, stamp, stamp_after_load};
 use crate::workload::{Access, Op, Workload, size_mask};
 
 /// Why a vCPU stopped before the end of its operations.
@@ -553,7 +553,11 @@ impl Vcpu {
             );
             return self.stop(r);
         }
-        let complete_ns = if self.rec.is_some() { stamp() } else { 0 };
+        let complete_ns = if self.rec.is_some() {
+            stamp_after_load()
+        } else {
+            0
+        };
         // dm_emulate_io_complete
         if self.vm.state() == VmState::Paused {
             // Zombie vCPU: FREE without post-work, and the vCPU no longer runs.

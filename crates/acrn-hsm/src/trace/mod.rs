@@ -31,7 +31,7 @@
 mod clock;
 mod replay;
 
-pub(crate) use clock::stamp;
+pub(crate) use clock::{stamp, stamp_after_load};
 
 pub use acrn_trace;
 pub use replay::{
