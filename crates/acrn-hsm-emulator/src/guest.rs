@@ -24,7 +24,7 @@ use crate::hsm::upcall;
 use crate::hv::{Hv, HvVm, lock};
 use crate::slot::{PageSlots, Slot};
 use crate::slot_protocol;
-use crate::trace::{GuestRecorder, VcpuRecorder, stamp};
+use crate::trace::{GuestRecorder, VcpuRecorder, stamp, stamp_after_load};
 use crate::workload::{Access, Op, Workload, size_mask};
 use crate::{Emulator, VmState};
 use std::sync::atomic::{Ordering, fence};
@@ -723,7 +723,11 @@ impl SlotIo {
             );
             return IoOutcome::Stopped(r);
         }
-        let complete_ns = if self.rec.is_some() { stamp() } else { 0 };
+        let complete_ns = if self.rec.is_some() {
+            stamp_after_load()
+        } else {
+            0
+        };
         // dm_emulate_io_complete
         if self.vm.state() == VmState::Paused {
             // Zombie vCPU: FREE without post-work, and the vCPU no longer runs.

@@ -59,7 +59,14 @@ fn recorded_slices_nest_per_vcpu() {
             let Some((a, b)) = Stage::Total.span(&r.ts) else {
                 panic!("{mode}: request {n} has no total span: {r:?}");
             };
-            // Stages in order, inside the total.
+            // Every observed stamp in protocol order (the guest's and the client's, on two
+            // threads: a stamp taken after seeing the other thread's store is not before the
+            // other's stamp taken before it), so the stages lie in order inside the total.
+            let stamps: Vec<u64> = r.ts.to_array().into_iter().filter(|&t| t != 0).collect();
+            assert!(
+                stamps.windows(2).all(|w| w[0] <= w[1]),
+                "{mode}: request {n}: stamps out of order: {r:?}"
+            );
             let mut at = a;
             for st in &Stage::ALL[1..] {
                 if let Some((x, y)) = st.span(&r.ts) {
@@ -82,6 +89,9 @@ fn recorded_slices_nest_per_vcpu() {
             end_of[v] = Some((b, n));
         }
         assert_eq!(n, s.issued);
+        // Every request the client served was joined with the guest's record of it.
+        let t = s.trace.expect("trace summary");
+        assert_eq!(t.joined, s.client.handled(), "{mode}: {t:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -674,7 +674,11 @@ impl IoreqClient {
     /// action ended the pass (`x` as `vm_action`).
     #[inline]
     fn serve<const RECORD: bool>(&mut self, claim: Claim) -> Result<Option<Option<RunExit>>> {
-        let processing = if RECORD { crate::trace::stamp() } else { 0 };
+        let processing = if RECORD {
+            crate::trace::stamp_after_load()
+        } else {
+            0
+        };
         let req = *claim.request();
         let (out, hs, he) = if RECORD {
             self.dispatcher.dispatch_timed(&req)

@@ -30,7 +30,7 @@
 
 mod clock;
 
-pub use clock::stamp;
+pub use clock::{stamp, stamp_after_load};
 
 pub use acrn_trace;
 
