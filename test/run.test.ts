@@ -55,8 +55,10 @@ describe.skipIf(whyNot !== undefined || noBios !== undefined)('SeaBIOS on the KV
       expect(r.serial).toContain('Booting from Hard Disk');
       expect(r.client.pci_reads).toBeGreaterThan(0);
       expect(r.client.pio_writes).toBeGreaterThan(100);
-      // Every exit issued once; at most the one in flight at the end was not completed.
-      expect(r.kvm.issued).toBe(r.kvm.exits);
+      // Every exit issued once, except one that met the VM already paused at the end (then
+      // not placed); at most the one in flight at the end was not completed.
+      expect(r.kvm.exits - r.kvm.issued).toBeGreaterThanOrEqual(0);
+      expect(r.kvm.exits - r.kvm.issued).toBeLessThanOrEqual(1);
       expect(r.kvm.issued - r.kvm.completed).toBeLessThanOrEqual(1);
       expect(r.kvm.faults).toBe(0);
     }, 180_000);
