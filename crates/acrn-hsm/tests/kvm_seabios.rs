@@ -80,3 +80,23 @@ fn seabios_banner_polling() {
         seabios(true);
     }
 }
+
+/// Two vCPUs: SeaBIOS wakes the AP through the in-kernel LAPIC (INIT-SIPI) and counts it.
+#[test]
+fn seabios_finds_two_cpus() {
+    if skip("seabios_finds_two_cpus") {
+        return;
+    }
+    let r = run_guest(&RunConfig {
+        payload: Payload::Firmware(SEABIOS_PATH.into()),
+        vcpus: 2,
+        console: Console::Capture,
+        timeout: Some(Duration::from_secs(120)),
+        until_serial: Some("No bootable device".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(r.end, RunEnd::SerialMatch);
+    let log = String::from_utf8_lossy(&r.debugcon).to_string();
+    assert!(log.contains("Found 2 cpu(s)"), "debugcon: {log}");
+}
