@@ -55,9 +55,12 @@ describe.skipIf(whyNot !== undefined || noBios !== undefined)('SeaBIOS on the KV
       expect(r.serial).toContain('Booting from Hard Disk');
       expect(r.client.pci_reads).toBeGreaterThan(0);
       expect(r.client.pio_writes).toBeGreaterThan(100);
-      // Every exit issued once, or answered by the hypervisor itself (vPCI's 0xCF8: no
-      // request); at most the one in flight at the end was not completed.
-      expect(r.kvm.issued + r.kvm.hvHandled).toBe(r.kvm.exits);
+      // Every exit issued once or answered by the hypervisor itself (vPCI's 0xCF8: no request),
+      // except one that met the VM already paused at the end (then not placed); at most the one
+      // in flight at the end was not completed.
+      const unplaced = r.kvm.exits - r.kvm.issued - r.kvm.hvHandled;
+      expect(unplaced).toBeGreaterThanOrEqual(0);
+      expect(unplaced).toBeLessThanOrEqual(1);
       expect(r.kvm.hvHandled).toBeGreaterThan(0);
       expect(r.kvm.issued - r.kvm.completed).toBeLessThanOrEqual(1);
       expect(r.kvm.faults).toBe(0);

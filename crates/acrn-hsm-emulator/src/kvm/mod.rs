@@ -313,7 +313,7 @@ pub(crate) fn start(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<(), String> {
     if let Some(old) = running.take() {
         // A VM restarted without RESET (not reachable through the ABI): end the old threads.
         drop(running);
-        stop_threads(old, true);
+        stop_threads(old);
         running = lock(&st.running);
     }
     let r = build(hv, vm);
@@ -439,11 +439,11 @@ pub(crate) fn pause(vm: &HvVm) {
 pub(crate) fn stop(vm: &HvVm) {
     let k = lock(&vm.kvm.running).take();
     if let Some(k) = k {
-        stop_threads(k, false);
+        stop_threads(k);
     }
 }
 
-fn stop_threads(k: KvmVm, _restart: bool) {
+fn stop_threads(k: KvmVm) {
     kick_out(&k.threads);
     for t in k.threads {
         let _ = t.handle.join();
