@@ -12,7 +12,7 @@
 //!
 //! Results are hypervisor codes: `-1` (`EPERM`), `-EINVAL`, `-ENODEV`.
 
-use crate::abi::le;
+use crate::abi::{self, le};
 use crate::hv::{HV_EINVAL, HV_ENOTTY, HV_EPERM, HV_OK, Hv, HvVm, ept_del, ept_mapped, lock};
 use crate::memory::Pinned;
 use crate::{EmulatorConfig, PhysPciDevice, PhysPciKind, VmState};
@@ -132,9 +132,9 @@ impl Hv {
         if vm.state() != VmState::Created {
             return HV_EINVAL;
         }
-        let ty = le::u32_at(b, 0);
-        let virt_bdf = le::u16_at(b, 4);
-        let phys_bdf = le::u16_at(b, 6);
+        let ty = le::u32_at(b, abi::pcidev::TYPE);
+        let virt_bdf = le::u16_at(b, abi::pcidev::VIRT_BDF);
+        let phys_bdf = le::u16_at(b, abi::pcidev::PHYS_BDF);
         let mut p = lock(&self.platform);
         let Some(entry) = p.pdevs.iter_mut().find(|(d, owner)| {
             d.bdf == phys_bdf && owner.is_none() && d.kind == PhysPciKind::Endpoint
@@ -164,8 +164,8 @@ impl Hv {
         if !matches!(vm.state(), VmState::Created | VmState::Paused) {
             return HV_EINVAL;
         }
-        let virt_bdf = le::u16_at(b, 4);
-        let phys_bdf = le::u16_at(b, 6);
+        let virt_bdf = le::u16_at(b, abi::pcidev::VIRT_BDF);
+        let phys_bdf = le::u16_at(b, abi::pcidev::PHYS_BDF);
         let mut dev = lock(&vm.dev);
         let Some(i) = dev
             .vdevs
@@ -281,14 +281,15 @@ impl Hv {
         if !(st == VmState::Created || (!set && st == VmState::Paused)) {
             return HV_EPERM;
         }
-        if le::u32_at(b, 0) != IRQ_INTX {
+        use abi::ptdev_irq as o;
+        if le::u32_at(b, o::TYPE) != IRQ_INTX {
             return HV_EPERM;
         }
-        let virt_bdf = le::u16_at(b, 4);
-        let phys_bdf = le::u16_at(b, 6);
-        let virt_pin = le::u32_at(b, 8);
-        let phys_pin = le::u32_at(b, 12);
-        let pic = le::u32_at(b, 16) != 0;
+        let virt_bdf = le::u16_at(b, o::VIRT_BDF);
+        let phys_bdf = le::u16_at(b, o::PHYS_BDF);
+        let virt_pin = le::u32_at(b, o::VIRT_PIN);
+        let phys_pin = le::u32_at(b, o::PHYS_PIN);
+        let pic = le::u32_at(b, o::IS_PIC_PIN) != 0;
         let mut dev = lock(&vm.dev);
         if !dev
             .vdevs
@@ -329,11 +330,11 @@ impl Hv {
         if vm.state() != VmState::Created {
             return HV_EINVAL;
         }
-        let id = le::u64_at(b, 0);
+        let id = le::u64_at(b, abi::vdev::ID);
         if !EMUL_DEV_IDS.contains(&id) {
             return HV_EINVAL;
         }
-        let bdf = le::u64_at(b, 8) as u16;
+        let bdf = le::u64_at(b, abi::vdev::SLOT) as u16;
         let mut dev = lock(&vm.dev);
         if dev.vdevs.iter().any(|d| d.vbdf == bdf) {
             return HV_EINVAL;
@@ -357,10 +358,10 @@ impl Hv {
         if !matches!(vm.state(), VmState::Created | VmState::Paused) {
             return HV_EINVAL;
         }
-        if !EMUL_DEV_IDS.contains(&le::u64_at(b, 0)) {
+        if !EMUL_DEV_IDS.contains(&le::u64_at(b, abi::vdev::ID)) {
             return HV_EINVAL;
         }
-        let bdf = le::u64_at(b, 8) as u16;
+        let bdf = le::u64_at(b, abi::vdev::SLOT) as u16;
         let mut dev = lock(&vm.dev);
         let Some(i) = dev.vdevs.iter().position(|d| d.vbdf == bdf) else {
             return HV_EINVAL;

@@ -119,32 +119,32 @@ pub struct VcpuRegs {
 impl VcpuRegs {
     /// The 296 bytes (reserved fields zero).
     pub fn to_bytes(&self) -> [u8; 296] {
-        use abi::vcpu_regs as o;
+        use abi::{regs as r, vcpu_regs as o};
         let mut b = [0u8; 296];
         le::put_u16(&mut b, o::VCPU_ID, self.vcpu_id);
+        let at = |off: usize| o::REGS + off;
         for (i, g) in self.gprs.iter().enumerate() {
-            le::put_u64(&mut b, o::REGS + 8 * i, *g);
+            le::put_u64(&mut b, at(r::GPRS + 8 * i), *g);
         }
-        le::put_u16(&mut b, o::REGS + 128, self.gdt.0);
-        le::put_u64(&mut b, o::REGS + 130, self.gdt.1);
-        le::put_u16(&mut b, o::REGS + 144, self.idt.0);
-        le::put_u64(&mut b, o::REGS + 146, self.idt.1);
-        let r = o::REGS;
+        le::put_u16(&mut b, at(r::GDT_LIMIT), self.gdt.0);
+        le::put_u64(&mut b, at(r::GDT_BASE), self.gdt.1);
+        le::put_u16(&mut b, at(r::IDT_LIMIT), self.idt.0);
+        le::put_u64(&mut b, at(r::IDT_BASE), self.idt.1);
         for (off, v) in [
-            (160, self.rip),
-            (168, self.cs_base),
-            (176, self.cr0),
-            (184, self.cr4),
-            (192, self.cr3),
-            (200, self.ia32_efer),
-            (208, self.rflags),
+            (r::RIP, self.rip),
+            (r::CS_BASE, self.cs_base),
+            (r::CR0, self.cr0),
+            (r::CR4, self.cr4),
+            (r::CR3, self.cr3),
+            (r::IA32_EFER, self.ia32_efer),
+            (r::RFLAGS, self.rflags),
         ] {
-            le::put_u64(&mut b, r + off, v);
+            le::put_u64(&mut b, at(off), v);
         }
-        le::put_u32(&mut b, r + 248, self.cs_ar);
-        le::put_u32(&mut b, r + 252, self.cs_limit);
+        le::put_u32(&mut b, at(r::CS_AR), self.cs_ar);
+        le::put_u32(&mut b, at(r::CS_LIMIT), self.cs_limit);
         for (i, s) in self.selectors.iter().enumerate() {
-            le::put_u16(&mut b, r + 268 + 2 * i, *s);
+            le::put_u16(&mut b, at(r::SELECTORS + 2 * i), *s);
         }
         b
     }

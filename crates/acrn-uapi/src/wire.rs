@@ -259,6 +259,43 @@ offsets!(
 );
 
 offsets!(
+    /// Byte offsets inside `struct acrn_regs` (the 288 bytes SET_VCPU_REGS carries at
+    /// [`vcpu_regs::REGS`]).
+    regs: b::acrn_regs {
+        /// `gprs` (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8..r15: 16 × u64).
+        GPRS = gprs;
+        /// `gdt.limit`.
+        GDT_LIMIT = gdt.limit;
+        /// `gdt.base`.
+        GDT_BASE = gdt.base;
+        /// `idt.limit`.
+        IDT_LIMIT = idt.limit;
+        /// `idt.base`.
+        IDT_BASE = idt.base;
+        /// `rip`.
+        RIP = rip;
+        /// `cs_base`.
+        CS_BASE = cs_base;
+        /// `cr0`.
+        CR0 = cr0;
+        /// `cr4`.
+        CR4 = cr4;
+        /// `cr3`.
+        CR3 = cr3;
+        /// `ia32_efer`.
+        IA32_EFER = ia32_efer;
+        /// `rflags`.
+        RFLAGS = rflags;
+        /// `cs_ar`.
+        CS_AR = cs_ar;
+        /// `cs_limit`.
+        CS_LIMIT = cs_limit;
+        /// `cs_sel`, followed by ss, ds, es, fs, gs, ldt and tr (8 × u16).
+        SELECTORS = cs_sel;
+    }
+);
+
+offsets!(
     /// Byte offsets of `struct acrn_vm_memmap`.
     memmap: b::acrn_vm_memmap {
         /// `type`.
@@ -449,6 +486,19 @@ mod tests {
         assert_eq!(vcpu_regs::RIP, 8 + 160);
         assert_eq!(vcpu_regs::GDT_RESERVED, 8 + 128 + 10);
         assert_eq!(vcpu_regs::RESERVED_32, 8 + 256);
+        assert_eq!(regs::SIZE, 288);
+        assert_eq!(
+            (regs::GDT_LIMIT, regs::GDT_BASE, regs::IDT_BASE),
+            (128, 130, 146)
+        );
+        assert_eq!(
+            (regs::RIP, regs::CS_BASE, regs::CR3, regs::RFLAGS),
+            (160, 168, 192, 208)
+        );
+        assert_eq!(
+            (regs::CS_AR, regs::CS_LIMIT, regs::SELECTORS),
+            (248, 252, 268)
+        );
         assert_eq!(memmap::VMA_BASE, 16);
         assert_eq!(notify::VCPU, 4);
         assert_eq!(ioeventfd::DATA, 24);

@@ -564,20 +564,6 @@ fn bsp_virtual_wire(vcpu: &VcpuFd) -> Result<(), String> {
         .map_err(|e| format!("KVM_SET_LAPIC: {e}"))
 }
 
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[o..o + 8]);
-    u64::from_le_bytes(a)
-}
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[o..o + 4]);
-    u32::from_le_bytes(a)
-}
-fn u16_at(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-
 /// A KVM segment from VMX-style access rights (type 3:0, S 4, DPL 6:5, P 7, AVL 12, L 13,
 /// D/B 14, G 15, unusable 16).
 fn segment(selector: u16, base: u64, limit: u32, ar: u32) -> kvm_segment {
@@ -601,28 +587,29 @@ fn segment(selector: u16, base: u64, limit: u32, ar: u32) -> kvm_segment {
 /// `set_vcpu_regs` of the hypervisor applied to a KVM vCPU; `regs` is the 288-byte
 /// `acrn_regs`. All zero (never set; SET_VCPU_REGS refuses CR0 = 0) keeps KVM's reset state.
 fn apply_regs(vcpu: &VcpuFd, regs: &[u8]) -> Result<(), String> {
+    use abi::{le, regs as r};
     if regs.iter().all(|&b| b == 0) {
         return Ok(());
     }
     let mut s = vcpu
         .get_sregs()
         .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
-    let cr0 = u64_at(regs, 176);
+    let cr0 = le::u64_at(regs, r::CR0);
     let pe = cr0 & 1 != 0;
     s.cr0 = cr0;
-    s.cr4 = u64_at(regs, 184);
-    s.cr3 = u64_at(regs, 192);
-    s.efer = u64_at(regs, 200);
-    s.gdt.limit = u16_at(regs, 128);
-    s.gdt.base = u64_at(regs, 130);
-    s.idt.limit = u16_at(regs, 144);
-    s.idt.base = u64_at(regs, 146);
-    let sel = |i: usize| u16_at(regs, 268 + 2 * i);
+    s.cr4 = le::u64_at(regs, r::CR4);
+    s.cr3 = le::u64_at(regs, r::CR3);
+    s.efer = le::u64_at(regs, r::IA32_EFER);
+    s.gdt.limit = le::u16_at(regs, r::GDT_LIMIT);
+    s.gdt.base = le::u64_at(regs, r::GDT_BASE);
+    s.idt.limit = le::u16_at(regs, r::IDT_LIMIT);
+    s.idt.base = le::u64_at(regs, r::IDT_BASE);
+    let sel = |i: usize| le::u16_at(regs, r::SELECTORS + 2 * i);
     s.cs = segment(
         sel(0),
-        u64_at(regs, 168),
-        u32_at(regs, 252),
-        u32_at(regs, 248),
+        le::u64_at(regs, r::CS_BASE),
+        le::u32_at(regs, r::CS_LIMIT),
+        le::u32_at(regs, r::CS_AR),
     );
     // PROTECTED_MODE_DATA_SEG_AR 0xC093 / REAL_MODE_DATA_SEG_AR 0x0093, limits 4 GiB / 64 KiB.
     let (ar, limit) = if pe {
@@ -640,7 +627,7 @@ fn apply_regs(vcpu: &VcpuFd, regs: &[u8]) -> Result<(), String> {
     s.tr = segment(sel(7), 0, 0xff, 0x008b);
     vcpu.set_sregs(&s)
         .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
-    let g = |i: usize| u64_at(regs, 8 * i);
+    let g = |i: usize| le::u64_at(regs, r::GPRS + 8 * i);
     let r = kvm_regs {
         rax: g(0),
         rcx: g(1),
@@ -658,8 +645,8 @@ fn apply_regs(vcpu: &VcpuFd, regs: &[u8]) -> Result<(), String> {
         r13: g(13),
         r14: g(14),
         r15: g(15),
-        rip: u64_at(regs, 160),
-        rflags: u64_at(regs, 208) | 2,
+        rip: le::u64_at(regs, r::RIP),
+        rflags: le::u64_at(regs, r::RFLAGS) | 2,
     };
     vcpu.set_regs(&r).map_err(|e| format!("KVM_SET_REGS: {e}"))
 }
