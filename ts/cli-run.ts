@@ -1,22 +1,36 @@
 /** `acrn-hsm run`: a real guest on the emulated hypervisor's KVM engine (see ts/run.ts). */
-import { parseArgs } from 'node:util';
-import { UsageError } from './cli-args.js';
+import { UsageError, intOption, numberOption, parseCommand, printHelp, type CommandSpec, type Out } from './cli-args.js';
 
-type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 
-export const RUN_USAGE =
-  '  run [--bios FILE|seabios | --raw FILE [--raw-addr A] | --kernel BZIMAGE [--initrd FILE] [--cmdline S]]\n' +
-  '      [--mem MiB] [--vcpus N] [--mode notify|poll]\n' +
-  '      [--debug-exit PORT] [--debugcon FILE] [--trace FILE] [--timeout S] [--until TEXT] [--json]\n' +
-  '                          a real guest on KVM behind the ACRN ABI; COM1 on the terminal, Ctrl-A x quits\n';
+/** `acrn-hsm run`'s options, declared once: parsing, `--help` and usage errors come from here. */
+export const RUN_SPEC: CommandSpec = {
+  name: 'run',
+  summary: 'A real guest on KVM behind the ACRN ABI; COM1 on the terminal, Ctrl-A x quits.',
+  options: [
+    { name: 'bios', type: 'string', value: 'FILE|seabios', help: "firmware mapped below 4 GiB ('seabios': Debian's /usr/share/seabios/bios.bin)" },
+    { name: 'raw', type: 'string', value: 'FILE', help: 'a raw binary loaded at --raw-addr, started in real mode there' },
+    { name: 'raw-addr', type: 'string', value: 'ADDR', help: 'where --raw is loaded and started', default: '0x1000' },
+    { name: 'kernel', type: 'string', value: 'BZIMAGE', help: 'a Linux bzImage (boot protocol >= 2.06, 64-bit entry)' },
+    { name: 'initrd', type: 'string', value: 'FILE', help: 'an initrd for --kernel' },
+    { name: 'cmdline', type: 'string', value: 'S', help: 'the kernel command line for --kernel' },
+    { name: 'disk', type: 'string', value: 'FILE', help: 'a virtio-blk disk (not implemented yet: refused)' },
+    { name: 'mem', type: 'string', value: 'MiB', help: 'guest RAM', default: '64' },
+    { name: 'vcpus', type: 'string', value: 'N', help: 'vCPUs, 1 to 16', default: '1' },
+    { name: 'mode', type: 'string', value: 'notify|poll', help: 'completion mode (poll: polling VM and busy-poll client)', default: 'notify' },
+    { name: 'debug-exit', type: 'string', value: 'PORT', help: 'isa-debug-exit port: a write of v ends the run with status (v << 1) | 1', default: '0xf4' },
+    { name: 'debugcon', type: 'string', value: 'FILE', help: 'collect what the guest writes to port 0x402 (SeaBIOS debug log)' },
+    { name: 'trace', type: 'string', value: 'FILE', help: 'record every I/O request into a trace (acrn-hsm trace report FILE)' },
+    { name: 'timeout', type: 'string', value: 'S', help: 'end the run after S seconds (exit status 124)' },
+    { name: 'until', type: 'string', value: 'TEXT', help: 'end the run once COM1 has printed TEXT (exit status 0)' },
+    { name: 'json', type: 'boolean', help: 'print the report as JSON (COM1 then goes into the report only)' },
+  ],
+  notes:
+    'Exit status: the guest\'s ((v << 1) | 1 after isa-debug-exit), 124 at the time-out, 0 for Ctrl-A x or --until, ' +
+    '2 when a vCPU ends on its own (triple fault, an instruction KVM cannot emulate) or for a usage error, 1 when KVM is missing.',
+};
 
-function num(name: string, v: string | undefined, min: number, max: number, int = true): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n))) {
-    throw new UsageError(`--${name} must be ${int ? 'an integer' : 'a number'} in ${min}..${max}, got '${v}'`);
-  }
-  return n;
+function num(name: string, v: unknown, min: number, max: number, int = true): number | undefined {
+  return int ? intOption(RUN_SPEC, name, v, min, max) : numberOption(RUN_SPEC, name, v, min, max);
 }
 
 /** `engines` for `acrn-hsm info`: which execution engines exist here. */
@@ -40,61 +54,38 @@ export function describeEngines(e: Awaited<ReturnType<typeof engineInfo>>): stri
 
 /** Runs the command; returns the guest's exit status (1 when it cannot run, 2 usage). */
 export async function runCommand(args: string[], out: Out): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
-    out.stdout(`usage: acrn-hsm run [options]\n${RUN_USAGE}`);
-    return 0;
-  }
-  const { values } = parseArgs({
-    args,
-    options: {
-      bios: { type: 'string' },
-      raw: { type: 'string' },
-      'raw-addr': { type: 'string' },
-      kernel: { type: 'string' },
-      initrd: { type: 'string' },
-      cmdline: { type: 'string' },
-      disk: { type: 'string' },
-      mem: { type: 'string' },
-      vcpus: { type: 'string' },
-      mode: { type: 'string' },
-      'debug-exit': { type: 'string' },
-      debugcon: { type: 'string' },
-      trace: { type: 'string' },
-      timeout: { type: 'string' },
-      until: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-    strict: true,
-  });
+  const { values: v, help } = parseCommand(RUN_SPEC, args);
+  if (help) return printHelp(RUN_SPEC, out);
+  const values = v as Record<string, string | boolean | undefined> & { json?: boolean };
   if (values.disk !== undefined) {
-    throw new UsageError('--disk is not supported yet: this build has no virtio-blk device');
+    throw new UsageError('--disk is not supported yet: this build has no virtio-blk device', RUN_SPEC);
   }
   if ((values.initrd !== undefined || values.cmdline !== undefined) && values.kernel === undefined) {
-    throw new UsageError('--initrd and --cmdline need --kernel');
+    throw new UsageError('--initrd and --cmdline need --kernel', RUN_SPEC);
   }
-  if ([values.bios, values.raw, values.kernel].filter((v) => v !== undefined).length > 1) {
-    throw new UsageError('give one of --bios, --raw, --kernel');
+  if ([values.bios as string | undefined, values.raw as string | undefined, values.kernel].filter((v) => v !== undefined).length > 1) {
+    throw new UsageError('give one of --bios, --raw, --kernel', RUN_SPEC);
   }
   if (values.mode !== undefined && values.mode !== 'notify' && values.mode !== 'poll') {
-    throw new UsageError(`--mode must be notify or poll, got '${values.mode}'`);
+    throw new UsageError(`--mode must be notify or poll, got '${values.mode}'`, RUN_SPEC);
   }
   const { runGuest } = await import('./run.js');
   const json = values.json === true;
   const report = await runGuest({
-    bios: values.bios,
-    raw: values.raw,
-    kernel: values.kernel,
-    initrd: values.initrd,
-    cmdline: values.cmdline,
+    bios: values.bios as string | undefined,
+    raw: values.raw as string | undefined,
+    kernel: values.kernel as string | undefined,
+    initrd: values.initrd as string | undefined,
+    cmdline: values.cmdline as string | undefined,
     rawAddr: num('raw-addr', values['raw-addr'], 0, 0xfffff),
     memMib: num('mem', values.mem, 2, 65536),
     vcpus: num('vcpus', values.vcpus, 1, 16),
     mode: values.mode as 'notify' | 'poll' | undefined,
     debugExit: num('debug-exit', values['debug-exit'], 0, 0xffff),
-    debugcon: values.debugcon,
-    trace: values.trace,
+    debugcon: values.debugcon as string | undefined,
+    trace: values.trace as string | undefined,
     timeout: num('timeout', values.timeout, 0.001, 1e9, false),
-    untilSerial: values.until,
+    untilSerial: values.until as string | undefined,
     terminal: !json,
   });
   if (json) {

@@ -36,19 +36,20 @@ export const DECODE_SPEC: CommandSpec = {
 
 export const INFO_SPEC: CommandSpec = {
   name: 'info',
-  summary: 'Is /dev/acrn_hsm here, is the emulator available, versions.',
+  summary: 'Is /dev/acrn_hsm here, is the emulator available, which engines, versions.',
   options: [{ name: 'json', type: 'boolean', help: 'print JSON' }],
 };
 
 /** The commands `acrn-hsm` lists, in order (summaries from each command's table). */
 async function commandSpecs(): Promise<CommandSpec[]> {
-  const [{ DEMO_SPEC }, { BENCH_SPEC }, trace, { VIEW_SPEC }] = await Promise.all([
+  const [{ DEMO_SPEC }, { BENCH_SPEC }, trace, { VIEW_SPEC }, { RUN_SPEC }] = await Promise.all([
     import('./cli-demo.js'),
     import('./cli-bench.js'),
     import('./cli-trace.js'),
     import('./cli-view.js'),
+    import('./cli-run.js'),
   ]);
-  return [DEMO_SPEC, BENCH_SPEC, ABI_SPEC, DECODE_SPEC, INFO_SPEC, trace.REPORT_SPEC, trace.EXPORT_SPEC, VIEW_SPEC, trace.REPLAY_SPEC];
+  return [DEMO_SPEC, BENCH_SPEC, RUN_SPEC, ABI_SPEC, DECODE_SPEC, INFO_SPEC, trace.REPORT_SPEC, trace.EXPORT_SPEC, VIEW_SPEC, trace.REPLAY_SPEC];
 }
 
 /** The top-level help, made from every command's table. */

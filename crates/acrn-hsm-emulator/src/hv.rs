@@ -438,10 +438,12 @@ impl Hv {
         if vm.state() != VmState::Paused {
             return HV_EPERM;
         }
+        // POWERED_OFF before the generation changes: a vCPU woken by the new generation reads
+        // the state to tell a destroy from a reset.
+        vm.set_state(VmState::PoweredOff);
         vm.generation.fetch_add(1, Ordering::AcqRel);
         vm.kick_all();
         crate::kvm::stop(&vm);
-        vm.set_state(VmState::PoweredOff);
         *vm.ioreq.write().unwrap_or_else(|e| e.into_inner()) = None;
         lock(&vm.regions).clear();
         vm.kick_all();
