@@ -86,14 +86,15 @@ const pageFile = join(dir, 'page.bin');
 }
 
 async function specs(): Promise<CommandSpec[]> {
-  const [cli, demo, bench, trace, view] = await Promise.all([
+  const [cli, demo, bench, trace, view, run] = await Promise.all([
     import('../dist/cli.js'),
     import('../dist/cli-demo.js'),
     import('../dist/cli-bench.js'),
     import('../dist/cli-trace.js'),
     import('../dist/cli-view.js'),
+    import('../dist/cli-run.js'),
   ]);
-  return [cli.ABI_SPEC, cli.DECODE_SPEC, cli.INFO_SPEC, demo.DEMO_SPEC, bench.BENCH_SPEC, trace.REPORT_SPEC, trace.EXPORT_SPEC, view.VIEW_SPEC, trace.REPLAY_SPEC];
+  return [cli.ABI_SPEC, cli.DECODE_SPEC, cli.INFO_SPEC, demo.DEMO_SPEC, bench.BENCH_SPEC, run.RUN_SPEC, trace.REPORT_SPEC, trace.EXPORT_SPEC, view.VIEW_SPEC, trace.REPLAY_SPEC];
 }
 
 describe('pipes: a closed stdout ends the command quietly', () => {
