@@ -147,6 +147,42 @@ impl Default for PollConfig {
     }
 }
 
+/// The state of a [`PollConfig`] back-off between two requests.
+#[derive(Debug)]
+struct Backoff {
+    config: PollConfig,
+    idle: u64,
+    sleep: Duration,
+}
+
+impl Backoff {
+    fn new(config: PollConfig) -> Backoff {
+        Backoff {
+            config,
+            idle: 0,
+            sleep: config.sleep,
+        }
+    }
+    /// A request was found: spin again.
+    fn reset(&mut self) {
+        self.idle = 0;
+        self.sleep = self.config.sleep;
+    }
+    /// An idle pass: spin, yield, or sleep (doubling up to `max_sleep`).
+    fn wait(&mut self) {
+        let p = self.config;
+        self.idle += 1;
+        if self.idle <= u64::from(p.spins) {
+            std::hint::spin_loop();
+        } else if self.idle <= u64::from(p.spins) + u64::from(p.yields) {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(self.sleep);
+            self.sleep = (self.sleep * 2).min(p.max_sleep.max(p.sleep));
+        }
+    }
+}
+
 /// How the client waits for requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WakeMode {
@@ -605,29 +641,15 @@ impl IoreqClient {
     }
 
     fn run_poll(&mut self, p: PollConfig) -> Result<RunExit> {
-        let mut idle: u64 = 0;
-        let mut sleep = p.sleep;
+        let mut backoff = Backoff::new(p);
         loop {
             if self.stopped() {
                 return Ok(RunExit::Stopped);
             }
             match self.scan()? {
-                Pass::Handled(0) => {}
-                Pass::Handled(_) => {
-                    idle = 0;
-                    sleep = p.sleep;
-                    continue;
-                }
+                Pass::Handled(0) => backoff.wait(),
+                Pass::Handled(_) => backoff.reset(),
                 Pass::Exit(x) => return Ok(x),
-            }
-            idle += 1;
-            if idle <= u64::from(p.spins) {
-                std::hint::spin_loop();
-            } else if idle <= u64::from(p.spins) + u64::from(p.yields) {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(sleep);
-                sleep = (sleep * 2).min(p.max_sleep.max(p.sleep));
             }
         }
     }
@@ -745,12 +767,10 @@ impl IoreqClient {
         if let Some(exit) = self.complete_batch(responses)? {
             return Ok(Batch::Exit(exit));
         }
-        let mut idle: u64 = 0;
-        let poll = match self.config.mode {
-            WakeMode::Poll(p) => Some(p),
+        let mut backoff = match self.config.mode {
+            WakeMode::Poll(p) => Some(Backoff::new(p)),
             WakeMode::Blocking => None,
         };
-        let mut sleep = poll.map_or(Duration::ZERO, |p| p.sleep);
         self.shared.running.store(true, Ordering::Release);
         let r = loop {
             if self.stopped() {
@@ -773,30 +793,21 @@ impl IoreqClient {
                         break Ok(Batch::Ready(self.pending.len()));
                     }
                     if n > 0 {
-                        idle = 0;
-                        sleep = poll.map_or(Duration::ZERO, |p| p.sleep);
+                        if let Some(b) = backoff.as_mut() {
+                            b.reset();
+                        }
                         continue;
                     }
                 }
             }
-            match poll {
+            match backoff.as_mut() {
                 None => match self.vm.attach_ioreq_client() {
                     Ok(()) => self.shared.counters.inc(C_WAKEUPS),
                     Err(e) if e.errno == Errno::ENODEV => break Ok(Batch::Exit(RunExit::Stopped)),
                     Err(e) if e.errno == Errno::EINTR => {}
                     Err(e) => break Err(e),
                 },
-                Some(p) => {
-                    idle += 1;
-                    if idle <= u64::from(p.spins) {
-                        std::hint::spin_loop();
-                    } else if idle <= u64::from(p.spins) + u64::from(p.yields) {
-                        std::thread::yield_now();
-                    } else {
-                        std::thread::sleep(sleep);
-                        sleep = (sleep * 2).min(p.max_sleep.max(p.sleep));
-                    }
-                }
+                Some(b) => b.wait(),
             }
         };
         self.shared.running.store(false, Ordering::Release);
