@@ -4,17 +4,13 @@
 //! from disk in bounded memory, whatever its size.
 
 use crate::errors::{CodedError, coded_error};
+use acrn_hsm_tools::export::{ExportFormat, ExportStream};
 use acrn_trace::export::{ChromeOptions, export_chrome_with, export_csv};
-use acrn_trace::{
-    ByteSink, ByteSource, IoSink, IoSource, Report, ReportBuilder, TraceError, TraceReader, flat,
-};
+use acrn_trace::{IoSink, IoSource, Report, ReportBuilder, TraceError, TraceReader, flat};
 use napi::bindgen_prelude::{BigInt, BigUint64Array, Buffer, Uint8Array, Uint16Array};
 use napi_derive::napi;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
 
 fn trace_error(e: &TraceError) -> CodedError {
     coded_error(e.code(), &e.to_string())
@@ -201,41 +197,12 @@ pub fn trace_export_file(
         .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot write {out}: {e}")))
 }
 
-/// Counts the bytes read from a source (the progress of a streamed export).
-struct Counted<S> {
-    inner: S,
-    read: Arc<AtomicU64>,
-}
-
-impl<S: ByteSource> ByteSource for Counted<S> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, String> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-/// A chunk of an export, or its error as (code, message).
-type Chunk = Result<Vec<u8>, (String, String)>;
-
-/// Hands the export's chunks to [`TraceExportStream::next`]; fails once the stream is dropped.
-struct ChannelSink(SyncSender<Chunk>);
-
-impl ByteSink for ChannelSink {
-    fn write_all(&mut self, buf: &[u8]) -> Result<(), String> {
-        self.0
-            .send(Ok(buf.to_vec()))
-            .map_err(|_| String::from("the reader of the export went away"))
-    }
-}
-
 /// An export of a trace file read chunk by chunk (about 64 KiB each), made by a thread in
-/// bounded memory: for output that is not a file (stdout), and with progress.
+/// bounded memory ([`acrn_hsm_tools::export::ExportStream`]): for output that is not a file
+/// (stdout), and with progress.
 #[napi]
 pub struct TraceExportStream {
-    rx: Mutex<Receiver<Chunk>>,
-    read: Arc<AtomicU64>,
-    size: u64,
+    inner: ExportStream,
 }
 
 #[napi]
@@ -248,61 +215,33 @@ impl TraceExportStream {
         format: String,
         options: Option<ChromeExportOptions>,
     ) -> crate::errors::Result<TraceExportStream> {
-        if format != "chrome" && format != "csv" {
-            return Err(coded_error(
-                "ERR_TRACE_INVALID",
-                "invalid argument: format must be chrome or csv",
-            ));
-        }
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let file = File::open(&path)
-            .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot open {path}: {e}")))?;
-        let read = Arc::new(AtomicU64::new(0));
-        let source = Counted {
-            inner: IoSource(file),
-            read: read.clone(),
+        let format = match format.as_str() {
+            "chrome" => ExportFormat::Chrome(options.unwrap_or_default().to_core()),
+            "csv" => ExportFormat::Csv,
+            _ => {
+                return Err(coded_error(
+                    "ERR_TRACE_INVALID",
+                    "invalid argument: format must be chrome or csv",
+                ));
+            }
         };
-        let reader = TraceReader::new(source).map_err(|e| trace_error(&e))?;
-        let chrome = options.unwrap_or_default().to_core();
-        let (tx, rx) = sync_channel(8);
-        std::thread::Builder::new()
-            .name("trace-export".into())
-            .spawn(move || {
-                let sink = ChannelSink(tx.clone());
-                let r = if format == "chrome" {
-                    export_chrome_with(reader, sink, &chrome).map(|_| ())
-                } else {
-                    export_csv(reader, sink).map(|_| ())
-                };
-                if let Err(e) = r {
-                    let _ = tx.send(Err((e.code().to_string(), e.to_string())));
-                }
-            })
-            .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot start the export: {e}")))?;
-        Ok(TraceExportStream {
-            rx: Mutex::new(rx),
-            read,
-            size,
-        })
+        ExportStream::open(&path, format)
+            .map(|inner| TraceExportStream { inner })
+            .map_err(|e| coded_error(&e.code, &e.message))
     }
 
     /// The next chunk, or `null` at the end; throws the export's error.
     #[napi]
     pub fn next(&self) -> crate::errors::Result<Option<Buffer>> {
-        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
-        match rx.recv() {
-            Ok(Ok(b)) => Ok(Some(b.into())),
-            Ok(Err((code, msg))) => Err(coded_error(&code, &msg)),
-            Err(_) => Ok(None),
-        }
+        self.inner
+            .next_chunk()
+            .map(|c| c.map(Buffer::from))
+            .map_err(|e| coded_error(&e.code, &e.message))
     }
 
     /// How far the export has read its file, 0 to 1.
     #[napi(getter)]
     pub fn progress(&self) -> f64 {
-        if self.size == 0 {
-            return 1.0;
-        }
-        (self.read.load(Ordering::Relaxed) as f64 / self.size as f64).min(1.0)
+        self.inner.progress()
     }
 }

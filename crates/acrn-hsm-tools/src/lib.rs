@@ -8,5 +8,6 @@
 
 pub mod bench;
 pub mod demo;
+pub mod export;
 pub mod replay;
 pub mod run;
