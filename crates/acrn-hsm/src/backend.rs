@@ -76,15 +76,19 @@ pub enum ArgKind<'a, 'b> {
     Address(u64),
 }
 
-/// Sorts `arg` by the kind of `request` (see the module docs), checking `Bytes` lengths.
+/// Sorts `arg` by the kind of `request` (see the module docs), checking `Bytes` lengths. An ACRN
+/// ioctl is sorted by the one ioctl table ([`abi::IOCTL_TABLE`]); any other number by its
+/// `_IOC` bits, as the kernel's `copy_from_user` of `_IOC_SIZE` bytes would treat it.
 pub fn classify<'a, 'b>(request: u32, arg: &'b mut IoctlArg<'a>) -> Result<ArgKind<'a, 'b>, Errno> {
-    if abi::is_by_value(request) {
-        return Ok(ArgKind::Value(arg.as_raw()));
-    }
-    let size = abi::ioc_size(request);
-    if abi::ioc_dir(request) == 0 || size == 0 {
-        return Ok(ArgKind::Nothing);
-    }
+    let size = match abi::ioctl_info(request).map(|i| i.arg) {
+        Some(abi::IoctlArgKind::ByValue) => return Ok(ArgKind::Value(arg.as_raw())),
+        Some(abi::IoctlArgKind::None) => return Ok(ArgKind::Nothing),
+        Some(abi::IoctlArgKind::In(n) | abi::IoctlArgKind::InOut(n)) => n,
+        None if abi::ioc_dir(request) == 0 || abi::ioc_size(request) == 0 => {
+            return Ok(ArgKind::Nothing);
+        }
+        None => abi::ioc_size(request),
+    };
     match arg {
         IoctlArg::None => Err(Errno::EFAULT),
         IoctlArg::Value(0) => Err(Errno::EFAULT),
