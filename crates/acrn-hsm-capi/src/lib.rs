@@ -135,39 +135,14 @@ fn pages() -> MutexGuard<'static, BTreeMap<usize, UserPages>> {
 
 /// Commands whose argument is an integer, not a pointer (`SET_IRQLINE`, `VM_INTR_MONITOR`).
 fn is_by_value(request: u32) -> bool {
-    request == io::ACRN_IOCTL_SET_IRQLINE || request == io::ACRN_IOCTL_VM_INTR_MONITOR
+    acrn_uapi::wire::is_by_value(request)
 }
 
-/// Every command of `<linux/acrn.h>`: only for these is the argument read as a struct.
-const KNOWN: &[u32] = &[
-    io::ACRN_IOCTL_CREATE_VM,
-    io::ACRN_IOCTL_DESTROY_VM,
-    io::ACRN_IOCTL_START_VM,
-    io::ACRN_IOCTL_PAUSE_VM,
-    io::ACRN_IOCTL_RESET_VM,
-    io::ACRN_IOCTL_SET_VCPU_REGS,
-    io::ACRN_IOCTL_INJECT_MSI,
-    io::ACRN_IOCTL_VM_INTR_MONITOR,
-    io::ACRN_IOCTL_SET_IRQLINE,
-    io::ACRN_IOCTL_NOTIFY_REQUEST_FINISH,
-    io::ACRN_IOCTL_CREATE_IOREQ_CLIENT,
-    io::ACRN_IOCTL_ATTACH_IOREQ_CLIENT,
-    io::ACRN_IOCTL_DESTROY_IOREQ_CLIENT,
-    io::ACRN_IOCTL_CLEAR_VM_IOREQ,
-    io::ACRN_IOCTL_SET_MEMSEG,
-    io::ACRN_IOCTL_UNSET_MEMSEG,
-    io::ACRN_IOCTL_SET_PTDEV_INTR,
-    io::ACRN_IOCTL_RESET_PTDEV_INTR,
-    io::ACRN_IOCTL_ASSIGN_PCIDEV,
-    io::ACRN_IOCTL_DEASSIGN_PCIDEV,
-    io::ACRN_IOCTL_ASSIGN_MMIODEV,
-    io::ACRN_IOCTL_DEASSIGN_MMIODEV,
-    io::ACRN_IOCTL_CREATE_VDEV,
-    io::ACRN_IOCTL_DESTROY_VDEV,
-    io::ACRN_IOCTL_PM_GET_CPU_STATE,
-    io::ACRN_IOCTL_IOEVENTFD,
-    io::ACRN_IOCTL_IRQFD,
-];
+/// Whether `request` is a command of `<linux/acrn.h>`: only for these is the argument read as a
+/// struct (the one ioctl table, `acrn_uapi::wire::IOCTL_TABLE`).
+fn is_known(request: u32) -> bool {
+    acrn_uapi::wire::ioctl_info(request).is_some()
+}
 
 fn ioctl_result(r: Result<i64, Errno>) -> c_int {
     match r {
@@ -293,7 +268,7 @@ pub unsafe extern "C" fn acrn_emu_ioctl(
     // The kernel's `cmd` is an `unsigned int`: the upper bits of the C `unsigned long` are lost.
     let request = request as u32;
     let backend: &dyn HsmBackend = &file.file;
-    if !KNOWN.contains(&request) {
+    if !is_known(request) {
         // Not ours: the emulator answers ENOTTY without touching the argument.
         return guard(-libc::EIO, || {
             ioctl_result(backend.ioctl(request, IoctlArg::Value(arg as u64)))
