@@ -452,6 +452,7 @@ fn run_result_to_js(r: RunResult) -> GuestRunResult {
                 kind: match f.kind {
                     FaultKind::GeneralProtection => "general-protection".to_owned(),
                     FaultKind::StrayWakeup => "stray-wakeup".to_owned(),
+                    FaultKind::IrqTimeout => "irq-timeout".to_owned(),
                 },
                 state: f.state,
                 access: f.access,
