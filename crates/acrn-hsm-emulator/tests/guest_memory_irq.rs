@@ -2,6 +2,8 @@
 //! and writes the same RAM through `Vm::memory`, and its interrupts (INJECT_MSI, SET_IRQLINE,
 //! an irqfd signalled through an `EventFd`) wake a vCPU blocked in `wait_irq`.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 

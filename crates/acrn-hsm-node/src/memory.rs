@@ -79,7 +79,10 @@ impl EventFdHandle {
     pub fn write(&self, n: BigInt) -> Result<()> {
         let (signed, v, lossless) = n.get_u64();
         if signed || !lossless {
-            return Err(coded_error("ERR_OUT_OF_RANGE", "n must be a bigint in 0..2^64-2"));
+            return Err(coded_error(
+                "ERR_OUT_OF_RANGE",
+                "n must be a bigint in 0..2^64-2",
+            ));
         }
         self.get("write")?
             .write(v)
@@ -125,10 +128,7 @@ impl Task for EventFdWait {
     type JsValue = Option<BigInt>;
 
     fn compute(&mut self) -> napi::Result<Option<u64>> {
-        let r = self
-            .efd
-            .wait()
-            .map_err(|e| errno_error("eventfd wait", e));
+        let r = self.efd.wait().map_err(|e| errno_error("eventfd wait", e));
         self.failure.keep(r)
     }
 

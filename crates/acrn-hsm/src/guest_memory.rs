@@ -287,8 +287,9 @@ mod tests {
         m.insert(0x1000, pb).unwrap();
         let v = m.view(0x10, 4).unwrap();
         m.write(0x12, &[0xab]).unwrap();
+        let p = v.as_ptr().wrapping_add(2);
         // SAFETY: `v` covers 4 bytes; read with a byte atomic.
-        let seen = unsafe { AtomicU8::from_ptr(v.as_ptr().add(2)) }.load(Ordering::Relaxed);
+        let seen = unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed);
         assert_eq!(seen, 0xab);
         assert!(m.view(0xffe, 4).unwrap_err().across);
         assert!(!m.view(0x2000, 1).unwrap_err().across);
