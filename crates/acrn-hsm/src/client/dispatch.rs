@@ -582,9 +582,9 @@ impl Dispatcher {
             AddressSpace::Mmio => &self.mmio,
         };
         // The last range starting at or before our last byte overlaps iff it reaches our base.
-        !map.range(..=last)
+        map.range(..=last)
             .next_back()
-            .is_some_and(|(&b, &(l, _))| b + (l - 1) >= base)
+            .is_none_or(|(&b, &(l, _))| b + (l - 1) < base)
     }
 
     fn insert_pci(&mut self, bdf: Bdf, dev: DeviceBox, name: String) -> Result<DeviceId, BusError> {
