@@ -21,6 +21,14 @@ describe('examples', () => {
     expect(r.stdout).toMatch(/handler errors reported: 2 \(read \+0x80, read \+0x80\)/);
   });
 
+  it('dma-device: the device reads and writes guest RAM, its MSIs (and an irqfd) wake the guest', () => {
+    const r = run('dma-device');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^guest: 4 DMA transfers \(160 words\) checked, 0 wrong values, 0 faults$/m);
+    expect(r.stdout).toMatch(/^device: 4 descriptors processed; interrupts delivered 4 \(3 INJECT_MSI \+ 1 irqfd\), taken by wait_irq 4$/m);
+    expect(r.stdout).toMatch(/^requests: 4 /m);
+  });
+
   it('worker-backend: the synchronous loop in a worker serves every request', () => {
     const r = run('worker-backend');
     expect(r.status, r.stderr).toBe(0);

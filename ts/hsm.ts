@@ -9,6 +9,7 @@ import { checkU32, checkU64 } from './check.js';
 import { callBinding, fromBindingError, AcrnHsmError, withAdvice } from './errors.js';
 import { IoreqClient, checkHandlerTimeout, type WakeMode } from './client.js';
 import { native } from './native.js';
+import { EventFd, GuestMemory } from './memory.js';
 import type { NativeBinding } from './native.js';
 
 type HsmHandle = InstanceType<NativeBinding['HsmHandle']>;
@@ -127,7 +128,7 @@ export interface RunMismatch {
 export interface RunFault {
   vcpu: number;
   request: number;
-  kind: 'general-protection' | 'stray-wakeup';
+  kind: 'general-protection' | 'stray-wakeup' | 'irq-timeout';
   state: number;
   access: string;
 }
@@ -170,6 +171,8 @@ export type WorkloadOp =
   | ({ mmio: WorkloadU64; size: number } & WorkloadAccess)
   | ({ pci: WorkloadPciAddress; size: number } & WorkloadAccess)
   | { repeat: number; ops: WorkloadOp[] }
+  | ({ ram: WorkloadU64; size: number } & WorkloadAccess)
+  | { wait_irq: { vector: number } | { gsi: number }; timeout_ns?: WorkloadU64 }
   | { delay_ns: WorkloadU64 }
   | { barrier: true };
 
@@ -209,6 +212,16 @@ export class UserPage {
     checkU32('offset', offset);
     if (!(bytes instanceof Uint8Array)) throw new TypeError('bytes must be a Uint8Array');
     callBinding(() => this.handle.write(offset, bytes));
+  }
+
+  #bytes: Buffer | undefined;
+  /**
+   * The whole allocation as a `Buffer` without a copy (it sees every later write, the guest's
+   * included, and keeps the memory mapped while referenced).
+   */
+  get bytes(): Buffer {
+    this.#bytes ??= callBinding(() => this.handle.bytes);
+    return this.#bytes;
   }
 
   /** Slot `vcpu` of an ioreq page, read with an acquire load of `processed` first. */
@@ -488,22 +501,39 @@ export class Vm {
   clearVmIoreq(): void {
     callBinding(() => this.handle.clearVmIoreq());
   }
-  ioeventfd(args: { fd: number; flags: number; addr: bigint; len: number; data?: bigint }): void {
+  /** IOEVENTFD: `fd` is an {@link EventFd} or a descriptor number. */
+  ioeventfd(args: { fd: number | EventFd; flags: number; addr: bigint; len: number; data?: bigint }): void {
     if (typeof args !== 'object' || args === null) throw new TypeError('ioeventfd takes { fd, flags, addr, len, data? }');
-    checkFd(args.fd);
+    const fd = args.fd instanceof EventFd ? args.fd.fd : args.fd;
+    checkFd(fd);
     checkU32('flags', args.flags);
     checkU64('addr', args.addr);
     checkU32('len', args.len);
     if (args.data !== undefined) checkU64('data', args.data);
-    callBinding(() => this.handle.ioeventfd(args.fd, args.flags, args.addr, args.len, args.data ?? 0n));
+    callBinding(() => this.handle.ioeventfd(fd, args.flags, args.addr, args.len, args.data ?? 0n));
   }
-  irqfd(args: { fd: number; flags: number; msiAddr: bigint; msiData: bigint }): void {
+  /** IRQFD: `fd` is an {@link EventFd} or a descriptor number; each write injects the MSI. */
+  irqfd(args: { fd: number | EventFd; flags: number; msiAddr: bigint; msiData: bigint }): void {
     if (typeof args !== 'object' || args === null) throw new TypeError('irqfd takes { fd, flags, msiAddr, msiData }');
-    checkFd(args.fd);
+    const fd = args.fd instanceof EventFd ? args.fd.fd : args.fd;
+    checkFd(fd);
     checkU32('flags', args.flags);
     checkU64('msiAddr', args.msiAddr);
     checkU64('msiData', args.msiData);
-    callBinding(() => this.handle.irqfd(args.fd, args.flags, args.msiAddr, args.msiData));
+    callBinding(() => this.handle.irqfd(fd, args.flags, args.msiAddr, args.msiData));
+  }
+  #memory: GuestMemory | undefined;
+  /** The VM's RAM: the segments mapped with `mapRam` (see {@link GuestMemory}). */
+  get memory(): GuestMemory {
+    this.#memory ??= new GuestMemory(this.handle);
+    return this.#memory;
+  }
+  /**
+   * The interrupts that reached the guest (emulator): MSIs delivered (`msi`, per vCPU in
+   * `delivered`), rising edges and levels per GSI, and those a `wait_irq` took (`taken`).
+   */
+  irqCounters(): ReturnType<VmHandle['irqCounters']> {
+    return callBinding(() => this.handle.irqCounters());
   }
   injectMsi(msiAddr: bigint, msiData: bigint): void {
     checkU64('msiAddr', msiAddr);

@@ -11,6 +11,8 @@ export type * from './public-types.js';
 export { AcrnHsmError } from './errors.js';
 export { NO_DEVICE, pciAddress, pciFields, Trace, TRACE_STAGES, TRACE_STAMPS } from './trace.js';
 export { Guest, Hsm, UserPage, Vm, workloadJson } from './hsm.js';
+export { EventFd, GuestMemory, GuestMemoryRangeError } from './memory.js';
+export type { MemorySegment } from './memory.js';
 export { IoreqClient, PciFunction, RegisterFile, stopClient, Uart16550 } from './client.js';
 export type { ClientCounters, ClientFault, Device, PciDevice, ServedRequest, WakeMode } from './client.js';
 export { engines, runGuest } from './run.js';

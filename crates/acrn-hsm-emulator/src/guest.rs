@@ -52,6 +52,9 @@ pub enum FaultKind {
     /// The vCPU was woken (a latched stray event) but the slot was not COMPLETE: no post-work;
     /// the access returns the register unchanged.
     StrayWakeup,
+    /// A `wait_irq` saw no interrupt before its timeout (not a hypervisor fault: the guest's
+    /// own check that an interrupt was delivered).
+    IrqTimeout,
 }
 
 /// A fault recorded by a vCPU.
@@ -455,6 +458,32 @@ impl Vcpu {
                 Op::Pio { port, size, access } => {
                     self.io(abi::TYPE_PORTIO, u64::from(*port), *size, *access, op)?;
                 }
+                Op::Ram {
+                    address,
+                    size,
+                    access,
+                } => {
+                    if !self.ram(*address, *size, *access, op) {
+                        // No RAM there: an EPT violation, emulated as MMIO.
+                        self.io(abi::TYPE_MMIO, *address, *size, *access, op)?;
+                    }
+                }
+                Op::WaitIrq { irq, timeout_ns } => {
+                    let vm = self.path.vm.clone();
+                    let r = vm
+                        .irq
+                        .wait(self.id, *irq, Duration::from_nanos(*timeout_ns), || {
+                            self.path.stop_reason().is_some() || vm.state() == VmState::Paused
+                        });
+                    match r {
+                        Ok(()) => {}
+                        Err(true) => self.fault(self.seq, FaultKind::IrqTimeout, 0, op),
+                        Err(false) => {
+                            let reason = self.path.stop_reason().unwrap_or(StopReason::Paused);
+                            return self.stop(reason);
+                        }
+                    }
+                }
                 Op::Mmio {
                     address,
                     size,
@@ -574,6 +603,65 @@ impl Vcpu {
                 });
             }
         }
+    }
+
+    /// A RAM access without an exit: the bytes of the hypervisor's RAM regions (library memory
+    /// pinned by SET_MEMSEG) at `address`, possibly across adjacent regions. `false` (nothing
+    /// done) when some byte is not RAM.
+    fn ram(&mut self, address: u64, size: u8, access: Access, op: &Op) -> bool {
+        let n = usize::from(size);
+        let mut pieces = Vec::with_capacity(1);
+        {
+            let regions = lock(&self.path.vm.regions);
+            let mut a = address;
+            let end = address + u64::from(size);
+            while a < end {
+                // RAM regions carry the write-back memory type (0x40); MMIO ones are UC.
+                let Some(&(g, len, hpa, _)) = regions
+                    .iter()
+                    .find(|&&(g, len, _, attr)| attr & 0x40 != 0 && a >= g && a < g + len)
+                else {
+                    return false;
+                };
+                let k = end.min(g + len) - a;
+                pieces.push((hpa + (a - g), k as usize));
+                a += k;
+            }
+        }
+        let mut bytes = [0u8; 8];
+        if let Access::Write(v) = access {
+            bytes = v.to_le_bytes();
+        }
+        let mut done = 0;
+        for (host, k) in pieces {
+            let r = match access {
+                Access::Write(_) => crate::memory::copy_to_user(host, &bytes[done..done + k]),
+                Access::Read { .. } => {
+                    crate::memory::copy_from_user(host, &mut bytes[done..done + k])
+                }
+            };
+            if r.is_err() {
+                return false;
+            }
+            done += k;
+        }
+        if let Access::Read { expect } = access {
+            let value = u64::from_le_bytes(bytes) & size_mask(size);
+            debug_assert!(n <= 8);
+            self.mmio_reg = value;
+            if let Some(e) = expect {
+                if e != value {
+                    self.result.mismatches.push(Mismatch {
+                        vcpu: self.id as u16,
+                        request: self.seq,
+                        access: op.to_string(),
+                        expected: e,
+                        actual: value,
+                    });
+                }
+            }
+        }
+        true
     }
 
     fn fault(&mut self, seq: u64, kind: FaultKind, state: u32, op: &Op) {

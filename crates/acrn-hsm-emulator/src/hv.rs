@@ -151,6 +151,8 @@ pub(crate) struct HvVm {
     pub(crate) guest_pci_lock: Mutex<()>,
     /// The KVM engine's side of this VM (unused on the workload engine).
     pub(crate) kvm: crate::kvm::KvmState,
+    /// vIOAPIC/vPIC lines and the vCPUs' pending vectors (workload engine, `hv_irq.rs`).
+    pub(crate) irq: crate::hv_irq::VmIrq,
 }
 
 /// The VM table: the VMs by vmid and each slot's configured name.
@@ -334,6 +336,7 @@ impl Hv {
             vpci_addr: AtomicU32::new(0),
             guest_pci_lock: Mutex::new(()),
             kvm: Default::default(),
+            irq: crate::hv_irq::VmIrq::new(created),
         });
         t.vms[vmid] = Some(vm);
         Ok((vmid16, created as u16))
@@ -423,6 +426,7 @@ impl Hv {
         for v in &vm.vcpus {
             v.reset();
         }
+        vm.irq.reset();
         vm.set_state(VmState::Created);
         vm.kick_all();
         HV_OK
@@ -547,6 +551,9 @@ impl Hv {
         if crate::kvm::inject(&vm, &ev) {
             return HV_OK;
         }
+        if let InterruptEvent::Msi { data, .. } | InterruptEvent::IrqfdMsi { data, .. } = ev {
+            vm.irq.msi(addr, data);
+        }
         lock(&self.interrupts).push(ev);
         HV_OK
     }
@@ -566,6 +573,7 @@ impl Hv {
         if crate::kvm::inject(&vm, &ev) {
             return HV_OK;
         }
+        vm.irq.set_line(gsi, op);
         lock(&self.interrupts).push(ev);
         HV_OK
     }

@@ -66,6 +66,7 @@ mod hsm;
 mod hv;
 mod hv_dev;
 mod hv_io;
+mod hv_irq;
 mod irqfd;
 pub mod kvm;
 mod slot;
@@ -83,6 +84,7 @@ use std::time::Duration;
 
 pub use guest::{Guest, GuestRun};
 pub use hsm::EmulatedHsm;
+pub use hv_irq::{IrqCounters, IrqWait};
 pub use kvm::{Engine, GuestExit, GuestExitKind, KvmProbe, KvmStats};
 pub use workload::{Access, Op, RandomRange, Space, Workload, WorkloadError};
 
@@ -380,6 +382,12 @@ impl Emulator {
     /// Interrupts injected so far (INJECT_MSI, SET_IRQLINE, irqfd signals), oldest first.
     pub fn interrupts(&self) -> Vec<InterruptEvent> {
         lock(&self.hv.interrupts).clone()
+    }
+
+    /// The interrupts that reached VM `vmid`'s guest (workload engine): MSIs delivered, line
+    /// edges and levels, interrupts taken by `wait_irq`. `None` for an unknown vmid.
+    pub fn irq_counters(&self, vmid: u16) -> Option<IrqCounters> {
+        Some(self.hv.vm(vmid)?.irq.counters())
     }
 
     /// Raw access to slot `vcpu` of VM `vmid`'s ioreq page as the hypervisor sees it: a copy of

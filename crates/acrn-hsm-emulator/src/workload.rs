@@ -7,6 +7,9 @@
 //!    {"pio": "0x3fd", "size": 1, "read": true, "expect": 96},
 //!    {"mmio": "0xfed00000", "size": 8, "read": true},
 //!    {"pci": {"bus": 0, "dev": 3, "func": 0, "reg": 0}, "size": 4, "read": true, "expect": "0x12348086"},
+//!    {"ram": "0x100000", "size": 4, "write": "0xcafe"},
+//!    {"ram": "0x100000", "size": 4, "read": true, "expect": "0xcafe"},
+//!    {"wait_irq": {"vector": 65}, "timeout_ns": 1000000000},
 //!    {"repeat": 1000, "ops": [{"pio": "0x80", "size": 1, "write": 0}]}],
 //!   [...ops of vCPU 1...]
 //! ]}
@@ -69,6 +72,29 @@ pub enum Op {
     /// comes before it on any vCPU happens before what comes after it on any other (a trace
     /// replay's phases). Every vCPU list should hold the same number. JSON: `{"barrier": true}`.
     Barrier,
+    /// A load/store of guest RAM (size 1, 2, 4 or 8): no exit, the vCPU reads or writes the
+    /// memory the hypervisor maps there (SET_MEMSEG RAM) directly, as guest code does. An
+    /// address without RAM is what it is on the hypervisor, an EPT violation handled as MMIO:
+    /// the access becomes an MMIO request. JSON: `{"ram": gpa, "size": 4, "write": v}`.
+    Ram {
+        /// The guest-physical address.
+        address: u64,
+        /// Access size in bytes.
+        size: u8,
+        /// Read or write.
+        access: Access,
+    },
+    /// Blocks the vCPU until an interrupt is delivered to it (a vector pending in its vLAPIC:
+    /// an MSI), or a GSI's line had a rising edge (or is high), and takes it; after
+    /// `timeout_ns` without one, a [`crate::FaultKind::IrqTimeout`] is recorded and the vCPU
+    /// goes on. JSON: `{"wait_irq": {"vector": 65} | {"gsi": 4}, "timeout_ns": 1000000000}`
+    /// (the timeout defaults to 1 s).
+    WaitIrq {
+        /// What to wait for.
+        irq: crate::IrqWait,
+        /// How long at most, in nanoseconds.
+        timeout_ns: u64,
+    },
     /// `ops` executed `count` times.
     Repeat {
         /// Repetitions.
@@ -166,7 +192,7 @@ pub fn request_count(ops: &[Op]) -> u64 {
         .map(|op| match op {
             Op::Pio { .. } | Op::Mmio { .. } => 1,
             Op::Pci { .. } => 2,
-            Op::Delay { .. } | Op::Barrier => 0,
+            Op::Delay { .. } | Op::Barrier | Op::Ram { .. } | Op::WaitIrq { .. } => 0,
             Op::Repeat { count, ops } => count.saturating_mul(request_count(ops)),
         })
         .fold(0u64, u64::saturating_add)
@@ -286,6 +312,52 @@ fn parse_op(v: &Value, path: &str) -> Result<Op, WorkloadError> {
             .collect::<Result<_, _>>()?;
         return Ok(Op::Repeat { count, ops });
     }
+    if let Some(w) = o.get("wait_irq") {
+        let wp = format!("{path}.wait_irq");
+        let wo = w
+            .as_object()
+            .ok_or_else(|| err(&wp, "expected {\"vector\": n} or {\"gsi\": n}"))?;
+        let irq = match (wo.get("vector"), wo.get("gsi")) {
+            (Some(v), None) => {
+                let v = parse_u64(v, &format!("{wp}.vector"))?;
+                let v = u8::try_from(v)
+                    .map_err(|_| err(&format!("{wp}.vector"), format!("{v} is above 255")))?;
+                crate::IrqWait::Vector(v)
+            }
+            (None, Some(g)) => {
+                let g = parse_u64(g, &format!("{wp}.gsi"))?;
+                if g >= u64::from(crate::hv::VIOAPIC_RTE_NUM) {
+                    return Err(err(
+                        &format!("{wp}.gsi"),
+                        format!("GSI {g} is not below {}", crate::hv::VIOAPIC_RTE_NUM),
+                    ));
+                }
+                crate::IrqWait::Gsi(g as u32)
+            }
+            _ => return Err(err(&wp, "expected {\"vector\": n} or {\"gsi\": n}")),
+        };
+        let timeout_ns = match o.get("timeout_ns") {
+            None => 1_000_000_000,
+            Some(t) => parse_u64(t, &format!("{path}.timeout_ns"))?,
+        };
+        return Ok(Op::WaitIrq { irq, timeout_ns });
+    }
+    if let Some(a) = o.get("ram") {
+        let address = parse_u64(a, &format!("{path}.ram"))?;
+        let size = parse_size(o, &[1, 2, 4, 8], path)?;
+        if address.checked_add(u64::from(size) - 1).is_none() {
+            return Err(err(
+                path,
+                format!("a {size}-byte access at {address:#x} overflows the address space"),
+            ));
+        }
+        let access = parse_access(o, size, path)?;
+        return Ok(Op::Ram {
+            address,
+            size,
+            access,
+        });
+    }
     if let Some(p) = o.get("pio") {
         let port = parse_u64(p, &format!("{path}.pio"))?;
         let size = parse_size(o, &[1, 2, 4], path)?;
@@ -371,7 +443,7 @@ fn parse_op(v: &Value, path: &str) -> Result<Op, WorkloadError> {
     }
     Err(err(
         path,
-        "unknown operation: expected \"pio\", \"mmio\", \"pci\", \"delay_ns\", \"barrier\" or \"repeat\"",
+        "unknown operation: expected \"pio\", \"mmio\", \"pci\", \"ram\", \"wait_irq\", \"delay_ns\", \"barrier\" or \"repeat\"",
     ))
 }
 
@@ -465,6 +537,23 @@ impl Workload {
                     );
                     m.insert("size".into(), num(u64::from(*size)));
                     access(&mut m, a);
+                }
+                Op::Ram {
+                    address,
+                    size,
+                    access: a,
+                } => {
+                    m.insert("ram".into(), num(*address));
+                    m.insert("size".into(), num(u64::from(*size)));
+                    access(&mut m, a);
+                }
+                Op::WaitIrq { irq, timeout_ns } => {
+                    let w = match irq {
+                        crate::IrqWait::Vector(v) => serde_json::json!({"vector": v}),
+                        crate::IrqWait::Gsi(g) => serde_json::json!({"gsi": g}),
+                    };
+                    m.insert("wait_irq".into(), w);
+                    m.insert("timeout_ns".into(), num(*timeout_ns));
                 }
                 Op::Delay { ns } => {
                     m.insert("delay_ns".into(), num(*ns));
@@ -631,6 +720,17 @@ impl fmt::Display for Op {
                     acc(access)
                 )
             }
+            Op::Ram {
+                address,
+                size,
+                access,
+            } => write!(f, "ram {address:#x}/{size} {}", acc(access)),
+            Op::WaitIrq { irq, timeout_ns } => match irq {
+                crate::IrqWait::Vector(v) => {
+                    write!(f, "wait_irq vector {v:#x} (timeout {timeout_ns} ns)")
+                }
+                crate::IrqWait::Gsi(g) => write!(f, "wait_irq gsi {g} (timeout {timeout_ns} ns)"),
+            },
             Op::Delay { ns } => write!(f, "delay {ns} ns"),
             Op::Barrier => f.write_str("barrier"),
             Op::Repeat { count, ops } => write!(f, "repeat {count} x {} op(s)", ops.len()),
@@ -699,6 +799,39 @@ mod tests {
                 .to_string()
                 .contains("unknown operation")
         );
+    }
+
+    #[test]
+    fn ram_and_wait_irq_round_trip() {
+        let w = Workload::from_json(
+            r#"{"vcpus": [[{"ram": "0x1000", "size": 8, "write": "0xffffffffffffffff"},
+                {"ram": 4096, "size": 2, "read": true, "expect": 7},
+                {"wait_irq": {"vector": 65}, "timeout_ns": 5},
+                {"wait_irq": {"gsi": 4}}]]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            w.vcpus[0][1],
+            Op::Ram {
+                address: 0x1000,
+                size: 2,
+                access: Access::expect(7)
+            }
+        );
+        assert_eq!(
+            w.vcpus[0][3],
+            Op::WaitIrq {
+                irq: crate::IrqWait::Gsi(4),
+                timeout_ns: 1_000_000_000
+            }
+        );
+        assert_eq!(w.request_count(), 0);
+        assert_eq!(Workload::from_value(&w.to_json()).unwrap(), w);
+        let e = |j: &str| Workload::from_json(j).unwrap_err().to_string();
+        assert!(e(r#"{"vcpus": [[{"wait_irq": {"gsi": 48}}]]}"#).contains("not below 48"));
+        assert!(e(r#"{"vcpus": [[{"wait_irq": {"vector": 256}}]]}"#).contains("above 255"));
+        assert!(e(r#"{"vcpus": [[{"wait_irq": {}}]]}"#).contains("expected"));
+        assert!(e(r#"{"vcpus": [[{"ram": 0, "size": 3, "read": true}]]}"#).contains("size 3"));
     }
 
     #[test]

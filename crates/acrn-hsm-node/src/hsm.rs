@@ -13,7 +13,7 @@ use acrn_hsm::{
 use acrn_hsm_emulator::{
     Emulator, EmulatorConfig, FaultKind, InterruptEvent, RunResult, Workload, emulator_of,
 };
-use napi::bindgen_prelude::{AsyncTask, BigInt, Buffer, Float64Array, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, BigInt, Buffer, BufferSlice, Float64Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
@@ -28,6 +28,22 @@ fn bigint_u64(what: &str, value: &BigInt) -> Result<u64> {
         ));
     }
     Ok(v)
+}
+
+/// The interrupts that reached a VM's guest (emulator, workload engine).
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct IrqCountersInfo {
+    /// MSIs delivered to at least one vCPU.
+    pub msi: f64,
+    /// Vector deliveries per vCPU.
+    pub delivered: Vec<f64>,
+    /// Rising edges per GSI (48).
+    pub edges: Vec<f64>,
+    /// Line levels per GSI.
+    pub levels: Vec<bool>,
+    /// Interrupts taken by `wait_irq`.
+    pub taken: f64,
 }
 
 /// An interrupt the emulated hypervisor was asked to inject.
@@ -45,7 +61,8 @@ pub struct InterruptInfo {
     pub msi_data: Option<BigInt>,
     /// The GSI (irqline).
     pub gsi: Option<u32>,
-    /// The operation (irqline: 0 deassert, 1 assert, 2 pulse).
+    /// The operation (irqline: ACRN's GSI_SET_HIGH 0, GSI_SET_LOW 1, GSI_RAISING_PULSE 2,
+    /// GSI_FALLING_PULSE 3).
     pub op: Option<u32>,
 }
 
@@ -108,6 +125,17 @@ impl UserPage {
         self.pages
             .write_bytes(offset as usize, &bytes)
             .map_err(|e| errno_error("UserPage.write", e))
+    }
+
+    /// The whole allocation as a `Buffer` without a copy (a second mapping of the same pages,
+    /// kept while the buffer lives): it sees every later write, by the guest or anyone.
+    #[napi(getter)]
+    pub fn bytes<'env>(&self, env: &'env Env) -> Result<BufferSlice<'env>> {
+        let alias = self
+            .pages
+            .alias(0, self.pages.len())
+            .map_err(|e| errno_error("UserPage.bytes", e))?;
+        crate::memory::external_buffer(env, alias)
     }
 
     /// Reads slot `vcpu` of an ioreq page as the protocol demands: `processed` with an acquire
@@ -452,6 +480,7 @@ fn run_result_to_js(r: RunResult) -> GuestRunResult {
                 kind: match f.kind {
                     FaultKind::GeneralProtection => "general-protection".to_owned(),
                     FaultKind::StrayWakeup => "stray-wakeup".to_owned(),
+                    FaultKind::IrqTimeout => "irq-timeout".to_owned(),
                 },
                 state: f.state,
                 access: f.access,
@@ -921,6 +950,67 @@ impl VmHandle {
             data: bigint_u64("data", &data)?,
         };
         self.vm.ioeventfd(&args).map_err(hsm_error)
+    }
+
+    /// Copies `length` bytes of guest RAM at `gpa` (across adjacent segments too).
+    #[napi]
+    pub fn memory_read(&self, gpa: BigInt, length: u32) -> Result<Buffer> {
+        crate::memory::read(self.vm.memory(), bigint_u64("gpa", &gpa)?, length)
+    }
+
+    /// Copies `bytes` into guest RAM at `gpa`.
+    #[napi]
+    pub fn memory_write(&self, gpa: BigInt, bytes: Uint8Array) -> Result<()> {
+        crate::memory::write(self.vm.memory(), bigint_u64("gpa", &gpa)?, &bytes)
+    }
+
+    /// A zero-copy `Buffer` over `[gpa, gpa + length)` of one RAM segment, which keeps the
+    /// memory mapped while it lives.
+    #[napi]
+    pub fn memory_view<'env>(
+        &self,
+        env: &'env Env,
+        gpa: BigInt,
+        length: u32,
+    ) -> Result<BufferSlice<'env>> {
+        let alias = self
+            .vm
+            .memory()
+            .view(bigint_u64("gpa", &gpa)?, length as usize)
+            .map_err(|e| crate::memory::range_error(&e))?;
+        crate::memory::external_buffer(env, alias)
+    }
+
+    /// The RAM segments, sorted by GPA.
+    #[napi]
+    pub fn memory_segments(&self) -> Vec<crate::memory::MemorySegment> {
+        self.vm
+            .memory()
+            .segments()
+            .into_iter()
+            .map(|(g, l)| crate::memory::MemorySegment {
+                gpa: BigInt::from(g),
+                length: BigInt::from(l),
+            })
+            .collect()
+    }
+
+    /// The interrupts that reached this VM's guest on the emulator (`ENODEV` on the real
+    /// device): MSIs delivered, edges per GSI, interrupts a `wait_irq` took.
+    #[napi]
+    pub fn irq_counters(&self) -> Result<IrqCountersInfo> {
+        let emu =
+            emulator_of(&self.hsm).ok_or_else(|| errno_error("irqCounters", Errno::ENODEV))?;
+        let c = emu
+            .irq_counters(self.vm.vmid())
+            .ok_or_else(|| errno_error("irqCounters", Errno::ENOTTY))?;
+        Ok(IrqCountersInfo {
+            msi: c.msi as f64,
+            delivered: c.delivered.iter().map(|&n| n as f64).collect(),
+            edges: c.edges.iter().map(|&n| n as f64).collect(),
+            levels: c.levels,
+            taken: c.taken as f64,
+        })
     }
 
     /// IRQFD.

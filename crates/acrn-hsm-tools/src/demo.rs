@@ -464,7 +464,7 @@ fn ops_requests(ops: &[Op]) -> (u64, u64) {
                 n += a * count;
                 cf8 += b * count;
             }
-            Op::Delay { .. } | Op::Barrier => {}
+            Op::Delay { .. } | Op::Barrier | Op::Ram { .. } | Op::WaitIrq { .. } => {}
             _ => n += 1,
         }
     }

@@ -151,7 +151,7 @@ fn expected(ops: &[Op], out: &mut Vec<(IoType, u64, Direction)>) {
                     expected(ops, out);
                 }
             }
-            Op::Delay { .. } | Op::Barrier => {}
+            Op::Delay { .. } | Op::Barrier | Op::Ram { .. } | Op::WaitIrq { .. } => {}
         }
     }
 }

@@ -32,6 +32,8 @@ pub mod backend;
 pub mod client;
 pub mod devices;
 pub mod errno;
+pub mod eventfd;
+pub mod guest_memory;
 pub mod loader;
 pub mod memory;
 pub mod sys;
@@ -48,7 +50,9 @@ pub use client::{
     VmAction, VmControl, WakeMode, reset_vm_like_dm,
 };
 pub use errno::Errno;
-pub use memory::{PAGE_SIZE, UserPages, alloc_page};
+pub use eventfd::EventFd;
+pub use guest_memory::{GuestMemory, RangeError};
+pub use memory::{Alias, PAGE_SIZE, UserPages, alloc_page};
 pub use vm::{
     Error, Hsm, IoEventFd, IrqFd, MemMap, MmioDev, MmioRes, PciDev, PmState, PtdevIrq, Result,
     VDev, VcpuRegs, Vm, VmConfig,

@@ -85,6 +85,37 @@ impl Mapping {
         Ok(())
     }
 
+    /// A second mapping of the pages holding `[offset, offset + len)` (see [`Alias`]).
+    fn alias(&self, offset: usize, len: usize) -> Result<Alias, Errno> {
+        self.check(offset, len)?;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let first = offset & !(PAGE_SIZE - 1);
+        let map_len = (offset + len - first).next_multiple_of(PAGE_SIZE);
+        // SAFETY: `first` is page-aligned and `[first, first + map_len)` lies inside this shared
+        // anonymous mapping (checked above; `len` is a multiple of the page size), which is
+        // alive for `&self`. An old size of 0 with MREMAP_MAYMOVE creates a new mapping of the
+        // same pages at an address of the kernel's choosing and leaves this one untouched.
+        let ptr = unsafe {
+            libc::mremap(
+                self.ptr.wrapping_add(first).cast::<libc::c_void>(),
+                0,
+                map_len,
+                libc::MREMAP_MAYMOVE,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(Alias {
+            base: ptr.cast::<u8>(),
+            map_len,
+            start: offset - first,
+            len,
+        })
+    }
+
     fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, Errno> {
         self.check(offset, 4)?;
         if offset % 4 != 0 {
@@ -105,6 +136,57 @@ impl Mapping {
         // SAFETY: in bounds (checked), 8-byte aligned (page-aligned base, offset multiple of 8),
         // valid for the lifetime of `&self`.
         Ok(unsafe { AtomicU64::from_ptr(p) })
+    }
+}
+
+/// A second virtual mapping of pages of a [`UserPages`] allocation: the same memory at another
+/// address, for handing to a runtime that must own a distinct pointer per buffer (a Node.js
+/// external `Buffer`: two live external buffers over one pointer are not allowed). It keeps the
+/// pages alive on its own (the kernel frees shared pages when their last mapping goes), and
+/// unmaps itself on drop.
+///
+/// Nothing here hands out a Rust reference into the memory: the guest or another thread may
+/// write it at any time, so only the raw pointer is given, for code that accesses it as shared
+/// memory (JavaScript, or volatile/atomic accesses).
+pub struct Alias {
+    base: *mut u8,
+    map_len: usize,
+    start: usize,
+    len: usize,
+}
+
+// SAFETY: `Alias` owns its mapping exclusively (unmapped only in `drop`) and hands out no
+// reference into it, only a raw pointer.
+unsafe impl Send for Alias {}
+// SAFETY: see `Send`.
+unsafe impl Sync for Alias {}
+
+impl fmt::Debug for Alias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Alias({:p}+{:#x})", self.as_ptr(), self.len)
+    }
+}
+
+impl Alias {
+    /// The first byte of the aliased range.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.wrapping_add(self.start)
+    }
+    /// The length of the aliased range in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Always `false`: an alias covers at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for Alias {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`map_len` are exactly what `mremap` returned, owned by this value only.
+        let rc = unsafe { libc::munmap(self.base.cast::<libc::c_void>(), self.map_len) };
+        debug_assert_eq!(rc, 0, "munmap failed");
     }
 }
 
@@ -155,7 +237,9 @@ impl UserPages {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                // Shared (not private) anonymous memory, so that [`Alias`] can map the same pages
+                // a second time (`mremap` with an old size of 0 needs a shared mapping).
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
@@ -218,6 +302,20 @@ impl UserPages {
     /// The raw pointer to the first byte, for handing the memory to the real kernel.
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.ptr
+    }
+
+    /// A second mapping of `[offset, offset + len)` (out of range: `EFAULT`; empty: `EINVAL`).
+    pub fn alias(&self, offset: usize, len: usize) -> Result<Alias, Errno> {
+        self.map.alias(offset, len)
+    }
+
+    /// A pin of the whole allocation (keeps it mapped while held, like a pinned page).
+    pub fn pin(&self) -> Pinned {
+        Pinned {
+            map: self.map.clone(),
+            base: 0,
+            len: self.map.len,
+        }
     }
 }
 
@@ -287,6 +385,11 @@ impl Pinned {
     pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, Errno> {
         let o = self.check(offset, 8)?;
         self.map.atomic_u64(o)
+    }
+    /// A second mapping of `[offset, offset + len)` of the pinned range (see [`Alias`]).
+    pub fn alias(&self, offset: usize, len: usize) -> Result<Alias, Errno> {
+        let o = self.check(offset, len)?;
+        self.map.alias(o, len)
     }
 }
 
@@ -369,6 +472,33 @@ mod tests {
         let mut out = [0u8; 8];
         pinned.read(0, &mut out).unwrap();
         assert_eq!(out, [9; 8]);
+    }
+
+    #[test]
+    fn alias_sees_the_same_memory_and_outlives_the_allocation() {
+        let p = UserPages::new(2 * PAGE_SIZE).unwrap();
+        let a = p.alias(PAGE_SIZE - 2, 4).unwrap();
+        assert_eq!(a.len(), 4);
+        p.write_bytes(PAGE_SIZE - 2, &[1, 2, 3, 4]).unwrap();
+        let seen: Vec<u8> = (0..4)
+            .map(|i| {
+                let p = a.as_ptr().wrapping_add(i);
+                // SAFETY: the alias covers 4 bytes from `as_ptr`; byte atomics, no reference.
+                unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed)
+            })
+            .collect();
+        assert_eq!(seen, [1, 2, 3, 4]);
+        // SAFETY: as above.
+        unsafe { AtomicU8::from_ptr(a.as_ptr()) }.store(9, Ordering::Relaxed);
+        let mut b = [0u8; 1];
+        p.read_bytes(PAGE_SIZE - 2, &mut b).unwrap();
+        assert_eq!(b, [9]);
+        assert_eq!(p.alias(PAGE_SIZE, 2 * PAGE_SIZE).err(), Some(Errno::EFAULT));
+        drop(p);
+        let last = a.as_ptr().wrapping_add(3);
+        // SAFETY: inside the alias, which keeps the pages mapped after the allocation is gone.
+        let v = unsafe { AtomicU8::from_ptr(last) }.load(Ordering::Relaxed);
+        assert_eq!(v, 4);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::abi::{self, le};
 use crate::backend::{HsmBackend, IoctlArg};
 use crate::errno::Errno;
+use crate::guest_memory::GuestMemory;
 use crate::memory::{UserPages, alloc_page};
 use crate::sys::HsmDevice;
 
@@ -437,6 +438,7 @@ impl Hsm {
             vcpu_num: le::u16_at(&b, o::VCPU_NUM),
             ioreq_page: page,
             ram: std::sync::Mutex::new(Vec::new()),
+            memory: GuestMemory::new(),
         })
     }
 }
@@ -449,6 +451,7 @@ pub struct Vm {
     vcpu_num: u16,
     ioreq_page: Arc<UserPages>,
     ram: std::sync::Mutex<Vec<Arc<UserPages>>>,
+    memory: GuestMemory,
 }
 
 impl fmt::Debug for Vm {
@@ -509,10 +512,23 @@ impl Vm {
         self.bytes("SET_VCPU_REGS", abi::SET_VCPU_REGS, &mut regs.to_bytes())
             .map(drop)
     }
-    /// SET_MEMSEG.
+    /// The VM's RAM as the device model sees it: every SET_MEMSEG of RAM whose `vma_base` is
+    /// library memory ([`UserPages`], e.g. through [`Vm::map_ram`]) adds its range.
+    pub fn memory(&self) -> &GuestMemory {
+        &self.memory
+    }
+    /// SET_MEMSEG. A RAM segment of library memory joins [`Vm::memory`].
     pub fn set_memseg(&self, map: &MemMap) -> Result<()> {
-        self.bytes("SET_MEMSEG", abi::SET_MEMSEG, &mut map.to_bytes())
-            .map(drop)
+        self.bytes("SET_MEMSEG", abi::SET_MEMSEG, &mut map.to_bytes())?;
+        if map.ty == abi::MEMMAP_RAM {
+            let len = (map.len as usize) & !(crate::PAGE_SIZE - 1);
+            // Memory the library does not own (a real device model's own mmap) cannot be
+            // resolved here: it stays outside the map.
+            if let Ok(pin) = crate::memory::pin(map.vma_base, len) {
+                let _ = self.memory.insert(map.user_vm_pa, pin);
+            }
+        }
+        Ok(())
     }
     /// UNSET_MEMSEG (MMIO mappings only).
     pub fn unset_memseg(&self, map: &MemMap) -> Result<()> {

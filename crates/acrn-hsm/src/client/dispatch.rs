@@ -52,6 +52,35 @@ pub trait PciDevice: Send {
     fn cfg_write(&mut self, reg: u32, size: u8, value: u32);
     /// Back to the power-on state.
     fn reset(&mut self) {}
+    /// The BAR windows the function decodes now: each BAR that is programmed and enabled by
+    /// the command register (memory or I/O space bit), as the ACRN device model's `pci_emul`
+    /// registers them. A dispatcher that has handlers for the function's BARs
+    /// ([`Dispatcher::add_pci_with_bars`]) routes each window to its handler, and moves or
+    /// drops the route after every configuration write. None by default.
+    fn bar_windows(&self) -> Vec<BarWindow> {
+        Vec::new()
+    }
+}
+
+/// A decoded BAR of a PCI function ([`PciDevice::bar_windows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarWindow {
+    /// The BAR (0..=5).
+    pub index: u8,
+    /// Memory or I/O space.
+    pub space: AddressSpace,
+    /// The programmed address.
+    pub base: u64,
+    /// The size in bytes.
+    pub size: u64,
+}
+
+/// The route of one BAR to its handler.
+#[derive(Debug, Clone, Copy)]
+struct BarRoute {
+    index: u8,
+    handler: DeviceId,
+    at: Option<(AddressSpace, u64, u64)>,
 }
 
 /// PIO or MMIO.
@@ -271,6 +300,8 @@ pub struct Dispatcher {
     pio: BTreeMap<u64, (u64, DeviceId)>,
     mmio: BTreeMap<u64, (u64, DeviceId)>,
     pci: BTreeMap<Bdf, DeviceId>,
+    /// The BAR handlers of PCI functions, by the function's id ([`Dispatcher::add_pci_with_bars`]).
+    bar_routes: BTreeMap<DeviceId, Vec<BarRoute>>,
     on_fault: Option<FaultHook>,
     /// The handler's start and end ([`Dispatcher::dispatch_timed`]).
     handler_ns: (u64, u64),
@@ -461,6 +492,101 @@ impl Dispatcher {
         self.insert_pci(bdf, DeviceBox::Pci(device), name)
     }
 
+    /// Registers function `bdf` with a handler for some of its BARs: `(bar index, handler)`.
+    /// Whenever the guest programs a BAR and enables decoding (command register), the BAR's
+    /// range is routed to its handler (offsets relative to the BAR); when it moves or decoding
+    /// is disabled, the route moves or goes away. A window that would overlap another device,
+    /// leave the port space or cover 0xCF8/0xCFC is not routed (its accesses are unclaimed).
+    pub fn add_pci_with_bars(
+        &mut self,
+        bdf: Bdf,
+        device: Box<dyn PciDevice>,
+        bars: Vec<(u8, Box<dyn IoDevice>)>,
+    ) -> Result<DeviceId, BusError> {
+        let name = device.name().to_string();
+        let id = self.insert_pci(bdf, DeviceBox::Pci(device), name.clone())?;
+        let routes = bars
+            .into_iter()
+            .map(|(index, h)| BarRoute {
+                index,
+                handler: self.push(DeviceBox::Io(h), format!("{name}.bar{index}")),
+                at: None,
+            })
+            .collect();
+        self.bar_routes.insert(id, routes);
+        self.update_bars(id);
+        Ok(id)
+    }
+
+    /// The window BAR `index` of function `id` is routed to now, if any.
+    pub fn bar_route(&self, id: DeviceId, index: u8) -> Option<(AddressSpace, u64, u64)> {
+        self.bar_routes
+            .get(&id)?
+            .iter()
+            .find(|r| r.index == index)?
+            .at
+    }
+
+    /// Re-reads the BAR windows of function `id` and moves its routes to match.
+    fn update_bars(&mut self, id: DeviceId) {
+        let Some(mut routes) = self.bar_routes.remove(&id) else {
+            return;
+        };
+        let windows = match &self.devices[id.0].dev {
+            DeviceBox::Pci(d) => {
+                catch_unwind(AssertUnwindSafe(|| d.bar_windows())).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        for r in &mut routes {
+            let want = windows
+                .iter()
+                .find(|w| w.index == r.index && w.size > 0)
+                .map(|w| (w.space, w.base, w.size));
+            if want == r.at {
+                continue;
+            }
+            if let Some((space, base, _)) = r.at.take() {
+                let map = match space {
+                    AddressSpace::Pio => &mut self.pio,
+                    AddressSpace::Mmio => &mut self.mmio,
+                };
+                if map.get(&base).is_some_and(|&(_, h)| h == r.handler) {
+                    map.remove(&base);
+                }
+            }
+            if let Some((space, base, len)) = want {
+                if self.window_free(space, base, len) {
+                    let map = match space {
+                        AddressSpace::Pio => &mut self.pio,
+                        AddressSpace::Mmio => &mut self.mmio,
+                    };
+                    map.insert(base, (len, r.handler));
+                    r.at = Some((space, base, len));
+                }
+            }
+        }
+        self.bar_routes.insert(id, routes);
+    }
+
+    /// Whether `[base, base + len)` of `space` is valid and claimed by nobody.
+    fn window_free(&self, space: AddressSpace, base: u64, len: u64) -> bool {
+        let Some(last) = base.checked_add(len - 1) else {
+            return false;
+        };
+        if space == AddressSpace::Pio && (last > 0xffff || (base <= 0xcff && last >= 0xcf8)) {
+            return false;
+        }
+        let map = match space {
+            AddressSpace::Pio => &self.pio,
+            AddressSpace::Mmio => &self.mmio,
+        };
+        // The last range starting at or before our last byte overlaps iff it reaches our base.
+        map.range(..=last)
+            .next_back()
+            .is_none_or(|(&b, &(l, _))| b + (l - 1) < base)
+    }
+
     fn insert_pci(&mut self, bdf: Bdf, dev: DeviceBox, name: String) -> Result<DeviceId, BusError> {
         if let Some(id) = self.pci.get(&bdf) {
             return Err(BusError::PciTaken {
@@ -562,6 +688,11 @@ impl Dispatcher {
             // A device whose reset panics stays as it is; the reset of the others goes on.
             drop(r);
         }
+        // Reset BARs decode nothing: their routes go.
+        let ids: Vec<DeviceId> = self.bar_routes.keys().copied().collect();
+        for id in ids {
+            self.update_bars(id);
+        }
     }
 
     /// Validates `req` and hands it to its device. Never panics, whatever the request holds.
@@ -662,6 +793,9 @@ impl Dispatcher {
         }));
         if TIMED {
             self.handler_ns = (t0, crate::trace::stamp());
+        }
+        if !is_read && req.kind == Kind::PciCfg && self.bar_routes.contains_key(&id) {
+            self.update_bars(id);
         }
         match r {
             Ok(v) => {

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use crate::client::PciDevice;
+use crate::client::{AddressSpace, BarWindow, PciDevice};
 
 /// A base address register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +307,47 @@ impl PciDevice for PciFunction {
         for b in &mut self.bars {
             b.value = 0;
         }
+    }
+
+    /// Each declared BAR whose space the command register enables (bit 0 I/O, bit 1 memory)
+    /// and whose address is programmed: not 0, and not the all-ones of a sizing probe still
+    /// in the register.
+    fn bar_windows(&self) -> Vec<BarWindow> {
+        let cmd = self.command();
+        let mut out = Vec::new();
+        for (i, kind) in self.bar_kinds.iter().enumerate() {
+            let Some(kind) = *kind else { continue };
+            let (space, size, enabled, sizing) = match kind {
+                Bar::Mem32 { size, .. } => (
+                    AddressSpace::Mmio,
+                    u64::from(size),
+                    cmd & 2 != 0,
+                    self.bars[i].value == u32::MAX,
+                ),
+                Bar::Mem64 { size, .. } => (
+                    AddressSpace::Mmio,
+                    size,
+                    cmd & 2 != 0,
+                    self.bars[i].value == u32::MAX || self.bars[i + 1].value == u32::MAX,
+                ),
+                Bar::Io { size } => (
+                    AddressSpace::Pio,
+                    u64::from(size),
+                    cmd & 1 != 0,
+                    self.bars[i].value == u32::MAX,
+                ),
+            };
+            match self.bar_address(i) {
+                Some(base) if enabled && !sizing && base != 0 => out.push(BarWindow {
+                    index: i as u8,
+                    space,
+                    base,
+                    size,
+                }),
+                _ => {}
+            }
+        }
+        out
     }
 }
 
