@@ -332,8 +332,6 @@ impl Hv {
             return HV_EPERM;
         }
         vm.generation.fetch_add(1, Ordering::AcqRel);
-        vm.kick_all();
-        crate::emulator::kvm::stop(&vm);
         if let Some(page) = vm.ioreq_page() {
             for i in 0..abi::IO_REQUEST_MAX {
                 Slot::new(&page, i)
@@ -346,6 +344,8 @@ impl Hv {
         }
         vm.set_state(VmState::Created);
         vm.kick_all();
+        // The KVM engine's vCPU threads end (they saw the new generation) and are joined.
+        crate::emulator::kvm::stop(&vm);
         HV_OK
     }
 
@@ -359,12 +359,11 @@ impl Hv {
             return HV_EPERM;
         }
         vm.generation.fetch_add(1, Ordering::AcqRel);
-        vm.kick_all();
-        crate::emulator::kvm::stop(&vm);
         vm.set_state(VmState::PoweredOff);
         *vm.ioreq.write().unwrap_or_else(|e| e.into_inner()) = None;
         lock(&vm.regions).clear();
         vm.kick_all();
+        crate::emulator::kvm::stop(&vm);
         HV_OK
     }
 
