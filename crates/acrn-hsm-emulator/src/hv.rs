@@ -414,8 +414,6 @@ impl Hv {
             return HV_EPERM;
         }
         vm.generation.fetch_add(1, Ordering::AcqRel);
-        vm.kick_all();
-        crate::kvm::stop(&vm);
         if let Some(page) = vm.ioreq_page() {
             for i in 0..abi::IO_REQUEST_MAX {
                 Slot::new(&page, i)
@@ -429,6 +427,8 @@ impl Hv {
         vm.irq.reset();
         vm.set_state(VmState::Created);
         vm.kick_all();
+        // The KVM engine's vCPU threads end (they saw the new generation) and are joined.
+        crate::kvm::stop(&vm);
         HV_OK
     }
 
@@ -446,11 +446,11 @@ impl Hv {
         // the state to tell a destroy from a reset.
         vm.set_state(VmState::PoweredOff);
         vm.generation.fetch_add(1, Ordering::AcqRel);
-        vm.kick_all();
-        crate::kvm::stop(&vm);
         *vm.ioreq.write().unwrap_or_else(|e| e.into_inner()) = None;
         lock(&vm.regions).clear();
         vm.kick_all();
+        // The KVM engine's vCPU threads end (they saw the new generation) and are joined.
+        crate::kvm::stop(&vm);
         // shutdown_vm: the passed-through devices go back to the Service VM, and a dynamic
         // slot's name is erased (`get_unused_vmid` may hand the slot out again).
         crate::hv_dev::release_vm_devices(self, &vm);

@@ -184,19 +184,12 @@ impl Machine {
     fn finish(mut self) -> (KvmStats, ClientStats) {
         self.vm.pause().expect("pause");
         self.vm.clear_vm_ioreq().expect("clear");
-        let stats = self.emu.kvm_stats(self.vm.vmid()).expect("stats");
         self.handle.stop();
         self.vm.destroy_ioreq_client().ok();
         let cs = self.client.take().expect("client").join().expect("client");
         self.vm.destroy().expect("destroy");
-        let after = self.emu.kvm_stats(self.vm.vmid()).expect("stats");
-        (
-            KvmStats {
-                live_threads: after.live_threads,
-                ..stats
-            },
-            cs,
-        )
+        // After DESTROY every vCPU thread has been joined: the counters are final.
+        (self.emu.kvm_stats(self.vm.vmid()).expect("stats"), cs)
     }
 }
 
