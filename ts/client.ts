@@ -158,14 +158,20 @@ export class RegisterFile {
   }
 }
 
-/** A native PCI function of the core: configuration space with IDs, class and sized BARs. */
+/**
+ * A native PCI function of the core: configuration space with IDs, class and sized BARs. A BAR
+ * with a `device` is live: once the guest programs it and enables decoding (command register
+ * memory / I/O bit), its range is served by that device (offsets relative to the BAR); when the
+ * guest moves it or disables decoding, the route moves or goes away, as in the ACRN device
+ * model's `pci_emul`.
+ */
 export class PciFunction {
   constructor(
     readonly options: {
       vendorId: number;
       deviceId: number;
       classCode?: number;
-      bars?: { index: number; kind: 'mem32' | 'mem64' | 'io'; size: bigint }[];
+      bars?: { index: number; kind: 'mem32' | 'mem64' | 'io'; size: bigint; device?: Device }[];
       name?: string;
     },
   ) {
@@ -178,6 +184,7 @@ export class PciFunction {
         checkInt(`bars[${i}].index`, b.index, 0, 5);
         if (b.kind !== 'mem32' && b.kind !== 'mem64' && b.kind !== 'io') throw new TypeError(`bars[${i}].kind must be 'mem32', 'mem64' or 'io'`);
         checkU64(`bars[${i}].size`, b.size);
+        if (b.device !== undefined && !isDevice(b.device)) throw new TypeError(`bars[${i}].device must be { read(offset, size), write(offset, size, value) }`);
       });
     }
   }
@@ -306,7 +313,14 @@ export class IoreqClient extends EventEmitter {
     checkInt('function', fn, 0, 7);
     this.assertIdle();
     if (dev instanceof PciFunction) {
-      callBinding(() => this.handle.addPciFunction(bus, device, fn, dev.options));
+      const o = dev.options;
+      const bars = o.bars?.map((b) => ({ index: b.index, kind: b.kind, size: b.size, js: b.device !== undefined }));
+      const indices = callBinding(() => this.handle.addPciFunction(bus, device, fn, { ...o, bars }));
+      const live = (o.bars ?? []).filter((b) => b.device !== undefined);
+      live.forEach((b, k) => {
+        const name = `${o.name ?? 'pci-function'}.bar${b.index}`;
+        this.devices[indices[k]!] = { name, kind: 'io', device: b.device!, space: b.kind === 'io' ? 'pio' : 'mmio' };
+      });
     } else if (isDevice(dev)) {
       const name = deviceName(dev, `pci-${bus}:${device}.${fn}`);
       const index = callBinding(() => this.handle.addJsPci(bus, device, fn, name));

@@ -1,13 +1,14 @@
 //! Live PCI BARs: a guest sizes and programs a BAR of a function, enables memory decoding, and
 //! reaches the BAR's handler; after it moves the BAR the old range is unclaimed (all ones) and
-//! the new one served; with decoding disabled nothing is.
+//! the new one served; with decoding disabled nothing is. (BARs sit outside the MMCONFIG
+//! window at 0xE000_0000, which the hypervisor's vPCI takes.)
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 use common::*;
 
-use acrn_hsm::client::{AddressSpace, Bdf, Kind, Request};
+use acrn_hsm::client::{AddressSpace, BarHandler, Bdf, Kind, Request};
 use acrn_hsm::devices::{Bar, PciFunction};
 
 /// A BAR handler: reads return a signature plus the offset.
@@ -38,11 +39,14 @@ fn a_programmed_bar_reaches_its_handler_and_follows_moves_and_decoding() {
         .unwrap()
         .with_bar(1, Bar::Io { size: 0x10 })
         .unwrap();
-    let id = d
+    let (id, _) = d
         .add_pci_with_bars(
             Bdf::new(0, 3, 0),
             Box::new(f),
-            vec![(0, Box::new(Regs)), (1, Box::new(Regs))],
+            vec![
+                (0, BarHandler::Native(Box::new(Regs))),
+                (1, BarHandler::Native(Box::new(Regs))),
+            ],
         )
         .unwrap();
     assert_eq!(d.bar_route(id, 0), None, "nothing is decoded at power-on");
@@ -57,16 +61,16 @@ fn a_programmed_bar_reaches_its_handler_and_follows_moves_and_decoding() {
         // Size BAR0 as firmware does (decoding off), then program it.
         cfg(0x10, 4, Access::Write(0xffff_ffff)),
         cfg(0x10, 4, Access::expect(0xffff_f000)),
-        cfg(0x10, 4, Access::Write(0xe000_0000)),
+        cfg(0x10, 4, Access::Write(0xc000_0000)),
         // Not decoded yet: unclaimed, all ones.
-        Op::mmio(0xe000_0010, 4, Access::expect(0xffff_ffff)),
+        Op::mmio(0xc000_0010, 4, Access::expect(0xffff_ffff)),
         // Memory decoding on: served by the BAR's handler, offsets relative to the BAR.
         cfg(0x04, 2, Access::Write(0x2)),
-        Op::mmio(0xe000_0010, 4, Access::expect(0x5a00_0010)),
+        Op::mmio(0xc000_0010, 4, Access::expect(0x5a00_0010)),
         // Move it: the old range is unclaimed, the new one served.
-        cfg(0x10, 4, Access::Write(0xe010_0000)),
-        Op::mmio(0xe000_0010, 4, Access::expect(0xffff_ffff)),
-        Op::mmio(0xe010_0ff0, 4, Access::expect(0x5a00_0ff0)),
+        cfg(0x10, 4, Access::Write(0xc010_0000)),
+        Op::mmio(0xc000_0010, 4, Access::expect(0xffff_ffff)),
+        Op::mmio(0xc010_0ff0, 4, Access::expect(0x5a00_0ff0)),
         // The I/O BAR needs the I/O bit.
         cfg(0x14, 4, Access::Write(0xc000)),
         Op::pio(0xc004, 4, Access::expect(0xffff_ffff)),
@@ -74,7 +78,7 @@ fn a_programmed_bar_reaches_its_handler_and_follows_moves_and_decoding() {
         Op::pio(0xc004, 4, Access::expect(0x5a00_0004)),
         // Decoding off: nothing is served.
         cfg(0x04, 2, Access::Write(0x0)),
-        Op::mmio(0xe010_0ff0, 4, Access::expect(0xffff_ffff)),
+        Op::mmio(0xc010_0ff0, 4, Access::expect(0xffff_ffff)),
         Op::pio(0xc004, 4, Access::expect(0xffff_ffff)),
     ];
     let r = hsm
@@ -92,7 +96,7 @@ fn a_programmed_bar_reaches_its_handler_and_follows_moves_and_decoding() {
 #[test]
 fn a_window_over_another_device_is_not_routed() {
     let mut d = Dispatcher::new();
-    d.add_mmio(0xe000_0000, 0x1000, Box::new(Regs)).unwrap();
+    d.add_mmio(0xc000_0000, 0x1000, Box::new(Regs)).unwrap();
     let f = PciFunction::new(0x8086, 0x1234)
         .with_bar(
             0,
@@ -102,8 +106,12 @@ fn a_window_over_another_device_is_not_routed() {
             },
         )
         .unwrap();
-    let id = d
-        .add_pci_with_bars(Bdf::new(0, 4, 0), Box::new(f), vec![(0, Box::new(Regs))])
+    let (id, _) = d
+        .add_pci_with_bars(
+            Bdf::new(0, 4, 0),
+            Box::new(f),
+            vec![(0, BarHandler::Native(Box::new(Regs)))],
+        )
         .unwrap();
     let write = |d: &mut Dispatcher, reg: u32, size: u64, value: u64| {
         let req = Request {
@@ -120,13 +128,13 @@ fn a_window_over_another_device_is_not_routed() {
         };
         d.dispatch(&req);
     };
-    write(&mut d, 0x10, 4, 0xe000_0000);
+    write(&mut d, 0x10, 4, 0xc000_0000);
     write(&mut d, 0x04, 2, 0x2);
     assert_eq!(d.bar_route(id, 0), None);
-    write(&mut d, 0x10, 4, 0xe000_1000);
+    write(&mut d, 0x10, 4, 0xc000_1000);
     assert_eq!(
         d.bar_route(id, 0),
-        Some((AddressSpace::Mmio, 0xe000_1000, 0x1000))
+        Some((AddressSpace::Mmio, 0xc000_1000, 0x1000))
     );
     d.reset_devices();
     assert_eq!(d.bar_route(id, 0), None, "reset BARs decode nothing");

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use acrn_hsm::Vm;
 use acrn_hsm::client::{
-    AddressSpace, Batch, Bdf, ClientConfig, ClientHandle, DeferredAt, DeferredRequest, DeviceId,
-    Dispatcher, FaultReport, IoDevice, IoreqClient, Kind, VmAction, WakeMode,
+    AddressSpace, BarHandler, Batch, Bdf, ClientConfig, ClientHandle, DeferredAt, DeferredRequest,
+    DeviceId, Dispatcher, FaultReport, IoDevice, IoreqClient, Kind, VmAction, WakeMode,
 };
 use acrn_hsm::devices::{
     Bar, PciFunction, RegisterFile, RegisterView, Uart16550, UartInput, UartOutput,
@@ -213,6 +213,8 @@ pub struct PciBarOptions {
     pub kind: String,
     /// Size in bytes (a power of two).
     pub size: BigInt,
+    /// Served by a JavaScript device once the guest programs and enables it.
+    pub js: Option<bool>,
 }
 
 /// The ioreq client of one VM (the VM's default client).
@@ -501,7 +503,8 @@ impl IoreqClientHandle {
         Ok(view.bytes().into())
     }
 
-    /// Adds the core's PCI function (configuration space with BARs).
+    /// Adds the core's PCI function (configuration space with BARs). Returns the JavaScript
+    /// device index of each BAR with `js: true`, in order.
     #[napi]
     pub fn add_pci_function(
         &mut self,
@@ -509,21 +512,29 @@ impl IoreqClientHandle {
         device: u32,
         func: u32,
         options: PciFunctionOptions,
-    ) -> Result<()> {
+    ) -> Result<Vec<u32>> {
         let bdf = bdf(bus, device, func)?;
         let vendor = u16::try_from(options.vendor_id)
             .map_err(|_| coded_error("ERR_OUT_OF_RANGE", "vendorId is 16 bits"))?;
         let dev_id = u16::try_from(options.device_id)
             .map_err(|_| coded_error("ERR_OUT_OF_RANGE", "deviceId is 16 bits"))?;
         let mut f = PciFunction::new(vendor, dev_id);
-        if let Some(n) = options.name {
+        if let Some(n) = options.name.clone() {
             f = f.with_name(n);
         }
         if let Some(c) = options.class_code {
             let [_, class, sub, prog] = c.to_be_bytes();
             f = f.with_class(class, sub, prog, 0);
         }
+        let fname = options
+            .name
+            .clone()
+            .unwrap_or_else(|| "pci-function".to_owned());
+        let mut js_bars = Vec::new();
         for b in options.bars.unwrap_or_default() {
+            if b.js == Some(true) {
+                js_bars.push(b.index as u8);
+            }
             let size = bigint_u64("bar size", &b.size)?;
             let bar = match b.kind.as_str() {
                 "mem32" => Bar::Mem32 {
@@ -552,13 +563,37 @@ impl IoreqClientHandle {
                 .with_bar(b.index as usize, bar)
                 .map_err(|e| coded_error("ERR_INVALID_ARG", &e.to_string()))?;
         }
+        if js_bars.is_empty() {
+            self.with_server(|s| {
+                s.client
+                    .dispatcher_mut()
+                    .add_pci(bdf, Box::new(f))
+                    .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))
+            })?;
+            return Ok(Vec::new());
+        }
+        let first = self.js_devices;
+        let n = js_bars.len() as u32;
         self.with_server(|s| {
-            s.client
+            let handlers = js_bars
+                .iter()
+                .map(|&i| (i, BarHandler::Deferred(format!("{fname}.bar{i}"))))
+                .collect();
+            let (_, ids) = s
+                .client
                 .dispatcher_mut()
-                .add_pci(bdf, Box::new(f))
-                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))
+                .add_pci_with_bars(bdf, Box::new(f), handlers)
+                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
+            for (k, id) in ids.iter().enumerate() {
+                if s.js_index.len() <= id.0 {
+                    s.js_index.resize(id.0 + 1, None);
+                }
+                s.js_index[id.0] = Some(first + k as u32);
+            }
+            Ok(())
         })?;
-        Ok(())
+        self.js_devices += n;
+        Ok((first..first + n).collect())
     }
 
     /// `next` on the libuv pool: completes the previous batch with `responses`, waits for the

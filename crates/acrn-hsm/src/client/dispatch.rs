@@ -75,6 +75,24 @@ pub struct BarWindow {
     pub size: u64,
 }
 
+/// Who serves a BAR ([`Dispatcher::add_pci_with_bars`]).
+pub enum BarHandler {
+    /// A native device, called by the dispatcher.
+    Native(Box<dyn IoDevice>),
+    /// A deferred device of that name (answered through the batch interface, as
+    /// [`Dispatcher::add_deferred`]).
+    Deferred(String),
+}
+
+impl fmt::Debug for BarHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarHandler::Native(d) => write!(f, "Native({})", d.name()),
+            BarHandler::Deferred(n) => write!(f, "Deferred({n})"),
+        }
+    }
+}
+
 /// The route of one BAR to its handler.
 #[derive(Debug, Clone, Copy)]
 struct BarRoute {
@@ -497,25 +515,33 @@ impl Dispatcher {
     /// range is routed to its handler (offsets relative to the BAR); when it moves or decoding
     /// is disabled, the route moves or goes away. A window that would overlap another device,
     /// leave the port space or cover 0xCF8/0xCFC is not routed (its accesses are unclaimed).
+    /// Returns the function's id and each handler's, in the order given.
     pub fn add_pci_with_bars(
         &mut self,
         bdf: Bdf,
         device: Box<dyn PciDevice>,
-        bars: Vec<(u8, Box<dyn IoDevice>)>,
-    ) -> Result<DeviceId, BusError> {
+        bars: Vec<(u8, BarHandler)>,
+    ) -> Result<(DeviceId, Vec<DeviceId>), BusError> {
         let name = device.name().to_string();
         let id = self.insert_pci(bdf, DeviceBox::Pci(device), name.clone())?;
-        let routes = bars
+        let routes: Vec<BarRoute> = bars
             .into_iter()
-            .map(|(index, h)| BarRoute {
-                index,
-                handler: self.push(DeviceBox::Io(h), format!("{name}.bar{index}")),
-                at: None,
+            .map(|(index, h)| {
+                let (dev, n) = match h {
+                    BarHandler::Native(d) => (DeviceBox::Io(d), format!("{name}.bar{index}")),
+                    BarHandler::Deferred(n) => (DeviceBox::Deferred, n),
+                };
+                BarRoute {
+                    index,
+                    handler: self.push(dev, n),
+                    at: None,
+                }
             })
             .collect();
+        let handlers = routes.iter().map(|r| r.handler).collect();
         self.bar_routes.insert(id, routes);
         self.update_bars(id);
-        Ok(id)
+        Ok((id, handlers))
     }
 
     /// The window BAR `index` of function `id` is routed to now, if any.

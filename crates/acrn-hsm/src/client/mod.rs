@@ -66,9 +66,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use dispatch::{
-    AddressSpace, BarWindow, BusError, DeferredAt, DeviceCounters, DeviceId, DeviceRange,
-    Dispatcher, FaultHook, FaultReason, FaultReport, IoDevice, Outcome, PciDevice, RangeSpace,
-    Target, ones,
+    AddressSpace, BarHandler, BarWindow, BusError, DeferredAt, DeviceCounters, DeviceId,
+    DeviceRange, Dispatcher, FaultHook, FaultReason, FaultReport, IoDevice, Outcome, PciDevice,
+    RangeSpace, Target, ones,
 };
 pub use protocol::{Bdf, Claim, Kind, Request, SlotMemory};
 
