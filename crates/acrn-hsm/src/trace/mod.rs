@@ -490,6 +490,13 @@ impl<W: Write> Joiner<W> {
                     r.ts.pending = g.rec.ts.pending;
                     r.ts.complete = g.rec.ts.complete;
                     r.ts.free = g.rec.ts.free;
+                    // COMPLETE is stored by the NOTIFY the client stamped before, so the vCPU's
+                    // `complete` cannot precede `notify`; two CPUs' TSCs may still disagree by a
+                    // few ticks, which would drop the record's completion stage: clamped.
+                    if r.ts.notify != 0 && r.ts.complete != 0 && r.ts.complete < r.ts.notify {
+                        r.ts.complete = r.ts.notify;
+                        r.ts.free = r.ts.free.max(r.ts.complete);
+                    }
                     if g.stopped && r.outcome == Outcome::Ok {
                         r.outcome = g.rec.outcome;
                     }
