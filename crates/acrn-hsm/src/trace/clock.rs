@@ -86,12 +86,26 @@ fn tsc_trusted() -> bool {
     has("constant_tsc") && has("nonstop_tsc") && source.trim() == "tsc"
 }
 
-/// A (tsc, CLOCK_MONOTONIC ns) pair read as close together as the two reads allow.
+/// A (tsc, CLOCK_MONOTONIC ns) pair read as close together as the two reads allow: the
+/// tightest of a few tries (a try the scheduler interrupted between its reads is far apart and
+/// would steer the conversion wrong).
 fn pair() -> (u64, u64) {
-    let a = tsc();
-    let m = now_ns();
-    let b = tsc();
-    (a / 2 + b / 2 + (a % 2 + b % 2) / 2, m)
+    let mut best: Option<(u64, u64, u64)> = None;
+    for _ in 0..8 {
+        let a = tsc();
+        let m = now_ns();
+        let b = tsc();
+        let width = b.saturating_sub(a);
+        let mid = a / 2 + b / 2 + (a % 2 + b % 2) / 2;
+        if best.is_none_or(|(w, _, _)| width < w) {
+            best = Some((width, mid, m));
+        }
+        // A few hundred ticks: no interruption between the reads.
+        if width < 2_000 {
+            break;
+        }
+    }
+    best.map_or((0, now_ns()), |(_, t, m)| (t, m))
 }
 
 /// Chooses the stamp clock (once per process) and returns the conversion for a new trace.
@@ -113,6 +127,8 @@ pub(crate) fn init() -> Calib {
             tsc: t,
             ns: m as f64,
             slope: s,
+            steer: 0.0,
+            scale: s,
         });
     }
     Calib {
@@ -123,12 +139,29 @@ pub(crate) fn init() -> Calib {
     }
 }
 
-/// From `tsc` on (until the next segment), ns = `ns` + (stamp − `tsc`) × `slope`.
+/// From `tsc` on (until the next segment), ns = `ns` + (stamp − `tsc`) × `slope` for the
+/// `steer` ticks the segment steers over, then at the trace's `scale`: a segment that is not
+/// followed by another (no refresh: the writer had no chunk) does not run ahead of the clock at
+/// its steering slope.
 #[derive(Debug, Clone, Copy)]
 struct Segment {
     tsc: u64,
     ns: f64,
     slope: f64,
+    steer: f64,
+    scale: f64,
+}
+
+impl Segment {
+    /// The function's value at `stamp` (continuous and increasing: both slopes are positive).
+    fn at(&self, stamp: u64) -> f64 {
+        let d = (stamp as i128 - self.tsc as i128) as f64;
+        if d <= self.steer {
+            self.ns + d * self.slope
+        } else {
+            self.ns + self.steer * self.slope + (d - self.steer) * self.scale
+        }
+    }
 }
 
 /// Segments kept for stamps older than the newest one (a vCPU's chunk may hold old stamps):
@@ -176,11 +209,11 @@ impl Calib {
         if t <= last.tsc {
             return;
         }
-        let here = last.ns + (t - last.tsc) as f64 * last.slope;
-        // Reach the measured clock after STEER_NS; the slope stays within 0.5..2 x the scale
-        // (positive: the function keeps increasing).
+        let here = last.at(t);
+        // Reach the measured clock after STEER_NS; the slope stays within 0.98..1.02 x the scale
+        // (positive: the function keeps increasing; a correction of at most 200 us per segment).
         let ticks = STEER_NS / scale;
-        let slope = (scale + (m as f64 - here) / ticks).clamp(scale * 0.5, scale * 2.0);
+        let slope = (scale + (m as f64 - here) / ticks).clamp(scale * 0.98, scale * 1.02);
         if self.segments.len() == SEGMENTS {
             self.segments.pop_front();
         }
@@ -188,6 +221,8 @@ impl Calib {
             tsc: t,
             ns: here,
             slope,
+            steer: ticks,
+            scale,
         });
     }
 
@@ -209,7 +244,6 @@ impl Calib {
                 }
             }
         };
-        let d = (stamp as i128 - seg.tsc as i128) as f64 * seg.slope;
-        (seg.ns + d).round().max(1.0) as u64
+        seg.at(stamp).round().max(1.0) as u64
     }
 }
