@@ -85,7 +85,7 @@ describe('acrn-hsm bench', () => {
     );
     expect(code, stderr).toBe(0);
     const j = JSON.parse(stdout);
-    expect(Object.keys(j).sort()).toEqual(['c_reference', 'floor', 'ratios', 'results']);
+    expect(Object.keys(j).sort()).toEqual(['c_reference', 'floor', 'ratio_ranges', 'ratios', 'results']);
     expect(j.floor.spin_p50_ns).toBeGreaterThan(0);
     expect(j.floor.futex_p50_ns).toBeGreaterThan(0);
     for (const mode of ['poll', 'notify']) {
@@ -107,9 +107,16 @@ describe('acrn-hsm bench', () => {
       expect(r.throughput_rps).toBeGreaterThan(0);
     }
     const nat = j.results.find((r: { path: string; mode: string; vcpus: number }) => r.path === 'native' && r.mode === 'poll' && r.vcpus === 1);
-    expect(Object.keys(j.ratios).sort()).toEqual(['js_sync_vs_floor', 'native_vs_floor', 'notify_vs_futex', 'throughput_vs_c']);
+    const names = ['js_async_vs_c', 'js_sync_vs_c', 'js_sync_vs_floor', 'native_vs_c', 'native_vs_floor', 'notify_vs_futex', 'throughput_vs_c'];
+    expect(Object.keys(j.ratios).sort()).toEqual(names);
+    expect(Object.keys(j.ratio_ranges).sort()).toEqual(names);
+    // One run: the pairwise median is that run's ratio, and its range a single point.
     expect(j.ratios.native_vs_floor).toBeCloseTo(nat.p50_ns / j.floor.spin_p50_ns, 2);
-    for (const v of Object.values(j.ratios)) expect(v).toBeGreaterThan(0);
+    expect(j.ratios.native_vs_c).toBeCloseTo(nat.p50_ns / j.c_reference.poll['1'].p50_ns, 2);
+    for (const n of names) {
+      expect(j.ratios[n]).toBeGreaterThan(0);
+      expect(j.ratio_ranges[n]).toEqual([j.ratios[n], j.ratios[n]]);
+    }
     const plot = readFileSync(svg, 'utf8');
     expect(plot).toMatch(/^<svg /);
     expect(plot.match(/<path /g)?.length).toBe(4 * 2 * 2);

@@ -35,8 +35,14 @@ export interface BenchJson {
   floor: Record<string, number | boolean | null>;
   c_reference: Record<string, Record<string, { loop: string; p50_ns: number; p99_ns: number; p999_ns: number; max_ns: number; throughput_rps: number }>>;
   results: { path: BenchPath; mode: BenchMode; vcpus: number; p50_ns: number; p99_ns: number; p999_ns: number; max_ns: number; throughput_rps: number }[];
-  ratios: { native_vs_floor: number | null; js_sync_vs_floor: number | null; notify_vs_futex: number | null; throughput_vs_c: number | null };
+  /** Each ratio measured pairwise: per run (its case and its reference measured next to each other), then the median. */
+  ratios: Record<RatioName, number | null>;
+  /** The lowest and highest per-run value of each ratio (how stable it is). */
+  ratio_ranges: Record<RatioName, [number, number] | null>;
 }
+
+/** The ratios `--json` reports. */
+export type RatioName = 'native_vs_floor' | 'js_sync_vs_floor' | 'notify_vs_futex' | 'throughput_vs_c' | 'native_vs_c' | 'js_sync_vs_c' | 'js_async_vs_c';
 
 function usage(msg: string): never {
   throw new UsageError(`bench: ${msg}`, BENCH_SPEC);
@@ -188,21 +194,28 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
   const floors: FloorResult[] = [];
   const allResults: CaseResult[] = [];
   const allCref: CaseResult[] = [];
+  // What each run measured, for the pairwise ratios.
+  const perRun: { floor?: FloorResult; results: CaseResult[]; cref: CaseResult[] }[] = [];
   // `runs` repetitions of the whole matrix (the machine is shared: one run's figures can be off
   // by a scheduler time slice); within a run, cases are grouped by (mode, vCPUs), the reference
   // next to the paths it is compared with, so drifting load affects a comparison least.
   for (let k = 0; k < runs; k++) {
     const tag = runs > 1 ? ` (run ${k + 1}/${runs})` : '';
+    const thisRun: (typeof perRun)[number] = { results: [], cref: [] };
+    perRun.push(thisRun);
     if (bins) {
       progress.step(`floor${tag}`);
-      floors.push(run.runFloor(bins.floor, quick, size.expectedIntervalNs, floorRequests));
+      thisRun.floor = run.runFloor(bins.floor, quick, size.expectedIntervalNs, floorRequests);
+      floors.push(thisRun.floor);
       progress.next();
     }
     for (const mode of modes) {
       for (const v of vcpus) {
         if (bins) {
           progress.step(`c-reference ${mode} ${v} vCPU${tag}`);
-          allCref.push(run.runCReference(bins.reference, mode, v, size));
+          const c = run.runCReference(bins.reference, mode, v, size);
+          allCref.push(c);
+          thisRun.cref.push(c);
           progress.next();
         }
         for (const path of paths) {
@@ -214,6 +227,7 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
                 ? await run.runJsSync(mode, v, size)
                 : await run.runJsAsync(mode, v, size);
           allResults.push(r);
+          thisRun.results.push(r);
           progress.next();
         }
       }
@@ -232,9 +246,31 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
   // bimodal (the scheduler may put both threads on one CPU: two same-CPU switches) and is shown
   // beside it (docs/performance.md).
   const futexRef = floor?.futex;
-  const thr = modes
-    .map((m) => ratio(find(results, 'native', m, vTop)?.throughputRps, find(cref, 'c-reference', m, vTop)?.throughputRps))
-    .filter((x): x is number => x !== null);
+  // Pairwise: each run's case over the same run's reference, then the median and the range of
+  // those per-run ratios (a noisy moment moves one pair, not the median).
+  const pairs = (f: (r: (typeof perRun)[number]) => number | null): { median: number | null; range: [number, number] | null } => {
+    const xs = perRun.map(f).filter((x): x is number => x !== null);
+    if (!xs.length) return { median: null, range: null };
+    const m = median(xs);
+    return { median: Math.round(m * 1000) / 1000, range: [Math.min(...xs), Math.max(...xs)].map((x) => Math.round(x * 1000) / 1000) as [number, number] };
+  };
+  const p50 = (rs: CaseResult[], path: string, mode: BenchMode, v: number) => find(rs, path, mode, v)?.p50;
+  const thrOf = (r: (typeof perRun)[number]) => {
+    const t = modes
+      .map((m) => ratio(find(r.results, 'native', m, vTop)?.throughputRps, find(r.cref, 'c-reference', m, vTop)?.throughputRps))
+      .filter((x): x is number => x !== null);
+    return t.length ? Math.min(...t) : null;
+  };
+  const measured: Record<RatioName, ReturnType<typeof pairs>> = {
+    native_vs_floor: pairs((r) => ratio(p50(r.results, 'native', 'poll', v1), r.floor?.spin.p50_ns)),
+    js_sync_vs_floor: pairs((r) => ratio(p50(r.results, 'js-sync', 'poll', v1), r.floor?.spin.p50_ns)),
+    notify_vs_futex: pairs((r) => ratio(p50(r.results, 'native', 'notify', v1), r.floor?.futex.p50_ns)),
+    throughput_vs_c: pairs(thrOf),
+    native_vs_c: pairs((r) => ratio(p50(r.results, 'native', 'poll', v1), p50(r.cref, 'c-reference', 'poll', v1))),
+    js_sync_vs_c: pairs((r) => ratio(p50(r.results, 'js-sync', 'poll', v1), p50(r.cref, 'c-reference', 'poll', v1))),
+    js_async_vs_c: pairs((r) => ratio(p50(r.results, 'js-async', 'poll', v1), p50(r.cref, 'c-reference', 'poll', v1))),
+  };
+  const names = Object.keys(measured) as RatioName[];
   const json: BenchJson = {
     floor: floor
       ? {
@@ -258,12 +294,8 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
       max_ns: r.max,
       throughput_rps: Math.round(r.throughputRps),
     })),
-    ratios: {
-      native_vs_floor: ratio(find(results, 'native', 'poll', v1)?.p50, floor?.spin.p50_ns),
-      js_sync_vs_floor: ratio(find(results, 'js-sync', 'poll', v1)?.p50, floor?.spin.p50_ns),
-      notify_vs_futex: ratio(find(results, 'native', 'notify', v1)?.p50, futexRef?.p50_ns),
-      throughput_vs_c: thr.length ? Math.min(...thr) : null,
-    },
+    ratios: Object.fromEntries(names.map((n) => [n, measured[n].median])) as Record<RatioName, number | null>,
+    ratio_ranges: Object.fromEntries(names.map((n) => [n, measured[n].range])) as Record<RatioName, [number, number] | null>,
   };
   for (const c of cref) {
     const m = (json.c_reference[c.mode] ??= {});
@@ -354,6 +386,9 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
   const pn = find(results, 'native', 'poll', v1)?.p50;
   out.stdout(`  (native poll ${v1} vCPU p50 / C reference busy-loop p50: ${ratio(pn, find(cref, 'c-reference', 'poll', v1)?.p50) ?? '-'}; js-sync: ${ratio(find(results, 'js-sync', 'poll', v1)?.p50, find(cref, 'c-reference', 'poll', v1)?.p50) ?? '-'})\n`);
   out.stdout(`  throughput_vs_c   ${rt.throughput_vs_c ?? '-'}  native / C reference throughput at ${vTop} vCPUs, lower of the modes (target >= 0.9: ${target(rt.throughput_vs_c, (x) => x >= 0.9)})\n`);
+  out.stdout(`  native_vs_c ${rt.native_vs_c ?? '-'}, js_sync_vs_c ${rt.js_sync_vs_c ?? '-'}, js_async_vs_c ${rt.js_async_vs_c ?? '-'}  poll ${v1} vCPU p50 / C reference busy-loop p50\n`);
+  const ranges = names.map((n) => `${n} ${json.ratio_ranges[n]?.join('..') ?? '-'}`).join(', ');
+  out.stdout(`  per-run ranges (pairwise, ${runs} run${runs > 1 ? 's' : ''}): ${ranges}\n`);
   if (values.svg) out.stdout(`plot: ${values.svg}\n`);
   return bad.length ? 1 : 0;
 }
