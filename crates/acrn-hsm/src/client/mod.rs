@@ -858,22 +858,7 @@ impl IoreqClient {
         self.pending_mask = 0;
         match action {
             None => Ok(None),
-            Some(VmAction::Reset) => {
-                let regs = std::mem::take(&mut self.config.reset_regs);
-                let r = self.reset_withheld(&regs);
-                self.config.reset_regs = regs;
-                r.map(|()| None)
-            }
-            Some(a) => {
-                self.vm.pause()?;
-                self.vm.clear_vm_ioreq()?;
-                self.withheld = 0;
-                Ok(Some(if a == VmAction::Suspend {
-                    RunExit::Suspended
-                } else {
-                    RunExit::PoweredOff
-                }))
-            }
+            Some(a) => self.apply_vm_action(a),
         }
     }
 
@@ -929,16 +914,21 @@ impl IoreqClient {
     }
 
     fn vm_action(&mut self, action: VmAction, claim: Claim) -> Result<Option<RunExit>> {
+        self.withhold(claim);
+        self.apply_vm_action(action)
+    }
+
+    /// Runs `action` once the triggering NOTIFYs are withheld: a reset (serving goes on), or a
+    /// suspend / power-off (PAUSE, CLEAR_VM_IOREQ; the client's loop ends with that exit).
+    fn apply_vm_action(&mut self, action: VmAction) -> Result<Option<RunExit>> {
         match action {
             VmAction::Reset => {
-                self.withhold(claim);
                 let regs = std::mem::take(&mut self.config.reset_regs);
                 let r = self.reset_withheld(&regs);
                 self.config.reset_regs = regs;
                 r.map(|()| None)
             }
             VmAction::Suspend | VmAction::PowerOff => {
-                self.withhold(claim);
                 self.vm.pause()?;
                 self.vm.clear_vm_ioreq()?;
                 self.withheld = 0;
