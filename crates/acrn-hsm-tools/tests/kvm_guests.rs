@@ -706,7 +706,17 @@ fn lifecycle(polling: bool) {
     wait_len(200);
     m.vm.pause().unwrap();
     m.vm.clear_vm_ioreq().unwrap();
-    let n1 = log.lock().unwrap().len();
+    // A request the client claimed before PAUSE may still reach its device (a polling client
+    // serves on its own thread): wait until that one is done, then nothing more may come.
+    let mut n1 = log.lock().unwrap().len();
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(20));
+        let n = log.lock().unwrap().len();
+        if n == n1 {
+            break;
+        }
+        n1 = n;
+    }
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(log.lock().unwrap().len(), n1, "nothing after PAUSE");
     for _ in 0..200 {
