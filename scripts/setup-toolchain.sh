@@ -24,8 +24,8 @@ apt_install() {
   fi
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  if [ $apt_updated -eq 0 ]; then $sudo apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+  if [ $apt_updated -eq 0 ]; then $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@" >/dev/null
 }
 
 command -v gcc >/dev/null 2>&1 && [ -f /usr/include/linux/acrn.h ] || { log "installing gcc and linux-libc-dev"; apt_install gcc linux-libc-dev; }
