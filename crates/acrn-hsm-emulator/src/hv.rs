@@ -154,7 +154,8 @@ pub(crate) struct HvVm {
     /// EPT regions `(user_vm_pa, size, service_vm_pa, attr)`.
     pub(crate) regions: Mutex<Vec<(u64, u64, u64, u32)>>,
     lifecycle: Mutex<()>,
-    /// The VM's vPCI devices, INTx remappings and interrupt-monitor state (`hv_dev.rs`).
+    /// The VM's vPCI devices, INTx remappings and interrupt-monitor state (`dev_state.rs`,
+    /// changed by the hypercalls of `hv_dev.rs`).
     pub(crate) dev: Mutex<VmDevices>,
     /// vPCI's CONFIG_ADDRESS latch (`vpci->addr`), see `vpci.rs`.
     pub(crate) vpci_addr: AtomicU32,
@@ -211,7 +212,8 @@ pub(crate) struct Hv {
     pub(crate) config: EmulatorConfig,
     /// The VM table and each slot's configured name (`vm_config->name`), under one lock.
     table: Mutex<VmTable>,
-    /// The platform devices and the Service VM's memory (`hv_dev.rs`).
+    /// The platform devices and the Service VM's memory (`dev_state.rs`, changed by
+    /// `hv_dev.rs`).
     pub(crate) platform: Mutex<Platform>,
     pub(crate) interrupts: Mutex<Vec<InterruptEvent>>,
     pub(crate) shutdown: AtomicBool,
