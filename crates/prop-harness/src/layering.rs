@@ -6,7 +6,9 @@
 //! From `src/lib.rs` the module tree is followed through `mod name;` (the file `name.rs` or
 //! `name/mod.rs` beside it, as rustc finds them; no `#[path]`) and inline `mod name { ... }`.
 //! Comments, string and character literals are blanked first, so doc links and messages never
-//! count. A module *references* another when its text holds
+//! count, and test-only code is left out: a module or an import under `#[cfg(test)]` (a unit
+//! test may cross-check its module against one above it). A module *references* another when
+//! its text holds
 //!
 //! * a path `crate::a::b…`, `super::a…` (any number of `super`s), `self::a…`, or one starting with
 //!   the name of one of its own child modules (`child::X`, as the crate root writes them);
@@ -417,7 +419,8 @@ pub fn blank(src: &str) -> String {
         if c == '\'' {
             // A char literal: '\…' up to the closing quote, or 'x' (x one char); else a lifetime.
             if next == Some('\\') {
-                let mut j = i + 2;
+                // The escaped character itself may be a quote (`'\''`): the scan starts after it.
+                let mut j = i + 3;
                 while j < n && b[j] != '\'' && b[j] != '\n' {
                     j += 1;
                 }
@@ -907,7 +910,7 @@ mod tests {
 
     #[test]
     fn blank_strips_comments_and_literals() {
-        let s = "a // crate::x\n/* crate::y /* nested */ */ \"crate::z\" r#\"crate::w\"# 'c' '\\n' b\"q\" &'a T";
+        let s = "a // crate::x\n/* crate::y /* nested */ */ \"crate::z\" r#\"crate::w\"# 'c' '\\n' '\\'' b\"q\" &'a T \"x\\\"crate::v\"";
         let b = blank(s);
         assert!(!b.contains("crate"), "{b}");
         assert!(b.contains("&'a T"), "{b}");
