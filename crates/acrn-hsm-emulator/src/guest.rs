@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use crate::abi;
 use crate::errno::Errno;
-use crate::hsm::upcall;
-use crate::hv::{Hv, HvVm, lock};
+use crate::hsm::{Emulator, HsmGlobal, upcall};
+use crate::hv::{Hv, HvVm};
 use crate::slot::{PageSlots, Slot};
 use crate::slot_protocol;
 use crate::trace::{GuestRecorder, VcpuRecorder, stamp, stamp_after_load};
+use crate::types::{VmState, lock};
 use crate::workload::{Access, Op, Workload, size_mask};
-use crate::{Emulator, VmState};
 use std::sync::atomic::{Ordering, fence};
 
 /// Why a vCPU stopped before the end of its operations.
@@ -235,6 +235,7 @@ impl Guest {
         let barrier = Some(Arc::new(PhaseBarrier::new(n)));
         for (i, ops) in workload.vcpus.iter().enumerate() {
             let hv = self.emulator.hv.clone();
+            let hsm = self.emulator.hsm.clone();
             let vm = vm.clone();
             let ops = ops.clone();
             let rec = self.recorder.as_ref().map(|r| r.vcpu(i as u16));
@@ -242,7 +243,7 @@ impl Guest {
             let t = std::thread::Builder::new()
                 .name(format!("vcpu{i}"))
                 .spawn(move || {
-                    let mut cpu = Vcpu::new(hv, vm.clone(), i, spin_limit);
+                    let mut cpu = Vcpu::new(hv, hsm, vm.clone(), i, spin_limit);
                     cpu.path.rec = rec;
                     cpu.barrier = barrier.clone();
                     cpu.run(&ops);
@@ -261,22 +262,10 @@ impl Guest {
     }
 }
 
-/// PAUSE_VM's wait (after its store of PAUSED): returns once no vCPU of `vm` is between its
-/// state check and its upcall (`Vcpu::io`), so every request placed by a vCPU that saw RUNNING is
-/// in its slot, dispatched, when PAUSE_VM returns. A Dekker pair: state store, full fence, flag
-/// load here; flag store, full fence, state load in `Vcpu::io`.
-pub(crate) fn wait_out_of_guest_mode(vm: &HvVm) {
-    fence(Ordering::SeqCst);
-    for v in &vm.vcpus {
-        while v.entering.load(Ordering::Acquire) {
-            std::thread::yield_now();
-        }
-    }
-}
-
 /// Places one request in slot `vcpu` and raises the upcall, without waiting.
 pub(crate) fn insert_request(
     hv: &Hv,
+    hsm: &HsmGlobal,
     vm: &HvVm,
     vcpu: usize,
     ty: u32,
@@ -288,7 +277,7 @@ pub(crate) fn insert_request(
         return Err(Errno::EBUSY);
     }
     fill(&page, vcpu, vm.polling, ty, reqs);
-    upcall(hv);
+    upcall(hv, hsm);
     Ok(())
 }
 
@@ -362,6 +351,8 @@ pub(crate) enum IoOutcome {
 /// (polling or the notify event), post-work, FREE, exactly as described at the top of this file.
 pub(crate) struct SlotIo {
     pub(crate) hv: Arc<Hv>,
+    /// HSM's global state, for the upcall.
+    pub(crate) hsm: Arc<HsmGlobal>,
     pub(crate) vm: Arc<HvVm>,
     pub(crate) id: usize,
     spin_limit: u32,
@@ -421,12 +412,12 @@ impl PhaseBarrier {
 }
 
 impl Vcpu {
-    fn new(hv: Arc<Hv>, vm: Arc<HvVm>, id: usize, spin_limit: u32) -> Vcpu {
+    fn new(hv: Arc<Hv>, hsm: Arc<HsmGlobal>, vm: Arc<HvVm>, id: usize, spin_limit: u32) -> Vcpu {
         let regs = lock(&vm.vcpus[id].regs).clone();
         let mut rax = [0u8; 8];
         rax.copy_from_slice(&regs[0..8]);
         Vcpu {
-            path: SlotIo::new(hv, vm, id, spin_limit),
+            path: SlotIo::new(hv, hsm, vm, id, spin_limit),
             id,
             rax: u64::from_le_bytes(rax),
             mmio_reg: 0,
@@ -678,11 +669,18 @@ impl Vcpu {
 impl SlotIo {
     /// The path of vCPU `id` of `vm`; the calling thread becomes the vCPU's waiter (the
     /// completer's doorbell unparks it).
-    pub(crate) fn new(hv: Arc<Hv>, vm: Arc<HvVm>, id: usize, spin_limit: u32) -> SlotIo {
+    pub(crate) fn new(
+        hv: Arc<Hv>,
+        hsm: Arc<HsmGlobal>,
+        vm: Arc<HvVm>,
+        id: usize,
+        spin_limit: u32,
+    ) -> SlotIo {
         *lock(&vm.vcpus[id].waiter) = Some(std::thread::current());
         let generation = vm.generation.load(Ordering::Acquire);
         SlotIo {
             hv,
+            hsm,
             vm,
             id,
             spin_limit,
@@ -791,7 +789,7 @@ impl SlotIo {
         let pending_ns = if self.rec.is_some() { stamp() } else { 0 };
         fill(&page, self.id, self.vm.polling, ty, &reqs);
         let t0 = Instant::now();
-        upcall(&self.hv);
+        upcall(&self.hv, &self.hsm);
         self.leave_guest_mode();
         let waited = if self.vm.polling {
             self.wait_polling(&slot)

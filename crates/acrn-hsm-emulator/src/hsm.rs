@@ -18,12 +18,12 @@ use std::time::Duration;
 use crate::abi::{self, le};
 use crate::backend::{ArgKind, HsmBackend, IoctlArg, classify};
 use crate::errno::Errno;
-use crate::hv::{HV_OK, Hv, HvVm, lock};
+use crate::hv::{HV_ENOTTY, HV_OK, Hv, HvVm};
 use crate::irqfd::IrqfdSet;
 use crate::memory::{self, PAGE_SIZE, Pinned};
 use crate::slot::{PageSlots, Slot};
 use crate::slot_protocol;
-use crate::{Emulator, InterruptEvent};
+use crate::types::{InterruptEvent, lock};
 use std::sync::atomic::Ordering;
 
 /// `ACRN_VM_FLAG_DESTROYED` (bit 0 of `acrn_vm.flags`).
@@ -135,6 +135,29 @@ impl HsmVm {
     }
 }
 
+/// The emulated hypervisor + HSM. Clones share the machine; when the last clone *and* every
+/// [`EmulatedHsm`] and [`Guest`](crate::Guest) of it are gone, the machine is gone.
+// Defined here, beside HSM's global state it holds, so that the files (`EmulatedHsm`) and the
+// guest runners (`Guest`, above) can keep their machine; its methods are in the crate root.
+#[derive(Clone)]
+pub struct Emulator {
+    /// The hypervisor.
+    pub(crate) hv: Arc<Hv>,
+    /// HSM's global state (the VM list, the dispatcher), shared by every file of the machine.
+    pub(crate) hsm: Arc<HsmGlobal>,
+    /// Dropped with the last user-facing clone: stops every vCPU wait.
+    pub(crate) _shutdown: Arc<ShutdownOnDrop>,
+}
+
+/// Shuts the hypervisor down when dropped (see [`Emulator`]).
+pub(crate) struct ShutdownOnDrop(pub(crate) Arc<Hv>);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
+}
+
 /// HSM's global state: `acrn_vm_list` and the dispatcher.
 pub(crate) struct HsmGlobal {
     vm_list: RwLock<Vec<Arc<HsmVm>>>,
@@ -156,8 +179,7 @@ impl HsmGlobal {
 
 /// The upcall: the HSM vector fired. Runs the dispatcher inline unless one is already running,
 /// in which case that one scans again.
-pub(crate) fn upcall(hv: &Hv) {
-    let g = &hv.hsm;
+pub(crate) fn upcall(hv: &Hv, g: &HsmGlobal) {
     g.pending.store(true, Ordering::Release);
     loop {
         let guard = match g.dispatch_lock.try_lock() {
@@ -166,7 +188,7 @@ pub(crate) fn upcall(hv: &Hv) {
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
         while g.pending.swap(false, Ordering::AcqRel) {
-            dispatch_all(hv);
+            dispatch_all(hv, g);
         }
         drop(guard);
         if !g.pending.load(Ordering::Acquire) {
@@ -176,8 +198,8 @@ pub(crate) fn upcall(hv: &Hv) {
 }
 
 /// `ioreq_dispatcher`: every VM on the list, stopping at the first without an ioreq page.
-fn dispatch_all(hv: &Hv) {
-    let list = hv.hsm.vm_list.read().unwrap_or_else(|e| e.into_inner());
+fn dispatch_all(hv: &Hv, g: &HsmGlobal) {
+    let list = g.vm_list.read().unwrap_or_else(|e| e.into_inner());
     for vm in list.iter() {
         let Some(page) = vm.ioreq_page() else { break };
         dispatch_vm(hv, vm, &page);
@@ -291,7 +313,7 @@ fn complete_slot(hv: &Hv, vm: &HsmVm, vcpu: usize, slot: Slot<'_>) -> i64 {
 fn hv_vm_lookup_notify(hv: &Hv, vmid: u16, vcpu: usize) -> i64 {
     match hv.vm(vmid) {
         Some(v) => hv.notify_request_finish(&v, vcpu as u16),
-        None => crate::hv::HV_ENOTTY,
+        None => HV_ENOTTY,
     }
 }
 
@@ -363,6 +385,8 @@ fn eventfd_get(fd: i32) -> Result<(OwnedFd, (u64, u64)), Errno> {
 /// `acrn_vm_destroy` would (which fails in the hypervisor unless the VM is paused).
 pub struct EmulatedHsm {
     hv: Arc<Hv>,
+    /// HSM's global state (the emulator's).
+    hsm: Arc<HsmGlobal>,
     vm: Arc<HsmVm>,
     emulator: Emulator,
 }
@@ -378,7 +402,8 @@ impl std::fmt::Debug for EmulatedHsm {
 impl EmulatedHsm {
     pub(crate) fn open(emulator: &Emulator) -> EmulatedHsm {
         let hv = emulator.hv.clone();
-        let id = hv.hsm.next_id.fetch_add(1, Ordering::Relaxed);
+        let hsm = emulator.hsm.clone();
+        let id = hsm.next_id.fetch_add(1, Ordering::Relaxed);
         let vm = Arc::new(HsmVm {
             vmid: AtomicU16::new(abi::INVALID_VMID),
             vcpu_num: AtomicU16::new(0),
@@ -392,6 +417,7 @@ impl EmulatedHsm {
         });
         EmulatedHsm {
             hv,
+            hsm,
             vm,
             emulator: emulator.clone(),
         }
@@ -437,8 +463,7 @@ impl EmulatedHsm {
 
     /// Whether the VM is on HSM's dispatch list (`acrn_vm_list`). For tests.
     pub fn on_vm_list(&self) -> bool {
-        self.hv
-            .hsm
+        self.hsm
             .vm_list
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -722,8 +747,7 @@ impl EmulatedHsm {
             vm.vmid.store(abi::INVALID_VMID, Ordering::Release);
             return Err(Errno::EINVAL);
         }
-        self.hv
-            .hsm
+        self.hsm
             .vm_list
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -770,8 +794,7 @@ impl EmulatedHsm {
     /// then the ioreq page), the monitor page.
     fn teardown(&self) {
         let vm = &self.vm;
-        self.hv
-            .hsm
+        self.hsm
             .vm_list
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -840,7 +863,7 @@ impl EmulatedHsm {
     fn client_destroy(&self, client: &Arc<Client>) {
         {
             // ioreq_pause(): no dispatcher runs meanwhile.
-            let _paused = lock(&self.hv.hsm.dispatch_lock);
+            let _paused = lock(&self.hsm.dispatch_lock);
             client.destroying.store(true, Ordering::Release);
             client.wake();
             let mut inner = lock(&self.vm.inner);
@@ -858,7 +881,7 @@ impl EmulatedHsm {
             lock(&client.ranges).clear();
         }
         // ioreq_resume(): one dispatch pass.
-        upcall(&self.hv);
+        upcall(&self.hv, &self.hsm);
     }
 
     /// ATTACH_IOREQ_CLIENT: `acrn_ioreq_client_wait`.

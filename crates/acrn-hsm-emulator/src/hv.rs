@@ -6,13 +6,18 @@
 //! memory regions), `-25` (`ENOTTY`, the target VM cannot be resolved).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::Thread;
 
 use crate::abi;
+use crate::dev_state::{Platform, VmDevices, release_vm_devices};
+use crate::hv_irq::VmIrq;
+use crate::kvm_state::KvmState;
 use crate::memory::Pinned;
 use crate::slot::Slot;
-use crate::{EmulatorConfig, InterruptEvent, VmState};
+use crate::types::{
+    EmulatorConfig, InterruptEvent, VIOAPIC_RTE_NUM, VmState, ept_del, ept_mapped, lock,
+};
 use std::sync::atomic::{Ordering, fence};
 
 /// HV result codes.
@@ -21,14 +26,23 @@ pub(crate) const HV_EPERM: i64 = -1;
 pub(crate) const HV_EINVAL: i64 = -22;
 pub(crate) const HV_ENOTTY: i64 = -25;
 
-/// `VIOAPIC_RTE_NUM` (acrn_common.h): the GSIs of a post-launched VM (`get_vm_gsicount`).
-pub(crate) const VIOAPIC_RTE_NUM: u32 = 48;
-
 /// `MAX_VCPUS_PER_VM` (one slot per vCPU).
 pub(crate) const MAX_VCPUS_PER_VM: usize = abi::IO_REQUEST_MAX;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// What an execution engine does at the hypervisor's lifecycle points, called by [`Hv`] without
+/// naming the engine (the crate root installs the KVM engine's, `kvm::KvmHooks`). Each hook is
+/// called on every VM whatever its engine; an engine with nothing running for the VM does
+/// nothing.
+pub(crate) trait EngineHooks: Send + Sync {
+    /// START_VM of a VM on this engine (state already RUNNING): start its vCPUs. An error is
+    /// the reason START_VM fails (`-1`), kept for `Emulator::kvm_error`.
+    fn start(&self, hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<(), String>;
+    /// PAUSE_VM (after the PAUSED store): every vCPU is out of guest mode when this returns.
+    fn pause(&self, vm: &HvVm);
+    /// RESET_VM, DESTROY_VM and teardown (after the generation bump): the vCPUs end, joined.
+    fn stop(&self, vm: &HvVm);
+    /// An interrupt for the VM: `true` when the engine delivered it (nothing else to do).
+    fn inject(&self, vm: &HvVm, ev: &InterruptEvent) -> bool;
 }
 
 /// One vCPU of a VM.
@@ -140,8 +154,9 @@ pub(crate) struct HvVm {
     /// EPT regions `(user_vm_pa, size, service_vm_pa, attr)`.
     pub(crate) regions: Mutex<Vec<(u64, u64, u64, u32)>>,
     lifecycle: Mutex<()>,
-    /// The VM's vPCI devices, INTx remappings and interrupt-monitor state (`hv_dev.rs`).
-    pub(crate) dev: Mutex<crate::hv_dev::VmDevices>,
+    /// The VM's vPCI devices, INTx remappings and interrupt-monitor state (`dev_state.rs`,
+    /// changed by the hypercalls of `hv_dev.rs`).
+    pub(crate) dev: Mutex<VmDevices>,
     /// vPCI's CONFIG_ADDRESS latch (`vpci->addr`), see `vpci.rs`.
     pub(crate) vpci_addr: AtomicU32,
     /// Not the hypervisor's: the guest kernel's `pci_config_lock`, which makes a workload's
@@ -150,9 +165,9 @@ pub(crate) struct HvVm {
     /// two vCPUs' pairs interleave and one reads all ones, on the real hypervisor too.)
     pub(crate) guest_pci_lock: Mutex<()>,
     /// The KVM engine's side of this VM (unused on the workload engine).
-    pub(crate) kvm: crate::kvm::KvmState,
+    pub(crate) kvm: KvmState,
     /// vIOAPIC/vPIC lines and the vCPUs' pending vectors (workload engine, `hv_irq.rs`).
-    pub(crate) irq: crate::hv_irq::VmIrq,
+    pub(crate) irq: VmIrq,
 }
 
 /// The VM table: the VMs by vmid and each slot's configured name.
@@ -176,6 +191,20 @@ impl HvVm {
             v.kick();
         }
     }
+
+    /// PAUSE_VM's wait (after its store of PAUSED): returns once no vCPU of the VM is between
+    /// its state check and its upcall (`SlotIo::emulate` in `guest.rs`, either engine), so every
+    /// request placed by a vCPU that saw RUNNING is in its slot, dispatched, when PAUSE_VM
+    /// returns. A Dekker pair: state store, full fence, flag load here; flag store (`entering`),
+    /// full fence, state load in `SlotIo::emulate`.
+    pub(crate) fn wait_out_of_guest_mode(&self) {
+        fence(Ordering::SeqCst);
+        for v in &self.vcpus {
+            while v.entering.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 /// The hypervisor: a table of VMs indexed by vmid (0 is the Service VM).
@@ -183,23 +212,25 @@ pub(crate) struct Hv {
     pub(crate) config: EmulatorConfig,
     /// The VM table and each slot's configured name (`vm_config->name`), under one lock.
     table: Mutex<VmTable>,
-    /// The platform devices and the Service VM's memory (`hv_dev.rs`).
-    pub(crate) platform: Mutex<crate::hv_dev::Platform>,
+    /// The platform devices and the Service VM's memory (`dev_state.rs`, changed by
+    /// `hv_dev.rs`).
+    pub(crate) platform: Mutex<Platform>,
     pub(crate) interrupts: Mutex<Vec<InterruptEvent>>,
     pub(crate) shutdown: AtomicBool,
     /// The execution engine of VMs started from now on (`Engine as u8`).
     pub(crate) engine: AtomicU8,
-    /// HSM's global state (the VM list, the dispatcher).
-    pub(crate) hsm: crate::hsm::HsmGlobal,
+    /// The execution engines' lifecycle hooks (the KVM engine's).
+    hooks: Box<dyn EngineHooks>,
 }
 
 impl Hv {
-    pub(crate) fn new(config: EmulatorConfig) -> Hv {
+    /// A hypervisor for `config`, calling `hooks` at START/PAUSE/RESET/DESTROY and on interrupts.
+    pub(crate) fn new(config: EmulatorConfig, hooks: Box<dyn EngineHooks>) -> Hv {
         let n = usize::from(config.max_vms) + 1;
         let mut names = vec![[0u8; 16]; n];
         // Slot 0 is the Service VM, statically configured (never handed out).
         names[0][..15].copy_from_slice(b"ACRN_Service_VM");
-        let platform = crate::hv_dev::Platform::new(&config);
+        let platform = Platform::new(&config);
         Hv {
             config,
             table: Mutex::new(VmTable {
@@ -210,7 +241,7 @@ impl Hv {
             interrupts: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             engine: AtomicU8::new(0),
-            hsm: crate::hsm::HsmGlobal::new(),
+            hooks,
         }
     }
 
@@ -332,11 +363,11 @@ impl Hv {
             vcpus: (0..created).map(|_| HvVcpu::new()).collect(),
             regions: Mutex::new(Vec::new()),
             lifecycle: Mutex::new(()),
-            dev: Mutex::new(crate::hv_dev::VmDevices::default()),
+            dev: Mutex::new(VmDevices::default()),
             vpci_addr: AtomicU32::new(0),
             guest_pci_lock: Mutex::new(()),
             kvm: Default::default(),
-            irq: crate::hv_irq::VmIrq::new(created),
+            irq: VmIrq::new(created),
         });
         t.vms[vmid] = Some(vm);
         Ok((vmid16, created as u16))
@@ -376,7 +407,7 @@ impl Hv {
             return HV_EPERM;
         }
         vm.set_state(VmState::Running);
-        if self.kvm_engine() && crate::kvm::start(self, &vm).is_err() {
+        if self.kvm_engine() && self.hooks.start(self, &vm).is_err() {
             vm.set_state(VmState::Created);
             return HV_EPERM;
         }
@@ -399,8 +430,8 @@ impl Hv {
         // above finishes placing its request (and its upcall) before PAUSE_VM returns, so that
         // CLEAR_VM_IOREQ and RESET_VM that follow see it. (Without this a request placed after
         // RESET_VM's sweep stayed in the slot of a vCPU that had stopped: #GP on its next run.)
-        crate::guest::wait_out_of_guest_mode(&vm);
-        crate::kvm::pause(&vm);
+        vm.wait_out_of_guest_mode();
+        self.hooks.pause(&vm);
         HV_OK
     }
 
@@ -428,7 +459,7 @@ impl Hv {
         vm.set_state(VmState::Created);
         vm.kick_all();
         // The KVM engine's vCPU threads end (they saw the new generation) and are joined.
-        crate::kvm::stop(&vm);
+        self.hooks.stop(&vm);
         HV_OK
     }
 
@@ -450,10 +481,10 @@ impl Hv {
         lock(&vm.regions).clear();
         vm.kick_all();
         // The KVM engine's vCPU threads end (they saw the new generation) and are joined.
-        crate::kvm::stop(&vm);
+        self.hooks.stop(&vm);
         // shutdown_vm: the passed-through devices go back to the Service VM, and a dynamic
         // slot's name is erased (`get_unused_vmid` may hand the slot out again).
-        crate::hv_dev::release_vm_devices(self, &vm);
+        release_vm_devices(vm.vmid, &vm.dev, &self.platform);
         lock(&self.table).names[usize::from(vmid)] = [0; 16];
         HV_OK
     }
@@ -548,7 +579,7 @@ impl Hv {
         if vm.state() == VmState::PoweredOff || (addr >> 20) & 0xfff != 0xfee {
             return HV_EPERM;
         }
-        if crate::kvm::inject(&vm, &ev) {
+        if self.hooks.inject(&vm, &ev) {
             return HV_OK;
         }
         if let InterruptEvent::Msi { data, .. } | InterruptEvent::IrqfdMsi { data, .. } = ev {
@@ -570,7 +601,7 @@ impl Hv {
         }
         let ev = InterruptEvent::IrqLine { vmid, gsi, op };
         // On the KVM engine the line goes to the in-kernel vPIC/vIOAPIC.
-        if crate::kvm::inject(&vm, &ev) {
+        if self.hooks.inject(&vm, &ev) {
             return HV_OK;
         }
         vm.irq.set_line(gsi, op);
@@ -584,7 +615,7 @@ impl Hv {
         for vm in self.all_vms() {
             vm.generation.fetch_add(1, Ordering::AcqRel);
             vm.kick_all();
-            crate::kvm::stop(&vm);
+            self.hooks.stop(&vm);
         }
     }
 }
@@ -618,39 +649,4 @@ pub(crate) fn valid_cr0_cr4(cr0: u64, cr4: u64) -> bool {
         | (1 << 24);
     let cr0_reserved = !CR0_ALLOWED | CR0_NE;
     cr0 & cr0_reserved == CR0_NE && cr4 & !CR4_ALLOWED == 0
-}
-
-/// `ept_is_valid_mr`: every page of `[gpa, gpa + size)` is mapped (true for size 0).
-pub(crate) fn ept_mapped(regions: &[(u64, u64, u64, u32)], gpa: u64, size: u64) -> bool {
-    let Some(end) = gpa.checked_add(size) else {
-        return false;
-    };
-    let mut a = gpa;
-    while a < end {
-        match regions.iter().find(|&&(g, s, _, _)| a >= g && a < g + s) {
-            Some(&(g, s, _, _)) => a = g + s,
-            None => return false,
-        }
-    }
-    true
-}
-
-/// `ept_del_mr`: unmaps `[gpa, gpa + size)`, splitting the mappings it cuts.
-pub(crate) fn ept_del(regions: &mut Vec<(u64, u64, u64, u32)>, gpa: u64, size: u64) {
-    let end = gpa.saturating_add(size);
-    let mut out = Vec::with_capacity(regions.len() + 1);
-    for &(g, s, h, a) in regions.iter() {
-        let e = g + s;
-        if e <= gpa || g >= end {
-            out.push((g, s, h, a));
-            continue;
-        }
-        if g < gpa {
-            out.push((g, gpa - g, h, a));
-        }
-        if e > end {
-            out.push((end, e - end, h + (end - g), a));
-        }
-    }
-    *regions = out;
 }

@@ -13,9 +13,10 @@
 //! Results are hypervisor codes: `-1` (`EPERM`), `-EINVAL`, `-ENODEV`.
 
 use crate::abi::{self, le};
-use crate::hv::{HV_EINVAL, HV_ENOTTY, HV_EPERM, HV_OK, Hv, HvVm, ept_del, ept_mapped, lock};
+use crate::dev_state::{Intx, VDev};
+use crate::hv::{HV_EINVAL, HV_ENOTTY, HV_EPERM, HV_OK, Hv, HvVm};
 use crate::memory::Pinned;
-use crate::{EmulatorConfig, PhysPciDevice, PhysPciKind, VmState};
+use crate::types::{PhysPciKind, VIOAPIC_RTE_NUM, VmState, ept_del, ept_mapped, lock};
 
 pub(crate) const HV_ENODEV: i64 = -19;
 
@@ -29,88 +30,10 @@ const PHYS_GSI_NUM: u32 = 120;
 const INTR_MONITOR_BUF: u32 = 48;
 /// `ACRN_PTDEV_QUIRK_ASSIGN`: the device model handles the device's config space.
 const PTDEV_QUIRK_ASSIGN: u32 = 1;
-/// The physical address width the Service VM's EPT covers in the emulator: every address the
-/// process can pin lies below it.
-const SERVICE_VM_PA_LIMIT: u64 = 1 << 48;
-
 /// `emul_dev_ops_tbl` (hypercall.c): ivshmem (1af4:1110), the vUART MCS9900 (9710:9900) and the
 /// virtual root port (8086:9d14), as `vendor | device << 16` (`acrn_vdev.id.value`, whose
 /// `legacy_id` half must be 0 to match).
 const EMUL_DEV_IDS: [u64; 3] = [0x1110_1af4, 0x9900_9710, 0x9d14_8086];
-
-/// One device of a VM's vPCI.
-#[derive(Debug, Clone)]
-pub(crate) struct VDev {
-    /// The bdf the guest sees.
-    pub(crate) vbdf: u16,
-    /// `vendor | device << 16`.
-    pub(crate) id: u32,
-    /// The physical device behind a passthrough vdev.
-    pub(crate) phys_bdf: Option<u16>,
-    /// `ACRN_PTDEV_QUIRK_ASSIGN`: config space left to the device model.
-    pub(crate) quirk: bool,
-}
-
-/// An INTx remapping (`ptirq_add_intx_remapping`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Intx {
-    virt_pin: u32,
-    phys_pin: u32,
-    pic: bool,
-}
-
-/// The per-VM device state of the hypervisor.
-#[derive(Debug, Default)]
-pub(crate) struct VmDevices {
-    pub(crate) vdevs: Vec<VDev>,
-    intx: Vec<Intx>,
-    /// `intr_inject_delay_delta` in ms (INTR_CMD_DELAY_INT).
-    pub(crate) intr_delay_ms: u64,
-    /// MMIO ranges taken from the Service VM for this VM `(host_pa, size)`.
-    mmio_from_service: Vec<(u64, u64)>,
-}
-
-impl VmDevices {
-    /// The vdev the hypervisor handles at `bdf` (`find_available_vdev`, minus quirk devices,
-    /// which go to the device model).
-    pub(crate) fn owned(&self, bdf: u16) -> Option<&VDev> {
-        self.vdevs.iter().find(|d| d.vbdf == bdf && !d.quirk)
-    }
-}
-
-/// The board: physical PCI devices (and who uses them) and the Service VM's memory.
-#[derive(Debug)]
-pub(crate) struct Platform {
-    /// `(device, vmid it is assigned to)`.
-    pdevs: Vec<(PhysPciDevice, Option<u16>)>,
-    /// Ranges removed from the Service VM's EPT by ASSIGN_MMIODEV `(host_pa, size)`.
-    service_unmapped: Vec<(u64, u64, u64, u32)>,
-    cstates: Vec<crate::CState>,
-}
-
-impl Platform {
-    pub(crate) fn new(config: &EmulatorConfig) -> Platform {
-        Platform {
-            pdevs: config.pci_devices.iter().map(|d| (*d, None)).collect(),
-            service_unmapped: Vec::new(),
-            cstates: config.cstates.clone(),
-        }
-    }
-
-    /// `ept_is_valid_mr(service_vm, pa, size)`: below the address limit and not handed to a
-    /// User VM by ASSIGN_MMIODEV.
-    pub(crate) fn service_vm_mapped(&self, pa: u64, size: u64) -> bool {
-        let Some(end) = pa.checked_add(size) else {
-            return false;
-        };
-        end <= SERVICE_VM_PA_LIMIT
-            && (size == 0
-                || !self
-                    .service_unmapped
-                    .iter()
-                    .any(|&(g, s, _, _)| pa < g + s && g < end))
-    }
-}
 
 fn aligned(v: u64) -> bool {
     v % 4096 == 0
@@ -301,7 +224,7 @@ impl Hv {
         let pin_ok = if pic {
             virt_pin < VPIC_PINS
         } else {
-            virt_pin < crate::hv::VIOAPIC_RTE_NUM
+            virt_pin < VIOAPIC_RTE_NUM
         };
         if !pin_ok || (set && phys_pin >= PHYS_GSI_NUM) {
             return HV_EPERM;
@@ -485,21 +408,4 @@ fn mmio_res(b: &[u8]) -> [(u64, u64, u64); 3] {
         )
     };
     [r(0), r(1), r(2)]
-}
-
-/// `shutdown_vm`: passthrough PCI devices and MMIO ranges go back to the Service VM.
-pub(crate) fn release_vm_devices(hv: &Hv, vm: &HvVm) {
-    let mut dev = lock(&vm.dev);
-    let mut p = lock(&hv.platform);
-    for (_, owner) in &mut p.pdevs {
-        if *owner == Some(vm.vmid) {
-            *owner = None;
-        }
-    }
-    for &(h, s) in &dev.mmio_from_service {
-        ept_del(&mut p.service_unmapped, h, s);
-    }
-    dev.mmio_from_service.clear();
-    dev.vdevs.clear();
-    dev.intx.clear();
 }

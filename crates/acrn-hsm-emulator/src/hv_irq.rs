@@ -18,7 +18,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::hv::{VIOAPIC_RTE_NUM, lock};
+use crate::types::{VIOAPIC_RTE_NUM, lock};
 
 const GSI_SET_HIGH: u32 = 0;
 const GSI_SET_LOW: u32 = 1;

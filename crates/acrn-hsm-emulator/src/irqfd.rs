@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::InterruptEvent;
 use crate::errno::Errno;
-use crate::hv::{Hv, lock};
+use crate::hv::Hv;
+use crate::types::{InterruptEvent, lock};
 
 struct Irqfd {
     fd: Arc<OwnedFd>,

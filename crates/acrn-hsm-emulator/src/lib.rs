@@ -55,12 +55,22 @@
 //! ```
 //!
 //! Imports go one way: `acrn-uapi` → `acrn-hsm` (backend trait, user memory, recorder) → this
-//! crate. Nothing below knows the emulator.
+//! crate. Nothing below knows the emulator. Inside it too (see the module list in `lib.rs`,
+//! checked by `tests/module_layering.rs`): the hypervisor (`hv.rs`) knows neither HSM nor the
+//! engines, whose lifecycle hooks it calls through a trait object the crate root installs.
 
 #![cfg(target_os = "linux")]
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+// The modules import one way (`tests/module_layering.rs` fails on a cycle). Bottom up, each
+// naming only modules of the layers before it:
+//   types (configuration, VmState, InterruptEvent, lock) · slot · slot_protocol
+//   → hv_irq · dev_state · kvm_state (the state `HvVm` holds) · workload
+//   → hv (VM table, lifecycle; engine hooks through `hv::EngineHooks`)
+//   → hv_dev · vpci → hv_io · irqfd
+//   → hsm (HSM driver, `Emulator`) → guest (`SlotIo`, workload engine) → kvm → this root.
+mod dev_state;
 mod guest;
 mod hsm;
 mod hv;
@@ -69,8 +79,10 @@ mod hv_io;
 mod hv_irq;
 mod irqfd;
 pub mod kvm;
+mod kvm_state;
 mod slot;
 pub mod slot_protocol;
+mod types;
 mod vpci;
 pub mod workload;
 
@@ -83,154 +95,17 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 pub use guest::{Guest, GuestRun};
-pub use hsm::EmulatedHsm;
+pub use hsm::{EmulatedHsm, Emulator};
 pub use hv_irq::{IrqCounters, IrqWait};
 pub use kvm::{Engine, GuestExit, GuestExitKind, KvmProbe, KvmStats};
 pub use workload::{Access, Op, RandomRange, Space, Workload, WorkloadError};
 
+pub use types::{CState, EmulatorConfig, InterruptEvent, PhysPciDevice, PhysPciKind, VmState};
+
 use crate::errno::Errno;
-use hv::{Hv, lock};
-
-/// The machine the emulator pretends to be.
-#[derive(Debug, Clone)]
-pub struct EmulatorConfig {
-    /// Physical CPUs of the hypervisor; a post-launched VM may use any subset (`cpu_affinity`),
-    /// and gets one vCPU per pCPU in it (all of them when `cpu_affinity == 0`). Default 16.
-    pub pcpu_num: u8,
-    /// VM slots available to post-launched VMs (vmids `1..=max_vms`). Default 8.
-    pub max_vms: u8,
-    /// The physical PCI devices the Service VM owns, that ASSIGN_PCIDEV can pass through.
-    /// Default: a host bridge at 00:00.0, a root port at 00:1c.0 (neither assignable) and two
-    /// endpoints, 00:14.0 and 00:1f.6.
-    pub pci_devices: Vec<PhysPciDevice>,
-    /// The C-states the hypervisor reports to PM_GET_CPU_STATE (`vm->pm.cx_data`, C1 first).
-    /// Default: none (CX_CNT reads 0, CX_DATA fails). P-states are never reported (`is_pt_pstate`
-    /// is false in the hypervisor).
-    pub cstates: Vec<CState>,
-}
-
-impl Default for EmulatorConfig {
-    fn default() -> Self {
-        EmulatorConfig {
-            pcpu_num: 16,
-            max_vms: 8,
-            pci_devices: vec![
-                PhysPciDevice::new(0x0000, 0x8086, 0x3e30, PhysPciKind::HostBridge),
-                PhysPciDevice::new(0x00e0, 0x8086, 0xa338, PhysPciKind::Bridge),
-                PhysPciDevice::new(0x00a0, 0x8086, 0xa36d, PhysPciKind::Endpoint),
-                PhysPciDevice::new(0x00fe, 0x8086, 0x15bc, PhysPciKind::Endpoint),
-            ],
-            cstates: Vec::new(),
-        }
-    }
-}
-
-/// What a physical PCI device is, as far as ASSIGN_PCIDEV cares (`is_host_bridge`,
-/// `is_bridge`: neither can be passed through).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhysPciKind {
-    /// A host bridge (class 06/00).
-    HostBridge,
-    /// A PCI-to-PCI bridge or root port (header type 1).
-    Bridge,
-    /// Anything else.
-    Endpoint,
-}
-
-/// One physical PCI device of the emulated board.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PhysPciDevice {
-    /// Bus/device/function as `bus << 8 | dev << 3 | func`.
-    pub bdf: u16,
-    /// Vendor id (config offset 0).
-    pub vendor: u16,
-    /// Device id (config offset 2).
-    pub device: u16,
-    /// Host bridge, bridge or endpoint.
-    pub kind: PhysPciKind,
-}
-
-impl PhysPciDevice {
-    /// A device at `bdf` (`bus << 8 | dev << 3 | func`).
-    pub const fn new(bdf: u16, vendor: u16, device: u16, kind: PhysPciKind) -> PhysPciDevice {
-        PhysPciDevice {
-            bdf,
-            vendor,
-            device,
-            kind,
-        }
-    }
-}
-
-/// One C-state as PM_GET_CPU_STATE's CX_DATA reports it (`struct acrn_cstate_data`; the
-/// register is reported as system I/O at `0x414 + index`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CState {
-    /// `type` (1 = C1, 2 = C2, ...).
-    pub ty: u8,
-    /// Worst-case latency.
-    pub latency: u32,
-    /// Average power.
-    pub power: u64,
-}
-
-/// The hypervisor's VM state (`enum vm_state`, reduced to what the protocol observes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum VmState {
-    /// `VM_CREATED`: after CREATE_VM or RESET_VM.
-    Created = 0,
-    /// `VM_RUNNING`: after START_VM.
-    Running = 1,
-    /// `VM_PAUSED`: after PAUSE_VM; every vCPU is a zombie.
-    Paused = 2,
-    /// `VM_POWERED_OFF`: destroyed.
-    PoweredOff = 3,
-}
-
-impl VmState {
-    fn from_u8(v: u8) -> VmState {
-        match v {
-            0 => VmState::Created,
-            1 => VmState::Running,
-            2 => VmState::Paused,
-            _ => VmState::PoweredOff,
-        }
-    }
-}
-
-/// An interrupt the hypervisor was asked to inject, recorded for tests and tools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InterruptEvent {
-    /// INJECT_MSI.
-    Msi {
-        /// Target VM.
-        vmid: u16,
-        /// `msi_addr` (dest vCPU in bits 19:12).
-        addr: u64,
-        /// `msi_data` (vector in bits 7:0).
-        data: u64,
-    },
-    /// SET_IRQLINE: the by-value argument split as `{u32 gsi; u32 op}`.
-    IrqLine {
-        /// Target VM.
-        vmid: u16,
-        /// The GSI.
-        gsi: u32,
-        /// The operation (assert, deassert, pulse).
-        op: u32,
-    },
-    /// An MSI injected because an irqfd's eventfd was signalled (once per wake-up of the
-    /// eventfd, as `hsm_irqfd_wakeup` does; the counter is never read).
-    IrqfdMsi {
-        /// Target VM.
-        vmid: u16,
-        /// `msi_addr`.
-        addr: u64,
-        /// `msi_data`.
-        data: u64,
-    },
-}
+use hsm::{HsmGlobal, ShutdownOnDrop};
+use hv::Hv;
+use types::lock;
 
 /// A snapshot of one VM as the hypervisor sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,17 +126,6 @@ pub struct VmInfo {
     pub regions: Vec<(u64, u64)>,
 }
 
-/// The emulated hypervisor + HSM. Clones share the machine; when the last clone *and* every
-/// [`EmulatedHsm`] and [`Guest`] of it are gone, the machine is gone.
-#[derive(Clone)]
-pub struct Emulator {
-    pub(crate) hv: Arc<Hv>,
-    /// Dropped with the last user-facing clone: stops every vCPU wait.
-    _shutdown: Arc<ShutdownOnDrop>,
-}
-
-struct ShutdownOnDrop(Arc<Hv>);
-
 /// Every machine of the process, for [`shutdown_all`].
 static LIVE: Mutex<Vec<Weak<Hv>>> = Mutex::new(Vec::new());
 
@@ -273,12 +137,6 @@ pub fn shutdown_all() {
     let live: Vec<Arc<Hv>> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
     for hv in live {
         hv.shutdown();
-    }
-}
-
-impl Drop for ShutdownOnDrop {
-    fn drop(&mut self) {
-        self.0.shutdown();
     }
 }
 
@@ -304,7 +162,11 @@ impl Emulator {
 
     /// A machine with `config`.
     pub fn with_config(config: EmulatorConfig) -> Emulator {
-        let hv = Arc::new(Hv::new(config));
+        // HSM's global state is the machine's, beside the hypervisor (which does not know it):
+        // the KVM engine's hooks, installed here, hand it to their vCPU threads' upcalls.
+        let hsm = Arc::new(HsmGlobal::new());
+        let hooks = Box::new(kvm::KvmHooks::new(hsm.clone()));
+        let hv = Arc::new(Hv::new(config, hooks));
         let mut live = lock(&LIVE);
         live.retain(|w| w.strong_count() > 0);
         live.push(Arc::downgrade(&hv));
@@ -312,6 +174,7 @@ impl Emulator {
         Emulator {
             _shutdown: Arc::new(ShutdownOnDrop(hv.clone())),
             hv,
+            hsm,
         }
     }
 
@@ -417,7 +280,7 @@ impl Emulator {
         if usize::from(vcpu) >= vm.vcpus.len() {
             return Err(Errno::EINVAL);
         }
-        guest::insert_request(&self.hv, &vm, usize::from(vcpu), ty, reqs)
+        guest::insert_request(&self.hv, &self.hsm, &vm, usize::from(vcpu), ty, reqs)
     }
 
     /// Chooses the engine that runs the vCPUs of VMs started from now on (START_VM). The

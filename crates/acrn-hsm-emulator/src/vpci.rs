@@ -21,7 +21,8 @@
 //! (`vendor | device << 16`); every other offset reads 0 and writes are ignored.
 
 use crate::abi;
-use crate::hv::{HvVm, lock};
+use crate::hv::HvVm;
+use crate::types::lock;
 use std::sync::atomic::Ordering;
 
 /// `PCI_CONFIG_ADDR`.

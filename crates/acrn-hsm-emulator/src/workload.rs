@@ -326,10 +326,10 @@ fn parse_op(v: &Value, path: &str) -> Result<Op, WorkloadError> {
             }
             (None, Some(g)) => {
                 let g = parse_u64(g, &format!("{wp}.gsi"))?;
-                if g >= u64::from(crate::hv::VIOAPIC_RTE_NUM) {
+                if g >= u64::from(crate::types::VIOAPIC_RTE_NUM) {
                     return Err(err(
                         &format!("{wp}.gsi"),
-                        format!("GSI {g} is not below {}", crate::hv::VIOAPIC_RTE_NUM),
+                        format!("GSI {g} is not below {}", crate::types::VIOAPIC_RTE_NUM),
                     ));
                 }
                 crate::IrqWait::Gsi(g as u32)

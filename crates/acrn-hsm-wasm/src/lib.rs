@@ -2,7 +2,7 @@
 //!
 //! The same Rust decoder as the native addon, for browsers and for Node without the addon. It
 //! returns plain objects of the same shape as the addon's; the TypeScript façade normalises both.
-//! Errors are JS `Error`s whose message starts with the stable code in brackets, as in the addon.
+//! Errors are JS `Error`s with their stable `code` set (as data, as from the addon).
 //! Nothing here can panic on input: a panic would abort the whole wasm instance.
 
 use acrn_uapi::ioreq::{DecodeError, IoPayload, IoRequest};

@@ -45,6 +45,7 @@ pub mod error;
 pub mod export;
 pub mod flat;
 pub mod format;
+mod header;
 pub mod hist;
 pub mod io;
 pub mod reader;

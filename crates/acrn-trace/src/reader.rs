@@ -4,6 +4,7 @@ use crate::error::{ErrorKind, TraceError};
 use crate::format::{
     self, FIXED_HEADER_SIZE, NO_DEVICE, RECORD_SIZE, TraceHeader, TraceRecord, footer_count,
 };
+use crate::header;
 use crate::io::ByteSource;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -101,7 +102,7 @@ impl<S: ByteSource> TraceReader<S> {
                 ErrorKind::TruncatedHeader { header_len },
             ));
         }
-        let fh = format::parse_fixed(&fixed)?;
+        let fh = header::parse_fixed(&fixed)?;
         let header_len = fh.header_len as usize;
         let mut hb = vec![0u8; header_len];
         hb[..FIXED_HEADER_SIZE].copy_from_slice(&fixed);
@@ -118,7 +119,7 @@ impl<S: ByteSource> TraceReader<S> {
                 },
             ));
         }
-        let header = format::parse_header(&hb)?;
+        let header = header::parse_header(&hb)?;
         let mut device_ids = vec![0u64; 65536 / 64];
         for d in &header.devices {
             device_ids[usize::from(d.id / 64)] |= 1 << (d.id % 64);

@@ -4,8 +4,14 @@
 //!
 //! * `ACRN_FUZZ_SEED=N`: the seed (default: each test's own).
 //! * `ACRN_FUZZ_SECS=S`: run for `S` seconds instead of the default number of cases.
+//!
+//! Also the workspace's module-layering checker ([`layering`]): the graph of a crate's modules
+//! from the paths its source names, and its cycles (`tests/module_layering.rs` runs it on every
+//! library crate).
 
 #![warn(missing_docs)]
+
+pub mod layering;
 
 use std::time::{Duration, Instant};
 

@@ -31,24 +31,25 @@
 //! `KVM_EXIT_INTERNAL_ERROR`, `FAIL_ENTRY`, any exit the engine does not handle), reported by
 //! [`crate::Emulator::wait_guest_exit`]; the vCPU thread ends, nothing hangs.
 
-use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Condvar, Mutex, Once};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Once};
+use std::time::Duration;
 
 use kvm_bindings::{
     CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_msi, kvm_pit_config, kvm_regs,
     kvm_segment, kvm_userspace_memory_region,
 };
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
 
 use crate::abi;
 use crate::guest::{IoOutcome, SlotIo};
-use crate::hv::{Hv, HvVm, lock};
-use crate::memory::{self, Pinned};
-use crate::trace::GuestRecorder;
-use crate::{InterruptEvent, VmState};
+use crate::hsm::HsmGlobal;
+use crate::hv::{EngineHooks, Hv, HvVm};
+use crate::kvm_state::{KvmVm, VcpuThread};
+use crate::memory;
+use crate::types::{InterruptEvent, VmState, lock};
+
+pub use crate::kvm_state::{GuestExit, GuestExitKind, KvmStats};
 use std::sync::atomic::{Ordering, fence};
 
 /// Which engine executes a VM's vCPUs.
@@ -118,120 +119,6 @@ pub fn probe() -> KvmProbe {
     }
 }
 
-/// Why a KVM vCPU stopped running guest code on its own (not because of PAUSE/RESET/DESTROY).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GuestExitKind {
-    /// `KVM_EXIT_SHUTDOWN`: a triple fault (or a shutdown cycle).
-    Shutdown,
-    /// `KVM_EXIT_HLT` (only without interrupts to wake the vCPU).
-    Halt,
-    /// `KVM_EXIT_INTERNAL_ERROR` (e.g. an instruction KVM cannot emulate), with its suberror.
-    InternalError(u32),
-    /// `KVM_EXIT_FAIL_ENTRY` with the hardware reason.
-    FailEntry(u64),
-    /// `KVM_EXIT_SYSTEM_EVENT` (reset, shutdown, crash) with its type.
-    SystemEvent(u32),
-    /// Any other exit this engine does not handle, by name.
-    Unhandled(String),
-    /// The slot was not usable (the hypervisor would inject #GP): state seen.
-    SlotFault(u32),
-    /// `KVM_RUN` itself failed.
-    RunError(String),
-}
-
-/// A vCPU's own end of the run, with where the guest was.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestExit {
-    /// The vCPU.
-    pub vcpu: u16,
-    /// Why.
-    pub kind: GuestExitKind,
-    /// RIP at the exit (0 if the registers could not be read).
-    pub rip: u64,
-    /// CS base at the exit.
-    pub cs_base: u64,
-}
-
-impl fmt::Display for GuestExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match &self.kind {
-            GuestExitKind::Shutdown => "triple fault (KVM_EXIT_SHUTDOWN)".to_string(),
-            GuestExitKind::Halt => "halted with no interrupt to wake it".to_string(),
-            GuestExitKind::InternalError(s) => {
-                format!("KVM internal error, suberror {s} (1: instruction emulation failed)")
-            }
-            GuestExitKind::FailEntry(r) => format!("VM entry failed, reason {r:#x}"),
-            GuestExitKind::SystemEvent(t) => format!("system event {t}"),
-            GuestExitKind::Unhandled(n) => format!("unhandled exit {n}"),
-            GuestExitKind::SlotFault(s) => format!("ioreq slot not usable (state {s}): #GP"),
-            GuestExitKind::RunError(e) => format!("KVM_RUN failed: {e}"),
-        };
-        write!(
-            f,
-            "vCPU {}: {what} at rip {:#x} (cs base {:#x})",
-            self.vcpu, self.rip, self.cs_base
-        )
-    }
-}
-
-/// Counters of the KVM engine for one VM (all vCPUs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct KvmStats {
-    /// PIO and MMIO exits (each element of a string instruction counts).
-    pub exits: u64,
-    /// Requests placed in a slot (PENDING).
-    pub issued: u64,
-    /// Accesses the hypervisor emulated itself (vPCI's 0xCF8, ...): no request.
-    pub hv_handled: u64,
-    /// Requests completed with post-work and freed.
-    pub completed: u64,
-    /// Accesses that were not emulated (#GP, stray wake-up).
-    pub faults: u64,
-    /// Times the engine (re)started the VM's vCPUs (START_VM).
-    pub starts: u64,
-    /// Interrupts injected into the in-kernel irqchip (SET_IRQLINE, INJECT_MSI, irqfd).
-    pub irqs: u64,
-    /// vCPU threads alive now (0 once the VM is reset, destroyed or every vCPU has stopped).
-    pub live_threads: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    exits: AtomicU64,
-    issued: AtomicU64,
-    hv_handled: AtomicU64,
-    completed: AtomicU64,
-    faults: AtomicU64,
-    starts: AtomicU64,
-    irqs: AtomicU64,
-    live: AtomicU64,
-}
-
-/// The KVM side of one hypervisor VM: lives in [`HvVm`] for the VM's whole life.
-#[derive(Default)]
-pub(crate) struct KvmState {
-    running: Mutex<Option<KvmVm>>,
-    exits: Mutex<Vec<GuestExit>>,
-    exits_cv: Condvar,
-    counters: Counters,
-    last_error: Mutex<Option<String>>,
-    recorder: Mutex<Option<GuestRecorder>>,
-}
-
-/// One KVM VM and its vCPU threads, from START_VM to RESET_VM/DESTROY_VM.
-struct KvmVm {
-    vm: Arc<VmFd>,
-    threads: Vec<VcpuThread>,
-    /// The guest RAM stays mapped while KVM may touch it.
-    _pins: Vec<Pinned>,
-}
-
-struct VcpuThread {
-    handle: JoinHandle<()>,
-    /// Set (SeqCst) before the thread checks the VM state and enters `KVM_RUN`, cleared after.
-    in_run: Arc<AtomicBool>,
-}
-
 /// The kick signal: its handler does nothing, its delivery ends `KVM_RUN` with `EINTR`.
 fn kick_signal() -> i32 {
     vmm_sys_util::signal::SIGRTMIN() + 3
@@ -246,68 +133,39 @@ fn install_kick_handler() {
     });
 }
 
-impl KvmState {
-    pub(crate) fn stats(&self) -> KvmStats {
-        let c = &self.counters;
-        // First: a thread that ended did its counting before its decrement (AcqRel), so seeing
-        // it gone here (Acquire) makes its counts visible below.
-        let live_threads = c.live.load(Ordering::Acquire);
-        KvmStats {
-            exits: c.exits.load(Ordering::Relaxed),
-            issued: c.issued.load(Ordering::Relaxed),
-            completed: c.completed.load(Ordering::Relaxed),
-            faults: c.faults.load(Ordering::Relaxed),
-            starts: c.starts.load(Ordering::Relaxed),
-            irqs: c.irqs.load(Ordering::Relaxed),
-            hv_handled: c.hv_handled.load(Ordering::Relaxed),
-            live_threads,
-        }
-    }
+/// The KVM engine in the hypervisor's lifecycle ([`EngineHooks`]), installed by the crate root
+/// into every machine's `Hv`: START_VM on the KVM engine builds the KVM VM, PAUSE/RESET/DESTROY
+/// (and teardown) end its vCPU threads, interrupts go to its irqchip. On the workload engine (no
+/// KVM VM) each hook does nothing. Holds HSM's global state for the vCPU threads' upcalls.
+pub(crate) struct KvmHooks {
+    hsm: Arc<HsmGlobal>,
+}
 
-    pub(crate) fn exits(&self) -> Vec<GuestExit> {
-        lock(&self.exits).clone()
+impl KvmHooks {
+    pub(crate) fn new(hsm: Arc<HsmGlobal>) -> KvmHooks {
+        KvmHooks { hsm }
     }
+}
 
-    pub(crate) fn last_error(&self) -> Option<String> {
-        lock(&self.last_error).clone()
+impl EngineHooks for KvmHooks {
+    fn start(&self, hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<(), String> {
+        start(hv, &self.hsm, vm)
     }
-
-    pub(crate) fn set_recorder(&self, rec: Option<GuestRecorder>) {
-        *lock(&self.recorder) = rec;
+    fn pause(&self, vm: &HvVm) {
+        pause(vm);
     }
-
-    /// Waits up to `timeout` for a vCPU's own exit ([`GuestExit`]), the first one not yet seen
-    /// (`seen` of them were).
-    pub(crate) fn wait_exit(&self, seen: usize, timeout: Duration) -> Option<GuestExit> {
-        let deadline = Instant::now() + timeout;
-        let mut g = lock(&self.exits);
-        loop {
-            if let Some(e) = g.get(seen) {
-                return Some(e.clone());
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            g = match self.exits_cv.wait_timeout(g, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
-        }
+    fn stop(&self, vm: &HvVm) {
+        stop(vm);
     }
-
-    fn report(&self, e: GuestExit) {
-        lock(&self.exits).push(e);
-        self.exits_cv.notify_all();
-    }
-
-    /// The running KVM VM, for interrupt injection.
-    fn vm_fd(&self) -> Option<Arc<VmFd>> {
-        lock(&self.running).as_ref().map(|k| k.vm.clone())
+    fn inject(&self, vm: &HvVm, ev: &InterruptEvent) -> bool {
+        inject(vm, ev)
     }
 }
 
 /// START_VM on the KVM engine: a fresh KVM VM with the VM's RAM regions, irqchip and PIT, one
 /// vCPU per created vCPU with its registers and CPUID, each on its thread in `KVM_RUN`. The VM
 /// state is already RUNNING. Errors are the reason, kept for [`crate::Emulator::kvm_error`].
-pub(crate) fn start(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<(), String> {
+fn start(hv: &Arc<Hv>, hsm: &Arc<HsmGlobal>, vm: &Arc<HvVm>) -> Result<(), String> {
     let st = &vm.kvm;
     let mut running = lock(&st.running);
     if let Some(old) = running.take() {
@@ -316,7 +174,7 @@ pub(crate) fn start(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<(), String> {
         stop_threads(old);
         running = lock(&st.running);
     }
-    let r = build(hv, vm);
+    let r = build(hv, hsm, vm);
     match r {
         Ok(k) => {
             *running = Some(k);
@@ -331,7 +189,7 @@ pub(crate) fn start(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<(), String> {
     }
 }
 
-fn build(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<KvmVm, String> {
+fn build(hv: &Arc<Hv>, hsm: &Arc<HsmGlobal>, vm: &Arc<HvVm>) -> Result<KvmVm, String> {
     install_kick_handler();
     let kvm = Kvm::new().map_err(|e| format!("/dev/kvm: {e}"))?;
     let fd = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
@@ -400,14 +258,14 @@ fn build(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<KvmVm, String> {
         let regs = lock(&vm.vcpus[id].regs).clone();
         apply_regs(&vcpu, &regs)?;
         let in_run = Arc::new(AtomicBool::new(false));
-        let (hv2, vm2, flag) = (hv.clone(), vm.clone(), in_run.clone());
+        let (hv2, hsm2, vm2, flag) = (hv.clone(), hsm.clone(), vm.clone(), in_run.clone());
         let rec = lock(&vm.kvm.recorder).as_ref().map(|r| r.vcpu(id as u16));
         vm.vcpus[id].busy.store(true, Ordering::Release);
         vm.kvm.counters.live.fetch_add(1, Ordering::AcqRel);
         let handle = std::thread::Builder::new()
             .name(format!("kvm-vcpu{id}"))
             .spawn(move || {
-                let mut path = SlotIo::new(hv2, vm2.clone(), id, spin_limit);
+                let mut path = SlotIo::new(hv2, hsm2, vm2.clone(), id, spin_limit);
                 path.rec = rec;
                 run_vcpu(&mut path, vcpu, &flag);
                 drop(path.rec.take());
@@ -427,7 +285,7 @@ fn build(hv: &Arc<Hv>, vm: &Arc<HvVm>) -> Result<KvmVm, String> {
 
 /// PAUSE_VM (after the PAUSED store): every vCPU thread leaves `KVM_RUN` before this returns
 /// (a thread in the middle of a request finishes it as a zombie, without post-work, and ends).
-pub(crate) fn pause(vm: &HvVm) {
+fn pause(vm: &HvVm) {
     let running = lock(&vm.kvm.running);
     if let Some(k) = running.as_ref() {
         kick_out(&k.threads);
@@ -436,7 +294,7 @@ pub(crate) fn pause(vm: &HvVm) {
 
 /// RESET_VM / DESTROY_VM (after the generation bump): the vCPU threads end and are joined, and
 /// the KVM VM is dropped.
-pub(crate) fn stop(vm: &HvVm) {
+fn stop(vm: &HvVm) {
     let k = lock(&vm.kvm.running).take();
     if let Some(k) = k {
         stop_threads(k);
@@ -471,7 +329,7 @@ fn kick_out(threads: &[VcpuThread]) {
 /// model's `vm_set_gsi_irq`: GSI_SET_HIGH 0, GSI_SET_LOW 1, GSI_RAISING_PULSE 2,
 /// GSI_FALLING_PULSE 3), INJECT_MSI and irqfd MSIs → `KVM_SIGNAL_MSI`. Returns false when the
 /// VM has no running KVM VM (the event is then only recorded, as on the workload engine).
-pub(crate) fn inject(vm: &HvVm, ev: &InterruptEvent) -> bool {
+fn inject(vm: &HvVm, ev: &InterruptEvent) -> bool {
     let Some(fd) = vm.kvm.vm_fd() else {
         return false;
     };

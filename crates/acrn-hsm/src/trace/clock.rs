@@ -9,7 +9,20 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::now_ns;
+/// `CLOCK_MONOTONIC` in ns (the trace clock).
+#[inline]
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, writable timespec; CLOCK_MONOTONIC is always available on Linux
+    // (clock_gettime then cannot fail; if it did, `ts` stays zero).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
 
 /// Whether [`stamp`] reads the TSC (set once by [`init`], before any recorder exists).
 static USE_TSC: AtomicBool = AtomicBool::new(false);

@@ -30,7 +30,7 @@
 
 mod clock;
 
-pub use clock::{stamp, stamp_after_load};
+pub use clock::{now_ns, stamp, stamp_after_load};
 
 pub use acrn_trace;
 
@@ -53,27 +53,13 @@ const CHANNEL_CHUNKS: usize = 256;
 /// Device id, in traces made with the emulator, of requests the HSM completed in the kernel.
 pub const KERNEL_DEVICE: u16 = 0xFFFE;
 
-/// `CLOCK_MONOTONIC` in ns (the trace clock).
-#[inline]
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a live, writable timespec; CLOCK_MONOTONIC is always available on Linux
-    // (clock_gettime then cannot fail; if it did, `ts` stays zero).
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
 fn clock_resolution_ns() -> u32 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: as in `now_ns`.
+    // SAFETY: `ts` is a live, writable timespec (CLOCK_MONOTONIC always exists on Linux; a
+    // failure is seen in `r`).
     let r = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &raw mut ts) };
     if r != 0 || ts.tv_sec != 0 {
         return 1;
