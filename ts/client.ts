@@ -406,16 +406,26 @@ export class IoreqClient extends EventEmitter {
     this.enterLoop('runSync()');
     this.startTrace();
     const L = layout();
-    const out = new BigUint64Array(L.maxBatch * L.words);
-    const out32 = new Uint32Array(out.buffer);
-    const responses = new BigUint64Array(L.maxBatch);
-    const resp32 = new Uint32Array(responses.buffer);
+    // One buffer for clientNext: the responses, then the records.
+    const buf = new BigUint64Array(L.maxBatch * (1 + L.words));
+    const responses = buf.subarray(0, L.maxBatch);
+    const resp32 = new Uint32Array(buf.buffer, 0, 2 * L.maxBatch);
+    const out = buf.subarray(L.maxBatch);
+    const out32 = new Uint32Array(buf.buffer, 8 * L.maxBatch);
     let batches = 0;
+    // The hot loop: one native call per batch, no closure or object made per request.
+    const binding = native();
+    const handle = this.handle;
     try {
       for (;;) {
-        const n = callBinding(() => native().clientNext(this.handle, responses, out));
+        let n: number;
+        try {
+          n = binding.clientNext(handle, buf);
+        } catch (err) {
+          throw fromBindingError(err);
+        }
         if (n < 0) break;
-        for (let k = 0; k < n; k++) this.serveOne(out, out32, k, responses, resp32, false);
+        for (let k = 0; k < n; k++) this.serveOne(out, out32, k, responses, resp32, false, undefined);
         if ((++batches & 255) === 0) this.drainFaults();
       }
     } finally {
@@ -503,7 +513,11 @@ export class IoreqClient extends EventEmitter {
     );
   }
 
-  /** Runs the handler of record `k`; returns a promise only for async handlers in the async loop. */
+  /**
+   * Runs the handler of record `k`; returns a promise only for async handlers in the async loop.
+   * The fields are read straight from the record words (the layout of {@link record}): the hot
+   * path allocates nothing for a PIO request or a read of a number.
+   */
   private serveOne(
     out: BigUint64Array,
     out32: Uint32Array,
@@ -511,16 +525,19 @@ export class IoreqClient extends EventEmitter {
     responses: BigUint64Array,
     resp32: Uint32Array,
     allowAsync: boolean,
-    guard: { expired: boolean } = { expired: false },
+    guard: { expired: boolean } | undefined,
   ): Promise<void> | undefined {
-    const { index, kind, isRead, size, offset, value } = record(out, out32, k);
+    const L = layoutCache ?? layout();
+    const w2 = 2 * k * L.words;
+    const lo = out32[w2] as number;
+    const index = lo & 0xffff;
+    const kind = (lo >>> L.kindShift) & 3;
+    const isRead = ((lo >>> L.readShift) & 1) === 1;
+    const size = out32[w2 + 1] as number;
+    const offset = (out32[w2 + 2] as number) + (out32[w2 + 3] as number) * 0x1_0000_0000;
     const reg = this.devices[index];
-    const fail = (err: unknown) => {
-      if (isRead) responses[k] = ALL_ONES;
-      this.reportError(err, out, out32, k, reg?.name ?? `#${index}`);
-    };
     if (!reg) {
-      fail(new AcrnHsmError('ERR_NO_DEVICE', `no TypeScript device #${index}`));
+      this.failRequest(new AcrnHsmError('ERR_NO_DEVICE', `no TypeScript device #${index}`), out, out32, k, responses, isRead, `#${index}`);
       return undefined;
     }
     try {
@@ -529,29 +546,41 @@ export class IoreqClient extends EventEmitter {
         if (allowAsync && v instanceof Promise) {
           return v.then(
             (value) => {
-              if (!guard.expired) this.storeRead(value, kind, responses, resp32, k, out, out32, reg.name);
+              if (!guard?.expired) this.storeRead(value, kind, responses, resp32, k, out, out32, reg.name);
             },
             (err) => {
-              if (!guard.expired) fail(err);
+              if (!guard?.expired) this.failRequest(err, out, out32, k, responses, true, reg.name);
             },
           );
         }
-        this.storeRead(v, kind, responses, resp32, k, out, out32, reg.name);
+        if (typeof v === 'number' && v >>> 0 === v) {
+          resp32[2 * k] = v;
+          resp32[2 * k + 1] = 0;
+        } else {
+          this.storeRead(v, kind, responses, resp32, k, out, out32, reg.name);
+        }
       } else {
+        const value = kind === 1 ? (out[k * L.words + 2] as bigint) : (out32[w2 + 4] as number);
         const r = (reg.device as Device).write(offset, size, value);
         if (r instanceof Promise) {
           if (allowAsync) {
             return r.then(undefined, (err) => {
-              if (!guard.expired) fail(err);
+              if (!guard?.expired) this.failRequest(err, out, out32, k, responses, false, reg.name);
             });
           }
-          fail(new TypeError(`${reg.name}.write returned a promise: async handlers need client.run(), not runSync()`));
+          this.failRequest(new TypeError(`${reg.name}.write returned a promise: async handlers need client.run(), not runSync()`), out, out32, k, responses, false, reg.name);
         }
       }
     } catch (err) {
-      fail(err);
+      this.failRequest(err, out, out32, k, responses, isRead, reg.name);
     }
     return undefined;
+  }
+
+  /** A handler failed: a read is answered with all ones, and the error reported. */
+  private failRequest(err: unknown, out: BigUint64Array, out32: Uint32Array, k: number, responses: BigUint64Array, isRead: boolean, device: string): void {
+    if (isRead) responses[k] = ALL_ONES;
+    this.reportError(err, out, out32, k, device);
   }
 
   private storeRead(

@@ -672,6 +672,58 @@ function checkMemseg(map: Memseg): void {
   checkU64('len', map.len);
 }
 
+/** What {@link traceWorkload} makes of a trace file. */
+export interface TraceWorkload {
+  /** The workload: every recorded request of each vCPU, in order; reads carry `expect`. */
+  workload: Workload;
+  /** The trace's vCPU count (the workload's lists): create the VM with at least this many. */
+  vcpus: number;
+  /** The trace VM's completion mode (create the replaying VM the same way to compare timing). */
+  completion: 'polling' | 'notify';
+  /** Records read. */
+  records: number;
+  /** Records that could not be issued again (malformed, a size the type does not allow). */
+  skipped: number;
+  /** Reads the guest checks against the recorded value. */
+  checkedReads: number;
+  /** Phase barriers (instants with nothing in flight followed by silence) put in each list. */
+  phases: number;
+}
+
+/** Options of {@link traceWorkload}. */
+export interface TraceWorkloadOptions {
+  /** Keep each vCPU's idle time between requests (`delay_ns` ops); default false. */
+  pace?: boolean;
+  /** With `pace`, the longest idle time kept, in ms (default 1000). */
+  maxGapMs?: number;
+}
+
+/**
+ * Reads a trace file (`client.record(...)`, `acrn-hsm demo --trace`, `acrn-hsm run --trace`) and
+ * makes the guest workload that issues its requests again: same vCPU, type, address, size and
+ * direction, writes with the recorded value, reads checked against the recorded value (the
+ * rules of `acrn-hsm trace replay`). Run it with `hsm.guest(vm).run(tw.workload)` (or
+ * {@link Guest.replay}) against your own devices: a read your device answers differently is a
+ * `mismatches` entry of the result. Native only (the file is read by the addon).
+ */
+export function traceWorkload(path: string, options: TraceWorkloadOptions = {}): TraceWorkload {
+  if (typeof path !== 'string' || path === '') throw new TypeError('traceWorkload(path): path must be a non-empty string');
+  if (options.pace !== undefined && typeof options.pace !== 'boolean') throw new TypeError('pace must be a boolean');
+  if (options.maxGapMs !== undefined && (typeof options.maxGapMs !== 'number' || !(options.maxGapMs >= 0))) {
+    throw new RangeError(`maxGapMs must be a non-negative number of milliseconds, got ${String(options.maxGapMs)}`);
+  }
+  const info = callBinding(() => native().traceWorkloadFile(path, options));
+  return {
+    workload: JSON.parse(info.workloadJson) as Workload,
+    vcpus: info.vcpus,
+    completion: info.polling ? 'polling' : 'notify',
+    records: info.records,
+    skipped: info.skipped,
+    checkedReads: info.checkedReads,
+    phases: info.phases,
+  };
+}
+
 /** The guest of an emulated VM. */
 export class Guest {
   readonly vm: Vm;
@@ -679,6 +731,20 @@ export class Guest {
   /** @internal */
   constructor(vm: Vm) {
     this.vm = vm;
+  }
+
+  /**
+   * Replays a trace file against the devices this VM's client serves now: the requests of
+   * {@link traceWorkload}, each read checked against the recorded value (a device that answers
+   * otherwise shows up in `mismatches`). The VM needs at least the trace's vCPU count.
+   */
+  async replay(path: string, options: TraceWorkloadOptions = {}): Promise<RunResult & { trace: Omit<TraceWorkload, 'workload'> }> {
+    const { workload, ...trace } = traceWorkload(path, options);
+    if (trace.vcpus > this.vm.vcpuNum) {
+      throw new AcrnHsmError('ERR_INVALID_ARG', `the trace has ${trace.vcpus} vCPU(s), the VM ${this.vm.vcpuNum}: create the VM with vcpuNum >= ${trace.vcpus}`);
+    }
+    const result = await this.run(workload);
+    return { ...result, trace };
   }
 
   /** Runs a workload on the vCPUs; resolves when every vCPU has finished or stopped. */

@@ -740,23 +740,29 @@ impl IoreqClientHandle {
     }
 }
 
-/// Completes the previous batch of `client` with `responses` (one value per request, in record
-/// order; ignored for writes), then blocks this thread until the next batch, written into `out`
-/// (at least 64 words). Returns the number of requests, or -1 once the client is stopped.
+/// Completes the previous batch of `client` and blocks this thread until the next one, through
+/// one buffer (one typed-array conversion per call): its first `maxBatch` words are the
+/// responses to the previous batch (one value per request, in record order; ignored for
+/// writes), the next `maxBatch * recordWords` words receive the records of the new batch.
+/// Returns the number of requests, or -1 once the client is stopped.
 #[napi]
 pub fn client_next(
     client: &IoreqClientHandle,
-    responses: &[u64],
-    #[napi(ts_arg_type = "BigUint64Array")] out: Option<&mut [u64]>,
+    #[napi(ts_arg_type = "BigUint64Array")] buf: Option<&mut [u64]>,
 ) -> Result<i32> {
     // `Option` only because napi-rs converts a borrowed mutable typed array through it.
-    let out = out.ok_or_else(|| coded_error("ERR_INVALID_ARG", "out must be a BigUint64Array"))?;
-    if out.len() < (MAX_BATCH * RECORD_WORDS) as usize {
+    let buf = buf.ok_or_else(|| coded_error("ERR_INVALID_ARG", "buf must be a BigUint64Array"))?;
+    let batch = MAX_BATCH as usize;
+    if buf.len() < batch * (1 + RECORD_WORDS as usize) {
         return Err(coded_error(
             "ERR_INVALID_ARG",
-            "out must hold 64 words (16 requests x 4)",
+            &format!(
+                "buf must hold {} words ({batch} responses, then {batch} records x {RECORD_WORDS})",
+                batch * (1 + RECORD_WORDS as usize)
+            ),
         ));
     }
+    let (responses, out) = buf.split_at_mut(batch);
     let mut guard = client.server.try_lock().map_err(|_| {
         coded_error(
             "ERR_CLIENT_RUNNING",

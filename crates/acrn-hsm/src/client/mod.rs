@@ -827,8 +827,9 @@ impl IoreqClient {
         let action = self.control.take();
         let recording = self.config.recorder.is_some();
         let end = if recording { crate::trace::stamp() } else { 0 };
-        let pending = std::mem::take(&mut self.pending);
-        for (k, p) in pending.into_iter().enumerate() {
+        // Drained and put back, so the next batch reuses the allocation.
+        let mut pending = std::mem::take(&mut self.pending);
+        for (k, p) in pending.drain(..).enumerate() {
             let req = *p.claim.request();
             let value = if req.is_read {
                 let v = responses.get(k).copied().unwrap_or(u64::MAX) & ones(req.size);
@@ -854,6 +855,7 @@ impl IoreqClient {
                 self.record(&req, out, [p.stamps[0], p.stamps[1], end, notify], false);
             }
         }
+        self.pending = pending;
         self.batch.clear();
         self.pending_mask = 0;
         match action {
