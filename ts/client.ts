@@ -197,6 +197,7 @@ function isDevice(d: unknown): d is Device {
 }
 
 const TYPES = ['pio', 'mmio', 'pci'] as const;
+const NONE: readonly number[] = Object.freeze([]);
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 
 /**
@@ -240,10 +241,25 @@ function record(out: BigUint64Array, out32: Uint32Array, k: number) {
   };
 }
 
-/** The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which), `'fault'` (a malformed request). */
+/**
+ * The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which), `'fault'` (a malformed request).
+ *
+ * Devices can be added ({@link pio}, {@link mmio}, {@link pci}) and removed ({@link remove})
+ * at any time, also while `run()` / `runSync()` serves: the core checks each change at once
+ * (an overlap throws `ERR_RANGE`) and applies it before it next looks for requests, so every
+ * request the guest makes after the call returned sees it. Requests already handed to a
+ * removed device complete as they were; later ones are unclaimed (reads all ones).
+ */
 export class IoreqClient extends EventEmitter {
   /** @internal */ readonly handle: ClientHandle;
+  /** By the core's device id (the records' index). */
   private readonly devices: Registered[] = [];
+  /** The core's device ids of each registered object, for {@link remove}. */
+  private readonly ids = new Map<object, number[]>();
+  /** The BAR device ids that go with a PCI function's id. */
+  private readonly followers = new Map<number, number[]>();
+  /** Ids removed while serving: forgotten once a batch asked for after the removal came. */
+  private retired: number[] = [];
   private running = false;
   /** How long `run()` waits for a handler's promise (ms; `Infinity`: no limit). */
   readonly handlerTimeoutMs: number;
@@ -311,20 +327,23 @@ export class IoreqClient extends EventEmitter {
     checkInt('bus', bus, 0, 255);
     checkInt('device', device, 0, 31);
     checkInt('function', fn, 0, 7);
-    this.assertIdle();
     if (dev instanceof PciFunction) {
       const o = dev.options;
       const bars = o.bars?.map((b) => ({ index: b.index, kind: b.kind, size: b.size, js: b.device !== undefined }));
-      const indices = callBinding(() => this.handle.addPciFunction(bus, device, fn, { ...o, bars }));
+      // The function's id, then each live BAR's.
+      const [fid, ...indices] = callBinding(() => this.handle.addPciFunction(bus, device, fn, { ...o, bars }));
       const live = (o.bars ?? []).filter((b) => b.device !== undefined);
       live.forEach((b, k) => {
         const name = `${o.name ?? 'pci-function'}.bar${b.index}`;
         this.devices[indices[k]!] = { name, kind: 'io', device: b.device!, space: b.kind === 'io' ? 'pio' : 'mmio' };
       });
+      // Removing the function removes its BARs: their ids are forgotten with it.
+      this.remember(dev, fid!, ...indices);
     } else if (isDevice(dev)) {
       const name = deviceName(dev, `pci-${bus}:${device}.${fn}`);
       const index = callBinding(() => this.handle.addJsPci(bus, device, fn, name));
       this.devices[index] = { name, kind: 'pci', device: dev, space: 'pci' };
+      this.remember(dev, index);
     } else {
       throw new TypeError('a PCI device is a PciFunction or { read(reg, size), write(reg, size, value) }');
     }
@@ -332,29 +351,69 @@ export class IoreqClient extends EventEmitter {
   }
 
   private addRange(space: 'pio' | 'mmio', base: bigint, length: bigint, device: Device | Uart16550 | RegisterFile): this {
-    this.assertIdle();
     if (device instanceof Uart16550) {
       if (space !== 'pio' || length !== 8n) throw new RangeError('a 16550 UART takes 8 ports: client.pio(base, 8, uart)');
       if (device.attached) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this UART is already registered');
       const index = callBinding(() => this.handle.addUart(Number(base), device.name));
       device.attached = { handle: this.handle, index };
+      this.remember(device, callBinding(() => this.handle.nativeDeviceId('uart', index)));
     } else if (device instanceof RegisterFile) {
       if (BigInt(device.length) !== length) throw new RangeError(`the register file has ${device.length} bytes, the range ${length}`);
       if (device.attached) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this register file is already registered');
       const index = callBinding(() => this.handle.addRegisterFile(space, base, device.length, device.name));
       device.attached = { handle: this.handle, index };
+      this.remember(device, callBinding(() => this.handle.nativeDeviceId('registers', index)));
     } else if (isDevice(device)) {
       const name = deviceName(device, `${space}-0x${base.toString(16)}`);
       const index = callBinding(() => this.handle.addJsRange(space, base, length, name));
       this.devices[index] = { name, kind: 'io', device, space };
+      this.remember(device, index);
     } else {
       throw new TypeError('a device is { read(offset, size), write(offset, size, value) }, a Uart16550 or a RegisterFile');
     }
     return this;
   }
 
-  private assertIdle(): void {
-    if (this.running) throw new AcrnHsmError('ERR_CLIENT_RUNNING', 'devices cannot be added while the client is serving');
+  /** Notes the core's ids of `device`'s registration (the first is the one to remove). */
+  private remember(device: object, ...ids: number[]): void {
+    const all = this.ids.get(device) ?? [];
+    all.push(ids[0]!);
+    this.ids.set(device, all);
+    for (const id of ids.slice(1)) this.followers.set(ids[0]!, [...(this.followers.get(ids[0]!) ?? []), id]);
+  }
+
+  /**
+   * Removes every registration of `device` (a TS device, a `Uart16550`, a `RegisterFile` or a
+   * `PciFunction`, with its BARs), serving or not: from the client's next look for requests its
+   * ranges are unclaimed (reads all ones, writes ignored); a request already handed to it is
+   * completed as it was. Throws `ERR_NO_DEVICE` if it is not registered with this client.
+   */
+  remove(device: Device | PciDevice | PciFunction | Uart16550 | RegisterFile): this {
+    const ids = this.ids.get(device);
+    if (ids === undefined) throw new AcrnHsmError('ERR_NO_DEVICE', `${deviceName(device, 'the device')} is not registered with this client`);
+    for (const id of ids) callBinding(() => this.handle.removeDevice(id));
+    this.ids.delete(device);
+    if (device instanceof Uart16550 || device instanceof RegisterFile) device.attached = undefined;
+    const gone = ids.flatMap((id) => [id, ...(this.followers.get(id) ?? [])]);
+    for (const id of ids) this.followers.delete(id);
+    // A batch already handed out may still hold requests for it: forget it only once the
+    // next batch (asked for after the removal, so without it) has come.
+    if (this.running) this.retired.push(...gone);
+    else for (const id of gone) delete this.devices[id];
+    return this;
+  }
+
+  /** Takes the ids to forget once the next batch has come (see {@link remove}). */
+  private takeRetired(): readonly number[] {
+    // Never `this.retired` itself: a removal during the wait must not join what this wait forgets.
+    if (this.retired.length === 0) return NONE;
+    const r = this.retired;
+    this.retired = [];
+    return r;
+  }
+
+  private forget(ids: readonly number[]): void {
+    for (const id of ids) delete this.devices[id];
   }
 
   /** The counters. */
@@ -413,13 +472,16 @@ export class IoreqClient extends EventEmitter {
     let batches = 0;
     try {
       for (;;) {
+        const retired = this.takeRetired();
         const n = callBinding(() => native().clientNext(this.handle, responses, out));
+        if (retired.length > 0) this.forget(retired);
         if (n < 0) break;
         for (let k = 0; k < n; k++) this.serveOne(out, out32, k, responses, resp32, false);
         if ((++batches & 255) === 0) this.drainFaults();
       }
     } finally {
       this.running = false;
+      this.forget(this.takeRetired());
       this.drainFaults();
     }
   }
@@ -438,11 +500,13 @@ export class IoreqClient extends EventEmitter {
     try {
       for (;;) {
         let n: number;
+        const retired = this.takeRetired();
         try {
           n = await this.handle.nextAsync(responses.subarray(0, pending), out);
         } catch (err) {
           throw fromBindingError(err);
         }
+        if (retired.length > 0) this.forget(retired);
         if (n < 0) break;
         pending = n;
         for (let k = 0; k < pending; k++) {
@@ -454,6 +518,7 @@ export class IoreqClient extends EventEmitter {
       }
     } finally {
       this.running = false;
+      this.forget(this.takeRetired());
       this.drainFaults();
     }
   }

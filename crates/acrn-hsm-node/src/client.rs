@@ -7,6 +7,10 @@
 //! allocation per request, one boundary crossing per batch. Everything else (the scan, routing,
 //! unclaimed and malformed requests, NOTIFY, recording, reset/suspend) is the core's.
 //!
+//! Devices are added and removed through the core's [`DispatcherHandle`], whether the client
+//! serves or not: the core checks each change at once and applies it before its next scan. The
+//! device index in the records is the core's [`DeviceId`] (below 0xffff).
+//!
 //! Record layout ([`RECORD_WORDS`] words per request, decoded by `ts/client.ts` with the
 //! constants of [`batchLayout`]): `w0 = device | vcpu << 16 | kind << 24 | is_read << 26 |
 //! size << 32`, `w1 = offset` (register for PCI), `w2 = value written`, `w3 = address` (port,
@@ -17,8 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use acrn_hsm::Vm;
 use acrn_hsm::client::{
-    AddressSpace, BarHandler, Batch, Bdf, ClientConfig, ClientHandle, DeferredAt, DeferredRequest,
-    DeviceId, Dispatcher, FaultReport, IoDevice, IoreqClient, Kind, VmAction, WakeMode,
+    AddressSpace, BarHandler, Batch, Bdf, BusError, ClientConfig, ClientHandle, DeferredAt,
+    DeferredRequest, DeviceId, Dispatcher, DispatcherHandle, FaultReport, IoDevice, IoreqClient,
+    Kind, VmAction, WakeMode,
 };
 use acrn_hsm::devices::{
     Bar, PciFunction, RegisterFile, RegisterView, Uart16550, UartInput, UartOutput,
@@ -34,6 +39,8 @@ use crate::errors::{Failure, Result, coded_error, hsm_error};
 pub const RECORD_WORDS: u32 = 4;
 /// Requests in a batch at most (one per ioreq slot).
 pub const MAX_BATCH: u32 = 16;
+/// Device ids fit in the 16 bits of a record; 0xffff is "no device".
+const MAX_DEVICE: u32 = 0xffff;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -84,12 +91,9 @@ fn kind_code(kind: Kind) -> u64 {
     }
 }
 
-/// The serving half: the core client, the JavaScript device index of each deferred device, and
-/// the recorder being written, if any.
+/// The serving half: the core client and the recorder being written, if any.
 struct Server {
     client: IoreqClient,
-    /// `DeviceId` index → JavaScript device index.
-    js_index: Vec<Option<u32>>,
     recorder: Option<TraceRecorder>,
 }
 
@@ -113,11 +117,10 @@ impl Server {
     }
 
     fn js_device(&self, id: DeviceId) -> u64 {
-        self.js_index
-            .get(id.0)
-            .copied()
-            .flatten()
-            .map_or(u64::from(u16::MAX), u64::from)
+        u64::try_from(id.0)
+            .ok()
+            .filter(|&i| i < u64::from(MAX_DEVICE))
+            .unwrap_or(u64::from(MAX_DEVICE))
     }
 
     /// Encodes the batch into `out` ([`RECORD_WORDS`] words per request).
@@ -222,10 +225,11 @@ pub struct PciBarOptions {
 pub struct IoreqClientHandle {
     server: Arc<Mutex<Option<Server>>>,
     handle: ClientHandle,
+    /// Adds and removes devices, serving or not.
+    bus: DispatcherHandle,
     faults: Arc<Mutex<Vec<FaultInfo>>>,
-    uarts: Vec<(UartOutput, UartInput)>,
-    registers: Vec<RegisterView>,
-    js_devices: u32,
+    uarts: Vec<(UartOutput, UartInput, DeviceId)>,
+    registers: Vec<(RegisterView, DeviceId)>,
 }
 
 impl IoreqClientHandle {
@@ -271,23 +275,22 @@ impl IoreqClientHandle {
         Ok(IoreqClientHandle {
             server: Arc::new(Mutex::new(Some(Server {
                 client,
-                js_index: Vec::new(),
                 recorder: None,
             }))),
+            bus: handle.bus().clone(),
             handle,
             faults,
             uarts: Vec::new(),
             registers: Vec::new(),
-            js_devices: 0,
         })
     }
 
-    /// Registration happens while no batch is being waited for (the server is not in use).
+    /// Recording is set up while no batch is being waited for (the server is not in use).
     fn with_server<T>(&self, f: impl FnOnce(&mut Server) -> Result<T>) -> Result<T> {
         let mut guard = self.server.try_lock().map_err(|_| {
             coded_error(
                 "ERR_CLIENT_RUNNING",
-                "devices cannot be added while the client is serving: register them before run()/runSync(), or stop the client first",
+                "a recording is started or stopped while the client is not serving: call record() before run()/runSync(), or stop the client first",
             )
         })?;
         let server = guard
@@ -296,39 +299,53 @@ impl IoreqClientHandle {
         f(server)
     }
 
+    /// Devices come and go while the client is open, serving or not.
+    fn check_open(&self) -> Result<()> {
+        let closed =
+            self.handle.is_stopped() || self.server.try_lock().is_ok_and(|guard| guard.is_none());
+        if closed {
+            return Err(coded_error("ERR_CLIENT_CLOSED", "the client is closed"));
+        }
+        Ok(())
+    }
+
+    /// A new device's id as the records carry it (refused past 0xfffe devices).
+    fn record_id(&self, id: DeviceId) -> Result<u32> {
+        match u32::try_from(id.0) {
+            Ok(i) if i < MAX_DEVICE => Ok(i),
+            _ => {
+                let _ = self.bus.remove(id);
+                Err(coded_error(
+                    "ERR_RANGE",
+                    "a client registers at most 65535 devices in its lifetime",
+                ))
+            }
+        }
+    }
+
     fn add_io(
         &mut self,
         space: AddressSpace,
         base: u64,
         len: u64,
         device: Box<dyn IoDevice>,
-    ) -> Result<u32> {
-        self.with_server(|s| {
-            let id = s
-                .client
-                .dispatcher_mut()
-                .add_range(space, base, len, device)
-                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
-            Ok(u32::try_from(id.0).unwrap_or(u32::MAX))
-        })
+    ) -> Result<DeviceId> {
+        self.check_open()?;
+        let id = self
+            .bus
+            .add_range(space, base, len, device)
+            .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
+        self.record_id(id)?;
+        Ok(id)
     }
 
     fn add_js(&mut self, at: DeferredAt, name: &str) -> Result<u32> {
-        let index = self.js_devices;
-        self.with_server(|s| {
-            let id = s
-                .client
-                .dispatcher_mut()
-                .add_deferred(at, name)
-                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
-            if s.js_index.len() <= id.0 {
-                s.js_index.resize(id.0 + 1, None);
-            }
-            s.js_index[id.0] = Some(index);
-            Ok(())
-        })?;
-        self.js_devices += 1;
-        Ok(index)
+        self.check_open()?;
+        let id = self
+            .bus
+            .add_deferred(at, name)
+            .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
+        self.record_id(id)
     }
 }
 
@@ -411,7 +428,8 @@ impl NextTask {
 
 #[napi]
 impl IoreqClientHandle {
-    /// Registers a JavaScript device on a PIO/MMIO range; returns its index in the records.
+    /// Registers a JavaScript device on a PIO/MMIO range, serving or not; returns its device id
+    /// (its index in the records).
     #[napi]
     pub fn add_js_range(
         &mut self,
@@ -425,7 +443,7 @@ impl IoreqClientHandle {
         self.add_js(DeferredAt::Range(space, base, len), &name)
     }
 
-    /// Registers a JavaScript PCI function; returns its index in the records.
+    /// Registers a JavaScript PCI function, serving or not; returns its device id.
     #[napi]
     pub fn add_js_pci(&mut self, bus: u32, device: u32, func: u32, name: String) -> Result<u32> {
         let bdf = bdf(bus, device, func)?;
@@ -439,16 +457,16 @@ impl IoreqClientHandle {
         if let Some(n) = name {
             uart = uart.with_name(n);
         }
-        let io = (uart.output(), uart.input());
-        self.add_io(AddressSpace::Pio, u64::from(base), 8, Box::new(uart))?;
-        self.uarts.push(io);
+        let (out, input) = (uart.output(), uart.input());
+        let id = self.add_io(AddressSpace::Pio, u64::from(base), 8, Box::new(uart))?;
+        self.uarts.push((out, input, id));
         Ok(u32::try_from(self.uarts.len() - 1).unwrap_or(u32::MAX))
     }
 
     /// What the UART transmitted since the last call.
     #[napi]
     pub fn uart_take_output(&self, uart: u32) -> Result<Buffer> {
-        let (out, _) = self
+        let (out, ..) = self
             .uarts
             .get(uart as usize)
             .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such UART"))?;
@@ -458,7 +476,7 @@ impl IoreqClientHandle {
     /// Queues bytes for the guest to receive.
     #[napi]
     pub fn uart_push_input(&self, uart: u32, bytes: Buffer) -> Result<()> {
-        let (_, input) = self
+        let (_, input, _) = self
             .uarts
             .get(uart as usize)
             .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such UART"))?;
@@ -488,23 +506,55 @@ impl IoreqClientHandle {
             regs = regs.with_name(n);
         }
         let view = regs.view();
-        self.add_io(space, base, u64::from(len), Box::new(regs))?;
-        self.registers.push(view);
+        let id = self.add_io(space, base, u64::from(len), Box::new(regs))?;
+        self.registers.push((view, id));
         Ok(u32::try_from(self.registers.len() - 1).unwrap_or(u32::MAX))
     }
 
     /// A copy of a register file's contents.
     #[napi]
     pub fn register_bytes(&self, handle: u32) -> Result<Buffer> {
-        let view = self
+        let (view, _) = self
             .registers
             .get(handle as usize)
             .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such register file"))?;
         Ok(view.bytes().into())
     }
 
-    /// Adds the core's PCI function (configuration space with BARs). Returns the JavaScript
-    /// device index of each BAR with `js: true`, in order.
+    /// The device id of a native device added by `addUart` (`kind` `'uart'`) or
+    /// `addRegisterFile` (`'registers'`), from the handle those returned, for `removeDevice`.
+    #[napi]
+    pub fn native_device_id(&self, kind: String, handle: u32) -> Result<u32> {
+        let id = match kind.as_str() {
+            "uart" => self.uarts.get(handle as usize).map(|u| u.2),
+            "registers" => self.registers.get(handle as usize).map(|r| r.1),
+            other => {
+                return Err(coded_error(
+                    "ERR_INVALID_ARG",
+                    &format!("kind must be 'uart' or 'registers', got '{other}'"),
+                ));
+            }
+        };
+        let id = id.ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such device handle"))?;
+        Ok(u32::try_from(id.0).unwrap_or(u32::MAX))
+    }
+
+    /// Removes device `id` (a JavaScript device, a native one, or a PCI function with its
+    /// BARs), serving or not: from the core's next scan its range is unclaimed (reads all ones,
+    /// writes ignored); requests already handed out complete as they were.
+    #[napi]
+    pub fn remove_device(&self, id: u32) -> Result<()> {
+        self.check_open()?;
+        self.bus.remove(DeviceId(id as usize)).map_err(|e| match e {
+            BusError::NoSuchDevice(_) | BusError::NotRemovable { .. } => {
+                coded_error("ERR_NO_DEVICE", &e.to_string())
+            }
+            other => coded_error("ERR_RANGE", &other.to_string()),
+        })
+    }
+
+    /// Adds the core's PCI function (configuration space with BARs). Returns the function's
+    /// device id, then the device id of each BAR with `js: true`, in order.
     #[napi]
     pub fn add_pci_function(
         &mut self,
@@ -563,37 +613,25 @@ impl IoreqClientHandle {
                 .with_bar(b.index as usize, bar)
                 .map_err(|e| coded_error("ERR_INVALID_ARG", &e.to_string()))?;
         }
-        if js_bars.is_empty() {
-            self.with_server(|s| {
-                s.client
-                    .dispatcher_mut()
-                    .add_pci(bdf, Box::new(f))
-                    .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))
-            })?;
-            return Ok(Vec::new());
-        }
-        let first = self.js_devices;
-        let n = js_bars.len() as u32;
-        self.with_server(|s| {
+        self.check_open()?;
+        let range = |e: BusError| coded_error("ERR_RANGE", &e.to_string());
+        let (fid, ids) = if js_bars.is_empty() {
+            let fid = self.bus.add_pci(bdf, Box::new(f)).map_err(range)?;
+            (fid, Vec::new())
+        } else {
             let handlers = js_bars
                 .iter()
                 .map(|&i| (i, BarHandler::Deferred(format!("{fname}.bar{i}"))))
                 .collect();
-            let (_, ids) = s
-                .client
-                .dispatcher_mut()
+            self.bus
                 .add_pci_with_bars(bdf, Box::new(f), handlers)
-                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
-            for (k, id) in ids.iter().enumerate() {
-                if s.js_index.len() <= id.0 {
-                    s.js_index.resize(id.0 + 1, None);
-                }
-                s.js_index[id.0] = Some(first + k as u32);
-            }
-            Ok(())
-        })?;
-        self.js_devices += n;
-        Ok((first..first + n).collect())
+                .map_err(range)?
+        };
+        let mut out = vec![self.record_id(fid)?];
+        for id in ids {
+            out.push(self.record_id(id)?);
+        }
+        Ok(out)
     }
 
     /// `next` on the libuv pool: completes the previous batch with `responses`, waits for the
