@@ -158,14 +158,24 @@ export class RegisterFile {
   }
 }
 
+/** What signalling an MSI or MSI-X vector did: sent, held pending (masked), dropped (not enabled by the guest), or no such vector. */
+export type MsiSignal = 'delivered' | 'pending' | 'disabled' | 'no-such-vector';
+
 /**
  * A native PCI function of the core: configuration space with IDs, class and sized BARs. A BAR
  * with a `device` is live: once the guest programs it and enables decoding (command register
  * memory / I/O bit), its range is served by that device (offsets relative to the BAR); when the
  * guest moves it or disables decoding, the route moves or goes away, as in the ACRN device
  * model's `pci_emul`.
+ *
+ * Capabilities (chained from 0x34, status bit 4 set): `msi` (id 0x05) and `msix` (id 0x11, its
+ * table and PBA in a memory BAR the core serves, which has no `device`). The device raises
+ * vector `n` with {@link signalMsi} / {@link signalMsix} once the function is registered: the
+ * message goes to the VM (INJECT_MSI) when the guest enabled and unmasked the vector, otherwise
+ * it is held in the pending bits / PBA and sent once when the guest unmasks it.
  */
 export class PciFunction {
+  /** @internal */ attached?: { handle: ClientHandle; id: number };
   constructor(
     readonly options: {
       vendorId: number;
@@ -173,10 +183,27 @@ export class PciFunction {
       classCode?: number;
       bars?: { index: number; kind: 'mem32' | 'mem64' | 'io'; size: bigint; device?: Device }[];
       name?: string;
+      /** An MSI capability: `vectors` 1, 2, 4 .. 32 (default 1), 64-bit address and per-vector masking (default true). */
+      msi?: { vectors?: number; addr64?: boolean; perVectorMask?: boolean };
+      /** An MSI-X capability: `tableSize` entries in BAR `bar` at `tableOffset` (default 0), the PBA in `pbaBar` (default `bar`) at `pbaOffset` (default right after the table). */
+      msix?: { tableSize: number; bar: number; tableOffset?: number; pbaBar?: number; pbaOffset?: number };
     },
   ) {
     checkInt('vendorId', options.vendorId, 0, 0xffff);
     checkInt('deviceId', options.deviceId, 0, 0xffff);
+    if (options.msi !== undefined) {
+      if (typeof options.msi !== 'object' || options.msi === null) throw new TypeError('msi must be { vectors?, addr64?, perVectorMask? }');
+      if (options.msi.vectors !== undefined) checkInt('msi.vectors', options.msi.vectors, 1, 32);
+    }
+    if (options.msix !== undefined) {
+      const m = options.msix;
+      if (typeof m !== 'object' || m === null) throw new TypeError('msix must be { tableSize, bar, tableOffset?, pbaBar?, pbaOffset? }');
+      checkInt('msix.tableSize', m.tableSize, 1, 2048);
+      checkInt('msix.bar', m.bar, 0, 5);
+      if (m.tableOffset !== undefined) checkInt('msix.tableOffset', m.tableOffset, 0, 0xffff_fff8);
+      if (m.pbaBar !== undefined) checkInt('msix.pbaBar', m.pbaBar, 0, 5);
+      if (m.pbaOffset !== undefined) checkInt('msix.pbaOffset', m.pbaOffset, 0, 0xffff_fff8);
+    }
     if (options.bars !== undefined) {
       if (!Array.isArray(options.bars)) throw new TypeError('bars must be an array of { index, kind, size }');
       options.bars.forEach((b, i) => {
@@ -187,6 +214,25 @@ export class PciFunction {
         if (b.device !== undefined && !isDevice(b.device)) throw new TypeError(`bars[${i}].device must be { read(offset, size), write(offset, size, value) }`);
       });
     }
+  }
+
+  /** Signals MSI vector `vector` (see the class). */
+  signalMsi(vector: number): MsiSignal {
+    checkInt('vector', vector, 0, 31);
+    const a = this.attachedOrThrow();
+    return callBinding(() => a.handle.signalMsi(a.id, vector)) as MsiSignal;
+  }
+
+  /** Signals MSI-X vector `vector`, a table entry (see the class). */
+  signalMsix(vector: number): MsiSignal {
+    checkInt('vector', vector, 0, 2047);
+    const a = this.attachedOrThrow();
+    return callBinding(() => a.handle.signalMsix(a.id, vector)) as MsiSignal;
+  }
+
+  private attachedOrThrow() {
+    if (!this.attached) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the function with client.pci(bus, device, fn, f) first');
+    return this.attached;
   }
 }
 
@@ -339,6 +385,7 @@ export class IoreqClient extends EventEmitter {
       });
       // Removing the function removes its BARs: their ids are forgotten with it.
       this.remember(dev, fid!, ...indices);
+      dev.attached = { handle: this.handle, id: fid! };
     } else if (isDevice(dev)) {
       const name = deviceName(dev, `pci-${bus}:${device}.${fn}`);
       const index = callBinding(() => this.handle.addJsPci(bus, device, fn, name));
@@ -393,7 +440,7 @@ export class IoreqClient extends EventEmitter {
     if (ids === undefined) throw new AcrnHsmError('ERR_NO_DEVICE', `${deviceName(device, 'the device')} is not registered with this client`);
     for (const id of ids) callBinding(() => this.handle.removeDevice(id));
     this.ids.delete(device);
-    if (device instanceof Uart16550 || device instanceof RegisterFile) device.attached = undefined;
+    if (device instanceof Uart16550 || device instanceof RegisterFile || device instanceof PciFunction) device.attached = undefined;
     const gone = ids.flatMap((id) => [id, ...(this.followers.get(id) ?? [])]);
     for (const id of ids) this.followers.delete(id);
     // A batch already handed out may still hold requests for it: forget it only once the

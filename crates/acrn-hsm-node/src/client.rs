@@ -26,7 +26,8 @@ use acrn_hsm::client::{
     Kind, VmAction, WakeMode,
 };
 use acrn_hsm::devices::{
-    Bar, PciFunction, RegisterFile, RegisterView, Uart16550, UartInput, UartOutput,
+    Bar, Msi, MsiConfig, MsiSignal, MsiSink, Msix, MsixConfig, PciFunction, RegisterFile,
+    RegisterView, Uart16550, UartInput, UartOutput,
 };
 use acrn_hsm::trace::{TraceRecorder, TraceSetup};
 use napi::bindgen_prelude::{AsyncTask, BigInt, BigUint64Array, Buffer};
@@ -204,6 +205,38 @@ pub struct PciFunctionOptions {
     pub bars: Option<Vec<PciBarOptions>>,
     /// Name for statistics.
     pub name: Option<String>,
+    /// An MSI capability.
+    pub msi: Option<PciMsiOptions>,
+    /// An MSI-X capability, its table and PBA in a memory BAR served by the core.
+    pub msix: Option<PciMsixOptions>,
+}
+
+/// An MSI capability (PCI id 0x05).
+#[napi(object)]
+#[derive(Debug)]
+pub struct PciMsiOptions {
+    /// Vectors: 1, 2, 4, 8, 16 or 32 (default 1).
+    pub vectors: Option<u32>,
+    /// 64-bit message address (default true).
+    pub addr64: Option<bool>,
+    /// Per-vector mask and pending bits (default true).
+    pub per_vector_mask: Option<bool>,
+}
+
+/// An MSI-X capability (PCI id 0x11).
+#[napi(object)]
+#[derive(Debug)]
+pub struct PciMsixOptions {
+    /// Table entries, 1..2048.
+    pub table_size: u32,
+    /// The memory BAR holding the table (not one served by JavaScript).
+    pub bar: u32,
+    /// The table's offset in it (multiple of 8; default 0).
+    pub table_offset: Option<u32>,
+    /// The BAR holding the PBA (default: the table's).
+    pub pba_bar: Option<u32>,
+    /// The PBA's offset in it (multiple of 8; default: right after the table, or 0 in another BAR).
+    pub pba_offset: Option<u32>,
 }
 
 /// One BAR.
@@ -230,6 +263,11 @@ pub struct IoreqClientHandle {
     faults: Arc<Mutex<Vec<FaultInfo>>>,
     uarts: Vec<(UartOutput, UartInput, DeviceId)>,
     registers: Vec<(RegisterView, DeviceId)>,
+    /// Where MSI / MSI-X messages go.
+    vm: Arc<Vm>,
+    /// The MSI and MSI-X capabilities of PCI functions, by the function's device id.
+    msis: Vec<(u32, Msi)>,
+    msixes: Vec<(u32, Msix)>,
 }
 
 impl IoreqClientHandle {
@@ -270,7 +308,7 @@ impl IoreqClientHandle {
             keep_on_drop: true,
             ..Default::default()
         };
-        let client = IoreqClient::new(vm, dispatcher, config).map_err(hsm_error)?;
+        let client = IoreqClient::new(vm.clone(), dispatcher, config).map_err(hsm_error)?;
         let handle = client.handle();
         Ok(IoreqClientHandle {
             server: Arc::new(Mutex::new(Some(Server {
@@ -282,6 +320,9 @@ impl IoreqClientHandle {
             faults,
             uarts: Vec::new(),
             registers: Vec::new(),
+            vm,
+            msis: Vec::new(),
+            msixes: Vec::new(),
         })
     }
 
@@ -543,14 +584,20 @@ impl IoreqClientHandle {
     /// BARs), serving or not: from the core's next scan its range is unclaimed (reads all ones,
     /// writes ignored); requests already handed out complete as they were.
     #[napi]
-    pub fn remove_device(&self, id: u32) -> Result<()> {
+    pub fn remove_device(&mut self, id: u32) -> Result<()> {
         self.check_open()?;
-        self.bus.remove(DeviceId(id as usize)).map_err(|e| match e {
-            BusError::NoSuchDevice(_) | BusError::NotRemovable { .. } => {
-                coded_error("ERR_NO_DEVICE", &e.to_string())
-            }
-            other => coded_error("ERR_RANGE", &other.to_string()),
-        })
+        self.bus
+            .remove(DeviceId(id as usize))
+            .map_err(|e| match e {
+                BusError::NoSuchDevice(_) | BusError::NotRemovable { .. } => {
+                    coded_error("ERR_NO_DEVICE", &e.to_string())
+                }
+                other => coded_error("ERR_RANGE", &other.to_string()),
+            })?;
+        // A removed function signals nothing any more.
+        self.msis.retain(|(f, _)| *f != id);
+        self.msixes.retain(|(f, _)| *f != id);
+        Ok(())
     }
 
     /// Adds the core's PCI function (configuration space with BARs). Returns the function's
@@ -613,25 +660,128 @@ impl IoreqClientHandle {
                 .with_bar(b.index as usize, bar)
                 .map_err(|e| coded_error("ERR_INVALID_ARG", &e.to_string()))?;
         }
+        let invalid =
+            |e: acrn_hsm::devices::PciError| coded_error("ERR_INVALID_ARG", &e.to_string());
+        let sink: Arc<dyn MsiSink> = self.vm.clone();
+        let msi = match options.msi {
+            None => None,
+            Some(m) => {
+                let vectors = u8::try_from(m.vectors.unwrap_or(1))
+                    .map_err(|_| coded_error("ERR_OUT_OF_RANGE", "msi.vectors is 1..32"))?;
+                let msi = Msi::new(
+                    MsiConfig {
+                        vectors,
+                        addr64: m.addr64.unwrap_or(true),
+                        per_vector_mask: m.per_vector_mask.unwrap_or(true),
+                    },
+                    sink.clone(),
+                )
+                .map_err(invalid)?;
+                f = f.with_msi(&msi).map_err(invalid)?;
+                Some(msi)
+            }
+        };
+        let mut native_bars: Vec<(u8, BarHandler)> = Vec::new();
+        let msix = match options.msix {
+            None => None,
+            Some(m) => {
+                let small = |v: u32, what: &str| {
+                    u8::try_from(v)
+                        .ok()
+                        .filter(|&b| b <= 5)
+                        .ok_or_else(|| coded_error("ERR_OUT_OF_RANGE", &format!("{what} is 0..5")))
+                };
+                let table_bar = small(m.bar, "msix.bar")?;
+                let pba_bar = small(m.pba_bar.unwrap_or(m.bar), "msix.pbaBar")?;
+                let table_size = u16::try_from(m.table_size)
+                    .map_err(|_| coded_error("ERR_OUT_OF_RANGE", "msix.tableSize is 1..2048"))?;
+                let table_offset = m.table_offset.unwrap_or(0);
+                let pba_offset = m.pba_offset.unwrap_or(if pba_bar == table_bar {
+                    table_offset.saturating_add(u32::from(table_size) * 16)
+                } else {
+                    0
+                });
+                if js_bars.contains(&table_bar) || js_bars.contains(&pba_bar) {
+                    return Err(coded_error(
+                        "ERR_INVALID_ARG",
+                        "the MSI-X table and PBA BAR is served by the core: give the JavaScript device another BAR",
+                    ));
+                }
+                let msix = Msix::new(
+                    MsixConfig {
+                        table_size,
+                        table_bar,
+                        table_offset,
+                        pba_bar,
+                        pba_offset,
+                    },
+                    sink,
+                )
+                .map_err(invalid)?;
+                f = f.with_msix(&msix).map_err(invalid)?;
+                native_bars.push((
+                    table_bar,
+                    BarHandler::Native(Box::new(msix.bar_device(table_bar))),
+                ));
+                if pba_bar != table_bar {
+                    native_bars.push((
+                        pba_bar,
+                        BarHandler::Native(Box::new(msix.bar_device(pba_bar))),
+                    ));
+                }
+                Some(msix)
+            }
+        };
         self.check_open()?;
         let range = |e: BusError| coded_error("ERR_RANGE", &e.to_string());
-        let (fid, ids) = if js_bars.is_empty() {
+        let js_count = js_bars.len();
+        let (fid, ids) = if js_bars.is_empty() && native_bars.is_empty() {
             let fid = self.bus.add_pci(bdf, Box::new(f)).map_err(range)?;
             (fid, Vec::new())
         } else {
             let handlers = js_bars
                 .iter()
                 .map(|&i| (i, BarHandler::Deferred(format!("{fname}.bar{i}"))))
+                .chain(native_bars)
                 .collect();
             self.bus
                 .add_pci_with_bars(bdf, Box::new(f), handlers)
                 .map_err(range)?
         };
-        let mut out = vec![self.record_id(fid)?];
-        for id in ids {
+        let fid = self.record_id(fid)?;
+        let mut out = vec![fid];
+        for &id in ids.iter().take(js_count) {
             out.push(self.record_id(id)?);
         }
+        if let Some(m) = msi {
+            self.msis.push((fid, m));
+        }
+        if let Some(m) = msix {
+            self.msixes.push((fid, m));
+        }
         Ok(out)
+    }
+
+    /// Signals MSI vector `vector` of the PCI function `id` (as `addPciFunction` returned it):
+    /// `'delivered'`, `'pending'` (masked: sent when the guest unmasks it), `'disabled'` (the
+    /// guest has not enabled MSI) or `'no-such-vector'`.
+    #[napi]
+    pub fn signal_msi(&self, id: u32, vector: u32) -> Result<String> {
+        let (_, msi) = self.msis.iter().find(|(f, _)| *f == id).ok_or_else(|| {
+            coded_error("ERR_NO_DEVICE", "that PCI function has no MSI capability")
+        })?;
+        Ok(signal_name(msi.signal(vector)))
+    }
+
+    /// Signals MSI-X vector `vector` (a table entry) of the PCI function `id`; the same answers
+    /// as `signalMsi` (`'pending'`: the function or the entry is masked, the PBA bit is set).
+    #[napi]
+    pub fn signal_msix(&self, id: u32, vector: u32) -> Result<String> {
+        let (_, msix) = self.msixes.iter().find(|(f, _)| *f == id).ok_or_else(|| {
+            coded_error("ERR_NO_DEVICE", "that PCI function has no MSI-X capability")
+        })?;
+        let v = u16::try_from(vector).unwrap_or(u16::MAX);
+        Ok(signal_name(msix.signal(v)))
     }
 
     /// `next` on the libuv pool: completes the previous batch with `responses`, waits for the
@@ -833,6 +983,16 @@ pub fn stop_client(token: u32) -> bool {
     // Wakes a blocked ATTACH (ENODEV); a polling loop sees the flag.
     tokens[i].1.stop_and_destroy();
     true
+}
+
+fn signal_name(s: MsiSignal) -> String {
+    match s {
+        MsiSignal::Delivered => "delivered",
+        MsiSignal::Pending => "pending",
+        MsiSignal::Disabled => "disabled",
+        MsiSignal::NoSuchVector => "no-such-vector",
+    }
+    .to_owned()
 }
 
 fn bdf(bus: u32, device: u32, function: u32) -> Result<Bdf> {
