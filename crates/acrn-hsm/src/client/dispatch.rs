@@ -673,30 +673,29 @@ impl DispatcherHandle {
     /// client serves with `run`.
     pub fn add_deferred(&self, at: DeferredAt, name: &str) -> Result<DeviceId, BusError> {
         let mut st = self.reg.lock();
-        let change = match at {
+        let (id, change) = match at {
             DeferredAt::Range(space, base, len) => {
                 let id = st.reserve_range(space, base, len, name.to_string(), true)?;
-                Change::Range {
+                let dev = DeviceBox::Deferred;
+                let change = Change::Range {
                     id,
                     space,
                     base,
                     len,
-                    dev: DeviceBox::Deferred,
-                }
+                    dev,
+                };
+                (id, change)
             }
             DeferredAt::Pci(bdf) => {
                 let (id, _) = st.reserve_pci(bdf, name.to_string(), true, &[])?;
-                Change::Pci {
+                let change = Change::Pci {
                     id,
                     bdf,
                     dev: DeviceBox::Deferred,
                     bars: Vec::new(),
-                }
+                };
+                (id, change)
             }
-        };
-        let id = match &change {
-            Change::Range { id, .. } | Change::Pci { id, .. } => *id,
-            Change::Remove { .. } => DeviceId(usize::MAX),
         };
         self.queue(&mut st, change);
         Ok(id)
