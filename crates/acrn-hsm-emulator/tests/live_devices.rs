@@ -234,3 +234,53 @@ fn live_changes_are_checked_at_once() {
     assert_eq!(ranges.len(), 1);
     assert_eq!(ranges[0].id, again);
 }
+
+#[test]
+fn a_recording_stays_valid_when_a_device_is_added_after_its_header() {
+    use acrn_hsm::trace::{TraceRecorder, TraceSetup};
+    let (_emu, hsm, vm) = vm_with(1, 0);
+    let mut d = Dispatcher::new();
+    d.add_pio(0x600, 1, Box::new(Answer(Arc::default())))
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("acrn-live-{}.trace", std::process::id()));
+    let setup = TraceSetup::new("live", vm.vmid(), 1, false, d.trace_devices());
+    let rec = TraceRecorder::create(&path, &setup).unwrap();
+    let mut client = IoreqClient::new(
+        vm.clone(),
+        d,
+        ClientConfig {
+            mode: WakeMode::poll(),
+            recorder: Some(rec.client()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let handle = client.handle();
+    let t = std::thread::spawn(move || {
+        client.run().unwrap();
+        drop(client);
+    });
+    vm.start().unwrap();
+    // Not in the header's device table: its records carry no device, and the trace is valid.
+    handle
+        .bus()
+        .add_pio(PORT, 1, Box::new(Answer(Arc::default())))
+        .unwrap();
+    let r = hsm
+        .guest(&vm)
+        .unwrap()
+        .run(&Workload {
+            vcpus: vec![vec![
+                Op::pio(0x600, 1, Access::expect(0x42)),
+                Op::pio(PORT, 1, Access::expect(0x42)),
+            ]],
+        })
+        .unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    handle.stop();
+    t.join().unwrap();
+    let summary = rec.finish().unwrap();
+    assert_eq!(summary.records, 2);
+    let _ = std::fs::remove_file(&path);
+    vm.pause().unwrap();
+}
