@@ -58,6 +58,10 @@ describe('live PCI BARs', () => {
       deviceId: 0x1041,
       name: 'ts-msix',
       msix: { tableSize: 4, bar: 0, pbaOffset: 0x800 },
+      msi: { vectors: 2 },
+      subsystemVendorId: 0x1af4,
+      subsystemId: 0x0011,
+      interruptPin: 1,
       bars: [
         { index: 0, kind: 'mem32', size: 0x1000n },
         // The doorbell: a write of k signals vector k.
@@ -76,12 +80,18 @@ describe('live PCI BARs', () => {
       // The capability list: status bit 4, the pointer, MSI-X with 4 entries, table in BAR0 at 0, PBA at 0x800.
       { pci: at(0x06), size: 2, read: true, expect: 0x10 },
       { pci: at(0x34), size: 1, read: true, expect: 0x40 },
-      { pci: at(0x40), size: 4, read: true, expect: 0x0003_0011 },
-      { pci: at(0x48), size: 4, read: true, expect: 0x800 },
+      // MSI (id 5) first at 0x40 (64-bit, masking, 2 vectors: 0x40..0x58), then MSI-X at 0x58.
+      { pci: at(0x40), size: 4, read: true, expect: 0x0182_5805 },
+      { pci: at(0x58), size: 4, read: true, expect: 0x0003_0011 },
+      { pci: at(0x60), size: 4, read: true, expect: 0x800 },
+      // Subsystem ids and the interrupt pin read back; the line is the guest's.
+      { pci: at(0x2c), size: 4, read: true, expect: 0x0011_1af4 },
+      { pci: at(0x3c), size: 2, write: 0xffff },
+      { pci: at(0x3c), size: 2, read: true, expect: 0x01ff },
       { pci: at(0x10), size: 4, write: 0xc100_0000 },
       { pci: at(0x14), size: 4, write: 0xc200_0000 },
       { pci: at(0x04), size: 2, write: 0x6 },
-      { pci: at(0x42), size: 2, write: 0x8000 },
+      { pci: at(0x5a), size: 2, write: 0x8000 },
       { mmio: entry, size: 4, write: 0xfee0_0000n },
       { mmio: entry + 8n, size: 4, write: 0x46n },
       { mmio: entry + 12n, size: 4, write: 0n },
@@ -101,6 +111,8 @@ describe('live PCI BARs', () => {
     expect(r.mismatches).toEqual([]);
     expect(r.faults).toEqual([]);
     expect(signals).toEqual(['delivered', 'pending']);
+    expect(fn.signalMsi(0)).toBe('disabled');
+    expect(fn.signalMsix(4)).toBe('no-such-vector');
     expect(vm.irqCounters()).toMatchObject({ msi: 2, taken: 2 });
     vm.pause();
   });

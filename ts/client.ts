@@ -183,6 +183,11 @@ export class PciFunction {
       classCode?: number;
       bars?: { index: number; kind: 'mem32' | 'mem64' | 'io'; size: bigint; device?: Device }[];
       name?: string;
+      /** Subsystem vendor ID and subsystem ID (0x2c, 0x2e; read-only; default 0). */
+      subsystemVendorId?: number;
+      subsystemId?: number;
+      /** Interrupt pin (0x3d, read-only): 1 = INTA# .. 4 = INTD#, 0 none (default). The line (0x3c) is the guest's, read-write. */
+      interruptPin?: number;
       /** An MSI capability: `vectors` 1, 2, 4 .. 32 (default 1), 64-bit address and per-vector masking (default true). */
       msi?: { vectors?: number; addr64?: boolean; perVectorMask?: boolean };
       /** An MSI-X capability: `tableSize` entries in BAR `bar` at `tableOffset` (default 0), the PBA in `pbaBar` (default `bar`) at `pbaOffset` (default right after the table). */
@@ -191,6 +196,9 @@ export class PciFunction {
   ) {
     checkInt('vendorId', options.vendorId, 0, 0xffff);
     checkInt('deviceId', options.deviceId, 0, 0xffff);
+    if (options.subsystemVendorId !== undefined) checkInt('subsystemVendorId', options.subsystemVendorId, 0, 0xffff);
+    if (options.subsystemId !== undefined) checkInt('subsystemId', options.subsystemId, 0, 0xffff);
+    if (options.interruptPin !== undefined) checkInt('interruptPin', options.interruptPin, 0, 4);
     if (options.msi !== undefined) {
       if (typeof options.msi !== 'object' || options.msi === null) throw new TypeError('msi must be { vectors?, addr64?, perVectorMask? }');
       if (options.msi.vectors !== undefined) checkInt('msi.vectors', options.msi.vectors, 1, 32);

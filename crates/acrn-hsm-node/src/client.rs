@@ -205,6 +205,12 @@ pub struct PciFunctionOptions {
     pub bars: Option<Vec<PciBarOptions>>,
     /// Name for statistics.
     pub name: Option<String>,
+    /// Subsystem vendor ID (0x2c, read-only; default 0).
+    pub subsystem_vendor_id: Option<u32>,
+    /// Subsystem ID (0x2e, read-only; default 0).
+    pub subsystem_id: Option<u32>,
+    /// Interrupt pin (0x3d, read-only): 1 = INTA# .. 4 = INTD#, 0 none (default).
+    pub interrupt_pin: Option<u32>,
     /// An MSI capability.
     pub msi: Option<PciMsiOptions>,
     /// An MSI-X capability, its table and PBA in a memory BAR served by the core.
@@ -622,6 +628,23 @@ impl IoreqClientHandle {
         if let Some(c) = options.class_code {
             let [_, class, sub, prog] = c.to_be_bytes();
             f = f.with_class(class, sub, prog, 0);
+        }
+        if options.subsystem_vendor_id.is_some() || options.subsystem_id.is_some() {
+            let id16 = |v: Option<u32>, what: &str| {
+                u16::try_from(v.unwrap_or(0))
+                    .map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} is 16 bits")))
+            };
+            f = f.with_subsystem(
+                id16(options.subsystem_vendor_id, "subsystemVendorId")?,
+                id16(options.subsystem_id, "subsystemId")?,
+            );
+        }
+        if let Some(pin) = options.interrupt_pin {
+            let pin = u8::try_from(pin)
+                .ok()
+                .filter(|&p| p <= 4)
+                .ok_or_else(|| coded_error("ERR_OUT_OF_RANGE", "interruptPin is 0..4"))?;
+            f = f.with_interrupt_pin(pin);
         }
         let fname = options
             .name
