@@ -458,8 +458,9 @@ impl ClientHandle {
     pub fn stats(&self) -> ClientStats {
         self.shared.counters.snapshot()
     }
-    /// The live counters of every device (registration order), as of the last `run` start or
-    /// [`IoreqClient::new`].
+    /// The live counters of every device (registration order, index = [`DeviceId`]), as of
+    /// [`IoreqClient::new`], the last `run` start, or the last change applied from
+    /// [`bus`](Self::bus).
     pub fn device_counters(&self) -> Vec<Arc<DeviceCounters>> {
         self.shared
             .devices
