@@ -22,7 +22,7 @@ describe('devices added and removed while the client serves', () => {
     const client = vm.createIoreqClient();
     vm.start();
     const serving = client.run();
-    const guest = hsm.guest(vm).run({ vcpus: [[{ repeat: POLLS, ops: [{ pio: PORT, size: 1, read: true, expect: 0x42 }] }]] });
+    const guest = hsm.guest(vm).run({ vcpus: [[{ repeat: POLLS, ops: [{ pio: PORT, size: 1, read: true, expect: 0x42 }, { delay_ns: 20_000 }] }]] });
     await until('unclaimed polls', () => client.counters.unclaimed >= 100);
     let reads = 0;
     const dev = { name: 'late', read: () => { reads++; return 0x42; }, write: () => {} };

@@ -17,7 +17,7 @@ use acrn_hsm::client::{BarHandler, Batch, Bdf, BusError, DeferredAt, DeviceId};
 use acrn_hsm::devices::{Bar, PciFunction};
 
 const PORT: u16 = 0x510;
-const POLLS: u64 = 30_000;
+const POLLS: u64 = 20_000;
 
 /// Answers 0x42 and counts its reads.
 struct Answer(Arc<AtomicU64>);
@@ -60,7 +60,11 @@ fn add_poll_remove(mode: WakeMode) {
         .spawn(&Workload {
             vcpus: vec![vec![Op::Repeat {
                 count: POLLS,
-                ops: vec![Op::pio(PORT, 1, Access::expect(0x42))],
+                // Paced, so a loaded machine still sees polls before, during and after.
+                ops: vec![
+                    Op::pio(PORT, 1, Access::expect(0x42)),
+                    Op::Delay { ns: 20_000 },
+                ],
             }]],
         })
         .unwrap();
