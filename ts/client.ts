@@ -158,14 +158,24 @@ export class RegisterFile {
   }
 }
 
+/** What signalling an MSI or MSI-X vector did: sent, held pending (masked), dropped (not enabled by the guest), or no such vector. */
+export type MsiSignal = 'delivered' | 'pending' | 'disabled' | 'no-such-vector';
+
 /**
  * A native PCI function of the core: configuration space with IDs, class and sized BARs. A BAR
  * with a `device` is live: once the guest programs it and enables decoding (command register
  * memory / I/O bit), its range is served by that device (offsets relative to the BAR); when the
  * guest moves it or disables decoding, the route moves or goes away, as in the ACRN device
  * model's `pci_emul`.
+ *
+ * Capabilities (chained from 0x34, status bit 4 set): `msi` (id 0x05) and `msix` (id 0x11, its
+ * table and PBA in a memory BAR the core serves, which has no `device`). The device raises
+ * vector `n` with {@link signalMsi} / {@link signalMsix} once the function is registered: the
+ * message goes to the VM (INJECT_MSI) when the guest enabled and unmasked the vector, otherwise
+ * it is held in the pending bits / PBA and sent once when the guest unmasks it.
  */
 export class PciFunction {
+  /** @internal */ attached?: { handle: ClientHandle; id: number };
   constructor(
     readonly options: {
       vendorId: number;
@@ -173,10 +183,35 @@ export class PciFunction {
       classCode?: number;
       bars?: { index: number; kind: 'mem32' | 'mem64' | 'io'; size: bigint; device?: Device }[];
       name?: string;
+      /** Subsystem vendor ID and subsystem ID (0x2c, 0x2e; read-only; default 0). */
+      subsystemVendorId?: number;
+      subsystemId?: number;
+      /** Interrupt pin (0x3d, read-only): 1 = INTA# .. 4 = INTD#, 0 none (default). The line (0x3c) is the guest's, read-write. */
+      interruptPin?: number;
+      /** An MSI capability: `vectors` 1, 2, 4 .. 32 (default 1), 64-bit address and per-vector masking (default true). */
+      msi?: { vectors?: number; addr64?: boolean; perVectorMask?: boolean };
+      /** An MSI-X capability: `tableSize` entries in BAR `bar` at `tableOffset` (default 0), the PBA in `pbaBar` (default `bar`) at `pbaOffset` (default right after the table). */
+      msix?: { tableSize: number; bar: number; tableOffset?: number; pbaBar?: number; pbaOffset?: number };
     },
   ) {
     checkInt('vendorId', options.vendorId, 0, 0xffff);
     checkInt('deviceId', options.deviceId, 0, 0xffff);
+    if (options.subsystemVendorId !== undefined) checkInt('subsystemVendorId', options.subsystemVendorId, 0, 0xffff);
+    if (options.subsystemId !== undefined) checkInt('subsystemId', options.subsystemId, 0, 0xffff);
+    if (options.interruptPin !== undefined) checkInt('interruptPin', options.interruptPin, 0, 4);
+    if (options.msi !== undefined) {
+      if (typeof options.msi !== 'object' || options.msi === null) throw new TypeError('msi must be { vectors?, addr64?, perVectorMask? }');
+      if (options.msi.vectors !== undefined) checkInt('msi.vectors', options.msi.vectors, 1, 32);
+    }
+    if (options.msix !== undefined) {
+      const m = options.msix;
+      if (typeof m !== 'object' || m === null) throw new TypeError('msix must be { tableSize, bar, tableOffset?, pbaBar?, pbaOffset? }');
+      checkInt('msix.tableSize', m.tableSize, 1, 2048);
+      checkInt('msix.bar', m.bar, 0, 5);
+      if (m.tableOffset !== undefined) checkInt('msix.tableOffset', m.tableOffset, 0, 0xffff_fff8);
+      if (m.pbaBar !== undefined) checkInt('msix.pbaBar', m.pbaBar, 0, 5);
+      if (m.pbaOffset !== undefined) checkInt('msix.pbaOffset', m.pbaOffset, 0, 0xffff_fff8);
+    }
     if (options.bars !== undefined) {
       if (!Array.isArray(options.bars)) throw new TypeError('bars must be an array of { index, kind, size }');
       options.bars.forEach((b, i) => {
@@ -188,6 +223,25 @@ export class PciFunction {
       });
     }
   }
+
+  /** Signals MSI vector `vector` (see the class). */
+  signalMsi(vector: number): MsiSignal {
+    checkInt('vector', vector, 0, 31);
+    const a = this.attachedOrThrow();
+    return callBinding(() => a.handle.signalMsi(a.id, vector)) as MsiSignal;
+  }
+
+  /** Signals MSI-X vector `vector`, a table entry (see the class). */
+  signalMsix(vector: number): MsiSignal {
+    checkInt('vector', vector, 0, 2047);
+    const a = this.attachedOrThrow();
+    return callBinding(() => a.handle.signalMsix(a.id, vector)) as MsiSignal;
+  }
+
+  private attachedOrThrow() {
+    if (!this.attached) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the function with client.pci(bus, device, fn, f) first');
+    return this.attached;
+  }
 }
 
 type Registered = { name: string; kind: 'io' | 'pci'; device: Device | PciDevice; space: 'pio' | 'mmio' | 'pci' };
@@ -197,6 +251,7 @@ function isDevice(d: unknown): d is Device {
 }
 
 const TYPES = ['pio', 'mmio', 'pci'] as const;
+const NONE: readonly number[] = Object.freeze([]);
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
 
 /**
@@ -240,10 +295,25 @@ function record(out: BigUint64Array, out32: Uint32Array, k: number) {
   };
 }
 
-/** The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which), `'fault'` (a malformed request). */
+/**
+ * The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which), `'fault'` (a malformed request).
+ *
+ * Devices can be added ({@link pio}, {@link mmio}, {@link pci}) and removed ({@link remove})
+ * at any time, also while `run()` / `runSync()` serves: the core checks each change at once
+ * (an overlap throws `ERR_RANGE`) and applies it before it next looks for requests, so every
+ * request the guest makes after the call returned sees it. Requests already handed to a
+ * removed device complete as they were; later ones are unclaimed (reads all ones).
+ */
 export class IoreqClient extends EventEmitter {
   /** @internal */ readonly handle: ClientHandle;
+  /** By the core's device id (the records' index). */
   private readonly devices: Registered[] = [];
+  /** The core's device ids of each registered object, for {@link remove}. */
+  private readonly ids = new Map<object, number[]>();
+  /** The BAR device ids that go with a PCI function's id. */
+  private readonly followers = new Map<number, number[]>();
+  /** Ids removed while serving: forgotten once a batch asked for after the removal came. */
+  private retired: number[] = [];
   private running = false;
   /** How long `run()` waits for a handler's promise (ms; `Infinity`: no limit). */
   readonly handlerTimeoutMs: number;
@@ -311,20 +381,24 @@ export class IoreqClient extends EventEmitter {
     checkInt('bus', bus, 0, 255);
     checkInt('device', device, 0, 31);
     checkInt('function', fn, 0, 7);
-    this.assertIdle();
     if (dev instanceof PciFunction) {
       const o = dev.options;
       const bars = o.bars?.map((b) => ({ index: b.index, kind: b.kind, size: b.size, js: b.device !== undefined }));
-      const indices = callBinding(() => this.handle.addPciFunction(bus, device, fn, { ...o, bars }));
+      // The function's id, then each live BAR's.
+      const [fid, ...indices] = callBinding(() => this.handle.addPciFunction(bus, device, fn, { ...o, bars }));
       const live = (o.bars ?? []).filter((b) => b.device !== undefined);
       live.forEach((b, k) => {
         const name = `${o.name ?? 'pci-function'}.bar${b.index}`;
         this.devices[indices[k]!] = { name, kind: 'io', device: b.device!, space: b.kind === 'io' ? 'pio' : 'mmio' };
       });
+      // Removing the function removes its BARs: their ids are forgotten with it.
+      this.remember(dev, fid!, ...indices);
+      dev.attached = { handle: this.handle, id: fid! };
     } else if (isDevice(dev)) {
       const name = deviceName(dev, `pci-${bus}:${device}.${fn}`);
       const index = callBinding(() => this.handle.addJsPci(bus, device, fn, name));
       this.devices[index] = { name, kind: 'pci', device: dev, space: 'pci' };
+      this.remember(dev, index);
     } else {
       throw new TypeError('a PCI device is a PciFunction or { read(reg, size), write(reg, size, value) }');
     }
@@ -332,29 +406,69 @@ export class IoreqClient extends EventEmitter {
   }
 
   private addRange(space: 'pio' | 'mmio', base: bigint, length: bigint, device: Device | Uart16550 | RegisterFile): this {
-    this.assertIdle();
     if (device instanceof Uart16550) {
       if (space !== 'pio' || length !== 8n) throw new RangeError('a 16550 UART takes 8 ports: client.pio(base, 8, uart)');
       if (device.attached) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this UART is already registered');
       const index = callBinding(() => this.handle.addUart(Number(base), device.name));
       device.attached = { handle: this.handle, index };
+      this.remember(device, callBinding(() => this.handle.nativeDeviceId('uart', index)));
     } else if (device instanceof RegisterFile) {
       if (BigInt(device.length) !== length) throw new RangeError(`the register file has ${device.length} bytes, the range ${length}`);
       if (device.attached) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this register file is already registered');
       const index = callBinding(() => this.handle.addRegisterFile(space, base, device.length, device.name));
       device.attached = { handle: this.handle, index };
+      this.remember(device, callBinding(() => this.handle.nativeDeviceId('registers', index)));
     } else if (isDevice(device)) {
       const name = deviceName(device, `${space}-0x${base.toString(16)}`);
       const index = callBinding(() => this.handle.addJsRange(space, base, length, name));
       this.devices[index] = { name, kind: 'io', device, space };
+      this.remember(device, index);
     } else {
       throw new TypeError('a device is { read(offset, size), write(offset, size, value) }, a Uart16550 or a RegisterFile');
     }
     return this;
   }
 
-  private assertIdle(): void {
-    if (this.running) throw new AcrnHsmError('ERR_CLIENT_RUNNING', 'devices cannot be added while the client is serving');
+  /** Notes the core's ids of `device`'s registration (the first is the one to remove). */
+  private remember(device: object, ...ids: number[]): void {
+    const all = this.ids.get(device) ?? [];
+    all.push(ids[0]!);
+    this.ids.set(device, all);
+    for (const id of ids.slice(1)) this.followers.set(ids[0]!, [...(this.followers.get(ids[0]!) ?? []), id]);
+  }
+
+  /**
+   * Removes every registration of `device` (a TS device, a `Uart16550`, a `RegisterFile` or a
+   * `PciFunction`, with its BARs), serving or not: from the client's next look for requests its
+   * ranges are unclaimed (reads all ones, writes ignored); a request already handed to it is
+   * completed as it was. Throws `ERR_NO_DEVICE` if it is not registered with this client.
+   */
+  remove(device: Device | PciDevice | PciFunction | Uart16550 | RegisterFile): this {
+    const ids = this.ids.get(device);
+    if (ids === undefined) throw new AcrnHsmError('ERR_NO_DEVICE', `${deviceName(device, 'the device')} is not registered with this client`);
+    for (const id of ids) callBinding(() => this.handle.removeDevice(id));
+    this.ids.delete(device);
+    if (device instanceof Uart16550 || device instanceof RegisterFile || device instanceof PciFunction) device.attached = undefined;
+    const gone = ids.flatMap((id) => [id, ...(this.followers.get(id) ?? [])]);
+    for (const id of ids) this.followers.delete(id);
+    // A batch already handed out may still hold requests for it: forget it only once the
+    // next batch (asked for after the removal, so without it) has come.
+    if (this.running) this.retired.push(...gone);
+    else for (const id of gone) delete this.devices[id];
+    return this;
+  }
+
+  /** Takes the ids to forget once the next batch has come (see {@link remove}). */
+  private takeRetired(): readonly number[] {
+    // Never `this.retired` itself: a removal during the wait must not join what this wait forgets.
+    if (this.retired.length === 0) return NONE;
+    const r = this.retired;
+    this.retired = [];
+    return r;
+  }
+
+  private forget(ids: readonly number[]): void {
+    for (const id of ids) delete this.devices[id];
   }
 
   /** The counters. */
@@ -418,18 +532,21 @@ export class IoreqClient extends EventEmitter {
     const handle = this.handle;
     try {
       for (;;) {
+        const retired = this.takeRetired();
         let n: number;
         try {
           n = binding.clientNext(handle, buf);
         } catch (err) {
           throw fromBindingError(err);
         }
+        if (retired.length > 0) this.forget(retired);
         if (n < 0) break;
         for (let k = 0; k < n; k++) this.serveOne(out, out32, k, responses, resp32, false, undefined);
         if ((++batches & 255) === 0) this.drainFaults();
       }
     } finally {
       this.running = false;
+      this.forget(this.takeRetired());
       this.drainFaults();
     }
   }
@@ -448,11 +565,13 @@ export class IoreqClient extends EventEmitter {
     try {
       for (;;) {
         let n: number;
+        const retired = this.takeRetired();
         try {
           n = await this.handle.nextAsync(responses.subarray(0, pending), out);
         } catch (err) {
           throw fromBindingError(err);
         }
+        if (retired.length > 0) this.forget(retired);
         if (n < 0) break;
         pending = n;
         for (let k = 0; k < pending; k++) {
@@ -464,6 +583,7 @@ export class IoreqClient extends EventEmitter {
       }
     } finally {
       this.running = false;
+      this.forget(this.takeRetired());
       this.drainFaults();
     }
   }

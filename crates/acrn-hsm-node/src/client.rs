@@ -7,6 +7,10 @@
 //! allocation per request, one boundary crossing per batch. Everything else (the scan, routing,
 //! unclaimed and malformed requests, NOTIFY, recording, reset/suspend) is the core's.
 //!
+//! Devices are added and removed through the core's [`DispatcherHandle`], whether the client
+//! serves or not: the core checks each change at once and applies it before its next scan. The
+//! device index in the records is the core's [`DeviceId`] (below 0xffff).
+//!
 //! Record layout ([`RECORD_WORDS`] words per request, decoded by `ts/client.ts` with the
 //! constants of [`batchLayout`]): `w0 = device | vcpu << 16 | kind << 24 | is_read << 26 |
 //! size << 32`, `w1 = offset` (register for PCI), `w2 = value written`, `w3 = address` (port,
@@ -17,11 +21,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use acrn_hsm::Vm;
 use acrn_hsm::client::{
-    AddressSpace, BarHandler, Batch, Bdf, ClientConfig, ClientHandle, DeferredAt, DeferredRequest,
-    DeviceId, Dispatcher, FaultReport, IoDevice, IoreqClient, Kind, VmAction, WakeMode,
+    AddressSpace, BarHandler, Batch, Bdf, BusError, ClientConfig, ClientHandle, DeferredAt,
+    DeferredRequest, DeviceId, Dispatcher, DispatcherHandle, FaultReport, IoDevice, IoreqClient,
+    Kind, VmAction, WakeMode,
 };
 use acrn_hsm::devices::{
-    Bar, PciFunction, RegisterFile, RegisterView, Uart16550, UartInput, UartOutput,
+    Bar, Msi, MsiConfig, MsiSignal, MsiSink, Msix, MsixConfig, PciFunction, RegisterFile,
+    RegisterView, Uart16550, UartInput, UartOutput,
 };
 use acrn_hsm::trace::{TraceRecorder, TraceSetup};
 use napi::bindgen_prelude::{AsyncTask, BigInt, BigUint64Array, Buffer};
@@ -34,6 +40,8 @@ use crate::errors::{Failure, Result, coded_error, hsm_error};
 pub const RECORD_WORDS: u32 = 4;
 /// Requests in a batch at most (one per ioreq slot).
 pub const MAX_BATCH: u32 = 16;
+/// Device ids fit in the 16 bits of a record; 0xffff is "no device".
+const MAX_DEVICE: u32 = 0xffff;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -84,12 +92,9 @@ fn kind_code(kind: Kind) -> u64 {
     }
 }
 
-/// The serving half: the core client, the JavaScript device index of each deferred device, and
-/// the recorder being written, if any.
+/// The serving half: the core client and the recorder being written, if any.
 struct Server {
     client: IoreqClient,
-    /// `DeviceId` index → JavaScript device index.
-    js_index: Vec<Option<u32>>,
     recorder: Option<TraceRecorder>,
 }
 
@@ -113,11 +118,10 @@ impl Server {
     }
 
     fn js_device(&self, id: DeviceId) -> u64 {
-        self.js_index
-            .get(id.0)
-            .copied()
-            .flatten()
-            .map_or(u64::from(u16::MAX), u64::from)
+        u64::try_from(id.0)
+            .ok()
+            .filter(|&i| i < u64::from(MAX_DEVICE))
+            .unwrap_or(u64::from(MAX_DEVICE))
     }
 
     /// Encodes the batch into `out` ([`RECORD_WORDS`] words per request).
@@ -201,6 +205,44 @@ pub struct PciFunctionOptions {
     pub bars: Option<Vec<PciBarOptions>>,
     /// Name for statistics.
     pub name: Option<String>,
+    /// Subsystem vendor ID (0x2c, read-only; default 0).
+    pub subsystem_vendor_id: Option<u32>,
+    /// Subsystem ID (0x2e, read-only; default 0).
+    pub subsystem_id: Option<u32>,
+    /// Interrupt pin (0x3d, read-only): 1 = INTA# .. 4 = INTD#, 0 none (default).
+    pub interrupt_pin: Option<u32>,
+    /// An MSI capability.
+    pub msi: Option<PciMsiOptions>,
+    /// An MSI-X capability, its table and PBA in a memory BAR served by the core.
+    pub msix: Option<PciMsixOptions>,
+}
+
+/// An MSI capability (PCI id 0x05).
+#[napi(object)]
+#[derive(Debug)]
+pub struct PciMsiOptions {
+    /// Vectors: 1, 2, 4, 8, 16 or 32 (default 1).
+    pub vectors: Option<u32>,
+    /// 64-bit message address (default true).
+    pub addr64: Option<bool>,
+    /// Per-vector mask and pending bits (default true).
+    pub per_vector_mask: Option<bool>,
+}
+
+/// An MSI-X capability (PCI id 0x11).
+#[napi(object)]
+#[derive(Debug)]
+pub struct PciMsixOptions {
+    /// Table entries, 1..2048.
+    pub table_size: u32,
+    /// The memory BAR holding the table (not one served by JavaScript).
+    pub bar: u32,
+    /// The table's offset in it (multiple of 8; default 0).
+    pub table_offset: Option<u32>,
+    /// The BAR holding the PBA (default: the table's).
+    pub pba_bar: Option<u32>,
+    /// The PBA's offset in it (multiple of 8; default: right after the table, or 0 in another BAR).
+    pub pba_offset: Option<u32>,
 }
 
 /// One BAR.
@@ -222,10 +264,16 @@ pub struct PciBarOptions {
 pub struct IoreqClientHandle {
     server: Arc<Mutex<Option<Server>>>,
     handle: ClientHandle,
+    /// Adds and removes devices, serving or not.
+    bus: DispatcherHandle,
     faults: Arc<Mutex<Vec<FaultInfo>>>,
-    uarts: Vec<(UartOutput, UartInput)>,
-    registers: Vec<RegisterView>,
-    js_devices: u32,
+    uarts: Vec<(UartOutput, UartInput, DeviceId)>,
+    registers: Vec<(RegisterView, DeviceId)>,
+    /// Where MSI / MSI-X messages go.
+    vm: Arc<Vm>,
+    /// The MSI and MSI-X capabilities of PCI functions, by the function's device id.
+    msis: Vec<(u32, Msi)>,
+    msixes: Vec<(u32, Msix)>,
 }
 
 impl IoreqClientHandle {
@@ -266,28 +314,30 @@ impl IoreqClientHandle {
             keep_on_drop: true,
             ..Default::default()
         };
-        let client = IoreqClient::new(vm, dispatcher, config).map_err(hsm_error)?;
+        let client = IoreqClient::new(vm.clone(), dispatcher, config).map_err(hsm_error)?;
         let handle = client.handle();
         Ok(IoreqClientHandle {
             server: Arc::new(Mutex::new(Some(Server {
                 client,
-                js_index: Vec::new(),
                 recorder: None,
             }))),
+            bus: handle.bus().clone(),
             handle,
             faults,
             uarts: Vec::new(),
             registers: Vec::new(),
-            js_devices: 0,
+            vm,
+            msis: Vec::new(),
+            msixes: Vec::new(),
         })
     }
 
-    /// Registration happens while no batch is being waited for (the server is not in use).
+    /// Recording is set up while no batch is being waited for (the server is not in use).
     fn with_server<T>(&self, f: impl FnOnce(&mut Server) -> Result<T>) -> Result<T> {
         let mut guard = self.server.try_lock().map_err(|_| {
             coded_error(
                 "ERR_CLIENT_RUNNING",
-                "devices cannot be added while the client is serving: register them before run()/runSync(), or stop the client first",
+                "a recording is started or stopped while the client is not serving: call record() before run()/runSync(), or stop the client first",
             )
         })?;
         let server = guard
@@ -296,39 +346,53 @@ impl IoreqClientHandle {
         f(server)
     }
 
+    /// Devices come and go while the client is open, serving or not.
+    fn check_open(&self) -> Result<()> {
+        let closed =
+            self.handle.is_stopped() || self.server.try_lock().is_ok_and(|guard| guard.is_none());
+        if closed {
+            return Err(coded_error("ERR_CLIENT_CLOSED", "the client is closed"));
+        }
+        Ok(())
+    }
+
+    /// A new device's id as the records carry it (refused past 0xfffe devices).
+    fn record_id(&self, id: DeviceId) -> Result<u32> {
+        match u32::try_from(id.0) {
+            Ok(i) if i < MAX_DEVICE => Ok(i),
+            _ => {
+                let _ = self.bus.remove(id);
+                Err(coded_error(
+                    "ERR_RANGE",
+                    "a client registers at most 65535 devices in its lifetime",
+                ))
+            }
+        }
+    }
+
     fn add_io(
         &mut self,
         space: AddressSpace,
         base: u64,
         len: u64,
         device: Box<dyn IoDevice>,
-    ) -> Result<u32> {
-        self.with_server(|s| {
-            let id = s
-                .client
-                .dispatcher_mut()
-                .add_range(space, base, len, device)
-                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
-            Ok(u32::try_from(id.0).unwrap_or(u32::MAX))
-        })
+    ) -> Result<DeviceId> {
+        self.check_open()?;
+        let id = self
+            .bus
+            .add_range(space, base, len, device)
+            .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
+        self.record_id(id)?;
+        Ok(id)
     }
 
     fn add_js(&mut self, at: DeferredAt, name: &str) -> Result<u32> {
-        let index = self.js_devices;
-        self.with_server(|s| {
-            let id = s
-                .client
-                .dispatcher_mut()
-                .add_deferred(at, name)
-                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
-            if s.js_index.len() <= id.0 {
-                s.js_index.resize(id.0 + 1, None);
-            }
-            s.js_index[id.0] = Some(index);
-            Ok(())
-        })?;
-        self.js_devices += 1;
-        Ok(index)
+        self.check_open()?;
+        let id = self
+            .bus
+            .add_deferred(at, name)
+            .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
+        self.record_id(id)
     }
 }
 
@@ -411,7 +475,8 @@ impl NextTask {
 
 #[napi]
 impl IoreqClientHandle {
-    /// Registers a JavaScript device on a PIO/MMIO range; returns its index in the records.
+    /// Registers a JavaScript device on a PIO/MMIO range, serving or not; returns its device id
+    /// (its index in the records).
     #[napi]
     pub fn add_js_range(
         &mut self,
@@ -425,7 +490,7 @@ impl IoreqClientHandle {
         self.add_js(DeferredAt::Range(space, base, len), &name)
     }
 
-    /// Registers a JavaScript PCI function; returns its index in the records.
+    /// Registers a JavaScript PCI function, serving or not; returns its device id.
     #[napi]
     pub fn add_js_pci(&mut self, bus: u32, device: u32, func: u32, name: String) -> Result<u32> {
         let bdf = bdf(bus, device, func)?;
@@ -439,16 +504,16 @@ impl IoreqClientHandle {
         if let Some(n) = name {
             uart = uart.with_name(n);
         }
-        let io = (uart.output(), uart.input());
-        self.add_io(AddressSpace::Pio, u64::from(base), 8, Box::new(uart))?;
-        self.uarts.push(io);
+        let (out, input) = (uart.output(), uart.input());
+        let id = self.add_io(AddressSpace::Pio, u64::from(base), 8, Box::new(uart))?;
+        self.uarts.push((out, input, id));
         Ok(u32::try_from(self.uarts.len() - 1).unwrap_or(u32::MAX))
     }
 
     /// What the UART transmitted since the last call.
     #[napi]
     pub fn uart_take_output(&self, uart: u32) -> Result<Buffer> {
-        let (out, _) = self
+        let (out, ..) = self
             .uarts
             .get(uart as usize)
             .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such UART"))?;
@@ -458,7 +523,7 @@ impl IoreqClientHandle {
     /// Queues bytes for the guest to receive.
     #[napi]
     pub fn uart_push_input(&self, uart: u32, bytes: Buffer) -> Result<()> {
-        let (_, input) = self
+        let (_, input, _) = self
             .uarts
             .get(uart as usize)
             .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such UART"))?;
@@ -488,23 +553,61 @@ impl IoreqClientHandle {
             regs = regs.with_name(n);
         }
         let view = regs.view();
-        self.add_io(space, base, u64::from(len), Box::new(regs))?;
-        self.registers.push(view);
+        let id = self.add_io(space, base, u64::from(len), Box::new(regs))?;
+        self.registers.push((view, id));
         Ok(u32::try_from(self.registers.len() - 1).unwrap_or(u32::MAX))
     }
 
     /// A copy of a register file's contents.
     #[napi]
     pub fn register_bytes(&self, handle: u32) -> Result<Buffer> {
-        let view = self
+        let (view, _) = self
             .registers
             .get(handle as usize)
             .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such register file"))?;
         Ok(view.bytes().into())
     }
 
-    /// Adds the core's PCI function (configuration space with BARs). Returns the JavaScript
-    /// device index of each BAR with `js: true`, in order.
+    /// The device id of a native device added by `addUart` (`kind` `'uart'`) or
+    /// `addRegisterFile` (`'registers'`), from the handle those returned, for `removeDevice`.
+    #[napi]
+    pub fn native_device_id(&self, kind: String, handle: u32) -> Result<u32> {
+        let id = match kind.as_str() {
+            "uart" => self.uarts.get(handle as usize).map(|u| u.2),
+            "registers" => self.registers.get(handle as usize).map(|r| r.1),
+            other => {
+                return Err(coded_error(
+                    "ERR_INVALID_ARG",
+                    &format!("kind must be 'uart' or 'registers', got '{other}'"),
+                ));
+            }
+        };
+        let id = id.ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such device handle"))?;
+        Ok(u32::try_from(id.0).unwrap_or(u32::MAX))
+    }
+
+    /// Removes device `id` (a JavaScript device, a native one, or a PCI function with its
+    /// BARs), serving or not: from the core's next scan its range is unclaimed (reads all ones,
+    /// writes ignored); requests already handed out complete as they were.
+    #[napi]
+    pub fn remove_device(&mut self, id: u32) -> Result<()> {
+        self.check_open()?;
+        self.bus
+            .remove(DeviceId(id as usize))
+            .map_err(|e| match e {
+                BusError::NoSuchDevice(_) | BusError::NotRemovable { .. } => {
+                    coded_error("ERR_NO_DEVICE", &e.to_string())
+                }
+                other => coded_error("ERR_RANGE", &other.to_string()),
+            })?;
+        // A removed function signals nothing any more.
+        self.msis.retain(|(f, _)| *f != id);
+        self.msixes.retain(|(f, _)| *f != id);
+        Ok(())
+    }
+
+    /// Adds the core's PCI function (configuration space with BARs). Returns the function's
+    /// device id, then the device id of each BAR with `js: true`, in order.
     #[napi]
     pub fn add_pci_function(
         &mut self,
@@ -525,6 +628,23 @@ impl IoreqClientHandle {
         if let Some(c) = options.class_code {
             let [_, class, sub, prog] = c.to_be_bytes();
             f = f.with_class(class, sub, prog, 0);
+        }
+        if options.subsystem_vendor_id.is_some() || options.subsystem_id.is_some() {
+            let id16 = |v: Option<u32>, what: &str| {
+                u16::try_from(v.unwrap_or(0))
+                    .map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} is 16 bits")))
+            };
+            f = f.with_subsystem(
+                id16(options.subsystem_vendor_id, "subsystemVendorId")?,
+                id16(options.subsystem_id, "subsystemId")?,
+            );
+        }
+        if let Some(pin) = options.interrupt_pin {
+            let pin = u8::try_from(pin)
+                .ok()
+                .filter(|&p| p <= 4)
+                .ok_or_else(|| coded_error("ERR_OUT_OF_RANGE", "interruptPin is 0..4"))?;
+            f = f.with_interrupt_pin(pin);
         }
         let fname = options
             .name
@@ -563,37 +683,128 @@ impl IoreqClientHandle {
                 .with_bar(b.index as usize, bar)
                 .map_err(|e| coded_error("ERR_INVALID_ARG", &e.to_string()))?;
         }
-        if js_bars.is_empty() {
-            self.with_server(|s| {
-                s.client
-                    .dispatcher_mut()
-                    .add_pci(bdf, Box::new(f))
-                    .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))
-            })?;
-            return Ok(Vec::new());
-        }
-        let first = self.js_devices;
-        let n = js_bars.len() as u32;
-        self.with_server(|s| {
+        let invalid =
+            |e: acrn_hsm::devices::PciError| coded_error("ERR_INVALID_ARG", &e.to_string());
+        let sink: Arc<dyn MsiSink> = self.vm.clone();
+        let msi = match options.msi {
+            None => None,
+            Some(m) => {
+                let vectors = u8::try_from(m.vectors.unwrap_or(1))
+                    .map_err(|_| coded_error("ERR_OUT_OF_RANGE", "msi.vectors is 1..32"))?;
+                let msi = Msi::new(
+                    MsiConfig {
+                        vectors,
+                        addr64: m.addr64.unwrap_or(true),
+                        per_vector_mask: m.per_vector_mask.unwrap_or(true),
+                    },
+                    sink.clone(),
+                )
+                .map_err(invalid)?;
+                f = f.with_msi(&msi).map_err(invalid)?;
+                Some(msi)
+            }
+        };
+        let mut native_bars: Vec<(u8, BarHandler)> = Vec::new();
+        let msix = match options.msix {
+            None => None,
+            Some(m) => {
+                let small = |v: u32, what: &str| {
+                    u8::try_from(v)
+                        .ok()
+                        .filter(|&b| b <= 5)
+                        .ok_or_else(|| coded_error("ERR_OUT_OF_RANGE", &format!("{what} is 0..5")))
+                };
+                let table_bar = small(m.bar, "msix.bar")?;
+                let pba_bar = small(m.pba_bar.unwrap_or(m.bar), "msix.pbaBar")?;
+                let table_size = u16::try_from(m.table_size)
+                    .map_err(|_| coded_error("ERR_OUT_OF_RANGE", "msix.tableSize is 1..2048"))?;
+                let table_offset = m.table_offset.unwrap_or(0);
+                let pba_offset = m.pba_offset.unwrap_or(if pba_bar == table_bar {
+                    table_offset.saturating_add(u32::from(table_size) * 16)
+                } else {
+                    0
+                });
+                if js_bars.contains(&table_bar) || js_bars.contains(&pba_bar) {
+                    return Err(coded_error(
+                        "ERR_INVALID_ARG",
+                        "the MSI-X table and PBA BAR is served by the core: give the JavaScript device another BAR",
+                    ));
+                }
+                let msix = Msix::new(
+                    MsixConfig {
+                        table_size,
+                        table_bar,
+                        table_offset,
+                        pba_bar,
+                        pba_offset,
+                    },
+                    sink,
+                )
+                .map_err(invalid)?;
+                f = f.with_msix(&msix).map_err(invalid)?;
+                native_bars.push((
+                    table_bar,
+                    BarHandler::Native(Box::new(msix.bar_device(table_bar))),
+                ));
+                if pba_bar != table_bar {
+                    native_bars.push((
+                        pba_bar,
+                        BarHandler::Native(Box::new(msix.bar_device(pba_bar))),
+                    ));
+                }
+                Some(msix)
+            }
+        };
+        self.check_open()?;
+        let range = |e: BusError| coded_error("ERR_RANGE", &e.to_string());
+        let js_count = js_bars.len();
+        let (fid, ids) = if js_bars.is_empty() && native_bars.is_empty() {
+            let fid = self.bus.add_pci(bdf, Box::new(f)).map_err(range)?;
+            (fid, Vec::new())
+        } else {
             let handlers = js_bars
                 .iter()
                 .map(|&i| (i, BarHandler::Deferred(format!("{fname}.bar{i}"))))
+                .chain(native_bars)
                 .collect();
-            let (_, ids) = s
-                .client
-                .dispatcher_mut()
+            self.bus
                 .add_pci_with_bars(bdf, Box::new(f), handlers)
-                .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
-            for (k, id) in ids.iter().enumerate() {
-                if s.js_index.len() <= id.0 {
-                    s.js_index.resize(id.0 + 1, None);
-                }
-                s.js_index[id.0] = Some(first + k as u32);
-            }
-            Ok(())
+                .map_err(range)?
+        };
+        let fid = self.record_id(fid)?;
+        let mut out = vec![fid];
+        for &id in ids.iter().take(js_count) {
+            out.push(self.record_id(id)?);
+        }
+        if let Some(m) = msi {
+            self.msis.push((fid, m));
+        }
+        if let Some(m) = msix {
+            self.msixes.push((fid, m));
+        }
+        Ok(out)
+    }
+
+    /// Signals MSI vector `vector` of the PCI function `id` (as `addPciFunction` returned it):
+    /// `'delivered'`, `'pending'` (masked: sent when the guest unmasks it), `'disabled'` (the
+    /// guest has not enabled MSI) or `'no-such-vector'`.
+    #[napi]
+    pub fn signal_msi(&self, id: u32, vector: u32) -> Result<String> {
+        let (_, msi) = self.msis.iter().find(|(f, _)| *f == id).ok_or_else(|| {
+            coded_error("ERR_NO_DEVICE", "that PCI function has no MSI capability")
         })?;
-        self.js_devices += n;
-        Ok((first..first + n).collect())
+        Ok(signal_name(msi.signal(vector)))
+    }
+
+    /// Signals MSI-X vector `vector` (a table entry) of the PCI function `id`; the same answers
+    /// as `signalMsi` (`'pending'`: the function or the entry is masked, the PBA bit is set).
+    #[napi]
+    pub fn signal_msix(&self, id: u32, vector: u32) -> Result<String> {
+        let (_, msix) = self.msixes.iter().find(|(f, _)| *f == id).ok_or_else(|| {
+            coded_error("ERR_NO_DEVICE", "that PCI function has no MSI-X capability")
+        })?;
+        let v = u16::try_from(vector).unwrap_or(u16::MAX);
+        Ok(signal_name(msix.signal(v)))
     }
 
     /// `next` on the libuv pool: completes the previous batch with `responses`, waits for the
@@ -801,6 +1012,16 @@ pub fn stop_client(token: u32) -> bool {
     // Wakes a blocked ATTACH (ENODEV); a polling loop sees the flag.
     tokens[i].1.stop_and_destroy();
     true
+}
+
+fn signal_name(s: MsiSignal) -> String {
+    match s {
+        MsiSignal::Delivered => "delivered",
+        MsiSignal::Pending => "pending",
+        MsiSignal::Disabled => "disabled",
+        MsiSignal::NoSuchVector => "no-such-vector",
+    }
+    .to_owned()
 }
 
 fn bdf(bus: u32, device: u32, function: u32) -> Result<Bdf> {

@@ -240,3 +240,58 @@ fn pio_on_the_pci_configuration_ports_is_refused() {
     d.add_pio(0xd00, 4, Box::new(RegisterFile::new(4)))
         .expect("above");
 }
+
+#[test]
+fn removed_devices_are_unclaimed_and_changes_from_a_handle_apply_in_order() {
+    let mut d = Dispatcher::new();
+    let a = d.add_mmio(0x1000, 0x100, dev("a")).expect("a");
+    let read = |d: &mut Dispatcher, addr| d.dispatch(&req(Kind::Mmio, true, addr, 4));
+    assert_eq!(read(&mut d, 0x1010).target, Target::Device(a));
+    d.remove(a).expect("remove");
+    assert_eq!(d.remove(a), Err(BusError::NoSuchDevice(a)));
+    assert_eq!(
+        d.remove(DeviceId(99)),
+        Err(BusError::NoSuchDevice(DeviceId(99)))
+    );
+    let o = read(&mut d, 0x1010);
+    assert_eq!((o.target, o.value), (Target::Unclaimed, 0xffff_ffff));
+    assert_eq!(d.len(), 0);
+    // A handle's changes are checked at once (against queued ones too) and applied in order.
+    let h = d.handle();
+    let b = h.add_mmio(0x1000, 0x100, dev("b")).expect("b");
+    assert!(matches!(
+        h.add_mmio(0x10f0, 0x20, dev("c")),
+        Err(BusError::Overlap { .. })
+    ));
+    h.remove(b).expect("queued removal");
+    let c = h
+        .add_mmio(0x1000, 0x200, dev("c"))
+        .expect("c over b's range");
+    assert!(h.pending());
+    assert_eq!(
+        read(&mut d, 0x1010).target,
+        Target::Unclaimed,
+        "not applied yet"
+    );
+    assert!(d.apply_changes());
+    assert!(!h.pending() && !d.apply_changes());
+    assert_eq!(read(&mut d, 0x1110).target, Target::Device(c));
+    assert_eq!(
+        d.ranges().iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![c],
+        "ids are not reused: b came and went"
+    );
+    assert!((a.0 < b.0) && (b.0 < c.0));
+    let counters = d.counters();
+    assert_eq!(counters[c.0].name(), "c");
+    assert_eq!(counters[c.0].reads(), 1);
+    // A PCI function goes with its configuration space.
+    let f = d
+        .add_pci(Bdf::new(0, 2, 0), Box::new(PciFunction::new(1, 2)))
+        .expect("f");
+    d.remove(f).expect("remove f");
+    let mut cfg = req(Kind::PciCfg, true, 0, 4);
+    cfg.bdf = Bdf::new(0, 2, 0);
+    cfg.raw_bdf = (0, 2, 0);
+    assert_eq!(d.dispatch(&cfg).target, Target::Unclaimed);
+}

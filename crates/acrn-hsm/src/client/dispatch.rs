@@ -2,8 +2,12 @@
 //! (`BTreeMap<base, (len, device)>`, looked up with `range(..=addr).next_back()`, O(log n)), and
 //! PCI configuration space by bus/device/function.
 //!
-//! The maps are built before the client runs (`&mut` registration, off the hot path). Overlapping
-//! and empty ranges are refused with a [`BusError`]. At run time:
+//! Devices are registered with `&mut` methods before the client runs, or through a
+//! [`DispatcherHandle`] from any thread while it serves (see there: the change is checked and
+//! reserved at once, and applied by the serving thread before its next scan, so the request
+//! path takes no lock). Overlapping and empty ranges are refused with a [`BusError`]. Devices
+//! are removed the same two ways ([`Dispatcher::remove`], [`DispatcherHandle::remove`]). At
+//! run time:
 //!
 //! * an access fully inside a registered range goes to its device, with the offset from the
 //!   range's base;
@@ -18,8 +22,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::protocol::{Bdf, Kind, Request};
 
@@ -188,6 +192,27 @@ pub enum BusError {
         /// The device already there.
         existing: String,
     },
+    /// No device with that id is registered (never was, or was removed).
+    #[error("no device {} is registered", .0.0)]
+    NoSuchDevice(DeviceId),
+    /// The device is a BAR handler: it goes with its PCI function (remove the function).
+    #[error("{device:?} (device {}) is a BAR handler: remove its PCI function", .id.0)]
+    NotRemovable {
+        /// The device.
+        id: DeviceId,
+        /// Its name.
+        device: String,
+    },
+    /// A deferred device added while the client serves with
+    /// [`IoreqClient::run`](super::IoreqClient::run), which has nobody to answer it (serve
+    /// with `next_batch`).
+    #[error(
+        "deferred device {device:?} refused: the client serves with run(), which cannot answer deferred devices (use next_batch)"
+    )]
+    DeferredUnserved {
+        /// The device being registered.
+        device: String,
+    },
 }
 
 /// Why a request was malformed or failed.
@@ -292,6 +317,8 @@ enum DeviceBox {
     Pci(Box<dyn PciDevice>),
     /// Answered outside the dispatcher (by JavaScript, through the batch interface).
     Deferred,
+    /// Removed: no map points at it any more.
+    Removed,
 }
 
 /// Where a deferred device sits ([`Dispatcher::add_deferred`]).
@@ -311,15 +338,448 @@ struct Entry {
 /// A callback for faults.
 pub type FaultHook = Box<dyn FnMut(&FaultReport) + Send>;
 
+/// The three address maps.
+#[derive(Default)]
+struct Maps {
+    pio: BTreeMap<u64, (u64, DeviceId)>,
+    mmio: BTreeMap<u64, (u64, DeviceId)>,
+    pci: BTreeMap<Bdf, DeviceId>,
+}
+
+impl Maps {
+    fn space(&self, space: AddressSpace) -> &BTreeMap<u64, (u64, DeviceId)> {
+        match space {
+            AddressSpace::Pio => &self.pio,
+            AddressSpace::Mmio => &self.mmio,
+        }
+    }
+
+    fn space_mut(&mut self, space: AddressSpace) -> &mut BTreeMap<u64, (u64, DeviceId)> {
+        match space {
+            AddressSpace::Pio => &mut self.pio,
+            AddressSpace::Mmio => &mut self.mmio,
+        }
+    }
+
+    /// Whether `[base, base + len)` of `space` is valid and claimed by nobody.
+    fn window_free(&self, space: AddressSpace, base: u64, len: u64) -> bool {
+        let Some(last) = base.checked_add(len - 1) else {
+            return false;
+        };
+        if space == AddressSpace::Pio && (last > 0xffff || (base <= 0xcff && last >= 0xcf8)) {
+            return false;
+        }
+        // The last range starting at or before our last byte overlaps iff it reaches our base.
+        self.space(space)
+            .range(..=last)
+            .next_back()
+            .is_none_or(|(&b, &(l, _))| b + (l - 1) < base)
+    }
+
+    /// Drops every route to one of `ids`.
+    fn remove_ids(&mut self, ids: &[DeviceId]) {
+        self.pio.retain(|_, (_, d)| !ids.contains(d));
+        self.mmio.retain(|_, (_, d)| !ids.contains(d));
+        self.pci.retain(|_, d| !ids.contains(d));
+    }
+}
+
+/// What a device id is, for removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    Device,
+    BarHandler,
+    Removed,
+}
+
+/// A registration or removal checked by a [`DispatcherHandle`], waiting for the serving thread.
+enum Change {
+    Range {
+        id: DeviceId,
+        space: AddressSpace,
+        base: u64,
+        len: u64,
+        dev: DeviceBox,
+    },
+    Pci {
+        id: DeviceId,
+        bdf: Bdf,
+        dev: DeviceBox,
+        bars: Vec<(u8, DeviceId, DeviceBox)>,
+    },
+    Remove {
+        ids: Vec<DeviceId>,
+    },
+}
+
+/// The registration state every registration is checked against: the maps as they are once
+/// every queued change is applied, the names and kinds of every id handed out, and the queue.
+#[derive(Default)]
+struct RegState {
+    maps: Maps,
+    names: Vec<String>,
+    kinds: Vec<SlotKind>,
+    deferred: Vec<bool>,
+    /// The BAR handler ids of each function with BARs.
+    bar_handlers: BTreeMap<DeviceId, Vec<DeviceId>>,
+    /// The client serves with `run` (no deferred devices may come).
+    native_only: bool,
+    queue: Vec<Change>,
+}
+
+impl RegState {
+    fn reserve(&mut self, name: String, kind: SlotKind, deferred: bool) -> DeviceId {
+        let id = DeviceId(self.names.len());
+        self.names.push(name);
+        self.kinds.push(kind);
+        self.deferred.push(deferred);
+        id
+    }
+
+    fn check_deferred(&self, deferred: bool, name: &str) -> Result<(), BusError> {
+        if deferred && self.native_only {
+            return Err(BusError::DeferredUnserved {
+                device: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks and reserves a range: the id, and the range in the maps.
+    fn reserve_range(
+        &mut self,
+        space: AddressSpace,
+        base: u64,
+        len: u64,
+        name: String,
+        deferred: bool,
+    ) -> Result<DeviceId, BusError> {
+        check_range(&self.maps, &self.names, space, base, len, &name)?;
+        self.check_deferred(deferred, &name)?;
+        let id = self.reserve(name, SlotKind::Device, deferred);
+        self.maps.space_mut(space).insert(base, (len, id));
+        Ok(id)
+    }
+
+    /// Checks and reserves a function and its BAR handlers (`(index, name, deferred)`).
+    fn reserve_pci(
+        &mut self,
+        bdf: Bdf,
+        name: String,
+        deferred: bool,
+        bars: &[(u8, String, bool)],
+    ) -> Result<(DeviceId, Vec<DeviceId>), BusError> {
+        if let Some(id) = self.maps.pci.get(&bdf) {
+            return Err(BusError::PciTaken {
+                bdf,
+                device: name,
+                existing: self.names[id.0].clone(),
+            });
+        }
+        self.check_deferred(deferred, &name)?;
+        for (_, n, d) in bars {
+            self.check_deferred(*d, n)?;
+        }
+        let id = self.reserve(name, SlotKind::Device, deferred);
+        self.maps.pci.insert(bdf, id);
+        let handlers: Vec<DeviceId> = bars
+            .iter()
+            .map(|(_, n, d)| self.reserve(n.clone(), SlotKind::BarHandler, *d))
+            .collect();
+        if !bars.is_empty() {
+            self.bar_handlers.insert(id, handlers.clone());
+        }
+        Ok((id, handlers))
+    }
+
+    /// Checks and reserves a removal: the ids that go (the device, and a function's BAR
+    /// handlers), gone from the maps.
+    fn reserve_remove(&mut self, id: DeviceId) -> Result<Vec<DeviceId>, BusError> {
+        match self.kinds.get(id.0) {
+            None | Some(SlotKind::Removed) => return Err(BusError::NoSuchDevice(id)),
+            Some(SlotKind::BarHandler) => {
+                return Err(BusError::NotRemovable {
+                    id,
+                    device: self.names[id.0].clone(),
+                });
+            }
+            Some(SlotKind::Device) => {}
+        }
+        let mut ids = vec![id];
+        ids.extend(self.bar_handlers.remove(&id).unwrap_or_default());
+        for i in &ids {
+            self.kinds[i.0] = SlotKind::Removed;
+            self.deferred[i.0] = false;
+        }
+        self.maps.remove_ids(&ids);
+        Ok(ids)
+    }
+}
+
+/// The registration state shared by a [`Dispatcher`] and its [`DispatcherHandle`]s. `pending`
+/// says the queue is not empty: the serving thread loads it once per scan, and takes the lock
+/// only when it is set.
+#[derive(Default)]
+struct Registry {
+    pending: AtomicBool,
+    state: Mutex<RegState>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, RegState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Checks a PIO/MMIO registration of `[base, base + len)` against `maps`.
+fn check_range(
+    maps: &Maps,
+    names: &[String],
+    space: AddressSpace,
+    base: u64,
+    len: u64,
+    name: &str,
+) -> Result<(), BusError> {
+    let name = || name.to_string();
+    if len == 0 {
+        return Err(BusError::Empty {
+            space,
+            base,
+            device: name(),
+        });
+    }
+    // Last byte must be below 0x10000 (PIO) or representable (MMIO: base + len - 1 <= MAX).
+    let fits = match (space, base.checked_add(len - 1)) {
+        (_, None) => false,
+        (AddressSpace::Pio, Some(l)) => l < 0x1_0000,
+        (AddressSpace::Mmio, Some(_)) => true,
+    };
+    if !fits {
+        return Err(BusError::OutOfSpace {
+            space,
+            base,
+            len,
+            device: name(),
+        });
+    }
+    let end_incl = base + (len - 1);
+    let covers = |a: u64, b: u64| base <= b && a <= end_incl;
+    if space == AddressSpace::Pio && (covers(0xcf8, 0xcf8) || covers(0xcfc, 0xcff)) {
+        return Err(BusError::Reserved {
+            base,
+            len,
+            device: name(),
+        });
+    }
+    let map = maps.space(space);
+    // The range starting at or before `base`, and the first starting inside ours.
+    let before = map.range(..=base).next_back();
+    let inside = map.range(base..=end_incl).next();
+    for (&b, &(l, id)) in before.into_iter().chain(inside) {
+        let other_last = b + (l - 1);
+        if b <= end_incl && base <= other_last {
+            return Err(BusError::Overlap {
+                space,
+                base,
+                len,
+                device: name(),
+                existing: names[id.0].clone(),
+                existing_base: b,
+                existing_len: l,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Registers and removes devices of a [`Dispatcher`] from any thread, while its client serves
+/// ([`Dispatcher::handle`], [`ClientHandle::bus`](super::ClientHandle::bus)). Cheap to clone.
+///
+/// Each call is checked at once against the registrations as they will be when every change
+/// before it is applied (overlaps, a taken PCI function, the BAR windows routed now) and
+/// returns its result (the new [`DeviceId`]s, or the [`BusError`]); the change is queued and
+/// the serving thread applies it before its next scan: every request claimed by a scan that
+/// starts after the call returned sees it, and requests already handed to a device are
+/// completed as they were dispatched (exactly once). A removed device's range is unclaimed
+/// (reads all ones, writes ignored) and its device is dropped on the serving thread. In
+/// blocking mode the serving thread applies changes when ATTACH next returns, before it scans;
+/// a client that is not serving applies them when it next runs (or on
+/// [`Dispatcher::apply_changes`]).
+#[derive(Clone)]
+pub struct DispatcherHandle {
+    reg: Arc<Registry>,
+}
+
+impl fmt::Debug for DispatcherHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherHandle")
+            .field("pending", &self.pending())
+            .finish()
+    }
+}
+
+impl DispatcherHandle {
+    fn queue(&self, st: &mut RegState, change: Change) {
+        st.queue.push(change);
+        // Under the lock: the serving thread clears the flag under the same lock.
+        self.reg.pending.store(true, Ordering::Release);
+    }
+
+    /// [`Dispatcher::add_range`], live.
+    pub fn add_range(
+        &self,
+        space: AddressSpace,
+        base: u64,
+        len: u64,
+        device: Box<dyn IoDevice>,
+    ) -> Result<DeviceId, BusError> {
+        let mut st = self.reg.lock();
+        let id = st.reserve_range(space, base, len, device.name().to_string(), false)?;
+        let dev = DeviceBox::Io(device);
+        self.queue(
+            &mut st,
+            Change::Range {
+                id,
+                space,
+                base,
+                len,
+                dev,
+            },
+        );
+        Ok(id)
+    }
+
+    /// [`Dispatcher::add_pio`], live.
+    pub fn add_pio(
+        &self,
+        base: u16,
+        len: u32,
+        device: Box<dyn IoDevice>,
+    ) -> Result<DeviceId, BusError> {
+        self.add_range(AddressSpace::Pio, u64::from(base), u64::from(len), device)
+    }
+
+    /// [`Dispatcher::add_mmio`], live.
+    pub fn add_mmio(
+        &self,
+        base: u64,
+        len: u64,
+        device: Box<dyn IoDevice>,
+    ) -> Result<DeviceId, BusError> {
+        self.add_range(AddressSpace::Mmio, base, len, device)
+    }
+
+    /// [`Dispatcher::add_deferred`], live. Refused ([`BusError::DeferredUnserved`]) while the
+    /// client serves with `run`.
+    pub fn add_deferred(&self, at: DeferredAt, name: &str) -> Result<DeviceId, BusError> {
+        let mut st = self.reg.lock();
+        let (id, change) = match at {
+            DeferredAt::Range(space, base, len) => {
+                let id = st.reserve_range(space, base, len, name.to_string(), true)?;
+                let dev = DeviceBox::Deferred;
+                let change = Change::Range {
+                    id,
+                    space,
+                    base,
+                    len,
+                    dev,
+                };
+                (id, change)
+            }
+            DeferredAt::Pci(bdf) => {
+                let (id, _) = st.reserve_pci(bdf, name.to_string(), true, &[])?;
+                let change = Change::Pci {
+                    id,
+                    bdf,
+                    dev: DeviceBox::Deferred,
+                    bars: Vec::new(),
+                };
+                (id, change)
+            }
+        };
+        self.queue(&mut st, change);
+        Ok(id)
+    }
+
+    /// [`Dispatcher::add_pci`], live.
+    pub fn add_pci(&self, bdf: Bdf, device: Box<dyn PciDevice>) -> Result<DeviceId, BusError> {
+        self.add_pci_with_bars(bdf, device, Vec::new())
+            .map(|(id, _)| id)
+    }
+
+    /// [`Dispatcher::add_pci_with_bars`], live.
+    pub fn add_pci_with_bars(
+        &self,
+        bdf: Bdf,
+        device: Box<dyn PciDevice>,
+        bars: Vec<(u8, BarHandler)>,
+    ) -> Result<(DeviceId, Vec<DeviceId>), BusError> {
+        let name = device.name().to_string();
+        let shape = bar_shape(&name, &bars);
+        let mut st = self.reg.lock();
+        let (id, handlers) = st.reserve_pci(bdf, name, false, &shape)?;
+        let bars = bars
+            .into_iter()
+            .zip(&handlers)
+            .map(|((index, h), &hid)| (index, hid, h.into_box()))
+            .collect();
+        self.queue(
+            &mut st,
+            Change::Pci {
+                id,
+                bdf,
+                dev: DeviceBox::Pci(device),
+                bars,
+            },
+        );
+        Ok((id, handlers))
+    }
+
+    /// [`Dispatcher::remove`], live: the device's range (and a PCI function's BAR windows) is
+    /// unclaimed from the next scan on; a request already handed to it completes as
+    /// dispatched.
+    pub fn remove(&self, id: DeviceId) -> Result<(), BusError> {
+        let mut st = self.reg.lock();
+        let ids = st.reserve_remove(id)?;
+        self.queue(&mut st, Change::Remove { ids });
+        Ok(())
+    }
+
+    /// Whether changes wait for the serving thread.
+    pub fn pending(&self) -> bool {
+        self.reg.pending.load(Ordering::Acquire)
+    }
+}
+
+impl BarHandler {
+    fn into_box(self) -> DeviceBox {
+        match self {
+            BarHandler::Native(d) => DeviceBox::Io(d),
+            BarHandler::Deferred(_) => DeviceBox::Deferred,
+        }
+    }
+}
+
+/// The names and kinds of BAR handlers: `(index, name, deferred)`.
+fn bar_shape(name: &str, bars: &[(u8, BarHandler)]) -> Vec<(u8, String, bool)> {
+    bars.iter()
+        .map(|(index, h)| match h {
+            BarHandler::Native(_) => (*index, format!("{name}.bar{index}"), false),
+            BarHandler::Deferred(n) => (*index, n.clone(), true),
+        })
+        .collect()
+}
+
 /// The device table and the three address maps.
 #[derive(Default)]
 pub struct Dispatcher {
     devices: Vec<Entry>,
-    pio: BTreeMap<u64, (u64, DeviceId)>,
-    mmio: BTreeMap<u64, (u64, DeviceId)>,
-    pci: BTreeMap<Bdf, DeviceId>,
+    /// The maps requests are looked up in (the serving thread's; the registry holds the same
+    /// once its queue is applied).
+    maps: Maps,
     /// The BAR handlers of PCI functions, by the function's id ([`Dispatcher::add_pci_with_bars`]).
     bar_routes: BTreeMap<DeviceId, Vec<BarRoute>>,
+    reg: Arc<Registry>,
     on_fault: Option<FaultHook>,
     /// The handler's start and end ([`Dispatcher::dispatch_timed`]).
     handler_ns: (u64, u64),
@@ -355,9 +815,9 @@ impl fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatcher")
             .field("devices", &self.devices.len())
-            .field("pio", &self.pio.len())
-            .field("mmio", &self.mmio.len())
-            .field("pci", &self.pci.len())
+            .field("pio", &self.maps.pio.len())
+            .field("mmio", &self.maps.mmio.len())
+            .field("pci", &self.maps.pci.len())
             .finish()
     }
 }
@@ -407,8 +867,12 @@ impl Dispatcher {
         len: u64,
         device: Box<dyn IoDevice>,
     ) -> Result<DeviceId, BusError> {
-        let name = device.name().to_string();
-        self.insert_range(space, base, len, DeviceBox::Io(device), name)
+        let reg = Arc::clone(&self.reg);
+        let mut st = reg.lock();
+        self.drain(&mut st);
+        let id = st.reserve_range(space, base, len, device.name().to_string(), false)?;
+        self.install_range(&st, id, space, base, len, DeviceBox::Io(device));
+        Ok(id)
     }
 
     /// Registers a *deferred* device called `name` at `at`: requests for it are not handled by
@@ -416,98 +880,127 @@ impl Dispatcher {
     /// [`IoreqClient::next_batch`](super::IoreqClient::next_batch), which answers them (the
     /// JavaScript devices of the bindings). The same overlap and containment rules apply.
     pub fn add_deferred(&mut self, at: DeferredAt, name: &str) -> Result<DeviceId, BusError> {
-        match at {
-            DeferredAt::Range(space, base, len) => {
-                self.insert_range(space, base, len, DeviceBox::Deferred, name.to_string())
-            }
-            DeferredAt::Pci(bdf) => self.insert_pci(bdf, DeviceBox::Deferred, name.to_string()),
+        let id = self.handle().add_deferred(at, name)?;
+        self.apply_changes();
+        Ok(id)
+    }
+
+    /// Whether any deferred device is registered (queued changes included).
+    pub fn has_deferred(&self) -> bool {
+        self.reg.lock().deferred.iter().any(|&d| d)
+    }
+
+    /// A handle registering and removing devices from other threads while this dispatcher
+    /// serves ([`DispatcherHandle`]).
+    pub fn handle(&self) -> DispatcherHandle {
+        DispatcherHandle {
+            reg: Arc::clone(&self.reg),
         }
     }
 
-    /// Whether any deferred device is registered.
-    pub fn has_deferred(&self) -> bool {
-        self.devices
-            .iter()
-            .any(|e| matches!(e.dev, DeviceBox::Deferred))
+    /// Applies the changes queued by [`DispatcherHandle`]s; returns whether there were any.
+    /// One atomic load when there are none (the serving thread calls it before each scan).
+    #[inline]
+    pub fn apply_changes(&mut self) -> bool {
+        if !self.reg.pending.load(Ordering::Acquire) {
+            return false;
+        }
+        let reg = Arc::clone(&self.reg);
+        let mut st = reg.lock();
+        self.drain(&mut st);
+        true
     }
 
-    fn insert_range(
+    /// Marks the dispatcher as served by `run` (`on`: refused, returning `false`, if a deferred
+    /// device is registered; while set, deferred devices are refused) or not.
+    pub(crate) fn serve_native_only(&mut self, on: bool) -> bool {
+        let reg = Arc::clone(&self.reg);
+        let mut st = reg.lock();
+        self.drain(&mut st);
+        if on && st.deferred.iter().any(|&d| d) {
+            return false;
+        }
+        st.native_only = on;
+        true
+    }
+
+    /// Applies the queued changes (the registry's lock held: after this the serving maps are
+    /// the registry's).
+    fn drain(&mut self, st: &mut RegState) {
+        let queue = std::mem::take(&mut st.queue);
+        self.reg.pending.store(false, Ordering::Relaxed);
+        for change in queue {
+            match change {
+                Change::Range {
+                    id,
+                    space,
+                    base,
+                    len,
+                    dev,
+                } => self.install_range(st, id, space, base, len, dev),
+                Change::Pci { id, bdf, dev, bars } => self.install_pci(st, id, bdf, dev, bars),
+                Change::Remove { ids } => {
+                    self.maps.remove_ids(&ids);
+                    for id in &ids {
+                        self.bar_routes.remove(id);
+                        if let Some(e) = self.devices.get_mut(id.0) {
+                            // A device whose drop panics is gone all the same.
+                            let dev = std::mem::replace(&mut e.dev, DeviceBox::Removed);
+                            let _ = catch_unwind(AssertUnwindSafe(move || drop(dev)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts a reserved range's device in the table and the serving map.
+    fn install_range(
         &mut self,
+        st: &RegState,
+        id: DeviceId,
         space: AddressSpace,
         base: u64,
         len: u64,
         dev: DeviceBox,
-        name: String,
-    ) -> Result<DeviceId, BusError> {
-        if len == 0 {
-            return Err(BusError::Empty {
-                space,
-                base,
-                device: name,
-            });
+    ) {
+        self.push(st, id, dev);
+        self.maps.space_mut(space).insert(base, (len, id));
+    }
+
+    /// Puts a reserved function (and its BAR handlers) in the table and the serving map.
+    fn install_pci(
+        &mut self,
+        st: &mut RegState,
+        id: DeviceId,
+        bdf: Bdf,
+        dev: DeviceBox,
+        bars: Vec<(u8, DeviceId, DeviceBox)>,
+    ) {
+        self.push(st, id, dev);
+        self.maps.pci.insert(bdf, id);
+        if bars.is_empty() {
+            return;
         }
-        let limit = match space {
-            AddressSpace::Pio => 0x1_0000,
-            AddressSpace::Mmio => u64::MAX,
-        };
-        // Last byte must be <= limit - 1 (PIO) or representable (MMIO: base + len - 1 <= MAX).
-        let last = base.checked_add(len - 1);
-        let fits = match (space, last) {
-            (_, None) => false,
-            (AddressSpace::Pio, Some(l)) => l < limit,
-            (AddressSpace::Mmio, Some(_)) => true,
-        };
-        if !fits {
-            return Err(BusError::OutOfSpace {
-                space,
-                base,
-                len,
-                device: name,
-            });
-        }
-        let end_incl = base + (len - 1);
-        let covers = |a: u64, b: u64| base <= b && a <= end_incl;
-        if space == AddressSpace::Pio && (covers(0xcf8, 0xcf8) || covers(0xcfc, 0xcff)) {
-            return Err(BusError::Reserved {
-                base,
-                len,
-                device: name,
-            });
-        }
-        let map = match space {
-            AddressSpace::Pio => &self.pio,
-            AddressSpace::Mmio => &self.mmio,
-        };
-        // The range starting at or before `base`, and the first starting inside ours.
-        let before = map.range(..=base).next_back();
-        let inside = map.range(base..=end_incl).next();
-        for (&b, &(l, id)) in before.into_iter().chain(inside) {
-            let other_last = b + (l - 1);
-            if b <= end_incl && base <= other_last {
-                return Err(BusError::Overlap {
-                    space,
-                    base,
-                    len,
-                    device: name,
-                    existing: self.devices[id.0].counters.name.clone(),
-                    existing_base: b,
-                    existing_len: l,
-                });
-            }
-        }
-        let id = self.push(dev, name);
-        let map = match space {
-            AddressSpace::Pio => &mut self.pio,
-            AddressSpace::Mmio => &mut self.mmio,
-        };
-        map.insert(base, (len, id));
-        Ok(id)
+        let routes = bars
+            .into_iter()
+            .map(|(index, hid, h)| {
+                self.push(st, hid, h);
+                BarRoute {
+                    index,
+                    handler: hid,
+                    at: None,
+                }
+            })
+            .collect();
+        self.bar_routes.insert(id, routes);
+        self.update_bars_locked(st, id);
     }
 
     /// Registers the configuration space of function `bdf`.
     pub fn add_pci(&mut self, bdf: Bdf, device: Box<dyn PciDevice>) -> Result<DeviceId, BusError> {
-        let name = device.name().to_string();
-        self.insert_pci(bdf, DeviceBox::Pci(device), name)
+        self.add_pci_with_bars(bdf, device, Vec::new())
+            .map(|(id, _)| id)
     }
 
     /// Registers function `bdf` with a handler for some of its BARs: `(bar index, handler)`.
@@ -522,26 +1015,17 @@ impl Dispatcher {
         device: Box<dyn PciDevice>,
         bars: Vec<(u8, BarHandler)>,
     ) -> Result<(DeviceId, Vec<DeviceId>), BusError> {
-        let name = device.name().to_string();
-        let id = self.insert_pci(bdf, DeviceBox::Pci(device), name.clone())?;
-        let routes: Vec<BarRoute> = bars
-            .into_iter()
-            .map(|(index, h)| {
-                let (dev, n) = match h {
-                    BarHandler::Native(d) => (DeviceBox::Io(d), format!("{name}.bar{index}")),
-                    BarHandler::Deferred(n) => (DeviceBox::Deferred, n),
-                };
-                BarRoute {
-                    index,
-                    handler: self.push(dev, n),
-                    at: None,
-                }
-            })
-            .collect();
-        let handlers = routes.iter().map(|r| r.handler).collect();
-        self.bar_routes.insert(id, routes);
-        self.update_bars(id);
-        Ok((id, handlers))
+        let r = self.handle().add_pci_with_bars(bdf, device, bars)?;
+        self.apply_changes();
+        Ok(r)
+    }
+
+    /// Removes device `id` (a PCI function with its BAR handlers): its range is unclaimed
+    /// from now on. Errors: no such device, or a BAR handler (remove its function).
+    pub fn remove(&mut self, id: DeviceId) -> Result<(), BusError> {
+        self.handle().remove(id)?;
+        self.apply_changes();
+        Ok(())
     }
 
     /// The window BAR `index` of function `id` is routed to now, if any.
@@ -553,8 +1037,16 @@ impl Dispatcher {
             .at
     }
 
-    /// Re-reads the BAR windows of function `id` and moves its routes to match.
+    /// Re-reads the BAR windows of function `id` and moves its routes to match (under the
+    /// registry's lock: a cold path, after configuration writes to functions with BARs).
     fn update_bars(&mut self, id: DeviceId) {
+        let reg = Arc::clone(&self.reg);
+        let mut st = reg.lock();
+        self.drain(&mut st);
+        self.update_bars_locked(&mut st, id);
+    }
+
+    fn update_bars_locked(&mut self, st: &mut RegState, id: DeviceId) {
         let Some(mut routes) = self.bar_routes.remove(&id) else {
             return;
         };
@@ -573,21 +1065,16 @@ impl Dispatcher {
                 continue;
             }
             if let Some((space, base, _)) = r.at.take() {
-                let map = match space {
-                    AddressSpace::Pio => &mut self.pio,
-                    AddressSpace::Mmio => &mut self.mmio,
-                };
-                if map.get(&base).is_some_and(|&(_, h)| h == r.handler) {
-                    map.remove(&base);
+                for map in [self.maps.space_mut(space), st.maps.space_mut(space)] {
+                    if map.get(&base).is_some_and(|&(_, h)| h == r.handler) {
+                        map.remove(&base);
+                    }
                 }
             }
             if let Some((space, base, len)) = want {
-                if self.window_free(space, base, len) {
-                    let map = match space {
-                        AddressSpace::Pio => &mut self.pio,
-                        AddressSpace::Mmio => &mut self.mmio,
-                    };
-                    map.insert(base, (len, r.handler));
+                if st.maps.window_free(space, base, len) {
+                    self.maps.space_mut(space).insert(base, (len, r.handler));
+                    st.maps.space_mut(space).insert(base, (len, r.handler));
                     r.at = Some((space, base, len));
                 }
             }
@@ -595,47 +1082,31 @@ impl Dispatcher {
         self.bar_routes.insert(id, routes);
     }
 
-    /// Whether `[base, base + len)` of `space` is valid and claimed by nobody.
-    fn window_free(&self, space: AddressSpace, base: u64, len: u64) -> bool {
-        let Some(last) = base.checked_add(len - 1) else {
-            return false;
-        };
-        if space == AddressSpace::Pio && (last > 0xffff || (base <= 0xcff && last >= 0xcf8)) {
-            return false;
-        }
-        let map = match space {
-            AddressSpace::Pio => &self.pio,
-            AddressSpace::Mmio => &self.mmio,
-        };
-        // The last range starting at or before our last byte overlaps iff it reaches our base.
-        map.range(..=last)
-            .next_back()
-            .is_none_or(|(&b, &(l, _))| b + (l - 1) < base)
-    }
-
-    fn insert_pci(&mut self, bdf: Bdf, dev: DeviceBox, name: String) -> Result<DeviceId, BusError> {
-        if let Some(id) = self.pci.get(&bdf) {
-            return Err(BusError::PciTaken {
-                bdf,
-                device: name,
-                existing: self.devices[id.0].counters.name.clone(),
+    /// Puts device `id` (reserved in the registry, in order) in the table.
+    fn push(&mut self, st: &RegState, id: DeviceId, dev: DeviceBox) {
+        // Ids are reserved in the order changes are applied, so `id` is the next slot; fill a
+        // gap defensively rather than misnumber.
+        while self.devices.len() < id.0 {
+            let n = self.devices.len();
+            self.devices.push(Entry {
+                dev: DeviceBox::Removed,
+                counters: Arc::new(DeviceCounters {
+                    name: st.names.get(n).cloned().unwrap_or_default(),
+                    ..Default::default()
+                }),
             });
         }
-        let id = self.push(dev, name);
-        self.pci.insert(bdf, id);
-        Ok(id)
-    }
-
-    fn push(&mut self, dev: DeviceBox, name: String) -> DeviceId {
-        let id = DeviceId(self.devices.len());
-        self.devices.push(Entry {
+        let entry = Entry {
             dev,
             counters: Arc::new(DeviceCounters {
-                name,
+                name: st.names.get(id.0).cloned().unwrap_or_default(),
                 ..Default::default()
             }),
-        });
-        id
+        };
+        match self.devices.get_mut(id.0) {
+            Some(e) => *e = entry,
+            None => self.devices.push(entry),
+        }
     }
 
     /// Installs the fault callback (called on the client thread, after counting).
@@ -652,7 +1123,10 @@ impl Dispatcher {
     pub fn ranges(&self) -> Vec<DeviceRange> {
         let mut out = Vec::with_capacity(self.devices.len());
         let name = |id: DeviceId| self.devices[id.0].counters.name.clone();
-        for (space, map) in [(RangeSpace::Pio, &self.pio), (RangeSpace::Mmio, &self.mmio)] {
+        for (space, map) in [
+            (RangeSpace::Pio, &self.maps.pio),
+            (RangeSpace::Mmio, &self.maps.mmio),
+        ] {
             for (&base, &(len, id)) in map {
                 out.push(DeviceRange {
                     id,
@@ -663,7 +1137,7 @@ impl Dispatcher {
                 });
             }
         }
-        for (bdf, &id) in &self.pci {
+        for (bdf, &id) in &self.maps.pci {
             out.push(DeviceRange {
                 id,
                 name: name(id),
@@ -678,23 +1152,22 @@ impl Dispatcher {
         out
     }
 
-    /// Number of registered devices.
+    /// Number of registered devices (removed ones not counted).
     pub fn len(&self) -> usize {
-        self.devices.len()
+        self.devices
+            .iter()
+            .filter(|e| !matches!(e.dev, DeviceBox::Removed))
+            .count()
     }
 
     /// No device registered.
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
+        self.len() == 0
     }
 
     /// Which device (if any) serves `[addr, addr + size)` of `space`.
     pub fn lookup(&self, space: AddressSpace, addr: u64, size: u64) -> Option<(DeviceId, u64)> {
-        let map = match space {
-            AddressSpace::Pio => &self.pio,
-            AddressSpace::Mmio => &self.mmio,
-        };
-        let (&base, &(len, id)) = map.range(..=addr).next_back()?;
+        let (&base, &(len, id)) = self.maps.space(space).range(..=addr).next_back()?;
         let off = addr - base;
         // Fully inside: off + size <= len (no overflow: off < 2^64, size <= 8, checked).
         match off.checked_add(size) {
@@ -709,7 +1182,7 @@ impl Dispatcher {
             let r = catch_unwind(AssertUnwindSafe(|| match &mut e.dev {
                 DeviceBox::Io(d) => d.reset(),
                 DeviceBox::Pci(d) => d.reset(),
-                DeviceBox::Deferred => {}
+                DeviceBox::Deferred | DeviceBox::Removed => {}
             }));
             // A device whose reset panics stays as it is; the reset of the others goes on.
             drop(r);
@@ -778,7 +1251,11 @@ impl Dispatcher {
         match req.kind {
             Kind::Pio => self.lookup(AddressSpace::Pio, req.address, req.size),
             Kind::Mmio => self.lookup(AddressSpace::Mmio, req.address, req.size),
-            _ => self.pci.get(&req.bdf).map(|&id| (id, u64::from(req.reg))),
+            _ => self
+                .maps
+                .pci
+                .get(&req.bdf)
+                .map(|&id| (id, u64::from(req.reg))),
         }
     }
 
@@ -787,6 +1264,13 @@ impl Dispatcher {
     fn call<const TIMED: bool>(&mut self, id: DeviceId, offset: u64, req: &Request) -> Outcome {
         let size = req.size;
         let entry = &mut self.devices[id.0];
+        if matches!(entry.dev, DeviceBox::Removed) {
+            // No map points at a removed device; answered as nobody's all the same.
+            return Outcome {
+                value: ones(size),
+                target: Target::Unclaimed,
+            };
+        }
         if matches!(entry.dev, DeviceBox::Deferred) {
             entry.counters.count(req.is_read);
             return Outcome {
@@ -815,7 +1299,7 @@ impl Dispatcher {
                     0
                 }
             }
-            DeviceBox::Deferred => 0,
+            DeviceBox::Deferred | DeviceBox::Removed => 0,
         }));
         if TIMED {
             self.handler_ns = (t0, crate::trace::stamp());

@@ -24,6 +24,12 @@
 //!   previous batch (the values of its reads, then exactly one NOTIFY per request) and waits for
 //!   the next, serving native devices meanwhile. This is how the bindings serve JavaScript
 //!   devices: one client, one scan, the same recorder and the same reset/suspend handling.
+//! * **Devices added and removed while serving** ([`ClientHandle::bus`], a
+//!   [`DispatcherHandle`]): each change is checked and answered at once on the calling thread,
+//!   queued, and applied by the serving thread at the start of its next scan (one atomic load
+//!   per scan when nothing is queued; no lock on the request path). A request already
+//!   dispatched (or handed out in a batch) completes as it was, exactly once; a removed range
+//!   is unclaimed from the next scan on.
 //! * **Reset / suspend / power-off as the device model does them**: a device asks through
 //!   [`VmControl`]; the client withholds the NOTIFY of the request being handled and runs
 //!   [`reset_vm_like_dm`] (PAUSE, CLEAR_VM_IOREQ, reset devices, RESET, vCPU registers, START).
@@ -67,8 +73,8 @@ use serde::Serialize;
 
 pub use dispatch::{
     AddressSpace, BarHandler, BarWindow, BusError, DeferredAt, DeviceCounters, DeviceId,
-    DeviceRange, Dispatcher, FaultHook, FaultReason, FaultReport, IoDevice, Outcome, PciDevice,
-    RangeSpace, Target, ones,
+    DeviceRange, Dispatcher, DispatcherHandle, FaultHook, FaultReason, FaultReport, IoDevice,
+    Outcome, PciDevice, RangeSpace, Target, ones,
 };
 pub use protocol::{Bdf, Claim, Kind, Request, SlotMemory};
 
@@ -407,6 +413,7 @@ pub struct ClientHandle {
     vm: Arc<Vm>,
     blocking: bool,
     control: VmControl,
+    bus: DispatcherHandle,
 }
 
 impl fmt::Debug for ClientHandle {
@@ -451,8 +458,9 @@ impl ClientHandle {
     pub fn stats(&self) -> ClientStats {
         self.shared.counters.snapshot()
     }
-    /// The live counters of every device (registration order), as of the last `run` start or
-    /// [`IoreqClient::new`].
+    /// The live counters of every device (registration order, index = [`DeviceId`]), as of
+    /// [`IoreqClient::new`], the last `run` start, or the last change applied from
+    /// [`bus`](Self::bus).
     pub fn device_counters(&self) -> Vec<Arc<DeviceCounters>> {
         self.shared
             .devices
@@ -463,6 +471,10 @@ impl ClientHandle {
     /// The VM control devices use.
     pub fn control(&self) -> VmControl {
         self.control.clone()
+    }
+    /// Adds and removes devices while the client serves (see [`DispatcherHandle`]).
+    pub fn bus(&self) -> &DispatcherHandle {
+        &self.bus
     }
 }
 
@@ -567,6 +579,7 @@ impl IoreqClient {
             vm: self.vm.clone(),
             blocking: matches!(self.config.mode, WakeMode::Blocking),
             control: self.control.clone(),
+            bus: self.dispatcher.handle(),
         }
     }
 
@@ -580,9 +593,22 @@ impl IoreqClient {
         &self.vm
     }
 
-    /// The dispatcher (to register devices before `run`, or inspect them after).
+    /// The dispatcher (to register devices before `run`, or inspect them after), with the
+    /// changes queued by [`ClientHandle::bus`] applied.
     pub fn dispatcher_mut(&mut self) -> &mut Dispatcher {
+        self.apply_changes();
         &mut self.dispatcher
+    }
+
+    /// Applies the device changes queued through [`ClientHandle::bus`] (one atomic load when
+    /// there are none) and publishes the new device counters.
+    #[inline]
+    fn apply_changes(&mut self) {
+        if self.dispatcher.apply_changes() {
+            if let Ok(mut d) = self.shared.devices.write() {
+                *d = self.dispatcher.counters();
+            }
+        }
     }
 
     /// A snapshot of the counters.
@@ -595,7 +621,7 @@ impl IoreqClient {
     /// with `ENODEV`/`EINTR`, or a failing step of a reset. A stopped client stays stopped (a
     /// later `run` returns at once); after a suspend or power-off `run` may be called again.
     pub fn run(&mut self) -> Result<RunExit> {
-        if self.dispatcher.has_deferred() {
+        if !self.dispatcher.serve_native_only(true) {
             // Nobody would answer their requests: serve them with `next_batch`.
             return Err(crate::Error {
                 op: "IoreqClient::run with deferred devices (use next_batch)",
@@ -610,6 +636,7 @@ impl IoreqClient {
             WakeMode::Blocking => self.run_blocking(),
             WakeMode::Poll(p) => self.run_poll(p),
         };
+        self.dispatcher.serve_native_only(false);
         self.shared.running.store(false, Ordering::Release);
         if let Some(rec) = self.config.recorder.as_mut() {
             rec.flush();
@@ -665,6 +692,7 @@ impl IoreqClient {
     }
 
     fn scan(&mut self) -> Result<Pass> {
+        self.apply_changes();
         self.shared.counters.inc(C_SCANS);
         let mut n = 0usize;
         let recording = self.config.recorder.is_some();

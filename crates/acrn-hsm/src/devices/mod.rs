@@ -2,11 +2,13 @@
 //!
 //! * [`Uart16550`]: a 16550A serial port (the guest prints through THR, polling LSR).
 //! * [`RegisterFile`]: memory-backed registers, little-endian, any 1/2/4/8-byte access.
-//! * [`PciFunction`]: the configuration space of one PCI function with sizable BARs.
+//! * [`PciFunction`]: the configuration space of one PCI function with sizable BARs and a
+//!   capability list, including MSI ([`Msi`]) and MSI-X ([`Msix`], table and PBA in a BAR).
 //! * [`FnDevice`]: a device made of two closures (for callers that bring their own logic).
 //! * [`ResetPort`]: the 0xCF9-style reset control register, asking the client for a
 //!   device-model style reset through a [`VmControl`].
 
+pub mod msi;
 mod pci;
 pub mod platform;
 mod regfile;
@@ -14,6 +16,7 @@ mod uart;
 
 use std::fmt;
 
+pub use msi::{Msi, MsiConfig, MsiLog, MsiSignal, MsiSink, Msix, MsixBar, MsixConfig};
 pub use pci::{Bar, PciError, PciFunction};
 pub use regfile::{RegisterFile, RegisterView};
 pub use uart::{

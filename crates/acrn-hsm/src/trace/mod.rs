@@ -366,9 +366,15 @@ impl TraceRecorder {
         let writer = TraceWriter::new(IoSink(sink), &setup.header())?;
         let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
         let vcpus = usize::from(setup.vcpus.max(1));
+        // Devices added after the header was written (while the client serves) are not in its
+        // table: their records carry no device.
+        let mut known = vec![0u64; 1024];
+        for d in &setup.devices {
+            known[usize::from(d.id / 64)] |= 1 << (d.id % 64);
+        }
         let thread = std::thread::Builder::new()
             .name("trace-writer".into())
-            .spawn(move || writer_thread(writer, rx, vcpus, calib))?;
+            .spawn(move || writer_thread(writer, rx, vcpus, calib, known))?;
         Ok(TraceRecorder { tx, thread })
     }
 
@@ -518,6 +524,7 @@ fn writer_thread<W: Write>(
     rx: Receiver<Msg>,
     vcpus: usize,
     calib: clock::Calib,
+    known: Vec<u64>,
 ) -> Result<TraceSummary, RecorderError> {
     let mut j = Joiner {
         w,
@@ -533,7 +540,12 @@ fn writer_thread<W: Write>(
             Msg::GuestAttached => j.guest_attached = true,
             Msg::Client(chunk) => {
                 let mut touched = 0u64;
-                for r in chunk {
+                for mut r in chunk {
+                    if r.device != NO_DEVICE
+                        && known[usize::from(r.device / 64)] & (1 << (r.device % 64)) == 0
+                    {
+                        r.device = NO_DEVICE;
+                    }
                     touched |= 1 << (r.vcpu % 64);
                     j.lane(r.vcpu).client.push_back(r);
                 }
