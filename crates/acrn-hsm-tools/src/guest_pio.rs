@@ -36,10 +36,12 @@ pub const RESULT_PORT: u16 = 0x402;
 pub const EXIT_PORT: u16 = 0xf4;
 /// The value written to [`EXIT_PORT`] at the end (QEMU exits with status `(v << 1) | 1` = 33).
 pub const EXIT_VALUE: u8 = 0x10;
-/// Where the variants on the KVM engine load [`guest_code`] (real mode, CS = 0).
-pub const LOAD_ADDR: u64 = 0x1000;
-/// Guest RAM of the KVM-engine variants (the result buffer is at 0x10000..0x20000).
+/// Guest RAM of the KVM-engine variants at 0 (the result buffer is at 0x10000..0x20000).
 pub const RAM_BYTES: usize = 1 << 20;
+/// Where [`bios_image`] sits in RAM (F000:0000), as a firmware's shadow copy.
+pub const IMAGE_GPA: u64 = 0xf_0000;
+/// Where [`bios_image`] is mapped read-only below 4 GiB (its reset vector at 0xFFFF_FFF0).
+pub const ROM_GPA: u64 = 0xffff_0000;
 /// At most this many iterations (empty and measured deltas fill one 64 KiB segment).
 pub const MAX_ITERATIONS: u16 = 8000;
 
@@ -119,8 +121,8 @@ pub fn bios_image(code: &[u8]) -> Vec<u8> {
 }
 
 /// QEMU's command line (after the program) for the guest in `image` (a [`bios_image`]),
-/// results to `dump`: KVM, the `pc` machine with no default devices and its default CPU model
-/// (`-cpu host` aborts on this nested KVM: MSR 0x10a), `isa-debug-exit` at [`EXIT_PORT`] and
+/// results to `dump`: KVM, the `pc` machine with no default devices, `-cpu max` (`-cpu host`
+/// aborts on this nested KVM: MSR 0x10a; the default model warns that `pni` is missing), `isa-debug-exit` at [`EXIT_PORT`] and
 /// `isa-debugcon` at [`RESULT_PORT`] into `dump`. [`TEST_PORT`] is left unassigned: QEMU
 /// answers it (reads all ones, writes ignored) in the vCPU thread.
 pub fn qemu_args(image: &std::path::Path, dump: &std::path::Path) -> Vec<String> {
@@ -129,6 +131,8 @@ pub fn qemu_args(image: &std::path::Path, dump: &std::path::Path) -> Vec<String>
         "kvm",
         "-M",
         "pc",
+        "-cpu",
+        "max",
         "-m",
         "16",
         "-nodefaults",
@@ -235,11 +239,16 @@ pub fn run_native(
         })
         .map_err(|e| e.to_string())?,
     );
+    // As a firmware: RAM at 0 with the image's shadow at 0xF0000, the image read-only below
+    // 4 GiB; no registers set, so the vCPU starts at the reset vector (F000:FFF0).
+    let image = bios_image(&guest_code(iterations, warmup));
     let ram = Arc::new(UserPages::new(RAM_BYTES).map_err(|e| e.to_string())?);
-    ram.write_bytes(LOAD_ADDR as usize, &guest_code(iterations, warmup))
+    ram.write_bytes(IMAGE_GPA as usize, &image)
         .map_err(|e| e.to_string())?;
     vm.map_ram(0, ram.clone(), 0x7).map_err(|e| e.to_string())?;
-    vm.set_vcpu_regs(&acrn_hsm::loader::real_mode_regs(LOAD_ADDR))
+    let rom = Arc::new(UserPages::new(image.len()).map_err(|e| e.to_string())?);
+    rom.write_bytes(0, &image).map_err(|e| e.to_string())?;
+    vm.map_ram(ROM_GPA, rom.clone(), 0x5)
         .map_err(|e| e.to_string())?;
 
     let served = Arc::new(Mutex::new(0u64));
