@@ -22,6 +22,13 @@ export interface EmulatorOptions {
   pcpus?: number;
   /** VM slots for post-launched VMs (default 8). */
   maxVms?: number;
+  /**
+   * What runs the vCPUs: `'workload'` (scripted accesses, `hsm.guest(vm).run(...)`; the
+   * default) or `'kvm'` (real guest code on `/dev/kvm`, the engine of `runGuest`: map RAM with
+   * `vm.mapRam`, load code with `vm.memory`, set registers with `vm.setVcpuRegs`, then
+   * `vm.start()`). `'kvm'` throws `ERR_RUN` where KVM is unusable (`engines()` says why).
+   */
+  engine?: 'workload' | 'kvm';
 }
 
 /** The arguments of CREATE_VM. */
@@ -298,6 +305,7 @@ export class Hsm {
   static emulated(options: EmulatorOptions = {}): Hsm {
     if (options.pcpus !== undefined) checkU32('pcpus', options.pcpus);
     if (options.maxVms !== undefined) checkU32('maxVms', options.maxVms);
+    if (options.engine !== undefined && options.engine !== 'workload' && options.engine !== 'kvm') throw new TypeError(`engine must be 'workload' or 'kvm', got ${String(options.engine)}`);
     return new Hsm(callBinding(() => native().HsmHandle.emulated(options)));
   }
 

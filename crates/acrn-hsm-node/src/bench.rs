@@ -2,6 +2,7 @@
 //! pool; only the guest's latencies cross to JavaScript, once per case, as a `Float64Array`.
 
 use acrn_hsm_tools::bench::{BenchError, Measured, NativeCase, run_native_case};
+use acrn_hsm_tools::guest_pio::GuestWait;
 use napi::bindgen_prelude::{AsyncTask, Buffer, Float64Array};
 use napi::{Env, Task};
 use napi_derive::napi;
@@ -137,6 +138,9 @@ pub struct GuestPioOptions {
     pub warmup: u32,
     /// Seconds before the run is abandoned (default 120).
     pub timeout: Option<f64>,
+    /// Poll mode: a client that spins without ever yielding or sleeping (default: the library's
+    /// back-off, as `acrn-hsm run` and a TypeScript client have).
+    pub poll_spin: Option<bool>,
 }
 
 /// What [`bench_guest_pio`] returned.
@@ -152,7 +156,7 @@ pub struct GuestPioResult {
 
 /// The run on the libuv pool.
 pub struct GuestPioTask {
-    args: (u16, u16, bool, std::time::Duration),
+    args: (u16, u16, GuestWait, std::time::Duration),
     failure: Failure,
 }
 
@@ -161,8 +165,8 @@ impl Task for GuestPioTask {
     type JsValue = GuestPioResult;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let (n, w, polling, timeout) = self.args;
-        let r = acrn_hsm_tools::guest_pio::run_native(n, w, polling, timeout)
+        let (n, w, wait, timeout) = self.args;
+        let r = acrn_hsm_tools::guest_pio::run_native(n, w, wait, timeout)
             .map_err(|e| coded_error("ERR_RUN", &e));
         self.failure.keep(r)
     }
@@ -200,9 +204,10 @@ fn guest_pio_sizes(iterations: u32, warmup: u32) -> Result<(u16, u16)> {
 #[napi(ts_return_type = "Promise<GuestPioResult>")]
 pub fn bench_guest_pio(options: GuestPioOptions) -> Result<AsyncTask<GuestPioTask>> {
     let (n, w) = guest_pio_sizes(options.iterations, options.warmup)?;
-    let polling = match options.mode.as_str() {
-        "poll" => true,
-        "notify" => false,
+    let wait = match options.mode.as_str() {
+        "poll" if options.poll_spin == Some(true) => GuestWait::PollSpin,
+        "poll" => GuestWait::Poll,
+        "notify" => GuestWait::Notify,
         m => {
             return Err(coded_error(
                 "ERR_INVALID_ARG",
@@ -215,7 +220,7 @@ pub fn bench_guest_pio(options: GuestPioOptions) -> Result<AsyncTask<GuestPioTas
         return Err(coded_error("ERR_OUT_OF_RANGE", "timeout must be positive"));
     }
     Ok(AsyncTask::new(GuestPioTask {
-        args: (n, w, polling, std::time::Duration::from_secs_f64(t)),
+        args: (n, w, wait, std::time::Duration::from_secs_f64(t)),
         failure: Failure::default(),
     }))
 }

@@ -22,7 +22,7 @@
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, WakeMode};
+use acrn_hsm::client::{ClientConfig, Dispatcher, IoreqClient, PollConfig, WakeMode};
 use acrn_hsm::devices::FnDevice;
 use acrn_hsm::{UserPages, VmConfig};
 use acrn_hsm_emulator::kvm;
@@ -211,15 +211,28 @@ pub struct NativeRun {
     pub elapsed: Duration,
 }
 
+/// How the client of [`run_native`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestWait {
+    /// Notify: a notification VM, the client sleeping in ATTACH.
+    Notify,
+    /// Polling VM and client with the library's back-off ([`WakeMode::poll`], as `acrn-hsm run`
+    /// and a TypeScript client on `client.run()` have).
+    Poll,
+    /// Polling VM, a client that spins without ever yielding or sleeping.
+    PollSpin,
+}
+
 /// Runs the guest on the KVM engine with [`TEST_PORT`] served by a native Rust device of the
-/// ioreq client (`polling`: a polling VM and client, else notify). Fails when KVM is unusable or
-/// the guest does not reach its debug exit within `timeout`.
+/// ioreq client. Fails when KVM is unusable or the guest does not reach its debug exit within
+/// `timeout`.
 pub fn run_native(
     iterations: u16,
     warmup: u16,
-    polling: bool,
+    wait: GuestWait,
     timeout: Duration,
 ) -> Result<NativeRun, String> {
+    let polling = wait != GuestWait::Notify;
     let probe = kvm::probe();
     if !probe.usable {
         return Err(format!("the KVM engine cannot run here: {}", probe.reason));
@@ -296,10 +309,14 @@ pub fn run_native(
         vm.clone(),
         d,
         ClientConfig {
-            mode: if polling {
-                WakeMode::poll()
-            } else {
-                WakeMode::Blocking
+            mode: match wait {
+                GuestWait::Notify => WakeMode::Blocking,
+                GuestWait::Poll => WakeMode::poll(),
+                GuestWait::PollSpin => WakeMode::Poll(PollConfig {
+                    spins: u32::MAX,
+                    yields: 0,
+                    ..PollConfig::default()
+                }),
             },
             ..Default::default()
         },

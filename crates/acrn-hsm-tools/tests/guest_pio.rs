@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use acrn_hsm_emulator::kvm;
-use acrn_hsm_tools::guest_pio::{self, parse_dump};
+use acrn_hsm_tools::guest_pio::{self, GuestWait, parse_dump};
 
 fn kvm_or_skip(test: &str) -> bool {
     let p = kvm::probe();
@@ -33,10 +33,10 @@ fn native_device_both_modes() {
     if !kvm_or_skip("native_device_both_modes") {
         return;
     }
-    for polling in [false, true] {
-        let r = guest_pio::run_native(20, 5, polling, Duration::from_secs(60)).unwrap();
+    for wait in [GuestWait::Notify, GuestWait::Poll, GuestWait::PollSpin] {
+        let r = guest_pio::run_native(20, 5, wait, Duration::from_secs(60)).unwrap();
         // warm-up out+in, measured out+in.
-        assert_eq!(r.served, 2 * 5 + 2 * 20, "polling {polling}");
+        assert_eq!(r.served, 2 * 5 + 2 * 20, "{wait:?}");
         check(&r.dump, 20);
     }
 }

@@ -1,0 +1,215 @@
+/**
+ * The real-guest cases of `acrn-hsm bench --guest`: one small real-mode guest
+ * (crates/acrn-hsm-tools/src/guest_pio.rs; the same 64 KiB firmware image for every variant,
+ * run from the reset vector) times `out`/`in` pairs to a test port with `rdtsc`, and dumps the
+ * per-iteration TSC deltas to a result port. Variants:
+ *
+ * - `native`: the KVM engine behind the ACRN ABI, the port served by a native Rust device of the
+ *   ioreq client (`benchGuestPio`);
+ * - `js`: the same VM set up through the public API (`Hsm.emulated({ engine: 'kvm' })`), the
+ *   port served by a TypeScript device on `client.run()`;
+ * - `qemu`: Debian's `qemu-system-x86_64` with KVM, the port left unassigned so that QEMU
+ *   answers it itself in its vCPU thread;
+ * - `kvm-c`: benches/c/kvm_floor.c, a plain C KVM_RUN loop answering the port inline (the floor).
+ *
+ * QEMU and the C loop have no completion mode; they are measured next to each mode's pair.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Hsm } from '../hsm.js';
+import { native } from '../native.js';
+import type { BenchMode } from './run.js';
+
+export type GuestVariant = 'native' | 'js' | 'qemu' | 'kvm-c';
+export const GUEST_VARIANTS: readonly GuestVariant[] = ['native', 'js', 'qemu', 'kvm-c'];
+
+/** One run of the guest: per-iteration TSC deltas. */
+export interface GuestRun {
+  variant: GuestVariant;
+  /** `null` for QEMU and the C loop (no completion mode). */
+  mode: BenchMode | null;
+  /** Empty iterations (rdtsc + the register moves), cycles. */
+  empty: Uint32Array;
+  /** Measured iterations (the same + `out` + `in`), cycles. */
+  pio: Uint32Array;
+  /** median(pio) − median(empty): one out/in pair (two exits), cycles. */
+  pairCycles: number;
+  /** p99(pio) − median(empty), cycles. */
+  pairP99Cycles: number;
+  wallMs: number;
+}
+
+const VM_FLAG_POLLING = 1n << 2n; // GUEST_FLAG_IO_COMPLETION_POLLING
+
+function quantile(xs: Uint32Array, q: number): number {
+  const s = Float64Array.from(xs).sort();
+  if (s.length === 0) return 0;
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
+}
+
+function median(xs: Uint32Array): number {
+  const s = Float64Array.from(xs).sort();
+  const n = s.length;
+  if (n === 0) return 0;
+  return n % 2 ? (s[(n - 1) >> 1] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
+}
+
+/** Splits a result dump (`iterations` u32 LE empty deltas, then the measured ones). */
+export function parseDump(variant: GuestVariant, mode: BenchMode | null, dump: Uint8Array, iterations: number, wallMs: number): GuestRun {
+  if (dump.length !== 8 * iterations) throw new Error(`${variant}${mode ? ` ${mode}` : ''}: the guest dumped ${dump.length} bytes, expected ${8 * iterations}`);
+  const dv = new DataView(dump.buffer, dump.byteOffset, dump.byteLength);
+  const empty = new Uint32Array(iterations);
+  const pio = new Uint32Array(iterations);
+  for (let i = 0; i < iterations; i++) {
+    empty[i] = dv.getUint32(4 * i, true);
+    pio[i] = dv.getUint32(4 * (iterations + i), true);
+  }
+  const e = median(empty);
+  return { variant, mode, empty, pio, pairCycles: median(pio) - e, pairP99Cycles: quantile(pio, 0.99) - e, wallMs };
+}
+
+/** The guest for these sizes (image and ports), from the Rust core. */
+export function guestImage(iterations: number, warmup: number): ReturnType<ReturnType<typeof native>['guestPioGuest']> {
+  return native().guestPioGuest(iterations, warmup);
+}
+
+/** The host TSC's rate (Hz; rdtsc against CLOCK_MONOTONIC). */
+export function tscHz(ms = 50): number {
+  return native().tscHz(ms);
+}
+
+/** The KVM engine with a native Rust device. */
+export async function runGuestNative(mode: BenchMode, iterations: number, warmup: number): Promise<GuestRun> {
+  const t = performance.now();
+  const r = await native().benchGuestPio({ mode, iterations, warmup });
+  if (r.served !== 2 * (iterations + warmup)) throw new Error(`native ${mode}: the device served ${r.served} requests, expected ${2 * (iterations + warmup)}`);
+  return parseDump('native', mode, r.dump, iterations, performance.now() - t);
+}
+
+/**
+ * The KVM engine with a TypeScript device: the VM of `runGuestNative`, set up through the public
+ * API (RAM at 0 with the image at 0xF0000, the image read-only below 4 GiB, no registers set: the
+ * reset vector), the ports served by TypeScript devices on `client.run()`.
+ */
+export async function runGuestJs(mode: BenchMode, iterations: number, warmup: number, timeoutMs = 120_000): Promise<GuestRun> {
+  const g = guestImage(iterations, warmup);
+  const hsm = Hsm.emulated({ engine: 'kvm' });
+  const vm = hsm.createVm({ vcpuNum: 1, vmFlag: mode === 'poll' ? VM_FLAG_POLLING : 0n });
+  const ram = Hsm.allocPages(g.ramBytes);
+  ram.write(g.imageGpa, g.image);
+  vm.mapRam(0n, ram);
+  const rom = Hsm.allocPages(g.image.length);
+  rom.write(0, g.image);
+  vm.mapRam(BigInt(g.romGpa), rom, 5);
+  const client = vm.createIoreqClient({ wake: mode === 'poll' ? 'poll' : 'blocking' });
+  let served = 0;
+  const dump = new Uint8Array(8 * iterations);
+  let dumped = 0;
+  let exited!: () => void;
+  const exit = new Promise<void>((resolve) => (exited = resolve));
+  client
+    .pio(g.testPort, 1, {
+      read() {
+        served++;
+        return 0x5a;
+      },
+      write() {
+        served++;
+      },
+    })
+    .pio(g.resultPort, 1, {
+      read: () => 0xe9,
+      write(_offset, _size, value) {
+        if (dumped < dump.length) dump[dumped] = Number(value) & 0xff;
+        dumped++;
+      },
+    })
+    .pio(g.exitPort, 1, {
+      read: () => 0,
+      write: () => exited(),
+    });
+  let timer: NodeJS.Timeout | undefined;
+  const t = performance.now();
+  vm.start();
+  const serving = client.run();
+  try {
+    await Promise.race([
+      exit,
+      serving.then(() => {
+        throw new Error(`js ${mode}: the client stopped before the guest's debug exit`);
+      }),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`js ${mode}: the guest did not finish in ${timeoutMs} ms`)), timeoutMs))),
+    ]);
+    const wallMs = performance.now() - t;
+    // Let the exit's request complete (the guest then halts) before PAUSE.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    if (served !== 2 * (iterations + warmup)) throw new Error(`js ${mode}: the device served ${served} requests, expected ${2 * (iterations + warmup)}`);
+    if (dumped !== dump.length) throw new Error(`js ${mode}: the guest dumped ${dumped} bytes, expected ${dump.length}`);
+    return parseDump('js', mode, dump, iterations, wallMs);
+  } finally {
+    clearTimeout(timer);
+    try {
+      vm.pause();
+      vm.clearVmIoreq();
+    } catch {
+      // The VM may already be gone.
+    }
+    client.stop();
+    await serving.catch(() => undefined);
+    try {
+      vm.destroy();
+    } catch {
+      // Already destroyed.
+    }
+  }
+}
+
+/** Files of one set of sizes (the image QEMU and the C loop load), in a private directory. */
+export class GuestFiles {
+  readonly dir = mkdtempSync(join(tmpdir(), 'acrn-hsm-guest-pio-'));
+  readonly image = join(this.dir, 'guest.bin');
+  constructor(
+    readonly iterations: number,
+    readonly warmup: number,
+  ) {
+    writeFileSync(this.image, guestImage(iterations, warmup).image);
+  }
+  dump(name: string): string {
+    return join(this.dir, `${name}.bin`);
+  }
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** `qemu-system-x86_64 --version`'s first line, or `null` with why not. */
+export function qemuVersion(qemu = 'qemu-system-x86_64'): { version: string | null; reason: string } {
+  const r = spawnSync(qemu, ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return { version: null, reason: `${qemu} not found (Debian: apt-get install qemu-system-x86, or scripts/setup-bench-guest.sh)` };
+  return { version: (r.stdout.split('\n')[0] ?? '').trim(), reason: '' };
+}
+
+/** QEMU/KVM answering the port in its vCPU thread. */
+export function runGuestQemu(files: GuestFiles, qemu = 'qemu-system-x86_64'): GuestRun {
+  const out = files.dump('qemu');
+  rmSync(out, { force: true });
+  const g = guestImage(files.iterations, files.warmup);
+  const t = performance.now();
+  const r = spawnSync(qemu, native().guestPioQemuArgs(files.image, out), { encoding: 'utf8', timeout: 300_000 });
+  const wallMs = performance.now() - t;
+  const want = ((g.exitValue << 1) | 1) & 0xff;
+  if (r.status !== want) throw new Error(`qemu: exit ${r.status ?? r.signal} (expected ${want}, the guest's debug exit): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}`);
+  return parseDump('qemu', null, readFileSync(out), files.iterations, wallMs);
+}
+
+/** The plain C KVM loop. */
+export function runGuestKvmC(bin: string, files: GuestFiles): GuestRun {
+  const out = files.dump('kvm-c');
+  const t = performance.now();
+  const r = spawnSync(bin, [files.image, out], { encoding: 'utf8', timeout: 300_000 });
+  const wallMs = performance.now() - t;
+  if (r.status !== 0) throw new Error(`${bin}: exit ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}`);
+  return parseDump('kvm-c', null, readFileSync(out), files.iterations, wallMs);
+}
