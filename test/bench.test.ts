@@ -160,6 +160,7 @@ describe('acrn-hsm bench', () => {
     let stderr = '';
     await expect(benchCommand(['--vcpus', '17'], { stdout: () => {}, stderr: (s) => (stderr += s) })).rejects.toThrow(/--vcpus/);
     await expect(benchCommand(['--paths', 'java'], { stdout: () => {}, stderr: () => {} })).rejects.toThrow(/--paths/);
+    await expect(benchCommand(['--guest', '--guest-iterations', '9000'], { stdout: () => {}, stderr: () => {} })).rejects.toThrow(/--guest-iterations/);
     expect(stderr).toBe('');
   });
 });

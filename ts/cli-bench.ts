@@ -2,7 +2,8 @@
  * `acrn-hsm bench`: ioreq latency of every path (native Rust device, TS handler in the worker's
  * synchronous loop, TS handler on the main-thread async loop) × completion mode (poll, notify) ×
  * vCPUs, on the emulator, with the two C references (the floor and the C reference client)
- * measured in the same run. Method and figures: docs/performance.md.
+ * measured in the same run; with `--guest`, a real guest on KVM against QEMU/KVM and a C KVM loop
+ * (ts/bench/guest.ts). Method and figures: docs/performance.md.
  */
 import { writeFileSync } from 'node:fs';
 import { UsageError, parseCommand, printHelp, type CommandSpec, type Out } from './cli-args.js';
@@ -13,7 +14,7 @@ import type { GuestRun, GuestVariant } from './bench/guest.js';
 /** `acrn-hsm bench`'s options. */
 export const BENCH_SPEC: CommandSpec = {
   name: 'bench',
-  summary: "ioreq latency by path and wake-up mode on the emulator, against the machine's floor and a C client (docs/performance.md).",
+  summary: "ioreq latency by path and wake-up mode on the emulator, against the machine's floor and a C client; --guest: a real guest's PIO on KVM against QEMU (docs/performance.md).",
   options: [
     { name: 'quick', type: 'boolean', help: 'fewer requests and runs (a smoke run: 20000 requests, 2 runs)' },
     { name: 'json', type: 'boolean', help: 'print the results as JSON' },
