@@ -24,9 +24,10 @@ export interface EmulatorOptions {
   maxVms?: number;
   /**
    * What runs the vCPUs: `'workload'` (scripted accesses, `hsm.guest(vm).run(...)`; the
-   * default) or `'kvm'` (real guest code on `/dev/kvm`, the engine of `runGuest`: map RAM with
-   * `vm.mapRam`, load code with `vm.memory`, set registers with `vm.setVcpuRegs`, then
-   * `vm.start()`). `'kvm'` throws `ERR_RUN` where KVM is unusable (`engines()` says why).
+   * default) or `'kvm'` (real guest code on `/dev/kvm`, the engine of `runGuest`: map RAM and
+   * a firmware image below 4 GiB with `vm.mapRam` — the vCPU starts at the reset vector
+   * F000:FFF0 — then `vm.start()`; ts/bench/guest.ts does this). `'kvm'` throws `ERR_RUN` where
+   * KVM is unusable (`engines()` says why).
    */
   engine?: 'workload' | 'kvm';
 }

@@ -87,7 +87,8 @@ pub struct EmulatorOptions {
     /// VM slots for post-launched VMs (default 8).
     pub max_vms: Option<u32>,
     /// What runs the vCPUs: `'workload'` (scripted accesses, the default) or `'kvm'` (real
-    /// guest code on `/dev/kvm`; RAM mapped with `mapRam`, registers set with `setVcpuRegs`).
+    /// guest code on `/dev/kvm`; RAM and a firmware image mapped with `mapRam`, the vCPU at the
+    /// reset vector F000:FFF0).
     #[napi(ts_type = "'workload' | 'kvm'")]
     pub engine: Option<String>,
 }
