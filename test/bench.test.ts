@@ -136,7 +136,7 @@ describe('acrn-hsm bench', () => {
     if (g.skipped_variants.qemu) console.log(`bench --guest: qemu skipped: ${g.skipped_variants.qemu}`);
     expect(g.iterations).toBe(20);
     expect(g.tsc_hz).toBeGreaterThan(1e8);
-    const variants = ['native', 'js', 'kvm-c', ...(g.skipped_variants.qemu ? [] : ['qemu'])].sort();
+    const variants = ['native', 'js-sync', 'js-async', 'kvm-c', ...(g.skipped_variants.qemu ? [] : ['qemu'])].sort();
     for (const mode of ['poll', 'notify']) {
       const rs = g.results.filter((r: { mode: string }) => r.mode === mode);
       expect(rs.map((r: { variant: string }) => r.variant).sort()).toEqual(variants);
@@ -144,7 +144,7 @@ describe('acrn-hsm bench', () => {
         expect(r.pair_cycles, `${r.variant} ${mode}`).toBeGreaterThan(0);
         expect(r.pair_ns_range).toEqual([r.pair_ns, r.pair_ns]);
       }
-      const names = ['guest_pio_js_vs_native', 'guest_pio_js_vs_qemu', 'guest_pio_native_vs_kvm_c', 'guest_pio_native_vs_qemu'];
+      const names = ['guest_pio_js_async_vs_qemu', 'guest_pio_js_vs_native', 'guest_pio_js_vs_qemu', 'guest_pio_native_vs_kvm_c', 'guest_pio_native_vs_qemu'];
       expect(Object.keys(g.ratios[mode]).sort()).toEqual(names);
       for (const n of names) {
         if (n.endsWith('_qemu') && g.skipped_variants.qemu) expect(g.ratios[mode][n]).toBeNull();

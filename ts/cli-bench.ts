@@ -29,7 +29,7 @@ export const BENCH_SPEC: CommandSpec = {
     { name: 'poll-backoff', type: 'boolean', help: 'let polling clients back off to sleeping (as a DM would when idle)' },
     { name: 'no-c', type: 'boolean', help: 'skip the C floor and the C reference client (no C compiler needed)' },
     { name: 'svg', type: 'string', value: 'FILE', help: 'also write the latency chart as SVG to FILE' },
-    { name: 'guest', type: 'boolean', help: "instead: real-guest PIO latency on KVM (a real-mode guest timing out/in to a port\nserved by a native device, a TS device, QEMU/KVM, a C KVM loop; --modes, --runs\n(default 5, 3 with --quick), --no-c and --json apply; needs /dev/kvm and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
+    { name: 'guest', type: 'boolean', help: "instead: real-guest PIO latency on KVM (a real-mode guest timing out/in to a port\nserved by a native device, a TS device (sync, async), QEMU/KVM, a C KVM loop; --modes, --runs\n(default 5, 3 with --quick), --no-c and --json apply; needs /dev/kvm and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
     { name: 'guest-iterations', type: 'string', value: 'N', help: 'timed out/in pairs per guest run, 1..8000', default: '2000, 500 with --quick' },
   ],
 };
@@ -67,8 +67,11 @@ export interface GuestBenchJson {
   };
 }
 
-/** The ratios of `--guest`: out/in pair latency of one variant over another's, per completion mode. */
-export type GuestRatioName = 'guest_pio_native_vs_qemu' | 'guest_pio_js_vs_qemu' | 'guest_pio_native_vs_kvm_c' | 'guest_pio_js_vs_native';
+/**
+ * The ratios of `--guest`: out/in pair latency of one variant over another's, per completion mode
+ * (`js`: the TypeScript device in `runSync()` on a worker; `js_async`: on `client.run()`).
+ */
+export type GuestRatioName = 'guest_pio_native_vs_qemu' | 'guest_pio_js_vs_qemu' | 'guest_pio_js_async_vs_qemu' | 'guest_pio_native_vs_kvm_c' | 'guest_pio_js_vs_native';
 
 /** The ratios `--json` reports. */
 export type RatioName = 'native_vs_floor' | 'js_sync_vs_floor' | 'notify_vs_futex' | 'throughput_vs_c' | 'native_vs_c' | 'js_sync_vs_c' | 'js_async_vs_c';
@@ -451,7 +454,7 @@ async function guestBench(values: Record<string, string | undefined> & { quick?:
   g.tsc_hz = Math.round(guest.tscHz(50));
   const files = new guest.GuestFiles(iterations, warmup);
   const isTty = process.stderr.isTTY === true;
-  const perMode = 2 + (qv.version ? 1 : 0) + (kvmC ? 1 : 0);
+  const perMode = 3 + (qv.version ? 1 : 0) + (kvmC ? 1 : 0);
   const progress = new Progress(rounds * modes.length * perMode, isTty ? out.stderr : null);
   // runs[round][mode][variant]: A B A B ... within a round and mode, so that each ratio's two
   // variants are measured next to each other.
@@ -470,7 +473,8 @@ async function guestBench(values: Record<string, string | undefined> & { quick?:
         };
         if (qv.version) await step('qemu', () => guest.runGuestQemu(files));
         await step('native', () => guest.runGuestNative(mode, iterations, warmup));
-        await step('js', () => guest.runGuestJs(mode, iterations, warmup));
+        await step('js-sync', () => guest.runGuestJsSync(mode, iterations, warmup));
+        await step('js-async', () => guest.runGuestJsAsync(mode, iterations, warmup));
         if (kvmC) {
           const bin = kvmC;
           await step('kvm-c', () => guest.runGuestKvmC(bin, files));
@@ -507,9 +511,10 @@ async function guestBench(values: Record<string, string | undefined> & { quick?:
     };
     const measured: Record<GuestRatioName, ReturnType<typeof pairs>> = {
       guest_pio_native_vs_qemu: pairs('native', 'qemu'),
-      guest_pio_js_vs_qemu: pairs('js', 'qemu'),
+      guest_pio_js_vs_qemu: pairs('js-sync', 'qemu'),
+      guest_pio_js_async_vs_qemu: pairs('js-async', 'qemu'),
       guest_pio_native_vs_kvm_c: pairs('native', 'kvm-c'),
-      guest_pio_js_vs_native: pairs('js', 'native'),
+      guest_pio_js_vs_native: pairs('js-sync', 'native'),
     };
     const names = Object.keys(measured) as GuestRatioName[];
     g.ratios[mode] = Object.fromEntries(names.map((n) => [n, measured[n].median])) as Record<GuestRatioName, number | null>;
@@ -534,7 +539,7 @@ async function guestBench(values: Record<string, string | undefined> & { quick?:
     const rr = g.ratio_ranges[mode];
     if (!rt || !rr) continue;
     const show = (n: GuestRatioName) => `${n} ${rt[n] ?? '-'}${rr[n] ? ` [${rr[n]?.map((x) => x.toFixed(3)).join(', ')}]` : ''}`;
-    out.stdout(`  ${mode.padEnd(6)} ${(['guest_pio_native_vs_qemu', 'guest_pio_js_vs_qemu', 'guest_pio_native_vs_kvm_c', 'guest_pio_js_vs_native'] as const).map(show).join(', ')}\n`);
+    out.stdout(`  ${mode.padEnd(6)} ${(['guest_pio_native_vs_qemu', 'guest_pio_js_vs_qemu', 'guest_pio_js_async_vs_qemu', 'guest_pio_native_vs_kvm_c', 'guest_pio_js_vs_native'] as const).map(show).join(', ')}\n`);
   }
   return 0;
 }

@@ -6,8 +6,9 @@
  *
  * - `native`: the KVM engine behind the ACRN ABI, the port served by a native Rust device of the
  *   ioreq client (`benchGuestPio`);
- * - `js`: the same VM set up through the public API (`Hsm.emulated({ engine: 'kvm' })`), the
- *   port served by a TypeScript device on `client.run()`;
+ * - `js-sync`: the same VM set up through the public API (`Hsm.emulated({ engine: 'kvm' })`),
+ *   the port served by a TypeScript device in `client.runSync()` on a worker thread;
+ * - `js-async`: the same with the TypeScript device on `await client.run()` on the main thread;
  * - `qemu`: Debian's `qemu-system-x86_64` with KVM, the port left unassigned so that QEMU
  *   answers it itself in its vCPU thread;
  * - `kvm-c`: benches/c/kvm_floor.c, a plain C KVM_RUN loop answering the port inline (the floor).
@@ -18,12 +19,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Hsm } from '../hsm.js';
+import { Worker } from 'node:worker_threads';
+import { stopClient, type IoreqClient } from '../client.js';
+import { Hsm, type Vm } from '../hsm.js';
 import { native } from '../native.js';
 import type { BenchMode } from './run.js';
 
-export type GuestVariant = 'native' | 'js' | 'qemu' | 'kvm-c';
-export const GUEST_VARIANTS: readonly GuestVariant[] = ['native', 'js', 'qemu', 'kvm-c'];
+export type GuestVariant = 'native' | 'js-sync' | 'js-async' | 'qemu' | 'kvm-c';
+export const GUEST_VARIANTS: readonly GuestVariant[] = ['native', 'js-sync', 'js-async', 'qemu', 'kvm-c'];
 
 /** One run of the guest: per-iteration TSC deltas. */
 export interface GuestRun {
@@ -91,13 +94,43 @@ export async function runGuestNative(mode: BenchMode, iterations: number, warmup
   return parseDump('native', mode, r.dump, iterations, performance.now() - t);
 }
 
+/** The ports of the guest served by TypeScript devices; `exited` is called on the debug exit. */
+export function guestDevices(
+  client: IoreqClient,
+  ports: { testPort: number; resultPort: number; exitPort: number },
+  dumpBytes: number,
+  exited: () => void,
+): { served: number; dumped: number; dump: Uint8Array } {
+  const st = { served: 0, dumped: 0, dump: new Uint8Array(dumpBytes) };
+  client
+    .pio(ports.testPort, 1, {
+      read() {
+        st.served++;
+        return 0x5a;
+      },
+      write() {
+        st.served++;
+      },
+    })
+    .pio(ports.resultPort, 1, {
+      read: () => 0xe9,
+      write(_offset, _size, value) {
+        if (st.dumped < st.dump.length) st.dump[st.dumped] = Number(value) & 0xff;
+        st.dumped++;
+      },
+    })
+    .pio(ports.exitPort, 1, {
+      read: () => 0,
+      write: () => exited(),
+    });
+  return st;
+}
+
 /**
- * The KVM engine with a TypeScript device: the VM of `runGuestNative`, set up through the public
- * API (RAM at 0 with the image at 0xF0000, the image read-only below 4 GiB, no registers set: the
- * reset vector), the ports served by TypeScript devices on `client.run()`.
+ * The VM of `runGuestNative` set up through the public API: RAM at 0 with the image at 0xF0000,
+ * the image read-only below 4 GiB, no registers set (the reset vector).
  */
-export async function runGuestJs(mode: BenchMode, iterations: number, warmup: number, timeoutMs = 120_000): Promise<GuestRun> {
-  const g = guestImage(iterations, warmup);
+function guestVm(mode: BenchMode, g: ReturnType<typeof guestImage>): Vm {
   const hsm = Hsm.emulated({ engine: 'kvm' });
   const vm = hsm.createVm({ vcpuNum: 1, vmFlag: mode === 'poll' ? VM_FLAG_POLLING : 0n });
   const ram = Hsm.allocPages(g.ramBytes);
@@ -106,34 +139,50 @@ export async function runGuestJs(mode: BenchMode, iterations: number, warmup: nu
   const rom = Hsm.allocPages(g.image.length);
   rom.write(0, g.image);
   vm.mapRam(BigInt(g.romGpa), rom, 5);
+  return vm;
+}
+
+function check(name: string, st: { served: number; dumped: number }, iterations: number, warmup: number): void {
+  if (st.served !== 2 * (iterations + warmup)) throw new Error(`${name}: the device served ${st.served} requests, expected ${2 * (iterations + warmup)}`);
+  if (st.dumped !== 8 * iterations) throw new Error(`${name}: the guest dumped ${st.dumped} bytes, expected ${8 * iterations}`);
+}
+
+function quiesce(vm: Vm): void {
+  try {
+    vm.pause();
+    vm.clearVmIoreq();
+  } catch {
+    // The VM may already be gone.
+  }
+}
+
+function destroy(vm: Vm): void {
+  try {
+    vm.destroy();
+  } catch {
+    // Already destroyed.
+  }
+}
+
+function deadline(what: string, ms: number): { promise: Promise<never>; clear: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: the guest did not finish in ${ms} ms`)), ms)));
+  return { promise, clear: () => clearTimeout(timer) };
+}
+
+/** Lets the exit's request complete (the guest then halts) before PAUSE. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+/** The KVM engine with a TypeScript device on `await client.run()` (main thread). */
+export async function runGuestJsAsync(mode: BenchMode, iterations: number, warmup: number, timeoutMs = 120_000): Promise<GuestRun> {
+  const name = `js-async ${mode}`;
+  const g = guestImage(iterations, warmup);
+  const vm = guestVm(mode, g);
   const client = vm.createIoreqClient({ wake: mode === 'poll' ? 'poll' : 'blocking' });
-  let served = 0;
-  const dump = new Uint8Array(8 * iterations);
-  let dumped = 0;
   let exited!: () => void;
   const exit = new Promise<void>((resolve) => (exited = resolve));
-  client
-    .pio(g.testPort, 1, {
-      read() {
-        served++;
-        return 0x5a;
-      },
-      write() {
-        served++;
-      },
-    })
-    .pio(g.resultPort, 1, {
-      read: () => 0xe9,
-      write(_offset, _size, value) {
-        if (dumped < dump.length) dump[dumped] = Number(value) & 0xff;
-        dumped++;
-      },
-    })
-    .pio(g.exitPort, 1, {
-      read: () => 0,
-      write: () => exited(),
-    });
-  let timer: NodeJS.Timeout | undefined;
+  const st = guestDevices(client, g, 8 * iterations, () => exited());
+  const limit = deadline(name, timeoutMs);
   const t = performance.now();
   vm.start();
   const serving = client.run();
@@ -141,31 +190,66 @@ export async function runGuestJs(mode: BenchMode, iterations: number, warmup: nu
     await Promise.race([
       exit,
       serving.then(() => {
-        throw new Error(`js ${mode}: the client stopped before the guest's debug exit`);
+        throw new Error(`${name}: the client stopped before the guest's debug exit`);
       }),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`js ${mode}: the guest did not finish in ${timeoutMs} ms`)), timeoutMs))),
+      limit.promise,
     ]);
     const wallMs = performance.now() - t;
-    // Let the exit's request complete (the guest then halts) before PAUSE.
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    if (served !== 2 * (iterations + warmup)) throw new Error(`js ${mode}: the device served ${served} requests, expected ${2 * (iterations + warmup)}`);
-    if (dumped !== dump.length) throw new Error(`js ${mode}: the guest dumped ${dumped} bytes, expected ${dump.length}`);
-    return parseDump('js', mode, dump, iterations, wallMs);
+    await settle();
+    check(name, st, iterations, warmup);
+    return parseDump('js-async', mode, st.dump, iterations, wallMs);
   } finally {
-    clearTimeout(timer);
-    try {
-      vm.pause();
-      vm.clearVmIoreq();
-    } catch {
-      // The VM may already be gone.
-    }
+    limit.clear();
+    quiesce(vm);
     client.stop();
     await serving.catch(() => undefined);
-    try {
-      vm.destroy();
-    } catch {
-      // Already destroyed.
+    destroy(vm);
+  }
+}
+
+/** The KVM engine with a TypeScript device in `client.runSync()` on a worker (ts/bench/guest-worker.ts). */
+export async function runGuestJsSync(mode: BenchMode, iterations: number, warmup: number, timeoutMs = 120_000): Promise<GuestRun> {
+  const name = `js-sync ${mode}`;
+  const g = guestImage(iterations, warmup);
+  const vm = guestVm(mode, g);
+  const worker = new Worker(new URL('./guest-worker.js', import.meta.url), {
+    workerData: { token: vm.share(), wake: mode === 'poll' ? 'poll' : 'blocking', testPort: g.testPort, resultPort: g.resultPort, exitPort: g.exitPort, dumpBytes: 8 * iterations },
+  });
+  const messages: Record<string, unknown>[] = [];
+  let wake: (() => void) | undefined;
+  let failure: unknown;
+  worker.on('message', (m: Record<string, unknown>) => (messages.push(m), wake?.()));
+  worker.on('error', (e) => ((failure = e), wake?.()));
+  worker.on('exit', () => wake?.());
+  const next = async (what: string): Promise<Record<string, unknown>> => {
+    while (messages.length === 0) {
+      if (failure) throw failure;
+      await new Promise<void>((resolve) => (wake = resolve));
+      if (messages.length === 0 && !failure) throw new Error(`${name}: the worker ended before ${what}`);
     }
+    return messages.shift() as Record<string, unknown>;
+  };
+  const limit = deadline(name, timeoutMs);
+  let stopToken = 0;
+  try {
+    stopToken = Number((await next('it was ready')).stopToken ?? 0);
+    const t = performance.now();
+    vm.start();
+    await Promise.race([next('the debug exit'), limit.promise]);
+    const wallMs = performance.now() - t;
+    await settle();
+    quiesce(vm);
+    stopClient(stopToken);
+    const done = await Promise.race([next('its counts'), limit.promise]);
+    const st = { served: Number(done.served), dumped: Number(done.dumped), dump: done.dump as Uint8Array };
+    check(name, st, iterations, warmup);
+    return parseDump('js-sync', mode, st.dump, iterations, wallMs);
+  } finally {
+    limit.clear();
+    quiesce(vm);
+    if (stopToken) stopClient(stopToken);
+    await worker.terminate();
+    destroy(vm);
   }
 }
 
