@@ -2,6 +2,7 @@
 # Builds the C side of the benchmark into target/bench-c/:
 #   floor             the two-thread slot hand-off floor (spin and futex), no Rust needed
 #   reference_client  the C reference device model over the emulator's C ABI
+#   kvm_floor         a plain C KVM loop answering the real-guest benchmark's ports (bench --guest)
 # The C ABI is crates/acrn-hsm-capi, built with cargo and linked statically.
 #
 # Usage: scripts/build-bench-c.sh [--debug]
@@ -25,6 +26,7 @@ CC=${CC:-gcc}
 CFLAGS=(-O2 -pthread -Wall -Wextra -Werror -std=gnu11)
 
 "$CC" "${CFLAGS[@]}" -o "$out/floor" benches/c/floor.c -lm
+"$CC" "${CFLAGS[@]}" -o "$out/kvm_floor" benches/c/kvm_floor.c
 
 cargo build "${cargo_flags[@]}" -p acrn-hsm-capi --quiet
 lib="target/$profile/libacrn_hsm_capi.a"
@@ -32,4 +34,4 @@ lib="target/$profile/libacrn_hsm_capi.a"
 "$CC" "${CFLAGS[@]}" -Ibenches/c -o "$out/reference_client" benches/c/reference_client.c \
   "$lib" -lpthread -ldl -lm -lrt
 
-echo "build-bench-c: $out/floor $out/reference_client ($profile)"
+echo "build-bench-c: $out/floor $out/kvm_floor $out/reference_client ($profile)"

@@ -69,7 +69,7 @@ describe('Histogram', () => {
 
 describe('acrn-hsm bench', () => {
   beforeAll(() => {
-    if (existsSync(join(cDir, 'floor')) && existsSync(join(cDir, 'reference_client'))) return;
+    if (['floor', 'reference_client', 'kvm_floor'].every((b) => existsSync(join(cDir, b)))) return;
     const r = spawnSync('bash', ['scripts/build-bench-c.sh', '--debug'], { cwd: root, encoding: 'utf8', timeout: 110_000 });
     expect(r.status, r.stderr).toBe(0);
   }, 120_000);
@@ -122,10 +122,45 @@ describe('acrn-hsm bench', () => {
     expect(plot.match(/<path /g)?.length).toBe(4 * 2 * 2);
   }, 60_000);
 
+  it('--guest --json: one round of a few iterations, the documented shape (skipped where KVM is unusable)', async () => {
+    process.env.ACRN_HSM_BENCH_C_DIR = cDir;
+    let stdout = '';
+    let stderr = '';
+    const code = await benchCommand(['--guest', '--json', '--runs', '1', '--guest-iterations', '20'], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
+    expect(code, stderr).toBe(0);
+    const g = JSON.parse(stdout).guest;
+    if (g.skipped) {
+      console.log(`SKIP bench --guest: ${g.skipped}`);
+      return;
+    }
+    if (g.skipped_variants.qemu) console.log(`bench --guest: qemu skipped: ${g.skipped_variants.qemu}`);
+    expect(g.iterations).toBe(20);
+    expect(g.tsc_hz).toBeGreaterThan(1e8);
+    const variants = ['native', 'js-sync', 'js-async', 'kvm-c', ...(g.skipped_variants.qemu ? [] : ['qemu'])].sort();
+    for (const mode of ['poll', 'notify']) {
+      const rs = g.results.filter((r: { mode: string }) => r.mode === mode);
+      expect(rs.map((r: { variant: string }) => r.variant).sort()).toEqual(variants);
+      for (const r of rs) {
+        expect(r.pair_cycles, `${r.variant} ${mode}`).toBeGreaterThan(0);
+        expect(r.pair_ns_range).toEqual([r.pair_ns, r.pair_ns]);
+      }
+      const names = ['guest_pio_js_async_vs_qemu', 'guest_pio_js_vs_native', 'guest_pio_js_vs_qemu', 'guest_pio_native_vs_kvm_c', 'guest_pio_native_vs_qemu'];
+      expect(Object.keys(g.ratios[mode]).sort()).toEqual(names);
+      for (const n of names) {
+        if (n.endsWith('_qemu') && g.skipped_variants.qemu) expect(g.ratios[mode][n]).toBeNull();
+        else {
+          expect(g.ratios[mode][n], n).toBeGreaterThan(0);
+          expect(g.ratio_ranges[mode][n]).toEqual([g.ratios[mode][n], g.ratios[mode][n]]);
+        }
+      }
+    }
+  }, 60_000);
+
   it('rejects bad options with a usage error', async () => {
     let stderr = '';
     await expect(benchCommand(['--vcpus', '17'], { stdout: () => {}, stderr: (s) => (stderr += s) })).rejects.toThrow(/--vcpus/);
     await expect(benchCommand(['--paths', 'java'], { stdout: () => {}, stderr: () => {} })).rejects.toThrow(/--paths/);
+    await expect(benchCommand(['--guest', '--guest-iterations', '9000'], { stdout: () => {}, stderr: () => {} })).rejects.toThrow(/--guest-iterations/);
     expect(stderr).toBe('');
   });
 });

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { engines, runGuest } from '../dist/index.js';
+import { engines, Hsm, runGuest } from '../dist/index.js';
 
 const root = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'acrn-run-'));
@@ -42,6 +42,13 @@ describe('engines', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/engines\s+workload: available/);
     expect(r.stdout).toMatch(new RegExp(`kvm: ${e.kvm.usable ? 'available' : 'unavailable'}`));
+  });
+
+  it("Hsm.emulated({ engine }) takes 'workload' or 'kvm' (ERR_RUN where KVM is unusable)", () => {
+    expect(() => Hsm.emulated({ engine: 'tcg' as 'kvm' })).toThrow(TypeError);
+    expect(Hsm.emulated({ engine: 'workload' }).emulated).toBe(true);
+    if (engines().kvm.usable) expect(Hsm.emulated({ engine: 'kvm' }).emulated).toBe(true);
+    else expect(() => Hsm.emulated({ engine: 'kvm' })).toThrow(expect.objectContaining({ code: 'ERR_RUN' }));
   });
 });
 

@@ -2,17 +2,19 @@
  * `acrn-hsm bench`: ioreq latency of every path (native Rust device, TS handler in the worker's
  * synchronous loop, TS handler on the main-thread async loop) × completion mode (poll, notify) ×
  * vCPUs, on the emulator, with the two C references (the floor and the C reference client)
- * measured in the same run. Method and figures: docs/performance.md.
+ * measured in the same run; with `--guest`, a real guest on KVM against QEMU/KVM and a C KVM loop
+ * (ts/bench/guest.ts). Method and figures: docs/performance.md.
  */
 import { writeFileSync } from 'node:fs';
 import { UsageError, parseCommand, printHelp, type CommandSpec, type Out } from './cli-args.js';
 import type { BenchMode, BenchPath, CaseResult, CaseSize, FloorResult } from './bench/run.js';
 import { MODES, PATHS } from './bench/run.js';
+import type { GuestRun, GuestVariant } from './bench/guest.js';
 
 /** `acrn-hsm bench`'s options. */
 export const BENCH_SPEC: CommandSpec = {
   name: 'bench',
-  summary: "ioreq latency by path and wake-up mode on the emulator, against the machine's floor and a C client (docs/performance.md).",
+  summary: "ioreq latency by path and wake-up mode on the emulator, against the machine's floor and a C client; --guest: a real guest's PIO on KVM against QEMU (docs/performance.md).",
   options: [
     { name: 'quick', type: 'boolean', help: 'fewer requests and runs (a smoke run: 20000 requests, 2 runs)' },
     { name: 'json', type: 'boolean', help: 'print the results as JSON' },
@@ -27,6 +29,8 @@ export const BENCH_SPEC: CommandSpec = {
     { name: 'poll-backoff', type: 'boolean', help: 'let polling clients back off to sleeping (as a DM would when idle)' },
     { name: 'no-c', type: 'boolean', help: 'skip the C floor and the C reference client (no C compiler needed)' },
     { name: 'svg', type: 'string', value: 'FILE', help: 'also write the latency chart as SVG to FILE' },
+    { name: 'guest', type: 'boolean', help: "instead: real-guest PIO latency on KVM (a real-mode guest timing out/in to a port\nserved by a native device, a TS device (sync, async), QEMU/KVM, a C KVM loop; --modes, --runs\n(default 5, 3 with --quick), --no-c and --json apply; needs /dev/kvm and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
+    { name: 'guest-iterations', type: 'string', value: 'N', help: 'timed out/in pairs per guest run, 1..8000', default: '2000, 500 with --quick' },
   ],
 };
 
@@ -40,6 +44,34 @@ export interface BenchJson {
   /** The lowest and highest per-run value of each ratio (how stable it is). */
   ratio_ranges: Record<RatioName, [number, number] | null>;
 }
+
+/** What `--guest --json` prints (docs/performance.md, "Real-guest PIO latency"). */
+export interface GuestBenchJson {
+  guest: {
+    /** Why nothing was measured (KVM unusable), else null. */
+    skipped: string | null;
+    /** Variants left out, with why (QEMU missing, --no-c). */
+    skipped_variants: Partial<Record<GuestVariant, string>>;
+    /** The host TSC's rate the cycle counts are converted with. */
+    tsc_hz: number;
+    iterations: number;
+    warmup: number;
+    rounds: number;
+    qemu: string | null;
+    /** Per variant and completion mode (QEMU and the C loop: measured next to each mode's pair): medians over the rounds. */
+    results: { variant: GuestVariant; mode: BenchMode; pair_cycles: number; pair_ns: number; exit_ns: number; pair_p99_ns: number; pair_ns_range: [number, number]; empty_cycles: number }[];
+    /** Each ratio per round (its two variants measured next to each other), then the median. */
+    ratios: Partial<Record<BenchMode, Record<GuestRatioName, number | null>>>;
+    /** The lowest and highest per-round value of each ratio. */
+    ratio_ranges: Partial<Record<BenchMode, Record<GuestRatioName, [number, number] | null>>>;
+  };
+}
+
+/**
+ * The ratios of `--guest`: out/in pair latency of one variant over another's, per completion mode
+ * (`js`: the TypeScript device in `runSync()` on a worker; `js_async`: on `client.run()`).
+ */
+export type GuestRatioName = 'guest_pio_native_vs_qemu' | 'guest_pio_js_vs_qemu' | 'guest_pio_js_async_vs_qemu' | 'guest_pio_native_vs_kvm_c' | 'guest_pio_js_vs_native';
 
 /** The ratios `--json` reports. */
 export type RatioName = 'native_vs_floor' | 'js_sync_vs_floor' | 'notify_vs_futex' | 'throughput_vs_c' | 'native_vs_c' | 'js_sync_vs_c' | 'js_async_vs_c';
@@ -165,8 +197,9 @@ function aggregateFloor(fs: FloorResult[]): FloorResult | null {
 export async function benchCommand(args: string[], out: Out): Promise<number> {
   const { values: v, help } = parseCommand(BENCH_SPEC, args);
   if (help) return printHelp(BENCH_SPEC, out);
-  const values = v as Record<string, string | undefined> & { quick?: boolean; 'no-c'?: boolean; 'poll-backoff'?: boolean; json?: boolean };
+  const values = v as Record<string, string | undefined> & { quick?: boolean; 'no-c'?: boolean; 'poll-backoff'?: boolean; json?: boolean; guest?: boolean };
   const quick = values.quick === true;
+  if (values.guest === true) return guestBench(values, out);
   const vcpuList = (values.vcpus ?? '1,2,4,16').split(',').map((s) => {
     const n = Number(s.trim());
     if (!Number.isInteger(n) || n < 1 || n > 16) usage(`--vcpus: '${s}' is not an integer in 1..16`);
@@ -391,4 +424,122 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
   out.stdout(`  per-run ranges (pairwise, ${runs} run${runs > 1 ? 's' : ''}): ${ranges}\n`);
   if (values.svg) out.stdout(`plot: ${values.svg}\n`);
   return bad.length ? 1 : 0;
+}
+
+/** `acrn-hsm bench --guest`: the real-guest PIO latency cases (ts/bench/guest.ts). */
+async function guestBench(values: Record<string, string | undefined> & { quick?: boolean; 'no-c'?: boolean; json?: boolean }, out: Out): Promise<number> {
+  const quick = values.quick === true;
+  const modes = list('modes', values.modes, MODES, MODES);
+  const rounds = Math.round(num('runs', values.runs, quick ? 3 : 5, 1, 100));
+  const iterations = Math.round(num('guest-iterations', values['guest-iterations'], quick ? 500 : 2000, 1, 8000));
+  const warmup = Math.max(50, Math.round(iterations / 10));
+  const json: GuestBenchJson = { guest: { skipped: null, skipped_variants: {}, tsc_hz: 0, iterations, warmup, rounds, qemu: null, results: [], ratios: {}, ratio_ranges: {} } };
+  const g = json.guest;
+  const { engines } = await import('./run.js');
+  const kvm = engines().kvm;
+  if (!kvm.usable) {
+    g.skipped = `the KVM engine cannot run here: ${kvm.reason}`;
+    if (values.json) out.stdout(JSON.stringify(json, null, 2) + '\n');
+    else out.stdout(`bench --guest: skipped: ${g.skipped}\n`);
+    return 0;
+  }
+  const guest = await import('./bench/guest.js');
+  const run = await import('./bench/run.js');
+  const qv = guest.qemuVersion();
+  g.qemu = qv.version;
+  if (!qv.version) g.skipped_variants.qemu = qv.reason;
+  let kvmC: string | null = null;
+  if (values['no-c'] === true) g.skipped_variants['kvm-c'] = '--no-c';
+  else kvmC = run.ensureCPrograms(out.stderr).kvmFloor;
+  g.tsc_hz = Math.round(guest.tscHz(50));
+  const files = new guest.GuestFiles(iterations, warmup);
+  const isTty = process.stderr.isTTY === true;
+  const perMode = 3 + (qv.version ? 1 : 0) + (kvmC ? 1 : 0);
+  const progress = new Progress(rounds * modes.length * perMode, isTty ? out.stderr : null);
+  // runs[round][mode][variant]: A B A B ... within a round and mode, so that each ratio's two
+  // variants are measured next to each other.
+  const perRound: Record<string, Partial<Record<GuestVariant, GuestRun>>>[] = [];
+  try {
+    for (let k = 0; k < rounds; k++) {
+      const tag = rounds > 1 ? ` (round ${k + 1}/${rounds})` : '';
+      const round: (typeof perRound)[number] = {};
+      perRound.push(round);
+      for (const mode of modes) {
+        const m: Partial<Record<GuestVariant, GuestRun>> = (round[mode] = {});
+        const step = async (variant: GuestVariant, f: () => GuestRun | Promise<GuestRun>) => {
+          progress.step(`${variant} ${mode}${tag}`);
+          m[variant] = await f();
+          progress.next();
+        };
+        if (qv.version) await step('qemu', () => guest.runGuestQemu(files));
+        await step('native', () => guest.runGuestNative(mode, iterations, warmup));
+        await step('js-sync', () => guest.runGuestJsSync(mode, iterations, warmup));
+        await step('js-async', () => guest.runGuestJsAsync(mode, iterations, warmup));
+        if (kvmC) {
+          const bin = kvmC;
+          await step('kvm-c', () => guest.runGuestKvmC(bin, files));
+        }
+      }
+    }
+  } finally {
+    progress.end();
+    files.remove();
+  }
+  const ns = (cycles: number) => Math.round((cycles / g.tsc_hz) * 1e9);
+  const variants = guest.GUEST_VARIANTS.filter((x) => !g.skipped_variants[x]);
+  for (const mode of modes) {
+    for (const variant of variants) {
+      const rs = perRound.map((r) => r[mode]?.[variant]).filter((x): x is GuestRun => x !== undefined);
+      if (!rs.length) continue;
+      const pair = median(rs.map((r) => r.pairCycles));
+      g.results.push({
+        variant,
+        mode,
+        pair_cycles: Math.round(pair),
+        pair_ns: ns(pair),
+        exit_ns: ns(pair / 2),
+        pair_p99_ns: ns(median(rs.map((r) => r.pairP99Cycles))),
+        pair_ns_range: [ns(Math.min(...rs.map((r) => r.pairCycles))), ns(Math.max(...rs.map((r) => r.pairCycles)))],
+        empty_cycles: Math.round(median(rs.map((r) => median([...r.empty])))),
+      });
+    }
+    const pairs = (a: GuestVariant, b: GuestVariant): { median: number | null; range: [number, number] | null } => {
+      const xs = perRound.map((r) => ratio(r[mode]?.[a]?.pairCycles, r[mode]?.[b]?.pairCycles)).filter((x): x is number => x !== null);
+      if (!xs.length) return { median: null, range: null };
+      const r3 = (x: number) => Math.round(x * 1000) / 1000;
+      return { median: r3(median(xs)), range: [r3(Math.min(...xs)), r3(Math.max(...xs))] };
+    };
+    const measured: Record<GuestRatioName, ReturnType<typeof pairs>> = {
+      guest_pio_native_vs_qemu: pairs('native', 'qemu'),
+      guest_pio_js_vs_qemu: pairs('js-sync', 'qemu'),
+      guest_pio_js_async_vs_qemu: pairs('js-async', 'qemu'),
+      guest_pio_native_vs_kvm_c: pairs('native', 'kvm-c'),
+      guest_pio_js_vs_native: pairs('js-sync', 'native'),
+    };
+    const names = Object.keys(measured) as GuestRatioName[];
+    g.ratios[mode] = Object.fromEntries(names.map((n) => [n, measured[n].median])) as Record<GuestRatioName, number | null>;
+    g.ratio_ranges[mode] = Object.fromEntries(names.map((n) => [n, measured[n].range])) as Record<GuestRatioName, [number, number] | null>;
+  }
+  if (values.json) {
+    out.stdout(JSON.stringify(json, null, 2) + '\n');
+    return 0;
+  }
+  out.stdout(`real-guest PIO latency: ${iterations} timed out/in pairs per run (after ${warmup}), ${rounds} round${rounds > 1 ? 's' : ''}, TSC ${(g.tsc_hz / 1e9).toFixed(3)} GHz${g.qemu ? `, ${g.qemu}` : ''}\n`);
+  for (const [vname, why] of Object.entries(g.skipped_variants)) out.stdout(`  ${vname}: skipped (${why})\n`);
+  out.stdout('\n');
+  out.stdout(
+    table(
+      ['variant', 'mode', '', 'out+in p50', 'range', 'per exit', 'p99', 'cycles'],
+      g.results.map((r) => [r.variant, r.variant === 'qemu' || r.variant === 'kvm-c' ? `(${r.mode})` : r.mode, '', fmtNs(r.pair_ns), `${fmtNs(r.pair_ns_range[0])}..${fmtNs(r.pair_ns_range[1])}`, fmtNs(r.exit_ns), fmtNs(r.pair_p99_ns), String(r.pair_cycles)]),
+    ) + '\n',
+  );
+  out.stdout(`ratios (per round, median [min, max])\n`);
+  for (const mode of modes) {
+    const rt = g.ratios[mode];
+    const rr = g.ratio_ranges[mode];
+    if (!rt || !rr) continue;
+    const show = (n: GuestRatioName) => `${n} ${rt[n] ?? '-'}${rr[n] ? ` [${rr[n]?.map((x) => x.toFixed(3)).join(', ')}]` : ''}`;
+    out.stdout(`  ${mode.padEnd(6)} ${(['guest_pio_native_vs_qemu', 'guest_pio_js_vs_qemu', 'guest_pio_js_async_vs_qemu', 'guest_pio_native_vs_kvm_c', 'guest_pio_js_vs_native'] as const).map(show).join(', ')}\n`);
+  }
+  return 0;
 }

@@ -22,6 +22,14 @@ export interface EmulatorOptions {
   pcpus?: number;
   /** VM slots for post-launched VMs (default 8). */
   maxVms?: number;
+  /**
+   * What runs the vCPUs: `'workload'` (scripted accesses, `hsm.guest(vm).run(...)`; the
+   * default) or `'kvm'` (real guest code on `/dev/kvm`, the engine of `runGuest`: map RAM and
+   * a firmware image below 4 GiB with `vm.mapRam` — the vCPU starts at the reset vector
+   * F000:FFF0 — then `vm.start()`; ts/bench/guest.ts does this). `'kvm'` throws `ERR_RUN` where
+   * KVM is unusable (`engines()` says why).
+   */
+  engine?: 'workload' | 'kvm';
 }
 
 /** The arguments of CREATE_VM. */
@@ -298,6 +306,7 @@ export class Hsm {
   static emulated(options: EmulatorOptions = {}): Hsm {
     if (options.pcpus !== undefined) checkU32('pcpus', options.pcpus);
     if (options.maxVms !== undefined) checkU32('maxVms', options.maxVms);
+    if (options.engine !== undefined && options.engine !== 'workload' && options.engine !== 'kvm') throw new TypeError(`engine must be 'workload' or 'kvm', got ${String(options.engine)}`);
     return new Hsm(callBinding(() => native().HsmHandle.emulated(options)));
   }
 

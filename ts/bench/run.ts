@@ -211,18 +211,20 @@ export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
  * `ACRN_HSM_BENCH_C_DIR` points to another build (e.g. `target/bench-c/debug` for smoke tests;
  * measure with the default release build).
  */
-export function ensureCPrograms(log: (s: string) => void): { floor: string; reference: string } {
+export function ensureCPrograms(log: (s: string) => void): { floor: string; reference: string; kvmFloor: string } {
   const dir = process.env.ACRN_HSM_BENCH_C_DIR || `${PACKAGE_ROOT}target/bench-c`;
   const floor = `${dir}/floor`;
   const reference = `${dir}/reference_client`;
-  if (!existsSync(floor) || !existsSync(reference)) {
+  const kvmFloor = `${dir}/kvm_floor`;
+  const all = () => existsSync(floor) && existsSync(reference) && existsSync(kvmFloor);
+  if (!all()) {
     log('bench: building the C references (scripts/build-bench-c.sh)...\n');
     const r = spawnSync('bash', [`${PACKAGE_ROOT}scripts/build-bench-c.sh`], { cwd: PACKAGE_ROOT, encoding: 'utf8' });
-    if (r.status !== 0 || !existsSync(floor) || !existsSync(reference)) {
+    if (r.status !== 0 || !all()) {
       throw new Error(`scripts/build-bench-c.sh failed (status ${r.status}): ${(r.stderr || r.stdout || String(r.error)).trim().split('\n').slice(-3).join(' | ')}`);
     }
   }
-  return { floor, reference };
+  return { floor, reference, kvmFloor };
 }
 
 /** Parses the rows of an HdrHistogram-style table (µs) into (fraction, ns) points. */

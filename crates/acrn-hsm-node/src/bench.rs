@@ -2,7 +2,8 @@
 //! pool; only the guest's latencies cross to JavaScript, once per case, as a `Float64Array`.
 
 use acrn_hsm_tools::bench::{BenchError, Measured, NativeCase, run_native_case};
-use napi::bindgen_prelude::{AsyncTask, Float64Array};
+use acrn_hsm_tools::guest_pio::GuestWait;
+use napi::bindgen_prelude::{AsyncTask, Buffer, Float64Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
@@ -123,4 +124,155 @@ pub fn bench_native(options: NativeBenchOptions) -> Result<AsyncTask<NativeBench
         case,
         failure: Failure::default(),
     }))
+}
+
+/// One run of the real-guest PIO benchmark on the KVM engine with a native device
+/// (`acrn-hsm bench --guest`, [`acrn_hsm_tools::guest_pio::run_native`]).
+#[napi(object)]
+pub struct GuestPioOptions {
+    /// `"poll"` or `"notify"`.
+    pub mode: String,
+    /// Measured (and empty) iterations, 1..8000.
+    pub iterations: u32,
+    /// Warm-up out/in pairs (at least 1).
+    pub warmup: u32,
+    /// Seconds before the run is abandoned (default 120).
+    pub timeout: Option<f64>,
+    /// Poll mode: a client that spins without ever yielding or sleeping (default: the library's
+    /// back-off, as `acrn-hsm run` and a TypeScript client have).
+    pub poll_spin: Option<bool>,
+}
+
+/// What [`bench_guest_pio`] returned.
+#[napi(object)]
+pub struct GuestPioResult {
+    /// The guest's result dump (`iterations` u32 empty deltas, then the measured ones).
+    pub dump: Buffer,
+    /// Requests the test-port device served.
+    pub served: f64,
+    /// START_VM to the debug exit, ms.
+    pub elapsed_ms: f64,
+}
+
+/// The run on the libuv pool.
+pub struct GuestPioTask {
+    args: (u16, u16, GuestWait, std::time::Duration),
+    failure: Failure,
+}
+
+impl Task for GuestPioTask {
+    type Output = acrn_hsm_tools::guest_pio::NativeRun;
+    type JsValue = GuestPioResult;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let (n, w, wait, timeout) = self.args;
+        let r = acrn_hsm_tools::guest_pio::run_native(n, w, wait, timeout)
+            .map_err(|e| coded_error("ERR_RUN", &e));
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Self::JsValue> {
+        self.failure.reject(&env, err)
+    }
+
+    fn resolve(&mut self, _env: Env, r: Self::Output) -> napi::Result<GuestPioResult> {
+        Ok(GuestPioResult {
+            dump: r.dump.into(),
+            served: r.served as f64,
+            elapsed_ms: r.elapsed.as_secs_f64() * 1e3,
+        })
+    }
+}
+
+fn guest_pio_sizes(iterations: u32, warmup: u32) -> Result<(u16, u16)> {
+    let max = u32::from(acrn_hsm_tools::guest_pio::MAX_ITERATIONS);
+    if !(1..=max).contains(&iterations) {
+        return Err(coded_error(
+            "ERR_OUT_OF_RANGE",
+            &format!("iterations must be in 1..{max}"),
+        ));
+    }
+    let w = u16::try_from(warmup)
+        .ok()
+        .filter(|w| *w >= 1)
+        .ok_or_else(|| coded_error("ERR_OUT_OF_RANGE", "warmup must be in 1..65535"))?;
+    Ok((iterations as u16, w))
+}
+
+/// Runs the real-guest PIO benchmark's guest once on the KVM engine, the test port served by a
+/// native Rust device.
+#[napi(ts_return_type = "Promise<GuestPioResult>")]
+pub fn bench_guest_pio(options: GuestPioOptions) -> Result<AsyncTask<GuestPioTask>> {
+    let (n, w) = guest_pio_sizes(options.iterations, options.warmup)?;
+    let wait = match options.mode.as_str() {
+        "poll" if options.poll_spin == Some(true) => GuestWait::PollSpin,
+        "poll" => GuestWait::Poll,
+        "notify" => GuestWait::Notify,
+        m => {
+            return Err(coded_error(
+                "ERR_INVALID_ARG",
+                &format!("mode must be 'poll' or 'notify', got '{m}'"),
+            ));
+        }
+    };
+    let t = options.timeout.unwrap_or(120.0);
+    if !(t.is_finite() && t > 0.0) {
+        return Err(coded_error("ERR_OUT_OF_RANGE", "timeout must be positive"));
+    }
+    Ok(AsyncTask::new(GuestPioTask {
+        args: (n, w, wait, std::time::Duration::from_secs_f64(t)),
+        failure: Failure::default(),
+    }))
+}
+
+/// The real-guest PIO benchmark's guest: the 64 KiB flat firmware image every variant runs from
+/// its reset vector (QEMU's `-bios`, benches/c/kvm_floor.c, the KVM engine with the image in RAM
+/// at `imageGpa` and read-only at `romGpa`), and its ports.
+#[napi(object)]
+pub struct GuestPioGuest {
+    /// The 64 KiB firmware image (reset vector → the code at F000:0000).
+    pub image: Buffer,
+    /// RAM the KVM-engine variants map at 0.
+    pub ram_bytes: u32,
+    /// Where the image is copied in RAM (0xF0000).
+    pub image_gpa: u32,
+    /// Where the image is mapped read-only (0xFFFF0000).
+    pub rom_gpa: u32,
+    /// The port the guest times.
+    pub test_port: u32,
+    /// The port the guest dumps its results to (a byte per write).
+    pub result_port: u32,
+    /// The isa-debug-exit port.
+    pub exit_port: u32,
+    /// The value written to it at the end.
+    pub exit_value: u32,
+}
+
+/// The guest of the real-guest PIO benchmark for `iterations` and `warmup`.
+#[napi]
+pub fn guest_pio_guest(iterations: u32, warmup: u32) -> Result<GuestPioGuest> {
+    use acrn_hsm_tools::guest_pio as g;
+    let (n, w) = guest_pio_sizes(iterations, warmup)?;
+    Ok(GuestPioGuest {
+        image: g::bios_image(&g::guest_code(n, w)).into(),
+        ram_bytes: g::RAM_BYTES as u32,
+        image_gpa: g::IMAGE_GPA as u32,
+        rom_gpa: g::ROM_GPA as u32,
+        test_port: u32::from(g::TEST_PORT),
+        result_port: u32::from(g::RESULT_PORT),
+        exit_port: u32::from(g::EXIT_PORT),
+        exit_value: u32::from(g::EXIT_VALUE),
+    })
+}
+
+/// QEMU's arguments for the benchmark's image at `image`, results into `dump`.
+#[napi]
+pub fn guest_pio_qemu_args(image: String, dump: String) -> Vec<String> {
+    acrn_hsm_tools::guest_pio::qemu_args(std::path::Path::new(&image), std::path::Path::new(&dump))
+}
+
+/// The host TSC's rate (Hz), measured against CLOCK_MONOTONIC over `ms` (default 50) ms.
+#[napi]
+pub fn tsc_hz(ms: Option<u32>) -> f64 {
+    acrn_hsm_tools::guest_pio::tsc_hz(u64::from(ms.unwrap_or(50)))
 }

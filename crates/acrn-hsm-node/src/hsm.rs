@@ -86,6 +86,11 @@ pub struct EmulatorOptions {
     pub pcpus: Option<u32>,
     /// VM slots for post-launched VMs (default 8).
     pub max_vms: Option<u32>,
+    /// What runs the vCPUs: `'workload'` (scripted accesses, the default) or `'kvm'` (real
+    /// guest code on `/dev/kvm`; RAM and a firmware image mapped with `mapRam`, the vCPU at the
+    /// reset vector F000:FFF0).
+    #[napi(ts_type = "'workload' | 'kvm'")]
+    pub engine: Option<String>,
 }
 
 /// Page-aligned memory owned by the library: the ioreq page or guest RAM. JavaScript sees its
@@ -218,8 +223,28 @@ impl HsmHandle {
                 .filter(|m| (1..=64).contains(m))
                 .ok_or_else(|| coded_error("ERR_OUT_OF_RANGE", "maxVms must be in 1..64"))?;
         }
+        let emu = Emulator::with_config(config);
+        match o.engine.as_deref() {
+            None | Some("workload") => {}
+            Some("kvm") => {
+                let p = acrn_hsm_emulator::kvm::probe();
+                if !p.usable {
+                    return Err(coded_error(
+                        "ERR_RUN",
+                        &format!("the KVM engine cannot run here: {}", p.reason),
+                    ));
+                }
+                emu.set_engine(acrn_hsm_emulator::Engine::Kvm);
+            }
+            Some(e) => {
+                return Err(coded_error(
+                    "ERR_INVALID_ARG",
+                    &format!("engine must be 'workload' or 'kvm', got '{e}'"),
+                ));
+            }
+        }
         Ok(HsmHandle {
-            hsm: Emulator::with_config(config).open_hsm(),
+            hsm: emu.open_hsm(),
         })
     }
 

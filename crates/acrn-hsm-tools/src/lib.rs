@@ -9,5 +9,6 @@
 pub mod bench;
 pub mod demo;
 pub mod export;
+pub mod guest_pio;
 pub mod replay;
 pub mod run;
