@@ -3,6 +3,7 @@
 //! * [`Uart16550`]: a 16550A serial port (the guest prints through THR, polling LSR).
 //! * [`RegisterFile`]: memory-backed registers, little-endian, any 1/2/4/8-byte access.
 //! * [`PciFunction`]: the configuration space of one PCI function with sizable BARs.
+//! * [`virtio`]: virtio 1.x over modern PCI (split virtqueues, virtio-blk, virtio-rng).
 //! * [`FnDevice`]: a device made of two closures (for callers that bring their own logic).
 //! * [`ResetPort`]: the 0xCF9-style reset control register, asking the client for a
 //!   device-model style reset through a [`VmControl`].
@@ -11,6 +12,7 @@ mod pci;
 pub mod platform;
 mod regfile;
 mod uart;
+pub mod virtio;
 
 use std::fmt;
 
