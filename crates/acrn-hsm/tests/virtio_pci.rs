@@ -3,7 +3,7 @@
 //! `GuestMemory` by the test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use acrn_hsm::devices::virtio::queue::{DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, QueueError};
@@ -66,7 +66,7 @@ impl Drv {
         d.cfg_w(0x3c, 1, 10);
         d
     }
-    fn blk(path: &PathBuf, ro: bool) -> Drv {
+    fn blk(path: &Path, ro: bool) -> Drv {
         Drv::new(Box::new(VirtioBlk::open(path, ro).unwrap()))
     }
     fn cfg_r(&mut self, reg: u32, size: u8) -> u32 {
@@ -203,7 +203,10 @@ impl Drv {
 }
 
 /// The capabilities: `cfg_type -> (at, bar, offset, length)` and the MSI-X capability.
-fn caps(d: &mut Drv) -> (Vec<(u8, u32, u8, u32, u32)>, Option<u32>) {
+/// `(cfg_type, at, bar, offset, length)`.
+type VendorCap = (u8, u32, u8, u32, u32);
+
+fn caps(d: &mut Drv) -> (Vec<VendorCap>, Option<u32>) {
     assert_ne!(d.cfg_r(6, 2) & 0x10, 0, "capabilities list");
     let mut at = d.cfg_r(0x34, 1);
     let (mut out, mut msix) = (Vec::new(), None);
@@ -454,7 +457,8 @@ fn indirect_table_and_event_index() {
 fn broken_rings_set_needs_reset() {
     let p = temp_disk("bad", 8);
     type Setup = fn(&mut Drv);
-    let cases: Vec<(&str, Setup, fn(&QueueError) -> bool)> = vec![
+    type Check = fn(&QueueError) -> bool;
+    let cases: Vec<(&str, Setup, Check)> = vec![
         (
             "a loop",
             |d| {
