@@ -21,7 +21,7 @@ pub use blk::VirtioBlk;
 pub use pci::{
     BAR_SIZE, CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY, CAP_PCI_CFG, DEVICE_CFG_OFFSET,
     ISR_OFFSET, MSIX_PBA_OFFSET, MSIX_TABLE_OFFSET, MSIX_VECTORS, NOTIFY_OFF_MULTIPLIER,
-    NOTIFY_OFFSET, VIRTIO_BAR, VirtioBar, VirtioPci,
+    NOTIFY_OFFSET, VIRTIO_BAR, VirtioBar, VirtioPci, VirtioStats,
 };
 pub use queue::{DescChain, Queue, QueueError};
 pub use rng::VirtioRng;
