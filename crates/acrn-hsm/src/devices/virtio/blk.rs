@@ -72,6 +72,11 @@ pub struct BlkStats {
     pub errors: u64,
 }
 
+/// A byte count as a used element's `len` (a chain may describe more than 4 GiB).
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// A virtio-blk device over a file.
 #[derive(Debug)]
 pub struct VirtioBlk {
@@ -167,14 +172,14 @@ impl VirtioBlk {
         while done < data_len {
             let n = ((data_len - done) as usize).min(CHUNK);
             if self.file.read_exact_at(&mut buf[..n], pos).is_err() {
-                return Ok((S_IOERR, done as u32));
+                return Ok((S_IOERR, clamp(done)));
             }
             chain.write_at(mem, done, &buf[..n])?;
             done += n as u64;
             pos += n as u64;
         }
         self.stats.read_bytes += data_len;
-        Ok((S_OK, data_len as u32))
+        Ok((S_OK, clamp(data_len)))
     }
 
     fn write_out(
@@ -330,6 +335,7 @@ impl VirtioDevice for VirtioBlk {
             self.stats.errors += 1;
         }
         chain.write_at(mem, data_in, &[status])?;
-        Ok(written + 1)
+        // The status byte follows the data.
+        Ok(written.saturating_add(1))
     }
 }
