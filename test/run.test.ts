@@ -84,7 +84,9 @@ describe.skipIf(whyNot !== undefined || noBios !== undefined)('SeaBIOS on the KV
  * 0000:8000, prints its NUL-terminated text on COM1 and writes 0x10 to isa-debug-exit.
  */
 function bootDisk(text: string): Uint8Array {
-  const img = new Uint8Array(64 * 1024);
+  // 1 MiB: SeaBIOS's logical geometry is 16 heads x 63 sectors, so a disk below 504 KiB has
+  // 0 cylinders and its boot sector cannot be read through CHS.
+  const img = new Uint8Array(1 << 20);
   img.set([
     0x31, 0xc0, 0x8e, 0xd8, 0x8e, 0xc0, // xor ax, ax; mov ds, ax; mov es, ax
     0xb8, 0x01, 0x02, //                   mov ax, 0x0201 (AH=02h read, 1 sector)

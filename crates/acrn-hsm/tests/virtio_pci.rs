@@ -655,3 +655,57 @@ fn rng_fills_the_buffer() {
     assert_eq!(d.r(0x12, 2), 1);
     assert_eq!(d.cfg_r(0, 4), 0x1044_1af4);
 }
+
+/// Through the dispatcher, as the ioreq client serves it: the firmware programs BAR 4 and
+/// enables memory decoding, the BAR's window reaches the transport, the device-model reset
+/// takes the device and its route back to power-on.
+#[test]
+fn through_the_dispatcher_and_the_dm_reset() {
+    use acrn_hsm::client::{Bdf, Dispatcher, Kind, Request};
+    let p = temp_disk("dispatch", 8);
+    let d = Drv::blk(&p, false);
+    let bdf = Bdf::new(0, 3, 0);
+    let mut disp = Dispatcher::new();
+    let (cfg, bars) = d.t.clone().into_parts();
+    disp.add_pci_with_bars(bdf, cfg, bars).unwrap();
+    let req = |kind: Kind, is_read: bool, address: u64, reg: u32, size: u64, value: u64| Request {
+        vcpu: 0,
+        kind,
+        is_read,
+        direction: u32::from(!is_read),
+        address,
+        size,
+        value,
+        bdf,
+        reg,
+        raw_bdf: (0, 3, 0),
+    };
+    let cfg_w = |disp: &mut Dispatcher, reg: u32, v: u64| {
+        disp.dispatch(&req(Kind::PciCfg, false, 0, reg, 4, v));
+    };
+    let mmio_r = |disp: &mut Dispatcher, a: u64, size: u64| {
+        disp.dispatch(&req(Kind::Mmio, true, a, 0, size, 0)).value
+    };
+    assert_eq!(
+        disp.dispatch(&req(Kind::PciCfg, true, 0, 0, 4, 0)).value,
+        0x1042_1af4
+    );
+    cfg_w(&mut disp, 0x20, 0xfebf_8000);
+    cfg_w(&mut disp, 0x04, 0x0006);
+    assert_eq!(
+        mmio_r(&mut disp, 0xfebf_8012, 2),
+        1,
+        "num_queues through BAR 4"
+    );
+    assert_eq!(mmio_r(&mut disp, 0xfebf_a000, 8), 8, "capacity");
+    disp.dispatch(&req(Kind::Mmio, false, 0xfebf_8014, 0, 1, 1));
+    assert_eq!(d.t.status(), 1);
+    disp.reset_devices();
+    assert_eq!(d.t.status(), 0, "the DM reset resets the device");
+    assert_eq!(
+        mmio_r(&mut disp, 0xfebf_8012, 2),
+        0xffff,
+        "BAR unprogrammed: unclaimed"
+    );
+    let _ = std::fs::remove_file(p);
+}
