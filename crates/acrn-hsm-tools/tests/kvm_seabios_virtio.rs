@@ -153,3 +153,238 @@ fn seabios_boots_virtio_blk_polling() {
         boot_virtio(true);
     }
 }
+
+/// A boot sector that is a virtio driver: it drives the virtio-rng function at 00:04.0 through
+/// the PCI configuration access capability (at 0x84 of its configuration space: `bar`, `offset`,
+/// `length`, `pci_cfg_data`), so with port I/O only from real mode; sets up queue 0 (4 entries
+/// at 0x6000/0x6100/0x6200) with one 16-byte device-writable buffer at 0x6400, installs an
+/// interrupt handler for the INTx line SeaBIOS assigned (IRQ 8..15, slave PIC), unmasks it,
+/// notifies and halts until the interrupt. The handler reads the ISR (which lowers the line)
+/// and sends EOIs. It then checks the used element (id 0, len 16), the ISR value (1: queue) and
+/// that the buffer is not all zeroes, prints a line on COM1 and writes 0x10 to isa-debug-exit
+/// (any failed check: 0x12). Source: `tests/data/virtio_rng_irq.s` (GNU as), listing below.
+#[rustfmt::skip]
+const RNG_IRQ_CODE: &[u8] = &[
+    0xfa,                                   // 000 cli
+    0x31, 0xc0,                             // 001 xor %ax,%ax
+    0x8e, 0xd8,                             // 003 mov %ax,%ds
+    0x8e, 0xc0,                             // 005 mov %ax,%es
+    0x8e, 0xd0,                             // 007 mov %ax,%ss
+    0xbc, 0x00, 0x7c,                       // 009 mov $0x7c00,%sp
+    0xfc,                                   // 00c cld
+    0xbf, 0x00, 0x60,                       // 00d mov $0x6000,%di
+    0xb9, 0x80, 0x02,                       // 010 mov $0x280,%cx
+    0xf3, 0xab,                             // 013 rep stos %ax,%es:(%di)
+    0xc7, 0x06, 0x00, 0x60, 0x00, 0x64,     // 015 movw $0x6400,0x6000
+    0xc7, 0x06, 0x08, 0x60, 0x10, 0x00,     // 01b movw $0x10,0x6008
+    0xc7, 0x06, 0x0c, 0x60, 0x02, 0x00,     // 021 movw $0x2,0x600c
+    0x66, 0xb8, 0x3c, 0x20, 0x00, 0x80,     // 027 mov $0x8000203c,%eax
+    0xe8, 0x2f, 0x01,                       // 02d call 0x15f
+    0xba, 0xfc, 0x0c,                       // 030 mov $0xcfc,%dx
+    0xec,                                   // 033 in (%dx),%al
+    0x2c, 0x08,                             // 034 sub $0x8,%al
+    0x0f, 0x82, 0xfd, 0x00,                 // 036 jb 0x137
+    0x3c, 0x08,                             // 03a cmp $0x8,%al
+    0x0f, 0x83, 0xf7, 0x00,                 // 03c jae 0x137
+    0x88, 0xc1,                             // 040 mov %al,%cl
+    0x0f, 0xb6, 0xd8,                       // 042 movzbw %al,%bx
+    0x83, 0xc3, 0x70,                       // 045 add $0x70,%bx
+    0xc1, 0xe3, 0x02,                       // 048 shl $0x2,%bx
+    0xc7, 0x07, 0x3d, 0x7d,                 // 04b movw $0x7d3d,(%bx)
+    0xc7, 0x47, 0x02, 0x00, 0x00,           // 04f movw $0x0,0x2(%bx)
+    0xb3, 0x01,                             // 054 mov $0x1,%bl
+    0xd2, 0xe3,                             // 056 shl %cl,%bl
+    0xf6, 0xd3,                             // 058 not %bl
+    0xe4, 0xa1,                             // 05a in $0xa1,%al
+    0x20, 0xd8,                             // 05c and %bl,%al
+    0xe6, 0xa1,                             // 05e out %al,$0xa1
+    0xe4, 0x21,                             // 060 in $0x21,%al
+    0x24, 0xfb,                             // 062 and $0xfb,%al
+    0xe6, 0x21,                             // 064 out %al,$0x21
+    0x66, 0x31, 0xc0,                       // 066 xor %eax,%eax
+    0x66, 0xbb, 0x14, 0x00, 0x00, 0x00,     // 069 mov $0x14,%ebx
+    0x66, 0xb9, 0x01, 0x00, 0x00, 0x00,     // 06f mov $0x1,%ecx
+    0xe8, 0x34, 0x01,                       // 075 call 0x1ac
+    0xb0, 0x03,                             // 078 mov $0x3,%al
+    0xe8, 0x2f, 0x01,                       // 07a call 0x1ac
+    0xb1, 0x04,                             // 07d mov $0x4,%cl
+    0xb3, 0x08,                             // 07f mov $0x8,%bl
+    0xb0, 0x01,                             // 081 mov $0x1,%al
+    0xe8, 0x26, 0x01,                       // 083 call 0x1ac
+    0xb3, 0x0c,                             // 086 mov $0xc,%bl
+    0xe8, 0x21, 0x01,                       // 088 call 0x1ac
+    0xb1, 0x01,                             // 08b mov $0x1,%cl
+    0xb3, 0x14,                             // 08d mov $0x14,%bl
+    0xb0, 0x0b,                             // 08f mov $0xb,%al
+    0xe8, 0x18, 0x01,                       // 091 call 0x1ac
+    0xe8, 0x1b, 0x01,                       // 094 call 0x1b2
+    0xa8, 0x08,                             // 097 test $0x8,%al
+    0x0f, 0x84, 0x9a, 0x00,                 // 099 je 0x137
+    0xb1, 0x02,                             // 09d mov $0x2,%cl
+    0xb3, 0x16,                             // 09f mov $0x16,%bl
+    0x66, 0x31, 0xc0,                       // 0a1 xor %eax,%eax
+    0xe8, 0x05, 0x01,                       // 0a4 call 0x1ac
+    0xb3, 0x18,                             // 0a7 mov $0x18,%bl
+    0xb0, 0x04,                             // 0a9 mov $0x4,%al
+    0xe8, 0xfe, 0x00,                       // 0ab call 0x1ac
+    0xb1, 0x04,                             // 0ae mov $0x4,%cl
+    0xb3, 0x20,                             // 0b0 mov $0x20,%bl
+    0xb8, 0x00, 0x60,                       // 0b2 mov $0x6000,%ax
+    0xe8, 0xf4, 0x00,                       // 0b5 call 0x1ac
+    0xb3, 0x28,                             // 0b8 mov $0x28,%bl
+    0xb8, 0x00, 0x61,                       // 0ba mov $0x6100,%ax
+    0xe8, 0xec, 0x00,                       // 0bd call 0x1ac
+    0xb3, 0x30,                             // 0c0 mov $0x30,%bl
+    0xb8, 0x00, 0x62,                       // 0c2 mov $0x6200,%ax
+    0xe8, 0xe4, 0x00,                       // 0c5 call 0x1ac
+    0xb1, 0x02,                             // 0c8 mov $0x2,%cl
+    0xb3, 0x1c,                             // 0ca mov $0x1c,%bl
+    0xb8, 0x01, 0x00,                       // 0cc mov $0x1,%ax
+    0xe8, 0xda, 0x00,                       // 0cf call 0x1ac
+    0xb1, 0x01,                             // 0d2 mov $0x1,%cl
+    0xb3, 0x14,                             // 0d4 mov $0x14,%bl
+    0xb0, 0x0f,                             // 0d6 mov $0xf,%al
+    0xe8, 0xd1, 0x00,                       // 0d8 call 0x1ac
+    0xc7, 0x06, 0x02, 0x61, 0x01, 0x00,     // 0db movw $0x1,0x6102
+    0xb1, 0x02,                             // 0e1 mov $0x2,%cl
+    0xbb, 0x00, 0x30,                       // 0e3 mov $0x3000,%bx
+    0x66, 0x31, 0xc0,                       // 0e6 xor %eax,%eax
+    0xe8, 0xc0, 0x00,                       // 0e9 call 0x1ac
+    0xfa,                                   // 0ec cli
+    0x80, 0x3e, 0xb8, 0x7d, 0x00,           // 0ed cmpb $0x0,0x7db8
+    0x75, 0x04,                             // 0f2 jne 0xf8
+    0xfb,                                   // 0f4 sti
+    0xf4,                                   // 0f5 hlt
+    0xeb, 0xf4,                             // 0f6 jmp 0xec
+    0x83, 0x3e, 0x02, 0x62, 0x01,           // 0f8 cmpw $0x1,0x6202
+    0x75, 0x38,                             // 0fd jne 0x137
+    0x83, 0x3e, 0x08, 0x62, 0x10,           // 0ff cmpw $0x10,0x6208
+    0x75, 0x31,                             // 104 jne 0x137
+    0x80, 0x3e, 0xb9, 0x7d, 0x01,           // 106 cmpb $0x1,0x7db9
+    0x75, 0x2a,                             // 10b jne 0x137
+    0x66, 0xa1, 0x00, 0x64,                 // 10d mov 0x6400,%eax
+    0x66, 0x0b, 0x06, 0x04, 0x64,           // 111 or 0x6404,%eax
+    0x66, 0x0b, 0x06, 0x08, 0x64,           // 116 or 0x6408,%eax
+    0x66, 0x0b, 0x06, 0x0c, 0x64,           // 11b or 0x640c,%eax
+    0x74, 0x15,                             // 120 je 0x137
+    0xbe, 0xba, 0x7d,                       // 122 mov $0x7dba,%si
+    0xba, 0xf8, 0x03,                       // 125 mov $0x3f8,%dx
+    0xac,                                   // 128 lods %ds:(%si),%al
+    0x84, 0xc0,                             // 129 test %al,%al
+    0x74, 0x03,                             // 12b je 0x130
+    0xee,                                   // 12d out %al,(%dx)
+    0xeb, 0xf8,                             // 12e jmp 0x128
+    0xb0, 0x10,                             // 130 mov $0x10,%al
+    0xe6, 0xf4,                             // 132 out %al,$0xf4
+    0xf4,                                   // 134 hlt
+    0xeb, 0xfd,                             // 135 jmp 0x134
+    0xb0, 0x12,                             // 137 mov $0x12,%al
+    0xe6, 0xf4,                             // 139 out %al,$0xf4
+    0xeb, 0xf7,                             // 13b jmp 0x134
+    0x66, 0x60,                             // 13d pushal
+    0x66, 0xbb, 0x00, 0x10, 0x00, 0x00,     // 13f mov $0x1000,%ebx
+    0x66, 0xb9, 0x01, 0x00, 0x00, 0x00,     // 145 mov $0x1,%ecx
+    0xe8, 0x64, 0x00,                       // 14b call 0x1b2
+    0xa2, 0xb9, 0x7d,                       // 14e mov %al,0x7db9
+    0xc6, 0x06, 0xb8, 0x7d, 0x01,           // 151 movb $0x1,0x7db8
+    0xb0, 0x20,                             // 156 mov $0x20,%al
+    0xe6, 0xa0,                             // 158 out %al,$0xa0
+    0xe6, 0x20,                             // 15a out %al,$0x20
+    0x66, 0x61,                             // 15c popal
+    0xcf,                                   // 15e iret
+    0xba, 0xf8, 0x0c,                       // 15f mov $0xcf8,%dx
+    0x66, 0xef,                             // 162 out %eax,(%dx)
+    0xc3,                                   // 164 ret
+    0x66, 0x50,                             // 165 push %eax
+    0x66, 0xb8, 0x88, 0x20, 0x00, 0x80,     // 167 mov $0x80002088,%eax
+    0xe8, 0xef, 0xff,                       // 16d call 0x15f
+    0xba, 0xfc, 0x0c,                       // 170 mov $0xcfc,%dx
+    0x66, 0xb8, 0x04, 0x00, 0x00, 0x00,     // 173 mov $0x4,%eax
+    0x66, 0xef,                             // 179 out %eax,(%dx)
+    0x66, 0xb8, 0x8c, 0x20, 0x00, 0x80,     // 17b mov $0x8000208c,%eax
+    0xe8, 0xdb, 0xff,                       // 181 call 0x15f
+    0xba, 0xfc, 0x0c,                       // 184 mov $0xcfc,%dx
+    0x66, 0x89, 0xd8,                       // 187 mov %ebx,%eax
+    0x66, 0xef,                             // 18a out %eax,(%dx)
+    0x66, 0xb8, 0x90, 0x20, 0x00, 0x80,     // 18c mov $0x80002090,%eax
+    0xe8, 0xca, 0xff,                       // 192 call 0x15f
+    0xba, 0xfc, 0x0c,                       // 195 mov $0xcfc,%dx
+    0x66, 0x89, 0xc8,                       // 198 mov %ecx,%eax
+    0x66, 0xef,                             // 19b out %eax,(%dx)
+    0x66, 0xb8, 0x94, 0x20, 0x00, 0x80,     // 19d mov $0x80002094,%eax
+    0xe8, 0xb9, 0xff,                       // 1a3 call 0x15f
+    0xba, 0xfc, 0x0c,                       // 1a6 mov $0xcfc,%dx
+    0x66, 0x58,                             // 1a9 pop %eax
+    0xc3,                                   // 1ab ret
+    0xe8, 0xb6, 0xff,                       // 1ac call 0x165
+    0x66, 0xef,                             // 1af out %eax,(%dx)
+    0xc3,                                   // 1b1 ret
+    0xe8, 0xb0, 0xff,                       // 1b2 call 0x165
+    0x66, 0xed,                             // 1b5 in (%dx),%eax
+    0xc3,                                   // 1b7 ret
+];
+
+const RNG_IRQ_OK: &str = "virtio-rng interrupt: ISR 1, 16 random bytes\n";
+
+fn rng_irq_disk(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("seabios-rng-{}-{tag}.img", std::process::id()));
+    let mut img = vec![0u8; 1 << 20];
+    assert_eq!(
+        RNG_IRQ_CODE.len(),
+        0x1b8,
+        "the data follow the code at 0x1b8"
+    );
+    img[..RNG_IRQ_CODE.len()].copy_from_slice(RNG_IRQ_CODE);
+    // 0x1b8: flag, 0x1b9: the ISR value the handler read, 0x1ba: the message (NUL-terminated).
+    img[0x1ba..0x1ba + RNG_IRQ_OK.len()].copy_from_slice(RNG_IRQ_OK.as_bytes());
+    img[510] = 0x55;
+    img[511] = 0xaa;
+    std::fs::write(&p, img).unwrap();
+    p
+}
+
+fn rng_interrupt(polling: bool) {
+    let disk = rng_irq_disk(if polling { "poll" } else { "notify" });
+    let r = run_guest(&RunConfig {
+        payload: Payload::Firmware(SEABIOS_PATH.into()),
+        polling,
+        console: Console::Capture,
+        timeout: Some(Duration::from_secs(300)),
+        disk: Some(disk.clone()),
+        rng: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let text = String::from_utf8_lossy(&r.serial).to_string();
+    let log = String::from_utf8_lossy(&r.debugcon).to_string();
+    println!(
+        "serial: {text}\n{:?} {:?} {:?} in {:?}",
+        r.end, r.kvm, r.client, r.elapsed
+    );
+    let _ = std::fs::remove_file(&disk);
+    assert_eq!(r.end, RunEnd::DebugExit(0x10), "{text}\n{log}");
+    let plain: String = text
+        .chars()
+        .filter(|c| !matches!(c, '.' | '\r' | '\n'))
+        .collect();
+    assert!(plain.contains(RNG_IRQ_OK.trim_end()), "{text:?}");
+    assert!(
+        r.kvm.irqs > 0,
+        "the INTx assertion reached KVM: {:?}",
+        r.kvm
+    );
+}
+
+#[test]
+fn boot_sector_drives_virtio_rng_and_takes_its_intx_notify() {
+    if !skip("boot_sector_drives_virtio_rng_and_takes_its_intx_notify") {
+        rng_interrupt(false);
+    }
+}
+
+#[test]
+fn boot_sector_drives_virtio_rng_and_takes_its_intx_polling() {
+    if !skip("boot_sector_drives_virtio_rng_and_takes_its_intx_polling") {
+        rng_interrupt(true);
+    }
+}
