@@ -326,25 +326,193 @@ const RNG_IRQ_CODE: &[u8] = &[
 
 const RNG_IRQ_OK: &str = "virtio-rng interrupt: ISR 1, 16 random bytes\n";
 
-fn rng_irq_disk(tag: &str) -> PathBuf {
+/// The same driver taking an MSI-X interrupt instead: table entry 0 (through the window, BAR 4 +
+/// 0x4000) = address 0xfee00000, data 0x40; MSI-X enabled in its capability (byte 0x9b);
+/// `queue_msix_vector` 0; the handler at vector 0x40 of the IVT, reached through the LAPIC.
+/// With MSI-X the ISR stays 0. Source: `tests/data/virtio_rng_msix.s`.
+#[rustfmt::skip]
+const RNG_MSIX_CODE: &[u8] = &[
+    0xfa,                                   // 000 cli
+    0x31, 0xc0,                             // 001 xor %ax,%ax
+    0x8e, 0xd8,                             // 003 mov %ax,%ds
+    0x8e, 0xc0,                             // 005 mov %ax,%es
+    0x8e, 0xd0,                             // 007 mov %ax,%ss
+    0xbc, 0x00, 0x7c,                       // 009 mov $0x7c00,%sp
+    0xfc,                                   // 00c cld
+    0xbf, 0x00, 0x60,                       // 00d mov $0x6000,%di
+    0xb9, 0x80, 0x02,                       // 010 mov $0x280,%cx
+    0xf3, 0xab,                             // 013 rep stos %ax,%es:(%di)
+    0xc7, 0x06, 0x00, 0x60, 0x00, 0x64,     // 015 movw $0x6400,0x6000
+    0xc7, 0x06, 0x08, 0x60, 0x10, 0x00,     // 01b movw $0x10,0x6008
+    0xc7, 0x06, 0x0c, 0x60, 0x02, 0x00,     // 021 movw $0x2,0x600c
+    0xc7, 0x06, 0x00, 0x01, 0x55, 0x7d,     // 027 movw $0x7d55,0x100
+    0xc7, 0x06, 0x02, 0x01, 0x00, 0x00,     // 02d movw $0x0,0x102
+    0x66, 0xbb, 0x00, 0x40, 0x00, 0x00,     // 033 mov $0x4000,%ebx
+    0x66, 0xb9, 0x04, 0x00, 0x00, 0x00,     // 039 mov $0x4,%ecx
+    0x66, 0xb8, 0x00, 0x00, 0xe0, 0xfe,     // 03f mov $0xfee00000,%eax
+    0xe8, 0x76, 0x01,                       // 045 call 0x1be
+    0xbb, 0x04, 0x40,                       // 048 mov $0x4004,%bx
+    0x66, 0x31, 0xc0,                       // 04b xor %eax,%eax
+    0xe8, 0x6d, 0x01,                       // 04e call 0x1be
+    0xbb, 0x08, 0x40,                       // 051 mov $0x4008,%bx
+    0xb0, 0x40,                             // 054 mov $0x40,%al
+    0xe8, 0x65, 0x01,                       // 056 call 0x1be
+    0xbb, 0x0c, 0x40,                       // 059 mov $0x400c,%bx
+    0x66, 0x31, 0xc0,                       // 05c xor %eax,%eax
+    0xe8, 0x5c, 0x01,                       // 05f call 0x1be
+    0x66, 0xb8, 0x98, 0x20, 0x00, 0x80,     // 062 mov $0x80002098,%eax
+    0xe8, 0x06, 0x01,                       // 068 call 0x171
+    0xba, 0xfc, 0x0c,                       // 06b mov $0xcfc,%dx
+    0x66, 0xb8, 0x00, 0x00, 0x00, 0x80,     // 06e mov $0x80000000,%eax
+    0x66, 0xef,                             // 074 out %eax,(%dx)
+    0x66, 0x31, 0xc0,                       // 076 xor %eax,%eax
+    0x66, 0xbb, 0x14, 0x00, 0x00, 0x00,     // 079 mov $0x14,%ebx
+    0x66, 0xb9, 0x01, 0x00, 0x00, 0x00,     // 07f mov $0x1,%ecx
+    0xe8, 0x36, 0x01,                       // 085 call 0x1be
+    0xb0, 0x03,                             // 088 mov $0x3,%al
+    0xe8, 0x31, 0x01,                       // 08a call 0x1be
+    0xb1, 0x04,                             // 08d mov $0x4,%cl
+    0xb3, 0x08,                             // 08f mov $0x8,%bl
+    0xb0, 0x01,                             // 091 mov $0x1,%al
+    0xe8, 0x28, 0x01,                       // 093 call 0x1be
+    0xb3, 0x0c,                             // 096 mov $0xc,%bl
+    0xe8, 0x23, 0x01,                       // 098 call 0x1be
+    0xb1, 0x01,                             // 09b mov $0x1,%cl
+    0xb3, 0x14,                             // 09d mov $0x14,%bl
+    0xb0, 0x0b,                             // 09f mov $0xb,%al
+    0xe8, 0x1a, 0x01,                       // 0a1 call 0x1be
+    0xe8, 0x1d, 0x01,                       // 0a4 call 0x1c4
+    0xa8, 0x08,                             // 0a7 test $0x8,%al
+    0x0f, 0x84, 0xa2, 0x00,                 // 0a9 je 0x14f
+    0xb1, 0x02,                             // 0ad mov $0x2,%cl
+    0xb3, 0x16,                             // 0af mov $0x16,%bl
+    0x66, 0x31, 0xc0,                       // 0b1 xor %eax,%eax
+    0xe8, 0x07, 0x01,                       // 0b4 call 0x1be
+    0xb3, 0x18,                             // 0b7 mov $0x18,%bl
+    0xb0, 0x04,                             // 0b9 mov $0x4,%al
+    0xe8, 0x00, 0x01,                       // 0bb call 0x1be
+    0xb3, 0x1a,                             // 0be mov $0x1a,%bl
+    0x66, 0x31, 0xc0,                       // 0c0 xor %eax,%eax
+    0xe8, 0xf8, 0x00,                       // 0c3 call 0x1be
+    0xb1, 0x04,                             // 0c6 mov $0x4,%cl
+    0xb3, 0x20,                             // 0c8 mov $0x20,%bl
+    0xb8, 0x00, 0x60,                       // 0ca mov $0x6000,%ax
+    0xe8, 0xee, 0x00,                       // 0cd call 0x1be
+    0xb3, 0x28,                             // 0d0 mov $0x28,%bl
+    0xb8, 0x00, 0x61,                       // 0d2 mov $0x6100,%ax
+    0xe8, 0xe6, 0x00,                       // 0d5 call 0x1be
+    0xb3, 0x30,                             // 0d8 mov $0x30,%bl
+    0xb8, 0x00, 0x62,                       // 0da mov $0x6200,%ax
+    0xe8, 0xde, 0x00,                       // 0dd call 0x1be
+    0xb1, 0x02,                             // 0e0 mov $0x2,%cl
+    0xb3, 0x1c,                             // 0e2 mov $0x1c,%bl
+    0xb8, 0x01, 0x00,                       // 0e4 mov $0x1,%ax
+    0xe8, 0xd4, 0x00,                       // 0e7 call 0x1be
+    0xb1, 0x01,                             // 0ea mov $0x1,%cl
+    0xb3, 0x14,                             // 0ec mov $0x14,%bl
+    0xb0, 0x0f,                             // 0ee mov $0xf,%al
+    0xe8, 0xcb, 0x00,                       // 0f0 call 0x1be
+    0xc7, 0x06, 0x02, 0x61, 0x01, 0x00,     // 0f3 movw $0x1,0x6102
+    0xb1, 0x02,                             // 0f9 mov $0x2,%cl
+    0xbb, 0x00, 0x30,                       // 0fb mov $0x3000,%bx
+    0x66, 0x31, 0xc0,                       // 0fe xor %eax,%eax
+    0xe8, 0xba, 0x00,                       // 101 call 0x1be
+    0xfa,                                   // 104 cli
+    0x80, 0x3e, 0xca, 0x7d, 0x00,           // 105 cmpb $0x0,0x7dca
+    0x75, 0x04,                             // 10a jne 0x110
+    0xfb,                                   // 10c sti
+    0xf4,                                   // 10d hlt
+    0xeb, 0xf4,                             // 10e jmp 0x104
+    0x83, 0x3e, 0x02, 0x62, 0x01,           // 110 cmpw $0x1,0x6202
+    0x75, 0x38,                             // 115 jne 0x14f
+    0x83, 0x3e, 0x08, 0x62, 0x10,           // 117 cmpw $0x10,0x6208
+    0x75, 0x31,                             // 11c jne 0x14f
+    0x80, 0x3e, 0xcb, 0x7d, 0x00,           // 11e cmpb $0x0,0x7dcb
+    0x75, 0x2a,                             // 123 jne 0x14f
+    0x66, 0xa1, 0x00, 0x64,                 // 125 mov 0x6400,%eax
+    0x66, 0x0b, 0x06, 0x04, 0x64,           // 129 or 0x6404,%eax
+    0x66, 0x0b, 0x06, 0x08, 0x64,           // 12e or 0x6408,%eax
+    0x66, 0x0b, 0x06, 0x0c, 0x64,           // 133 or 0x640c,%eax
+    0x74, 0x15,                             // 138 je 0x14f
+    0xbe, 0xcc, 0x7d,                       // 13a mov $0x7dcc,%si
+    0xba, 0xf8, 0x03,                       // 13d mov $0x3f8,%dx
+    0xac,                                   // 140 lods %ds:(%si),%al
+    0x84, 0xc0,                             // 141 test %al,%al
+    0x74, 0x03,                             // 143 je 0x148
+    0xee,                                   // 145 out %al,(%dx)
+    0xeb, 0xf8,                             // 146 jmp 0x140
+    0xb0, 0x10,                             // 148 mov $0x10,%al
+    0xe6, 0xf4,                             // 14a out %al,$0xf4
+    0xf4,                                   // 14c hlt
+    0xeb, 0xfd,                             // 14d jmp 0x14c
+    0xb0, 0x12,                             // 14f mov $0x12,%al
+    0xe6, 0xf4,                             // 151 out %al,$0xf4
+    0xeb, 0xf7,                             // 153 jmp 0x14c
+    0x66, 0x60,                             // 155 pushal
+    0x66, 0xbb, 0x00, 0x10, 0x00, 0x00,     // 157 mov $0x1000,%ebx
+    0x66, 0xb9, 0x01, 0x00, 0x00, 0x00,     // 15d mov $0x1,%ecx
+    0xe8, 0x5e, 0x00,                       // 163 call 0x1c4
+    0xa2, 0xcb, 0x7d,                       // 166 mov %al,0x7dcb
+    0xc6, 0x06, 0xca, 0x7d, 0x01,           // 169 movb $0x1,0x7dca
+    0x66, 0x61,                             // 16e popal
+    0xcf,                                   // 170 iret
+    0xba, 0xf8, 0x0c,                       // 171 mov $0xcf8,%dx
+    0x66, 0xef,                             // 174 out %eax,(%dx)
+    0xc3,                                   // 176 ret
+    0x66, 0x50,                             // 177 push %eax
+    0x66, 0xb8, 0x88, 0x20, 0x00, 0x80,     // 179 mov $0x80002088,%eax
+    0xe8, 0xef, 0xff,                       // 17f call 0x171
+    0xba, 0xfc, 0x0c,                       // 182 mov $0xcfc,%dx
+    0x66, 0xb8, 0x04, 0x00, 0x00, 0x00,     // 185 mov $0x4,%eax
+    0x66, 0xef,                             // 18b out %eax,(%dx)
+    0x66, 0xb8, 0x8c, 0x20, 0x00, 0x80,     // 18d mov $0x8000208c,%eax
+    0xe8, 0xdb, 0xff,                       // 193 call 0x171
+    0xba, 0xfc, 0x0c,                       // 196 mov $0xcfc,%dx
+    0x66, 0x89, 0xd8,                       // 199 mov %ebx,%eax
+    0x66, 0xef,                             // 19c out %eax,(%dx)
+    0x66, 0xb8, 0x90, 0x20, 0x00, 0x80,     // 19e mov $0x80002090,%eax
+    0xe8, 0xca, 0xff,                       // 1a4 call 0x171
+    0xba, 0xfc, 0x0c,                       // 1a7 mov $0xcfc,%dx
+    0x66, 0x89, 0xc8,                       // 1aa mov %ecx,%eax
+    0x66, 0xef,                             // 1ad out %eax,(%dx)
+    0x66, 0xb8, 0x94, 0x20, 0x00, 0x80,     // 1af mov $0x80002094,%eax
+    0xe8, 0xb9, 0xff,                       // 1b5 call 0x171
+    0xba, 0xfc, 0x0c,                       // 1b8 mov $0xcfc,%dx
+    0x66, 0x58,                             // 1bb pop %eax
+    0xc3,                                   // 1bd ret
+    0xe8, 0xb6, 0xff,                       // 1be call 0x177
+    0x66, 0xef,                             // 1c1 out %eax,(%dx)
+    0xc3,                                   // 1c3 ret
+    0xe8, 0xb0, 0xff,                       // 1c4 call 0x177
+    0x66, 0xed,                             // 1c7 in (%dx),%eax
+    0xc3,                                   // 1c9 ret
+];
+
+const RNG_MSIX_OK: &str = "virtio-rng MSI-X: vector 0x40, ISR 0\n";
+
+/// A 1 MiB disk whose boot sector is `code` followed by the flag and ISR bytes (0) and `msg`.
+fn driver_disk(tag: &str, code: &[u8], msg: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("seabios-rng-{}-{tag}.img", std::process::id()));
     let mut img = vec![0u8; 1 << 20];
-    assert_eq!(
-        RNG_IRQ_CODE.len(),
-        0x1b8,
-        "the data follow the code at 0x1b8"
-    );
-    img[..RNG_IRQ_CODE.len()].copy_from_slice(RNG_IRQ_CODE);
-    // 0x1b8: flag, 0x1b9: the ISR value the handler read, 0x1ba: the message (NUL-terminated).
-    img[0x1ba..0x1ba + RNG_IRQ_OK.len()].copy_from_slice(RNG_IRQ_OK.as_bytes());
+    img[..code.len()].copy_from_slice(code);
+    // code.len(): flag, + 1: the ISR value the handler read, + 2: the message (NUL-terminated).
+    let at = code.len() + 2;
+    img[at..at + msg.len()].copy_from_slice(msg.as_bytes());
+    assert!(at + msg.len() < 510);
     img[510] = 0x55;
     img[511] = 0xaa;
     std::fs::write(&p, img).unwrap();
     p
 }
 
-fn rng_interrupt(polling: bool) {
-    let disk = rng_irq_disk(if polling { "poll" } else { "notify" });
+fn rng_interrupt(polling: bool, msix: bool) {
+    let (code, msg) = if msix {
+        (RNG_MSIX_CODE, RNG_MSIX_OK)
+    } else {
+        (RNG_IRQ_CODE, RNG_IRQ_OK)
+    };
+    let tag = format!("{polling}-{msix}");
+    let disk = driver_disk(&tag, code, msg);
     let r = run_guest(&RunConfig {
         payload: Payload::Firmware(SEABIOS_PATH.into()),
         polling,
@@ -367,24 +535,34 @@ fn rng_interrupt(polling: bool) {
         .chars()
         .filter(|c| !matches!(c, '.' | '\r' | '\n'))
         .collect();
-    assert!(plain.contains(RNG_IRQ_OK.trim_end()), "{text:?}");
-    assert!(
-        r.kvm.irqs > 0,
-        "the INTx assertion reached KVM: {:?}",
-        r.kvm
-    );
+    assert!(plain.contains(msg.trim_end()), "{text:?}");
+    assert!(r.kvm.irqs > 0, "the interrupt reached KVM: {:?}", r.kvm);
 }
 
 #[test]
 fn boot_sector_drives_virtio_rng_and_takes_its_intx_notify() {
     if !skip("boot_sector_drives_virtio_rng_and_takes_its_intx_notify") {
-        rng_interrupt(false);
+        rng_interrupt(false, false);
     }
 }
 
 #[test]
 fn boot_sector_drives_virtio_rng_and_takes_its_intx_polling() {
     if !skip("boot_sector_drives_virtio_rng_and_takes_its_intx_polling") {
-        rng_interrupt(true);
+        rng_interrupt(true, false);
+    }
+}
+
+#[test]
+fn boot_sector_drives_virtio_rng_and_takes_its_msix_notify() {
+    if !skip("boot_sector_drives_virtio_rng_and_takes_its_msix_notify") {
+        rng_interrupt(false, true);
+    }
+}
+
+#[test]
+fn boot_sector_drives_virtio_rng_and_takes_its_msix_polling() {
+    if !skip("boot_sector_drives_virtio_rng_and_takes_its_msix_polling") {
+        rng_interrupt(true, true);
     }
 }
