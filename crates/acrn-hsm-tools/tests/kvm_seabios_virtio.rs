@@ -566,3 +566,78 @@ fn boot_sector_drives_virtio_rng_and_takes_its_msix_polling() {
         rng_interrupt(true, true);
     }
 }
+
+/// A boot sector that writes itself (0000:7C00) to LBA 5 with int 13h AH=03h: SeaBIOS sends a
+/// virtio-blk OUT request, which lands in the file.
+#[rustfmt::skip]
+const WRITE_BOOT: &[u8] = &[
+    0x31, 0xc0,             // 00 xor ax, ax
+    0x8e, 0xc0,             // 02 mov es, ax
+    0xb8, 0x01, 0x03,       // 04 mov ax, 0x0301    ; AH=03h write, AL=1 sector
+    0xb9, 0x06, 0x00,       // 07 mov cx, 0x0006    ; cylinder 0, sector 6 (LBA 5)
+    0xb6, 0x00,             // 0a mov dh, 0         ; head 0 (DL: the boot drive)
+    0xbb, 0x00, 0x7c,       // 0c mov bx, 0x7c00    ; ES:BX = this sector
+    0xcd, 0x13,             // 0f int 13h
+    0x72, 0x07,             // 11 jc fail (0x1a)
+    0xb0, 0x10,             // 13 mov al, 0x10
+    0xe6, 0xf4,             // 15 out 0xf4, al      ; status 33
+    0xf4,                   // 17 hang: hlt
+    0xeb, 0xfd,             // 18 jmp hang
+    0xb0, 0x11,             // 1a fail: mov al, 0x11
+    0xe6, 0xf4,             // 1c out 0xf4, al      ; status 35: the write failed
+    0xeb, 0xf7,             // 1e jmp hang
+];
+
+fn write_back(polling: bool, read_only: bool) {
+    let p = std::env::temp_dir().join(format!(
+        "seabios-write-{}-{polling}-{read_only}.img",
+        std::process::id()
+    ));
+    let mut img = vec![0u8; 1 << 20];
+    img[..WRITE_BOOT.len()].copy_from_slice(WRITE_BOOT);
+    img[0x100..0x110].copy_from_slice(b"written by int13");
+    img[510] = 0x55;
+    img[511] = 0xaa;
+    std::fs::write(&p, &img).unwrap();
+    let r = run_guest(&RunConfig {
+        payload: Payload::Firmware(SEABIOS_PATH.into()),
+        polling,
+        console: Console::Capture,
+        timeout: Some(Duration::from_secs(300)),
+        disk: Some(p.clone()),
+        disk_read_only: read_only,
+        ..Default::default()
+    })
+    .unwrap();
+    let after = std::fs::read(&p).unwrap();
+    let _ = std::fs::remove_file(&p);
+    let text = String::from_utf8_lossy(&r.serial).to_string();
+    if read_only {
+        assert_eq!(r.end, RunEnd::DebugExit(0x11), "IOERR → int 13h CF: {text}");
+        assert!(
+            after[5 * 512..6 * 512].iter().all(|&b| b == 0),
+            "nothing written"
+        );
+    } else {
+        assert_eq!(r.end, RunEnd::DebugExit(0x10), "{text}");
+        assert_eq!(
+            &after[5 * 512..6 * 512],
+            &img[..512],
+            "sector 0 copied to LBA 5"
+        );
+    }
+}
+
+#[test]
+fn seabios_writes_through_virtio_blk_notify() {
+    if !skip("seabios_writes_through_virtio_blk_notify") {
+        write_back(false, false);
+    }
+}
+
+#[test]
+fn seabios_write_to_a_read_only_disk_fails_polling() {
+    if !skip("seabios_write_to_a_read_only_disk_fails_polling") {
+        write_back(true, true);
+    }
+}
