@@ -199,7 +199,7 @@ fn random_rings_never_escape_ram_and_always_end() {
         random_rings(&mem, &mut rng, &mut q);
         // Validation decides in the transport; here the queue is also driven when it failed
         // (with a valid size), to check the ring code on its own against areas outside RAM.
-        q.ready = q.validate(&mem).is_ok() || (size.is_power_of_two() && size <= max);
+        q.ready = q.validate(&mem).is_ok() || rng.below(4) != 0;
         if !q.ready {
             continue;
         }

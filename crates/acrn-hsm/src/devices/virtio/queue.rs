@@ -305,6 +305,13 @@ impl Queue {
         if !self.ready {
             return Ok(None);
         }
+        if self.size == 0 {
+            // Only reachable by setting `ready` without `validate`.
+            return Err(QueueError::BadSize {
+                size: 0,
+                max: self.max_size,
+            });
+        }
         let idx = self.avail_idx(mem)?;
         // The entries and descriptors the driver published before this idx are read after it.
         fence(Ordering::Acquire);
