@@ -383,6 +383,18 @@ fn blk_config_and_requests() {
     assert_eq!(d.blk_request(13, 0, &seg, 0).0, 0);
     let file = std::fs::read(&p).unwrap();
     assert!(file[5 * 512..6 * 512].iter().all(|&x| x == 0));
+    // DISCARD: one segment without flags; the unmap flag or unknown flags are UNSUPP; two
+    // segments (max_discard_seg is 1) IOERR.
+    assert_eq!(d.blk_request(11, 0, &seg, 0).0, 0);
+    seg[12] = 1;
+    assert_eq!(d.blk_request(11, 0, &seg, 0).0, 2, "unmap on discard");
+    seg[12] = 2;
+    assert_eq!(d.blk_request(13, 0, &seg, 0).0, 2, "unknown flag");
+    seg[12] = 0;
+    let two = [seg, seg].concat();
+    assert_eq!(d.blk_request(11, 0, &two, 0).0, 1, "two segments");
+    seg[8..12].copy_from_slice(&64u32.to_le_bytes());
+    assert_eq!(d.blk_request(13, 1, &seg, 0).0, 1, "past the end");
 
     // Queue interrupts went to INTx line 10 (no MSI-X), ISR bit 0.
     let irqs = d.irq.take();

@@ -213,7 +213,8 @@ impl VirtioBlk {
     /// DISCARD and WRITE_ZEROES: one segment `{ sector: le64, num_sectors: le32, flags: le32 }`.
     fn ranges(&mut self, chain: &DescChain, mem: &GuestMemory, ty: u32) -> Result<u8, QueueError> {
         let mut seg = [0u8; 16];
-        if self.read_only || chain.read_at(mem, 16, &mut seg)? != 16 {
+        // One segment (max_discard_seg = max_write_zeroes_seg = 1).
+        if self.read_only || chain.readable_len() != 32 || chain.read_at(mem, 16, &mut seg)? != 16 {
             return Ok(S_IOERR);
         }
         let sector = u64::from_le_bytes([
@@ -221,8 +222,12 @@ impl VirtioBlk {
         ]);
         let num = u32::from_le_bytes([seg[8], seg[9], seg[10], seg[11]]);
         let flags = u32::from_le_bytes([seg[12], seg[13], seg[14], seg[15]]);
-        if num > MAX_RANGE_SECTORS || flags & !1 != 0 || (ty == T_DISCARD && flags != 0) {
-            return Ok(if flags & !1 != 0 { S_UNSUPP } else { S_IOERR });
+        // Unknown flags, or the unmap flag on a discard: UNSUPP (§5.2.6.2).
+        if flags & !1 != 0 || (ty == T_DISCARD && flags != 0) {
+            return Ok(S_UNSUPP);
+        }
+        if num > MAX_RANGE_SECTORS {
+            return Ok(S_IOERR);
         }
         let bytes = u64::from(num) * SECTOR;
         let Some(pos) = self.range(sector, bytes) else {

@@ -398,7 +398,9 @@ impl Inner {
         let m = mem.memory();
         let mut served = 0usize;
         let result: Result<(), QueueError> = (|| {
-            while served < MAX_CHAINS_PER_NOTIFY {
+            // Bounded also when the ring looks non-empty and then empty again (a driver
+            // flipping its idx from another vCPU).
+            for _ in 0..MAX_CHAINS_PER_NOTIFY {
                 let Some(chain) = self.queues[q].pop(m)? else {
                     // Tell the driver where to notify next, then look again (it may have
                     // added an entry before it saw the new avail_event).
