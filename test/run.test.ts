@@ -86,6 +86,51 @@ describe.skipIf(whyNot !== undefined || noBios !== undefined)('SeaBIOS on the KV
   }, 180_000);
 });
 
+/**
+ * A disk whose boot sector (loaded at 0000:7C00) reads sector 1 through int 13h AH=02h to
+ * 0000:8000, prints its NUL-terminated text on COM1 and writes 0x10 to isa-debug-exit.
+ */
+function bootDisk(text: string): Uint8Array {
+  // 1 MiB: SeaBIOS's logical geometry is 16 heads x 63 sectors, so a disk below 504 KiB has
+  // 0 cylinders and its boot sector cannot be read through CHS.
+  const img = new Uint8Array(1 << 20);
+  img.set([
+    0x31, 0xc0, 0x8e, 0xd8, 0x8e, 0xc0, // xor ax, ax; mov ds, ax; mov es, ax
+    0xb8, 0x01, 0x02, //                   mov ax, 0x0201 (AH=02h read, 1 sector)
+    0xb9, 0x02, 0x00, //                   mov cx, 2 (cylinder 0, sector 2 = LBA 1)
+    0xb6, 0x00, //                         mov dh, 0 (head 0; DL = boot drive)
+    0xbb, 0x00, 0x80, //                   mov bx, 0x8000
+    0xcd, 0x13, //                         int 13h
+    0xbe, 0x00, 0x80, //                   mov si, 0x8000
+    0xba, 0xf8, 0x03, //                   mov dx, 0x3f8
+    0xac, //                               1: lodsb
+    0x84, 0xc0, //                         test al, al
+    0x74, 0x03, //                         jz 2f
+    0xee, //                               out dx, al
+    0xeb, 0xf8, //                         jmp 1b
+    0xb0, 0x10, 0xe6, 0xf4, //             2: mov al, 0x10; out 0xf4, al
+    0xf4, 0xeb, 0xfd, //                   hlt; jmp $-1
+  ]);
+  img[510] = 0x55;
+  img[511] = 0xaa;
+  img.set(Buffer.from(text + '\n\0'), 512);
+  return img;
+}
+
+describe.skipIf(whyNot !== undefined || noBios !== undefined)('acrn-hsm run --disk (virtio-blk)', () => {
+  it('SeaBIOS boots the disk, whose boot sector reads and prints sector 1', () => {
+    const f = join(dir, 'boot.img');
+    writeFileSync(f, bootDisk('<sector one, read through virtio-blk>'));
+    const r = cli('run', '--bios', 'seabios', '--disk', f, '--timeout', '120', '--json');
+    expect(r.status, r.stderr).toBe(33);
+    const rep = JSON.parse(r.stdout);
+    expect(rep.end).toBe('debug-exit');
+    expect(rep.serial.replace(/[.\r\n]/g, '')).toContain('<sector one, read through virtio-blk>');
+    expect(rep.virtioBlk.chains).toBeGreaterThanOrEqual(2);
+    expect(rep.virtioBlk.needsReset).toBe(0);
+  }, 180_000);
+});
+
 describe.skipIf(whyNot !== undefined)('acrn-hsm run with a raw payload', () => {
   it('exits with the guest status (v << 1) | 1 and prints COM1 on the terminal', () => {
     const f = join(dir, 'guest.bin');
@@ -96,10 +141,13 @@ describe.skipIf(whyNot !== undefined)('acrn-hsm run with a raw payload', () => {
     expect(r.stderr).toMatch(/isa-debug-exit; exit status 33/);
   }, 90_000);
 
-  it('refuses --disk and a missing kernel with clear messages', () => {
-    const d = cli('run', '--disk', '/nonexistent');
-    expect(d.status).toBe(2);
-    expect(d.stderr).toMatch(/--disk is not supported yet/);
+  it('refuses --disk-ro alone, a missing disk and a missing kernel with clear messages', () => {
+    const ro = cli('run', '--disk-ro');
+    expect(ro.status).toBe(2);
+    expect(ro.stderr).toMatch(/--disk-ro needs --disk/);
+    const d = cli('run', '--disk', join(dir, 'no-such-disk.img'), '--timeout', '5');
+    expect(d.status).toBe(1);
+    expect(d.stderr).toMatch(/no-such-disk.img: No such file/);
     const k = cli('run', '--kernel', join(dir, 'no-such-bzImage'), '--timeout', '5');
     expect(k.status).toBe(1);
     expect(k.stderr).toMatch(/no-such-bzImage: No such file/);

@@ -13,7 +13,9 @@ export const RUN_SPEC: CommandSpec = {
     { name: 'kernel', type: 'string', value: 'BZIMAGE', help: 'a Linux bzImage (boot protocol >= 2.06, 64-bit entry)' },
     { name: 'initrd', type: 'string', value: 'FILE', help: 'an initrd for --kernel' },
     { name: 'cmdline', type: 'string', value: 'S', help: 'the kernel command line for --kernel' },
-    { name: 'disk', type: 'string', value: 'FILE', help: 'a virtio-blk disk (not implemented yet: refused)' },
+    { name: 'disk', type: 'string', value: 'FILE', help: 'a disk image attached as virtio-blk (modern virtio-pci, 00:03.0); SeaBIOS boots it' },
+    { name: 'disk-ro', type: 'boolean', help: 'attach --disk read-only (writes answer IOERR)' },
+    { name: 'rng', type: 'boolean', help: 'attach a virtio-rng device (00:04.0)' },
     { name: 'mem', type: 'string', value: 'MiB', help: 'guest RAM', default: '64' },
     { name: 'vcpus', type: 'string', value: 'N', help: 'vCPUs, 1 to 16', default: '1' },
     { name: 'mode', type: 'string', value: 'notify|poll', help: 'completion mode (poll: polling VM and busy-poll client)', default: 'notify' },
@@ -57,8 +59,8 @@ export async function runCommand(args: string[], out: Out): Promise<number> {
   const { values: v, help } = parseCommand(RUN_SPEC, args);
   if (help) return printHelp(RUN_SPEC, out);
   const values = v as Record<string, string | boolean | undefined> & { json?: boolean };
-  if (values.disk !== undefined) {
-    throw new UsageError('--disk is not supported yet: this build has no virtio-blk device', RUN_SPEC);
+  if (values['disk-ro'] === true && values.disk === undefined) {
+    throw new UsageError('--disk-ro needs --disk', RUN_SPEC);
   }
   if ((values.initrd !== undefined || values.cmdline !== undefined) && values.kernel === undefined) {
     throw new UsageError('--initrd and --cmdline need --kernel', RUN_SPEC);
@@ -86,6 +88,9 @@ export async function runCommand(args: string[], out: Out): Promise<number> {
     trace: values.trace as string | undefined,
     timeout: num('timeout', values.timeout, 0.001, 1e9, false),
     untilSerial: values.until as string | undefined,
+    disk: values.disk as string | undefined,
+    diskReadOnly: values['disk-ro'] === true,
+    rng: values.rng === true,
     terminal: !json,
   });
   if (json) {
@@ -97,6 +102,10 @@ export async function runCommand(args: string[], out: Out): Promise<number> {
     `\n[acrn-hsm run] ${report.reason}; exit status ${report.status}\n` +
       `[acrn-hsm run] ${k.exits} I/O exits, ${k.issued} ACRN requests issued, ${k.completed} completed, ${k.faults} faults; ` +
       `${report.resets} resets, ${k.irqs} interrupts injected, ${(report.elapsedMs / 1000).toFixed(2)} s\n` +
+      (report.virtioBlk
+        ? `[acrn-hsm run] virtio-blk: ${report.virtioBlk.chains} requests, ${report.virtioBlk.notifies} notifications, ` +
+          `${report.virtioBlk.interrupts} interrupts${report.virtioBlk.needsReset ? `, DEVICE_NEEDS_RESET ${report.virtioBlk.needsReset}x` : ''}\n`
+        : '') +
       (values.trace ? `[acrn-hsm run] trace: ${report.traceRecords ?? 0} requests in ${values.trace} (acrn-hsm trace report ${values.trace})\n` : ''),
   );
   return report.status;

@@ -244,6 +244,63 @@ export class PciFunction {
   }
 }
 
+/** The state and counters of a native virtio device ({@link VirtioBlk}, {@link VirtioRng}). */
+export interface VirtioCounters {
+  /** The device status register (0x40: DEVICE_NEEDS_RESET). */
+  status: number;
+  /** The features the driver accepted (valid once FEATURES_OK is set). */
+  driverFeatures: bigint;
+  /** Queue notifications received. */
+  notifies: number;
+  /** Descriptor chains completed. */
+  chains: number;
+  /** Interrupts sent (MSI-X messages and INTx assertions). */
+  interrupts: number;
+  /** Times the device went to DEVICE_NEEDS_RESET (a broken ring). */
+  needsReset: number;
+  /** Why it went there last. */
+  lastError: string | null;
+}
+
+/**
+ * A native virtio device of the core behind the modern virtio-pci transport (vendor 0x1af4,
+ * device 0x1040 + type, the virtio capabilities and MSI-X in BAR 4): it reads the rings in the
+ * VM's guest memory and interrupts through INJECT_MSI or SET_IRQLINE. Register it with
+ * `client.pci(bus, device, fn, dev)`.
+ */
+abstract class NativeVirtio {
+  /** @internal */ attached?: { handle: ClientHandle; index: number };
+  /** @internal */ abstract options(): { kind: 'blk' | 'rng'; path?: string; readOnly?: boolean };
+  /** The transport's state and counters. */
+  counters(): VirtioCounters {
+    if (!this.attached) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the device with client.pci first');
+    const a = this.attached;
+    const c = callBinding(() => a.handle.virtioCounters(a.index));
+    return { ...c, lastError: c.lastError ?? null };
+  }
+}
+
+/** virtio-blk backed by a file (pread/pwrite; FLUSH is fdatasync). */
+export class VirtioBlk extends NativeVirtio {
+  constructor(
+    readonly path: string,
+    readonly opts: { readOnly?: boolean } = {},
+  ) {
+    super();
+    if (typeof path !== 'string' || path === '') throw new TypeError('path must be a file name');
+  }
+  /** @internal */ options() {
+    return { kind: 'blk' as const, path: this.path, readOnly: this.opts.readOnly === true };
+  }
+}
+
+/** virtio-rng: buffers filled from the host's getrandom. */
+export class VirtioRng extends NativeVirtio {
+  /** @internal */ options() {
+    return { kind: 'rng' as const };
+  }
+}
+
 type Registered = { name: string; kind: 'io' | 'pci'; device: Device | PciDevice; space: 'pio' | 'mmio' | 'pci' };
 
 function isDevice(d: unknown): d is Device {
@@ -377,11 +434,15 @@ export class IoreqClient extends EventEmitter {
   }
 
   /** Serves the configuration space of PCI function `bus:device.fn` (reached by the guest through 0xCF8/0xCFC). */
-  pci(bus: number, device: number, fn: number, dev: PciDevice | PciFunction): this {
+  pci(bus: number, device: number, fn: number, dev: PciDevice | PciFunction | VirtioBlk | VirtioRng): this {
     checkInt('bus', bus, 0, 255);
     checkInt('device', device, 0, 31);
     checkInt('function', fn, 0, 7);
-    if (dev instanceof PciFunction) {
+    if (dev instanceof NativeVirtio) {
+      if (dev.attached) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this virtio device is already registered');
+      const index = callBinding(() => this.handle.addVirtio(bus, device, fn, dev.options()));
+      dev.attached = { handle: this.handle, index };
+    } else if (dev instanceof PciFunction) {
       const o = dev.options;
       const bars = o.bars?.map((b) => ({ index: b.index, kind: b.kind, size: b.size, js: b.device !== undefined }));
       // The function's id, then each live BAR's.
@@ -400,7 +461,7 @@ export class IoreqClient extends EventEmitter {
       this.devices[index] = { name, kind: 'pci', device: dev, space: 'pci' };
       this.remember(dev, index);
     } else {
-      throw new TypeError('a PCI device is a PciFunction or { read(reg, size), write(reg, size, value) }');
+      throw new TypeError('a PCI device is a PciFunction, a VirtioBlk, a VirtioRng or { read(reg, size), write(reg, size, value) }');
     }
     return this;
   }

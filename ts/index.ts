@@ -13,8 +13,8 @@ export { NO_DEVICE, pciAddress, pciFields, Trace, TRACE_STAGES, TRACE_STAMPS } f
 export { Guest, Hsm, traceWorkload, UserPage, Vm, workloadJson } from './hsm.js';
 export { EventFd, GuestMemory, GuestMemoryRangeError } from './memory.js';
 export type { MemorySegment } from './memory.js';
-export { IoreqClient, PciFunction, RegisterFile, stopClient, Uart16550 } from './client.js';
-export type { ClientCounters, ClientFault, Device, MsiSignal, PciDevice, ServedRequest, WakeMode } from './client.js';
+export { IoreqClient, PciFunction, RegisterFile, stopClient, Uart16550, VirtioBlk, VirtioRng } from './client.js';
+export type { ClientCounters, ClientFault, Device, MsiSignal, PciDevice, ServedRequest, VirtioCounters, WakeMode } from './client.js';
 export { engines, runGuest } from './run.js';
 export type { EnginesInfo, RunGuestOptions, RunGuestReport } from './run.js';
 export type { CreateVmOptions, EmulatorOptions, Memseg, MmioDev, PciDev, PmState, PtdevIrq, RunFault, RunMismatch, RunResult, TraceWorkload, TraceWorkloadOptions, VcpuRegs, Vdev, Workload, WorkloadAccess, WorkloadOp, WorkloadPciAddress, WorkloadU64 } from './hsm.js';

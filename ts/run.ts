@@ -2,7 +2,8 @@
  * Real guests: firmware (SeaBIOS) or a raw payload on the emulated hypervisor's KVM engine,
  * behind the ACRN ABI. Every PIO/MMIO exit of the guest becomes an ACRN I/O request served by a
  * PC platform written with the public device API (host bridge, CMOS, fw_cfg, i8042, COM1 with
- * IRQ 4 through SET_IRQLINE, isa-debug-exit, debugcon). The scenario is the Rust core's
+ * IRQ 4 through SET_IRQLINE, isa-debug-exit, debugcon; optionally a virtio-blk disk and
+ * virtio-rng). The scenario is the Rust core's
  * `acrn_hsm::run`; this is its TypeScript face.
  */
 import { callBinding, fromBindingError } from './errors.js';
@@ -40,6 +41,12 @@ export interface RunGuestOptions {
   terminal?: boolean;
   /** End the run once COM1 has printed this text. */
   untilSerial?: string;
+  /** A disk image attached as virtio-blk (modern virtio-pci at 00:03.0); SeaBIOS boots it. */
+  disk?: string;
+  /** Attach {@link disk} read-only (VIRTIO_BLK_F_RO: writes answer IOERR). */
+  diskReadOnly?: boolean;
+  /** Attach a virtio-rng device (00:04.0). */
+  rng?: boolean;
 }
 
 /** How a run went. */
@@ -67,6 +74,8 @@ export interface RunGuestReport {
   uartIrqs: number;
   /** Records in the trace, if one was written. */
   traceRecords: number | null;
+  /** The virtio-blk transport's counters when a disk was attached: notifications, chains completed, interrupts sent, times it went to DEVICE_NEEDS_RESET. */
+  virtioBlk: { notifies: number; chains: number; interrupts: number; needsReset: number } | null;
 }
 
 /** The execution engines of the emulated hypervisor on this machine. */

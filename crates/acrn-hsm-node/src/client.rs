@@ -25,6 +25,7 @@ use acrn_hsm::client::{
     DeferredRequest, DeviceId, Dispatcher, DispatcherHandle, FaultReport, IoDevice, IoreqClient,
     Kind, VmAction, WakeMode,
 };
+use acrn_hsm::devices::virtio::{VirtioBlk, VirtioDevice, VirtioPci, VirtioRng, VmInterrupts};
 use acrn_hsm::devices::{
     Bar, Msi, MsiConfig, MsiSignal, MsiSink, Msix, MsixConfig, PciFunction, RegisterFile,
     RegisterView, Uart16550, UartInput, UartOutput,
@@ -259,6 +260,38 @@ pub struct PciBarOptions {
     pub js: Option<bool>,
 }
 
+/// A native virtio device (modern virtio-pci).
+#[napi(object)]
+#[derive(Debug)]
+pub struct VirtioOptions {
+    /// `'blk'` (a file) or `'rng'`.
+    pub kind: String,
+    /// The disk image of a `'blk'` device.
+    pub path: Option<String>,
+    /// Attach the disk read-only.
+    pub read_only: Option<bool>,
+}
+
+/// A virtio transport's state and counters.
+#[napi(object)]
+#[derive(Debug)]
+pub struct VirtioCounters {
+    /// The device status register (0x40: DEVICE_NEEDS_RESET).
+    pub status: u32,
+    /// The features the driver accepted.
+    pub driver_features: BigInt,
+    /// Queue notifications received.
+    pub notifies: f64,
+    /// Chains completed.
+    pub chains: f64,
+    /// Interrupts sent.
+    pub interrupts: f64,
+    /// Times it went to DEVICE_NEEDS_RESET.
+    pub needs_reset: f64,
+    /// Why it went there last.
+    pub last_error: Option<String>,
+}
+
 /// The ioreq client of one VM (the VM's default client).
 #[napi]
 pub struct IoreqClientHandle {
@@ -274,6 +307,8 @@ pub struct IoreqClientHandle {
     /// The MSI and MSI-X capabilities of PCI functions, by the function's device id.
     msis: Vec<(u32, Msi)>,
     msixes: Vec<(u32, Msix)>,
+    /// The native virtio devices, by handle.
+    virtio: Vec<VirtioPci>,
 }
 
 impl IoreqClientHandle {
@@ -329,6 +364,7 @@ impl IoreqClientHandle {
             vm,
             msis: Vec::new(),
             msixes: Vec::new(),
+            virtio: Vec::new(),
         })
     }
 
@@ -566,6 +602,66 @@ impl IoreqClientHandle {
             .get(handle as usize)
             .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such register file"))?;
         Ok(view.bytes().into())
+    }
+
+    /// Adds a native virtio device (modern virtio-pci, BAR 4) at `bus:device.func`, reading the
+    /// VM's guest memory and interrupting through INJECT_MSI / SET_IRQLINE; returns its handle
+    /// for `virtioCounters`.
+    #[napi]
+    pub fn add_virtio(
+        &mut self,
+        bus: u32,
+        device: u32,
+        func: u32,
+        options: VirtioOptions,
+    ) -> Result<u32> {
+        let bdf = bdf(bus, device, func)?;
+        let dev: Box<dyn VirtioDevice> = match options.kind.as_str() {
+            "blk" => {
+                let path = options.path.ok_or_else(|| {
+                    coded_error("ERR_INVALID_ARG", "a virtio-blk device needs a path")
+                })?;
+                let blk =
+                    VirtioBlk::open(std::path::Path::new(&path), options.read_only == Some(true))
+                        .map_err(|e| coded_error("ERR_INVALID_ARG", &format!("{path}: {e}")))?;
+                Box::new(blk)
+            }
+            "rng" => Box::new(VirtioRng::new()),
+            other => {
+                return Err(coded_error(
+                    "ERR_INVALID_ARG",
+                    &format!("virtio kind must be 'blk' or 'rng', got '{other}'"),
+                ));
+            }
+        };
+        self.check_open()?;
+        let vm = self.vm.clone();
+        let t = VirtioPci::new(dev, vm.clone(), Arc::new(VmInterrupts(vm)));
+        let (cfg, bars) = t.clone().into_parts();
+        self.bus
+            .add_pci_with_bars(bdf, cfg, bars)
+            .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
+        self.virtio.push(t);
+        Ok(u32::try_from(self.virtio.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// The state and counters of a virtio device.
+    #[napi]
+    pub fn virtio_counters(&self, handle: u32) -> Result<VirtioCounters> {
+        let t = self
+            .virtio
+            .get(handle as usize)
+            .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such virtio device"))?;
+        let st = t.stats();
+        Ok(VirtioCounters {
+            status: u32::from(t.status()),
+            driver_features: BigInt::from(t.driver_features()),
+            notifies: st.notifies as f64,
+            chains: st.chains as f64,
+            interrupts: st.interrupts as f64,
+            needs_reset: st.needs_reset as f64,
+            last_error: t.last_error().map(|e| e.to_string()),
+        })
     }
 
     /// The device id of a native device added by `addUart` (`kind` `'uart'`) or

@@ -46,6 +46,12 @@ pub struct RunGuestOptions {
     pub terminal: Option<bool>,
     /// End once COM1 has printed this text.
     pub until_serial: Option<String>,
+    /// A disk image attached as virtio-blk (modern virtio-pci at 00:03.0).
+    pub disk: Option<String>,
+    /// Attach the disk read-only.
+    pub disk_read_only: Option<bool>,
+    /// Attach a virtio-rng device (00:04.0).
+    pub rng: Option<bool>,
 }
 
 /// The run on the libuv pool.
@@ -108,6 +114,12 @@ impl RunTask {
             "resets": r.resets,
             "uartIrqs": r.uart_irqs,
             "traceRecords": r.trace.as_ref().map(|t| t.records),
+            "virtioBlk": r.virtio_blk.map(|v| serde_json::json!({
+                "notifies": v.notifies,
+                "chains": v.chains,
+                "interrupts": v.interrupts,
+                "needsReset": v.needs_reset,
+            })),
         });
         Ok(v.to_string())
     }
@@ -198,6 +210,12 @@ pub fn run_guest(options: RunGuestOptions) -> Result<AsyncTask<RunTask>> {
         };
     }
     c.debugcon = options.debugcon.map(PathBuf::from);
+    c.disk = options.disk.map(PathBuf::from);
+    c.disk_read_only = options.disk_read_only.unwrap_or(false);
+    if c.disk_read_only && c.disk.is_none() {
+        return Err(coded_error("ERR_INVALID_ARG", "diskReadOnly needs disk"));
+    }
+    c.rng = options.rng.unwrap_or(false);
     c.trace = options.trace.map(PathBuf::from);
     if let Some(t) = options.timeout {
         if !(t.is_finite() && t > 0.0) {

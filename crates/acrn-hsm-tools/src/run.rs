@@ -1,7 +1,8 @@
 //! `acrn-hsm run`: a real guest (firmware or a raw payload) on the emulated hypervisor's KVM
 //! engine, behind the ACRN ABI, with a PC platform written with the public device API and
 //! served by the ioreq client: the host bridge, CMOS, fw_cfg, the i8042 (reset), COM1 (IRQ 4
-//! through SET_IRQLINE) on the terminal, `isa-debug-exit` and `debugcon`.
+//! through SET_IRQLINE) on the terminal, `isa-debug-exit` and `debugcon`; with `disk`, a
+//! virtio-blk disk (modern virtio-pci, 00:03.0) backed by the file, which SeaBIOS boots.
 //!
 //! The run ends when the guest writes the debug-exit port (status `(v << 1) | 1`), when a vCPU
 //! ends on its own (triple fault, an emulation failure: reported), on Ctrl-A x on the terminal,
@@ -19,6 +20,7 @@ use acrn_hsm::client::{ClientConfig, ClientStats, Dispatcher, IoreqClient, RunEx
 use acrn_hsm::devices::platform::{
     Cmos, DebugCon, DebugExit, FirmwareShadow, FwCfg, I8042, IrqUart, Port92, host_bridge,
 };
+use acrn_hsm::devices::virtio::{VirtioBlk, VirtioPci, VirtioRng, VirtioStats, VmInterrupts};
 use acrn_hsm::devices::{ResetPort, Uart16550};
 use acrn_hsm::loader::{self, GuestRam};
 use acrn_hsm::trace::{TraceRecorder, TraceSetup, TraceSummary};
@@ -87,6 +89,12 @@ pub struct RunConfig {
     pub console: Console,
     /// End the run as soon as COM1 has printed this (tests).
     pub until_serial: Option<String>,
+    /// A disk image attached as a virtio-blk device (modern virtio-pci at 00:03.0).
+    pub disk: Option<PathBuf>,
+    /// Attach [`disk`](Self::disk) read-only (VIRTIO_BLK_F_RO; writes answer IOERR).
+    pub disk_read_only: bool,
+    /// Attach a virtio-rng device (00:04.0).
+    pub rng: bool,
 }
 
 impl Default for RunConfig {
@@ -102,6 +110,9 @@ impl Default for RunConfig {
             timeout: None,
             console: Console::Terminal,
             until_serial: None,
+            disk: None,
+            disk_read_only: false,
+            rng: false,
         }
     }
 }
@@ -147,6 +158,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// The trace written, if any.
     pub trace: Option<TraceSummary>,
+    /// The virtio-blk transport's counters, if a disk was attached.
+    pub virtio_blk: Option<VirtioStats>,
 }
 
 /// Why a run could not start.
@@ -330,6 +343,30 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         })),
     )
     .map_err(|e| err(e.to_string()))?;
+    let mut blk = None;
+    if let Some(path) = &config.disk {
+        let dev = VirtioBlk::open(path, config.disk_read_only)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let t = VirtioPci::new(
+            Box::new(dev),
+            vm.clone(),
+            Arc::new(VmInterrupts(vm.clone())),
+        );
+        blk = Some(t.clone());
+        let (cfg, bars) = t.into_parts();
+        d.add_pci_with_bars(acrn_hsm::client::Bdf::new(0, 3, 0), cfg, bars)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if config.rng {
+        let t = VirtioPci::new(
+            Box::new(VirtioRng::new()),
+            vm.clone(),
+            Arc::new(VmInterrupts(vm.clone())),
+        );
+        let (cfg, bars) = t.into_parts();
+        d.add_pci_with_bars(acrn_hsm::client::Bdf::new(0, 4, 0), cfg, bars)
+            .map_err(|e| err(e.to_string()))?;
+    }
     if let Some(fw) = &shadow {
         let sh = fw.shadow();
         let off = 0x10_0000 - sh.len();
@@ -480,6 +517,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         uart_irqs: com1_irq.pulses(),
         elapsed: t0.elapsed(),
         trace,
+        virtio_blk: blk.map(|t| t.stats()),
     })
 }
 

@@ -170,6 +170,14 @@ impl GuestMemory {
         Ok(out)
     }
 
+    /// Whether `[gpa, gpa + len)` lies inside mapped RAM (possibly across adjacent regions),
+    /// without touching it. A device checks a guest-given buffer with this before it uses it.
+    pub fn check(&self, gpa: u64, len: u64) -> Result<(), RangeError> {
+        let r = self.regions();
+        let n = usize::try_from(len).map_err(|_| Self::range_error(&r, gpa, len, false))?;
+        Self::pieces(&r, gpa, n).map(drop)
+    }
+
     /// Copies `out.len()` bytes at `gpa` (possibly across adjacent regions).
     pub fn read(&self, gpa: u64, out: &mut [u8]) -> Result<(), RangeError> {
         let r = self.regions();

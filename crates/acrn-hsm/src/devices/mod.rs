@@ -4,6 +4,7 @@
 //! * [`RegisterFile`]: memory-backed registers, little-endian, any 1/2/4/8-byte access.
 //! * [`PciFunction`]: the configuration space of one PCI function with sizable BARs and a
 //!   capability list, including MSI ([`Msi`]) and MSI-X ([`Msix`], table and PBA in a BAR).
+//! * [`virtio`]: virtio 1.x over modern PCI (split virtqueues, virtio-blk, virtio-rng).
 //! * [`FnDevice`]: a device made of two closures (for callers that bring their own logic).
 //! * [`ResetPort`]: the 0xCF9-style reset control register, asking the client for a
 //!   device-model style reset through a [`VmControl`].
@@ -13,6 +14,7 @@ mod pci;
 pub mod platform;
 mod regfile;
 mod uart;
+pub mod virtio;
 
 use std::fmt;
 
