@@ -11,6 +11,7 @@
 
 pub mod msi;
 mod pci;
+mod pci_error;
 pub mod platform;
 mod regfile;
 mod uart;

@@ -24,7 +24,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::pci::PciError;
+use super::pci_error::PciError;
 use crate::client::IoDevice;
 use crate::vm::Vm;
 
