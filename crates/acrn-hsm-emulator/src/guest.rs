@@ -919,12 +919,15 @@ impl SlotIo {
             }
             spins = spins.saturating_add(1);
             if spins < self.spin_limit {
-                if spins % 1024 == 0
-                    && spin_start.get_or_insert_with(Instant::now).elapsed() > SPIN_BUDGET
-                {
-                    spins = self.spin_limit;
+                if spins % 1024 == 0 {
+                    if spin_start.get_or_insert_with(Instant::now).elapsed() > SPIN_BUDGET {
+                        spins = self.spin_limit;
+                    }
+                    // Lets a client the scheduler put on this CPU run now.
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
                 }
-                std::hint::spin_loop();
             } else if spins < self.spin_limit + 32 {
                 std::thread::yield_now();
             } else {
