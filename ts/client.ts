@@ -29,6 +29,8 @@ import { checkInt, checkU64 } from './check.js';
 import { AcrnHsmError, callBinding, fromBindingError } from './errors.js';
 import type { NativeBinding } from './native.js';
 import { native } from './native.js';
+import type { GuestMemory } from './memory.js';
+import type { VirtioChain, VirtioDevice } from './virtio/types.js';
 
 type ClientHandle = InstanceType<NativeBinding['IoreqClientHandle']>;
 
@@ -380,9 +382,15 @@ export class IoreqClient extends EventEmitter {
   /** @internal */
   private readonly tracePath?: string;
 
-  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number; trace?: string; vmDestroyed?: () => boolean } = {}) {
+  /** The TypeScript virtio devices, by the core's transport handle. */
+  private readonly virtioDevices = new Map<number, { dev: VirtioDevice; name: string }>();
+  private readonly virtioHandles = new Map<VirtioDevice, number>();
+  private readonly memory?: () => GuestMemory;
+
+  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number; trace?: string; vmDestroyed?: () => boolean; memory?: () => GuestMemory } = {}) {
     super();
     this.handle = handle;
+    this.memory = options.memory;
     this.handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
     this.tracePath = options.trace;
     this.vmDestroyed = options.vmDestroyed ?? (() => false);
@@ -464,6 +472,93 @@ export class IoreqClient extends EventEmitter {
       throw new TypeError('a PCI device is a PciFunction, a VirtioBlk, a VirtioRng or { read(reg, size), write(reg, size, value) }');
     }
     return this;
+  }
+
+  /**
+   * Serves a virtio device written in TypeScript at PCI function `bus:device.fn`, behind the
+   * core's modern virtio-pci transport (configuration space, BAR 4, MSI-X, negotiation and the
+   * virtqueues are the core's). Each descriptor chain the driver makes available is handed to
+   * `dev.request(queue, chain)` after the batch it arrived in, with its buffers as zero-copy
+   * views of guest memory; see {@link VirtioDevice} for completion, errors and async handlers.
+   */
+  virtio(bus: number, device: number, fn: number, dev: VirtioDevice): this {
+    checkInt('bus', bus, 0, 255);
+    checkInt('device', device, 0, 31);
+    checkInt('function', fn, 0, 7);
+    if (typeof dev !== 'object' || dev === null || typeof dev.request !== 'function') {
+      throw new TypeError('a virtio device is { deviceId, features, config, queues, request(queue, chain) }');
+    }
+    checkInt('deviceId', dev.deviceId, 1, 0xffbf);
+    checkU64('features', dev.features);
+    if (!(dev.config instanceof Uint8Array)) throw new TypeError('config must be a Uint8Array');
+    if (!Array.isArray(dev.queues) || dev.queues.length === 0) throw new TypeError('queues must be a non-empty array of queue sizes');
+    dev.queues.forEach((q, k) => checkInt(`queues[${k}]`, q, 1, 32768));
+    if (this.memory === undefined) throw new AcrnHsmError('ERR_INVALID_ARG', 'this client has no VM memory to map the chains from');
+    if (this.virtioHandles.has(dev)) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this virtio device is already registered');
+    const name = deviceName(dev, `virtio-${dev.deviceId}`);
+    const config = Buffer.from(dev.config.buffer, dev.config.byteOffset, dev.config.byteLength);
+    const handle = callBinding(() =>
+      this.handle.addJsVirtio(bus, device, fn, { name, deviceType: dev.deviceId, features: dev.features, config, queues: [...dev.queues] }),
+    );
+    this.virtioDevices.set(handle, { dev, name });
+    this.virtioHandles.set(dev, handle);
+    return this;
+  }
+
+  /** The transport's state and counters of a device registered with {@link virtio}. */
+  virtioCounters(dev: VirtioDevice): VirtioCounters {
+    const h = this.virtioHandles.get(dev);
+    if (h === undefined) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the device with client.virtio first');
+    const c = callBinding(() => this.handle.virtioCounters(h));
+    return { ...c, lastError: c.lastError ?? null };
+  }
+
+  /** Hands the chains the core deferred to their devices (after each batch). */
+  private serveVirtio(): void {
+    if (this.virtioDevices.size === 0) return;
+    const chains = this.handle.virtioTake();
+    if (chains.length === 0) return;
+    const mem = this.memory!();
+    for (const c of chains) {
+      const reg = this.virtioDevices.get(c.device);
+      if (reg === undefined) continue;
+      let r: number | Promise<number>;
+      try {
+        const view = (b: { gpa: bigint; len: number }) => (b.len === 0 ? Buffer.alloc(0) : mem.view(b.gpa, b.len));
+        const chain: VirtioChain = { head: c.head, readable: c.readable.map(view), writable: c.writable.map(view) };
+        r = reg.dev.request(c.queue, chain);
+      } catch (err) {
+        this.completeChain(reg.name, c, 0, err);
+        continue;
+      }
+      if (r !== null && typeof r === 'object' && typeof (r as Promise<number>).then === 'function') {
+        (r as Promise<number>).then(
+          (n) => this.completeChain(reg.name, c, n),
+          (err: unknown) => this.completeChain(reg.name, c, 0, err),
+        );
+      } else {
+        this.completeChain(reg.name, c, r);
+      }
+    }
+  }
+
+  private completeChain(name: string, c: { device: number; epoch: number; queue: number; head: number }, n: unknown, err?: unknown): void {
+    let written = 0;
+    if (err === undefined) {
+      if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff) written = n;
+      else err = new TypeError(`${name}.request returned ${String(n)}, not a byte count (u32)`);
+    }
+    try {
+      this.handle.virtioComplete(c.device, c.epoch, c.queue, c.head, written);
+    } catch (e) {
+      err ??= fromBindingError(e);
+    }
+    if (err === undefined) return;
+    const e = err instanceof Error ? err : new Error(String(err));
+    const chain = { device: name, queue: c.queue, head: c.head };
+    (e as Error & { chain?: typeof chain }).chain = chain;
+    if (this.listenerCount('error') > 0) this.emit('error', e, chain);
+    else process.emitWarning(`acrn-hsm: virtio device ${name} failed (${e.message}); the chain was completed with 0 bytes`);
   }
 
   private addRange(space: 'pio' | 'mmio', base: bigint, length: bigint, device: Device | Uart16550 | RegisterFile): this {
@@ -603,6 +698,7 @@ export class IoreqClient extends EventEmitter {
         if (retired.length > 0) this.forget(retired);
         if (n < 0) break;
         for (let k = 0; k < n; k++) this.serveOne(out, out32, k, responses, resp32, false, undefined);
+        this.serveVirtio();
         if ((++batches & 255) === 0) this.drainFaults();
       }
     } finally {
@@ -640,6 +736,7 @@ export class IoreqClient extends EventEmitter {
           const r = this.serveOne(out, out32, k, responses, resp32, true, guard);
           if (r !== undefined) await this.settleOrTimeOut(r, guard, out, out32, k, responses);
         }
+        this.serveVirtio();
         this.drainFaults();
       }
     } finally {
