@@ -306,6 +306,7 @@ describe('TypeScript virtio devices (client.virtio)', () => {
       [h2, 'two'],
     ]);
     expect(d.takeUsed(0)).toEqual([]);
+    expect(held.every((h) => h.chain.alive())).toBe(true);
     // The second completes first; the views write guest memory in place.
     held[1]!.chain.writable[0]!.write('SECOND');
     held[1]!.done(6);
@@ -315,9 +316,30 @@ describe('TypeScript virtio devices (client.virtio)', () => {
     held[0]!.done(5);
     await guest(s, d.waitIrq());
     expect(d.takeUsed(0)).toEqual([[h1, 5]]);
+    expect(held.some((h) => h.chain.alive())).toBe(false);
     expect(s.vm.memory.read(first.gpa, 5).toString()).toBe('FIRST');
     expect(s.vm.memory.read(second.gpa, 6).toString()).toBe('SECOND');
     expect(s.client.virtioCounters(dev)).toMatchObject({ chains: 2, needsReset: 0 });
+    expect(s.errors).toEqual([]);
+  });
+
+  it('a reset drops the chains in flight: a held console read is never completed into the new queue', async () => {
+    const con = new TsVirtioConsole({ output: () => {} });
+    const s = setup((c) => c.virtio(0, 5, 0, con));
+    const k = new Driver(s.vm, 5, 2);
+    const base = (1n << 28n) | (1n << 29n) | F_VERSION_1;
+    await guest(s, k.init(3, base, F_VERSION_1));
+    const rx = k.buf(16);
+    k.post(0, [[rx, true]]);
+    await guest(s, [k.notify(0)]);
+    await until(() => con.waitingReaders === 1, 'the receive chain');
+    await guest(s, [k.c(0x14, 1, 0), { mmio: k.bar + 0x14n, size: 1, read: true, expect: 0 }]);
+    expect(con.waitingReaders).toBe(0);
+    con.pushInput('late');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(s.vm.memory.read(rx.gpa, 4).equals(Buffer.alloc(4, 0xee))).toBe(true);
+    expect(s.vm.memory.read(k.used(0) + 2n, 2).readUInt16LE(0)).toBe(0);
+    expect(s.client.virtioCounters(con)).toMatchObject({ chains: 0, status: 0 });
     expect(s.errors).toEqual([]);
   });
 

@@ -516,7 +516,7 @@ export class IoreqClient extends EventEmitter {
   /** Hands the chains the core deferred to their devices (after each batch). */
   private serveVirtio(): void {
     if (this.virtioDevices.size === 0) return;
-    const chains = this.handle.virtioTake();
+    const chains: (ReturnType<ClientHandle['virtioTake']>[number] & { done?: boolean })[] = this.handle.virtioTake();
     if (chains.length === 0) return;
     const mem = this.memory!();
     for (const c of chains) {
@@ -525,7 +525,13 @@ export class IoreqClient extends EventEmitter {
       let r: number | Promise<number>;
       try {
         const view = (b: { gpa: bigint; len: number }) => (b.len === 0 ? Buffer.alloc(0) : mem.view(b.gpa, b.len));
-        const chain: VirtioChain = { head: c.head, readable: c.readable.map(view), writable: c.writable.map(view) };
+        const handle = this.handle;
+        const chain: VirtioChain = {
+          head: c.head,
+          readable: c.readable.map(view),
+          writable: c.writable.map(view),
+          alive: () => !c.done && handle.virtioEpoch(c.device) === c.epoch,
+        };
         r = reg.dev.request(c.queue, chain);
       } catch (err) {
         this.completeChain(reg.name, c, 0, err);
@@ -542,7 +548,8 @@ export class IoreqClient extends EventEmitter {
     }
   }
 
-  private completeChain(name: string, c: { device: number; epoch: number; queue: number; head: number }, n: unknown, err?: unknown): void {
+  private completeChain(name: string, c: { device: number; epoch: number; queue: number; head: number; done?: boolean }, n: unknown, err?: unknown): void {
+    c.done = true;
     let written = 0;
     if (err === undefined) {
       if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff) written = n;

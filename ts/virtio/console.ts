@@ -43,14 +43,20 @@ export class TsVirtioConsole implements VirtioDevice {
     this.pump();
   }
 
-  /** Receive chains waiting for input. */
+  /** Receive chains waiting for input (after dropping those a reset made stale). */
   get waitingReaders(): number {
+    this.readers = this.readers.filter((r) => r.chain.alive() || (r.done(0), false));
     return this.readers.length;
   }
 
   private pump(): void {
     while (this.input.length > 0 && this.readers.length > 0) {
       const r = this.readers.shift()!;
+      // A chain from before a reset: its buffers are not the driver's any more.
+      if (!r.chain.alive()) {
+        r.done(0);
+        continue;
+      }
       let n = 0;
       while (this.input.length > 0) {
         const head = this.input[0]!;

@@ -13,6 +13,12 @@ export interface VirtioChain {
   readonly readable: Buffer[];
   /** The device-writable buffers, in chain order: views of guest memory (write into them). */
   readonly writable: Buffer[];
+  /**
+   * Whether the chain still belongs to the driver's current queue: false once it completed, or
+   * once the device was reset since it was handed out (its views then point at memory the
+   * driver may use for something else: a device holding chains checks before writing).
+   */
+  alive(): boolean;
 }
 
 /**
@@ -26,9 +32,8 @@ export interface VirtioChain {
  * the driver sees a request that wrote nothing (its status byte untouched), the device stays up.
  *
  * The views are valid until the chain is completed: do not keep them. A device reset drops the
- * chains in flight (their completions are ignored); a handler that writes into its views after
- * a reset writes guest memory the driver may use for something else, so a device that holds
- * chains (virtio-console's receive queue) should not be reset while it does.
+ * chains in flight (their completions are ignored); a device that holds chains for a while
+ * (virtio-console's receive queue) checks `chain.alive()` before writing into their views.
  */
 export interface VirtioDevice {
   /** A short name (`virtio-<name>` in errors and traces). */

@@ -819,6 +819,17 @@ impl IoreqClientHandle {
             .map_err(|e: CompleteError| coded_error("ERR_VIRTIO_COMPLETE", &e.to_string()))
     }
 
+    /// The reset epoch of a virtio device (bumped by every driver or platform reset): a chain
+    /// of an older epoch was dropped.
+    #[napi]
+    pub fn virtio_epoch(&self, handle: u32) -> Result<f64> {
+        let t = self
+            .virtio
+            .get(handle as usize)
+            .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such virtio device"))?;
+        Ok(t.epoch() as f64)
+    }
+
     /// The state and counters of a virtio device.
     #[napi]
     pub fn virtio_counters(&self, handle: u32) -> Result<VirtioCounters> {
