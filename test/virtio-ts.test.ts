@@ -7,8 +7,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Hsm, TsVirtioBlk, TsVirtioConsole, TsVirtioRng, type IoreqClient, type VirtioChain, type VirtioDevice, type Vm, type WorkloadOp } from '../dist/index.js';
+import { Hsm, stopClient, TsVirtioBlk, TsVirtioConsole, TsVirtioRng, type IoreqClient, type VirtioChain, type VirtioDevice, type Vm, type WorkloadOp } from '../dist/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'acrn-virtio-ts-'));
 const RAM = 0x10_0000n;
@@ -377,6 +378,37 @@ describe('TypeScript virtio devices (client.virtio)', () => {
     // The driver resets; the device comes back.
     await guest(s, [d.c(0x14, 1, 0), { mmio: d.bar + 0x14n, size: 1, read: true, expect: 0 }]);
     expect(s.client.virtioCounters(dev).status).toBe(0);
+  });
+
+  it('runSync() in a worker serves a TypeScript device too', async () => {
+    const hsm = Hsm.emulated();
+    const vm = hsm.createVm({ vcpuNum: 1 });
+    vm.mapRam(RAM, Hsm.allocPages(0x8_0000));
+    const worker = new Worker(join(import.meta.dirname, 'support/virtio-worker.mjs'), { workerData: { token: vm.share() } });
+    try {
+      const ready = await new Promise<{ stopToken: number }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      vm.start();
+      const d = new Driver(vm, 4, 1);
+      const run = async (ops: WorkloadOp[]) => {
+        const r = await hsm.guest(vm).run({ vcpus: [ops] });
+        expect(r.faults).toEqual([]);
+        expect(r.mismatches).toEqual([]);
+      };
+      await run(d.init(4, (1n << 28n) | (1n << 29n) | F_VERSION_1, F_VERSION_1));
+      const b = d.buf(48);
+      const h = d.post(0, [[b, true]]);
+      await run(d.kickAndWait(0));
+      expect(d.takeUsed(0)).toEqual([[h, 48]]);
+      const done = new Promise<{ bytes: number }>((resolve) => worker.once('message', resolve));
+      expect(stopClient(ready.stopToken)).toBe(true);
+      expect((await done).bytes).toBe(48);
+    } finally {
+      await worker.terminate();
+      vm.pause();
+    }
   });
 
   it('checks what it registers', () => {
