@@ -829,3 +829,50 @@ fn a_head_made_available_twice_while_in_flight_needs_reset() {
     assert_eq!(d.t.complete(chains[0].epoch, 0, a, 1), Ok(false));
     assert_eq!(d.used(), vec![]);
 }
+
+#[test]
+fn deferred_completions_honour_the_event_index() {
+    let mut d = deferred_drv();
+    d.start(F_VERSION_1 | F_RING_EVENT_IDX, 8);
+    // used_event = 1: no interrupt for the first completion (used idx 0 -> 1), one for the
+    // second (1 -> 2).
+    d.mem.write_le(AVAIL + 4 + 2 * 8, 2, 1).unwrap();
+    let a = d.chain(&[(0x50000, 8, true)]);
+    d.publish(a);
+    let b = d.chain(&[(0x60000, 8, true)]);
+    d.publish(b);
+    d.kick();
+    let c = d.t.take_deferred();
+    d.irq.take();
+    assert_eq!(d.t.complete(c[1].epoch, 0, b, 8), Ok(true));
+    assert_eq!(d.irq.take(), vec![], "suppressed by used_event");
+    assert_eq!(d.t.complete(c[0].epoch, 0, a, 8), Ok(true));
+    assert_eq!(d.irq.take().len(), 1);
+    assert_eq!(d.used(), vec![(u32::from(b), 8), (u32::from(a), 8)]);
+}
+
+#[test]
+fn deferred_completions_with_msix() {
+    let mut d = deferred_drv();
+    // MSI-X enable (message control bit 15) at the capability 0x98 + 2; queue 0 on vector 1.
+    d.cfg_w(0x98 + 2, 2, 1 << 15);
+    d.start(F_VERSION_1, 8);
+    d.w(MSIX_TABLE_OFFSET + 16, 4, 0xfee0_0000);
+    d.w(MSIX_TABLE_OFFSET + 16 + 8, 4, 0x41);
+    d.w(MSIX_TABLE_OFFSET + 16 + 12, 4, 0);
+    d.w(0x16, 2, 0);
+    d.w(0x1a, 2, 1);
+    let a = d.chain(&[(0x50000, 8, true)]);
+    d.publish(a);
+    d.kick();
+    let c = d.t.take_deferred();
+    d.irq.take();
+    assert_eq!(d.t.complete(c[0].epoch, 0, a, 4), Ok(true));
+    assert_eq!(
+        d.irq.take(),
+        vec![Interrupt::Msi {
+            addr: 0xfee0_0000,
+            data: 0x41
+        }]
+    );
+}
