@@ -1,4 +1,4 @@
-import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fstatSync, openSync, read, readSync, write, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { VirtioChain, VirtioDevice } from './types.js';
 import { gather, totalLength } from './types.js';
@@ -18,6 +18,15 @@ const S_IOERR = 1;
 const S_UNSUPP = 2;
 const SECTOR = 512;
 
+type Io = { write: boolean; buf: Buffer; pos: number };
+type Plan = { status: number; io: Io[]; flush: boolean; written: number };
+
+const readAsync = (fd: number, b: Buffer, off: number, len: number, pos: number) =>
+  new Promise<number>((ok, ko) => read(fd, b, off, len, pos, (e, n) => (e ? ko(e) : ok(n))));
+const writeAsync = (fd: number, b: Buffer, off: number, len: number, pos: number) =>
+  new Promise<number>((ok, ko) => write(fd, b, off, len, pos, (e, n) => (e ? ko(e) : ok(n))));
+const fdatasyncAsync = (fd: number) => new Promise<void>((ok, ko) => fdatasync(fd, (e) => (e ? ko(e) : ok())));
+
 /** Counters of a {@link TsVirtioBlk}. */
 export interface TsBlkStats {
   requests: number;
@@ -34,6 +43,10 @@ export interface TsBlkStats {
  * disk, a length not a multiple of 512, a write to a read-only disk: status IOERR; another
  * request type: UNSUPP. A chain too short for a header and a status byte completes with 0
  * bytes and no status.
+ *
+ * `{ async: true }`: the I/O runs on the libuv pool (`fs.read`/`fs.write`/`fs.fdatasync`
+ * straight into the views) and `request` returns a promise: requests complete as their I/O
+ * does, out of order (use `client.run()`).
  */
 export class TsVirtioBlk implements VirtioDevice {
   readonly name = 'ts-blk';
@@ -46,13 +59,15 @@ export class TsVirtioBlk implements VirtioDevice {
   private fd: number;
   private readonly readOnly: boolean;
   private readonly id: Buffer;
+  private readonly async: boolean;
 
   constructor(
     readonly path: string,
-    options: { readOnly?: boolean; id?: string } = {},
+    options: { readOnly?: boolean; id?: string; async?: boolean } = {},
   ) {
     if (typeof path !== 'string' || path === '') throw new TypeError('path must be a file name');
     this.readOnly = options.readOnly === true;
+    this.async = options.async === true;
     this.fd = openSync(path, this.readOnly ? 'r' : 'r+');
     this.sectors = BigInt(Math.floor(fstatSync(this.fd).size / SECTOR));
     this.features = F_BLK_SIZE | F_FLUSH | (this.readOnly ? F_RO : 0n);
@@ -70,7 +85,7 @@ export class TsVirtioBlk implements VirtioDevice {
     this.fd = -1;
   }
 
-  request(_queue: number, chain: VirtioChain): number {
+  request(_queue: number, chain: VirtioChain): number | Promise<number> {
     const w = chain.writable;
     if (totalLength(chain.readable) < 16 || totalLength(w) < 1) return 0;
     const hdr = Buffer.alloc(16);
@@ -82,70 +97,95 @@ export class TsVirtioBlk implements VirtioDevice {
     const status = last.subarray(last.length - 1);
     const dataIn = [...w.slice(0, -1), last.subarray(0, last.length - 1)].filter((b) => b.length > 0);
     this.stats.requests++;
-    let st = S_OK;
-    let written = 0;
-    try {
-      switch (type) {
-        case T_IN: {
-          const len = totalLength(dataIn);
-          const pos = this.range(sector, len);
-          if (pos === undefined) {
-            st = S_IOERR;
-            break;
-          }
-          let at = pos;
-          for (const b of dataIn) {
-            let done = 0;
-            while (done < b.length) {
-              const n = readSync(this.fd, b, done, b.length - done, at + done);
-              if (n === 0) throw new Error('short read');
-              done += n;
-            }
-            at += b.length;
-            written += b.length;
-          }
-          this.stats.readBytes += len;
-          break;
+    const plan = this.plan(type, sector, dataIn, chain.readable);
+    const finish = (st: number) => {
+      if (st === S_IOERR) this.stats.errors++;
+      status[0] = st;
+      return (st === S_OK ? plan.written : 0) + 1;
+    };
+    if (plan.status !== S_OK) return finish(plan.status);
+    if (this.async) return this.runAsync(plan).then(finish);
+    return finish(this.runSync(plan));
+  }
+
+  /** What a request does: positional reads/writes between the file and the guest's views, a flush. */
+  private plan(type: number, sector: bigint, dataIn: Buffer[], readable: Buffer[]): Plan {
+    const io: Io[] = [];
+    const fail = (status: number): Plan => ({ status, io, flush: false, written: 0 });
+    switch (type) {
+      case T_IN: {
+        const len = totalLength(dataIn);
+        let at = this.range(sector, len);
+        if (at === undefined) return fail(S_IOERR);
+        for (const b of dataIn) {
+          io.push({ write: false, buf: b, pos: at });
+          at += b.length;
         }
-        case T_OUT: {
-          const data = this.readableAfterHeader(chain.readable);
-          const len = totalLength(data);
-          const pos = this.readOnly ? undefined : this.range(sector, len);
-          if (pos === undefined) {
-            st = S_IOERR;
-            break;
-          }
-          let at = pos;
-          for (const b of data) {
-            let done = 0;
-            while (done < b.length) done += writeSync(this.fd, b, done, b.length - done, at + done);
-            at += b.length;
-          }
-          this.stats.writtenBytes += len;
-          break;
-        }
-        case T_FLUSH:
-          if (!this.readOnly) fdatasyncSync(this.fd);
-          this.stats.flushes++;
-          break;
-        case T_GET_ID: {
-          let done = 0;
-          for (const b of dataIn) {
-            if (done === this.id.length) break;
-            done += this.id.copy(b, 0, done);
-          }
-          written = done;
-          break;
-        }
-        default:
-          st = S_UNSUPP;
+        this.stats.readBytes += len;
+        return { status: S_OK, io, flush: false, written: len };
       }
-    } catch {
-      st = S_IOERR;
+      case T_OUT: {
+        const data = this.readableAfterHeader(readable);
+        const len = totalLength(data);
+        let at = this.readOnly ? undefined : this.range(sector, len);
+        if (at === undefined) return fail(S_IOERR);
+        for (const b of data) {
+          io.push({ write: true, buf: b, pos: at });
+          at += b.length;
+        }
+        this.stats.writtenBytes += len;
+        return { status: S_OK, io, flush: false, written: 0 };
+      }
+      case T_FLUSH:
+        this.stats.flushes++;
+        return { status: S_OK, io, flush: !this.readOnly, written: 0 };
+      case T_GET_ID: {
+        let done = 0;
+        for (const b of dataIn) {
+          if (done === this.id.length) break;
+          done += this.id.copy(b, 0, done);
+        }
+        return { status: S_OK, io, flush: false, written: done };
+      }
+      default:
+        return fail(S_UNSUPP);
     }
-    if (st === S_IOERR) this.stats.errors++;
-    status[0] = st;
-    return written + 1;
+  }
+
+  private runSync(plan: Plan): number {
+    try {
+      for (const { write, buf, pos } of plan.io) {
+        let done = 0;
+        while (done < buf.length) {
+          const n = write ? writeSync(this.fd, buf, done, buf.length - done, pos + done) : readSync(this.fd, buf, done, buf.length - done, pos + done);
+          if (n === 0) return S_IOERR;
+          done += n;
+        }
+      }
+      if (plan.flush) fdatasyncSync(this.fd);
+      return S_OK;
+    } catch {
+      return S_IOERR;
+    }
+  }
+
+  private async runAsync(plan: Plan): Promise<number> {
+    try {
+      await Promise.all(
+        plan.io.map(async ({ write: out, buf, pos }) => {
+          let done = 0;
+          while (done < buf.length) {
+            const n = out ? await writeAsync(this.fd, buf, done, buf.length - done, pos + done) : await readAsync(this.fd, buf, done, buf.length - done, pos + done);
+            if (n === 0) throw new Error('short read');
+            done += n;
+          }
+        }),
+      );
+      if (plan.flush) await fdatasyncAsync(this.fd);
+      return S_OK;
+    } catch {
+      return S_IOERR;
+    }
   }
 
   /** The byte position of `len` bytes from `sector`, if a whole number of sectors inside the disk. */
