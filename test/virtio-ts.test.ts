@@ -434,6 +434,12 @@ describe('TypeScript virtio devices (client.virtio)', () => {
     expect(() => client.virtio(0, 5, 0, { ...ok, features: -1n })).toThrow(RangeError);
     expect(() => client.virtio(0, 3, 0, { ...ok })).toThrow();
     expect(() => client.virtioCounters({ ...ok })).toThrow(/register the device/);
+    // Removed: the function is free again, the same device can come back.
+    client.remove(ok);
+    expect(() => client.virtioCounters(ok)).toThrow(/register the device/);
+    client.virtio(0, 3, 0, ok);
+    expect(client.virtioCounters(ok).status).toBe(0);
+    expect(() => client.remove({ ...ok })).toThrow(/not registered/);
     expect(() => new TsVirtioBlk(join(dir, 'missing.img'))).toThrow(/ENOENT/);
   });
 });

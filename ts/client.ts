@@ -502,6 +502,7 @@ export class IoreqClient extends EventEmitter {
     );
     this.virtioDevices.set(handle, { dev, name });
     this.virtioHandles.set(dev, handle);
+    this.remember(dev, callBinding(() => this.handle.nativeDeviceId('virtio', handle)));
     return this;
   }
 
@@ -601,16 +602,22 @@ export class IoreqClient extends EventEmitter {
   }
 
   /**
-   * Removes every registration of `device` (a TS device, a `Uart16550`, a `RegisterFile` or a
-   * `PciFunction`, with its BARs), serving or not: from the client's next look for requests its
+   * Removes every registration of `device` (a TS device, a `Uart16550`, a `RegisterFile`, a
+   * `PciFunction` with its BARs, or a {@link VirtioDevice} with its BAR), serving or not: from the client's next look for requests its
    * ranges are unclaimed (reads all ones, writes ignored); a request already handed to it is
    * completed as it was. Throws `ERR_NO_DEVICE` if it is not registered with this client.
    */
-  remove(device: Device | PciDevice | PciFunction | Uart16550 | RegisterFile): this {
+  remove(device: Device | PciDevice | PciFunction | Uart16550 | RegisterFile | VirtioDevice): this {
     const ids = this.ids.get(device);
     if (ids === undefined) throw new AcrnHsmError('ERR_NO_DEVICE', `${deviceName(device, 'the device')} is not registered with this client`);
     for (const id of ids) callBinding(() => this.handle.removeDevice(id));
     this.ids.delete(device);
+    const vh = this.virtioHandles.get(device as VirtioDevice);
+    if (vh !== undefined) {
+      // Chains already handed out still complete; those not taken yet are left in flight.
+      this.virtioHandles.delete(device as VirtioDevice);
+      this.virtioDevices.delete(vh);
+    }
     if (device instanceof Uart16550 || device instanceof RegisterFile || device instanceof PciFunction) device.attached = undefined;
     const gone = ids.flatMap((id) => [id, ...(this.followers.get(id) ?? [])]);
     for (const id of ids) this.followers.delete(id);

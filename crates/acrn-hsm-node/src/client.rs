@@ -364,8 +364,10 @@ pub struct IoreqClientHandle {
     /// The MSI and MSI-X capabilities of PCI functions, by the function's device id.
     msis: Vec<(u32, Msi)>,
     msixes: Vec<(u32, Msix)>,
-    /// The native virtio devices, by handle.
+    /// The virtio devices (native and JavaScript), by handle.
     virtio: Vec<VirtioPci>,
+    /// Their PCI functions' device ids (same index).
+    virtio_ids: Vec<DeviceId>,
 }
 
 impl IoreqClientHandle {
@@ -422,6 +424,7 @@ impl IoreqClientHandle {
             msis: Vec::new(),
             msixes: Vec::new(),
             virtio: Vec::new(),
+            virtio_ids: Vec::new(),
         })
     }
 
@@ -695,10 +698,12 @@ impl IoreqClientHandle {
         let vm = self.vm.clone();
         let t = VirtioPci::new(dev, vm.clone(), Arc::new(VmInterrupts(vm)));
         let (cfg, bars) = t.clone().into_parts();
-        self.bus
+        let (id, _) = self
+            .bus
             .add_pci_with_bars(bdf, cfg, bars)
             .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
         self.virtio.push(t);
+        self.virtio_ids.push(id);
         Ok(u32::try_from(self.virtio.len() - 1).unwrap_or(u32::MAX))
     }
 
@@ -757,10 +762,12 @@ impl IoreqClientHandle {
         let wake = self.handle.clone();
         t.set_deferred_hook(Arc::new(move || wake.wake_batch()));
         let (cfg, bars) = t.clone().into_parts();
-        self.bus
+        let (id, _) = self
+            .bus
             .add_pci_with_bars(bdf, cfg, bars)
             .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
         self.virtio.push(t);
+        self.virtio_ids.push(id);
         Ok(u32::try_from(self.virtio.len() - 1).unwrap_or(u32::MAX))
     }
 
@@ -849,17 +856,20 @@ impl IoreqClientHandle {
         })
     }
 
-    /// The device id of a native device added by `addUart` (`kind` `'uart'`) or
-    /// `addRegisterFile` (`'registers'`), from the handle those returned, for `removeDevice`.
+    /// The device id of a native device added by `addUart` (`kind` `'uart'`),
+    /// `addRegisterFile` (`'registers'`) or `addVirtio` / `addJsVirtio` (`'virtio'`: the PCI
+    /// function, whose removal removes its BAR), from the handle those returned, for
+    /// `removeDevice`.
     #[napi]
     pub fn native_device_id(&self, kind: String, handle: u32) -> Result<u32> {
         let id = match kind.as_str() {
             "uart" => self.uarts.get(handle as usize).map(|u| u.2),
             "registers" => self.registers.get(handle as usize).map(|r| r.1),
+            "virtio" => self.virtio_ids.get(handle as usize).copied(),
             other => {
                 return Err(coded_error(
                     "ERR_INVALID_ARG",
-                    &format!("kind must be 'uart' or 'registers', got '{other}'"),
+                    &format!("kind must be 'uart', 'registers' or 'virtio', got '{other}'"),
                 ));
             }
         };
