@@ -331,6 +331,15 @@ describe('TypeScript virtio devices (client.virtio)', () => {
     expect(s.vm.memory.read(first.gpa, 5).toString()).toBe('FIRST');
     expect(s.vm.memory.read(second.gpa, 6).toString()).toBe('SECOND');
     expect(s.client.virtioCounters(dev)).toMatchObject({ chains: 2, needsReset: 0 });
+    // A configuration change: the new image, the generation, a configuration interrupt.
+    await guest(s, [{ mmio: d.bar + 0x15n, size: 1, read: true, expect: 0 }]);
+    s.client.virtioConfigChanged(dev, Uint8Array.from([0x11, 0x22]));
+    await guest(s, [
+      { wait_irq: { gsi: d.gsi }, timeout_ns: 5_000_000_000n },
+      { mmio: d.bar + 0x1000n, size: 1, read: true, expect: 2 },
+      { mmio: d.bar + 0x2000n, size: 2, read: true, expect: 0x2211 },
+      { mmio: d.bar + 0x15n, size: 1, read: true, expect: 1 },
+    ]);
     expect(s.errors).toEqual([]);
   });
 

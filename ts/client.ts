@@ -514,6 +514,21 @@ export class IoreqClient extends EventEmitter {
     return { ...c, lastError: c.lastError ?? null };
   }
 
+  /**
+   * Tells the driver the configuration of `dev` (registered with {@link virtio}) changed:
+   * `config` (at most 4096 bytes) replaces the image the core serves (default: `dev.config`
+   * again, e.g. after the device changed it in place); `config_generation` moves on and, once
+   * the driver set DRIVER_OK, a configuration-change interrupt goes out (ISR bit 1, or the
+   * configuration MSI-X vector).
+   */
+  virtioConfigChanged(dev: VirtioDevice, config: Uint8Array = dev.config): void {
+    const h = this.virtioHandles.get(dev);
+    if (h === undefined) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the device with client.virtio first');
+    if (!(config instanceof Uint8Array)) throw new TypeError('config must be a Uint8Array');
+    const b = Buffer.from(config.buffer, config.byteOffset, config.byteLength);
+    callBinding(() => this.handle.virtioConfigChanged(h, b));
+  }
+
   /** Hands the chains the core deferred to their devices (after each batch). */
   private serveVirtio(): void {
     if (this.virtioDevices.size === 0) return;

@@ -826,6 +826,24 @@ impl IoreqClientHandle {
             .map_err(|e: CompleteError| coded_error("ERR_VIRTIO_COMPLETE", &e.to_string()))
     }
 
+    /// The configuration of a JavaScript virtio device changed (`config`: its new image, at
+    /// most 4096 bytes): the generation moves on and, once the driver is up, a
+    /// configuration-change interrupt. `false` for a native device (nothing changed).
+    #[napi]
+    pub fn virtio_config_changed(&self, handle: u32, config: Option<Buffer>) -> Result<bool> {
+        let t = self
+            .virtio
+            .get(handle as usize)
+            .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such virtio device"))?;
+        if config.as_ref().is_some_and(|c| c.len() > 0x1000) {
+            return Err(coded_error(
+                "ERR_OUT_OF_RANGE",
+                "the configuration space holds at most 4096 bytes",
+            ));
+        }
+        Ok(t.config_changed(config.as_deref()))
+    }
+
     /// The reset epoch of a virtio device (bumped by every driver or platform reset): a chain
     /// of an older epoch was dropped.
     #[napi]

@@ -876,3 +876,23 @@ fn deferred_completions_with_msix() {
         }]
     );
 }
+
+#[test]
+fn a_deferred_device_config_change() {
+    let mut d = deferred_drv();
+    // Before DRIVER_OK: the generation moves, no interrupt.
+    let g0 = d.r(0x15, 1);
+    assert!(d.t.config_changed(Some(&[9, 8, 7, 6])));
+    assert_eq!(d.r(0x15, 1), (g0 + 1) & 0xff);
+    assert_eq!(d.irq.take(), vec![]);
+    d.start(F_VERSION_1, 8);
+    assert_eq!(d.r(DEVICE_CFG_OFFSET, 4), 0x0607_0809);
+    assert!(d.t.config_changed(Some(&[1])));
+    assert_eq!(d.r(DEVICE_CFG_OFFSET, 4), 1);
+    assert_eq!(d.r(ISR_OFFSET, 1), 2, "configuration change");
+    // A native device takes no image.
+    let mut r = Drv::new(Box::new(VirtioRng::new()));
+    assert!(!r.t.config_changed(Some(&[1])));
+    assert!(r.t.config_changed(None));
+    let _ = r.r(0x14, 1);
+}

@@ -82,6 +82,10 @@ impl VirtioDevice for DeferredVirtio {
             }
         }
     }
+    fn replace_config(&mut self, config: &[u8]) -> bool {
+        self.config = config.to_vec();
+        true
+    }
     fn ack_features(&mut self, features: u64) {
         self.acked = features;
     }

@@ -117,6 +117,11 @@ pub trait VirtioDevice: Send {
         chain: &DescChain,
         mem: &GuestMemory,
     ) -> Result<u32, QueueError>;
+    /// Replaces the configuration image from outside (a TypeScript device): `false` if the
+    /// device does not take one (the default).
+    fn replace_config(&mut self, _config: &[u8]) -> bool {
+        false
+    }
     /// Takes one chain of `queue`: served now ([`Processed::Done`], by default through
     /// [`process`](Self::process)) or later ([`Processed::Deferred`]).
     fn submit(

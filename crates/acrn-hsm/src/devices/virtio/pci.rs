@@ -342,6 +342,24 @@ impl VirtioPci {
         lock(&self.inner).complete(epoch, queue, head, written)
     }
 
+    /// The device's configuration changed (`config`: its new image, for a device that takes
+    /// one, [`VirtioDevice::replace_config`]): `config_generation` moves on and, once the driver
+    /// set DRIVER_OK, a configuration-change interrupt (ISR bit 1 / the configuration vector).
+    /// `false` if the device does not take a new image (nothing changed then).
+    pub fn config_changed(&self, config: Option<&[u8]>) -> bool {
+        let mut g = lock(&self.inner);
+        if let Some(c) = config {
+            if !g.dev.replace_config(c) {
+                return false;
+            }
+        }
+        g.config_generation = g.config_generation.wrapping_add(1);
+        if g.status & STATUS_DRIVER_OK != 0 && g.status & STATUS_NEEDS_RESET == 0 {
+            g.signal_config();
+        }
+        true
+    }
+
     /// Calls `f` with the device (e.g. to read a device's own counters).
     pub fn with_device<R>(&self, f: impl FnOnce(&mut dyn VirtioDevice) -> R) -> R {
         f(lock(&self.inner).dev.as_mut())
