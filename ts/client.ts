@@ -550,21 +550,21 @@ export class IoreqClient extends EventEmitter {
         };
         r = reg.dev.request(c.queue, chain);
       } catch (err) {
-        this.completeChain(reg.name, c, 0, err);
+        this.returnChain(reg.name, c, 0, err);
         continue;
       }
       if (r !== null && typeof r === 'object' && typeof (r as Promise<number>).then === 'function') {
         (r as Promise<number>).then(
-          (n) => this.completeChain(reg.name, c, n),
-          (err: unknown) => this.completeChain(reg.name, c, 0, err),
+          (n) => this.returnChain(reg.name, c, n),
+          (err: unknown) => this.returnChain(reg.name, c, 0, err),
         );
       } else {
-        this.completeChain(reg.name, c, r);
+        this.returnChain(reg.name, c, r);
       }
     }
   }
 
-  private completeChain(name: string, c: { device: number; epoch: number; queue: number; head: number; done?: boolean }, n: unknown, err?: unknown): void {
+  private returnChain(name: string, c: { device: number; epoch: number; queue: number; head: number; done?: boolean }, n: unknown, err?: unknown): void {
     c.done = true;
     let written = 0;
     if (err === undefined) {
@@ -572,7 +572,7 @@ export class IoreqClient extends EventEmitter {
       else err = new TypeError(`${name}.request returned ${String(n)}, not a byte count (u32)`);
     }
     try {
-      this.handle.virtioComplete(c.device, c.epoch, c.queue, c.head, written);
+      this.handle.virtioReturnChain(c.device, c.epoch, c.queue, c.head, written);
     } catch (e) {
       err ??= fromBindingError(e);
     }

@@ -317,11 +317,11 @@ pub struct VirtioBuffer {
 pub struct VirtioChain {
     /// The device's handle (what `addJsVirtio` returned).
     pub device: u32,
-    /// The reset epoch the chain belongs to (passed back to `virtioComplete`).
+    /// The reset epoch the chain belongs to (passed back to `virtioReturnChain`).
     pub epoch: f64,
     /// The queue.
     pub queue: u32,
-    /// The head descriptor index (passed back to `virtioComplete`).
+    /// The head descriptor index (passed back to `virtioReturnChain`).
     pub head: u32,
     /// The device-readable buffers, in chain order.
     pub readable: Vec<VirtioBuffer>,
@@ -709,7 +709,7 @@ impl IoreqClientHandle {
 
     /// Adds a virtio device served in JavaScript (modern virtio-pci, BAR 4, the transport in
     /// the core) at `bus:device.func`; returns its handle (for `virtioCounters`,
-    /// `virtioComplete`). Its chains are queued for [`virtio_take`](Self::virtio_take); a batch
+    /// `virtioReturnChain`). Its chains are queued for [`virtio_take`](Self::virtio_take); a batch
     /// wait returns (possibly with no request) once chains were queued.
     #[napi]
     pub fn add_js_virtio(
@@ -806,7 +806,7 @@ impl IoreqClientHandle {
     /// buffers: `true` if it went to the used ring, `false` if it was dropped (a reset since,
     /// or the device needs a reset). A head not in flight (completed already) is refused.
     #[napi]
-    pub fn virtio_complete(
+    pub fn virtio_return_chain(
         &self,
         handle: u32,
         epoch: f64,
