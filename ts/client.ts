@@ -15,6 +15,11 @@
  * stop the client: the read returns all ones, as real hardware and the ACRN device model do, and
  * the error goes to the `'error'` event with the request attached.
  *
+ * virtio devices in TypeScript (`client.virtio`): the core's transport defers their descriptor
+ * chains and wakes the loop; after each batch the chains go to `dev.request(queue, chain)` with
+ * zero-copy views of guest memory, and complete when it returns or its promise settles (see
+ * `ts/virtio/types.ts`).
+ *
  * Time-out policy (`run()` only): a handler's promise that has not settled after
  * `handlerTimeoutMs` (option of `vm.createIoreqClient`, default 1000 ms; `Infinity` disables it)
  * no longer holds the guest's vCPU: the request is completed (a read with all ones) and an
@@ -355,7 +360,8 @@ function record(out: BigUint64Array, out32: Uint32Array, k: number) {
 }
 
 /**
- * The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which), `'fault'` (a malformed request).
+ * The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which, or `err.chain` for a
+ * virtio device of {@link IoreqClient.virtio}), `'fault'` (a malformed request).
  *
  * Devices can be added ({@link pio}, {@link mmio}, {@link pci}) and removed ({@link remove})
  * at any time, also while `run()` / `runSync()` serves: the core checks each change at once
