@@ -15,6 +15,11 @@
  * stop the client: the read returns all ones, as real hardware and the ACRN device model do, and
  * the error goes to the `'error'` event with the request attached.
  *
+ * virtio devices in TypeScript (`client.virtio`): the core's transport defers their descriptor
+ * chains and wakes the loop; after each batch the chains go to `dev.request(queue, chain)` with
+ * zero-copy views of guest memory, and complete when it returns or its promise settles (see
+ * `ts/virtio/types.ts`).
+ *
  * Time-out policy (`run()` only): a handler's promise that has not settled after
  * `handlerTimeoutMs` (option of `vm.createIoreqClient`, default 1000 ms; `Infinity` disables it)
  * no longer holds the guest's vCPU: the request is completed (a read with all ones) and an
@@ -29,6 +34,8 @@ import { checkInt, checkU64 } from './check.js';
 import { AcrnHsmError, callBinding, fromBindingError } from './errors.js';
 import type { NativeBinding } from './native.js';
 import { native } from './native.js';
+import type { GuestMemory } from './memory.js';
+import type { VirtioChain, VirtioDevice } from './virtio/types.js';
 
 type ClientHandle = InstanceType<NativeBinding['IoreqClientHandle']>;
 
@@ -353,7 +360,8 @@ function record(out: BigUint64Array, out32: Uint32Array, k: number) {
 }
 
 /**
- * The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which), `'fault'` (a malformed request).
+ * The ioreq client of a VM. Events: `'error'` (a handler failed; `err.request` tells which, or `err.chain` for a
+ * virtio device of {@link IoreqClient.virtio}), `'fault'` (a malformed request).
  *
  * Devices can be added ({@link pio}, {@link mmio}, {@link pci}) and removed ({@link remove})
  * at any time, also while `run()` / `runSync()` serves: the core checks each change at once
@@ -380,9 +388,15 @@ export class IoreqClient extends EventEmitter {
   /** @internal */
   private readonly tracePath?: string;
 
-  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number; trace?: string; vmDestroyed?: () => boolean } = {}) {
+  /** The TypeScript virtio devices, by the core's transport handle. */
+  private readonly virtioDevices = new Map<number, { dev: VirtioDevice; name: string }>();
+  private readonly virtioHandles = new Map<VirtioDevice, number>();
+  private readonly memory?: () => GuestMemory;
+
+  constructor(handle: ClientHandle, options: { handlerTimeoutMs?: number; trace?: string; vmDestroyed?: () => boolean; memory?: () => GuestMemory } = {}) {
     super();
     this.handle = handle;
+    this.memory = options.memory;
     this.handlerTimeoutMs = checkHandlerTimeout(options.handlerTimeoutMs);
     this.tracePath = options.trace;
     this.vmDestroyed = options.vmDestroyed ?? (() => false);
@@ -466,6 +480,116 @@ export class IoreqClient extends EventEmitter {
     return this;
   }
 
+  /**
+   * Serves a virtio device written in TypeScript at PCI function `bus:device.fn`, behind the
+   * core's modern virtio-pci transport (configuration space, BAR 4, MSI-X, negotiation and the
+   * virtqueues are the core's). Each descriptor chain the driver makes available is handed to
+   * `dev.request(queue, chain)` after the batch it arrived in, with its buffers as zero-copy
+   * views of guest memory; see {@link VirtioDevice} for completion, errors and async handlers.
+   */
+  virtio(bus: number, device: number, fn: number, dev: VirtioDevice): this {
+    checkInt('bus', bus, 0, 255);
+    checkInt('device', device, 0, 31);
+    checkInt('function', fn, 0, 7);
+    if (typeof dev !== 'object' || dev === null || typeof dev.request !== 'function') {
+      throw new TypeError('a virtio device is { deviceId, features, config, queues, request(queue, chain) }');
+    }
+    checkInt('deviceId', dev.deviceId, 1, 0xffbf);
+    checkU64('features', dev.features);
+    if (!(dev.config instanceof Uint8Array)) throw new TypeError('config must be a Uint8Array');
+    if (!Array.isArray(dev.queues) || dev.queues.length === 0) throw new TypeError('queues must be a non-empty array of queue sizes');
+    dev.queues.forEach((q, k) => checkInt(`queues[${k}]`, q, 1, 32768));
+    if (this.memory === undefined) throw new AcrnHsmError('ERR_INVALID_ARG', 'this client has no VM memory to map the chains from');
+    if (this.virtioHandles.has(dev)) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this virtio device is already registered');
+    const name = deviceName(dev, `virtio-${dev.deviceId}`);
+    const config = Buffer.from(dev.config.buffer, dev.config.byteOffset, dev.config.byteLength);
+    const handle = callBinding(() =>
+      this.handle.addJsVirtio(bus, device, fn, { name, deviceType: dev.deviceId, features: dev.features, config, queues: [...dev.queues] }),
+    );
+    this.virtioDevices.set(handle, { dev, name });
+    this.virtioHandles.set(dev, handle);
+    this.remember(dev, callBinding(() => this.handle.nativeDeviceId('virtio', handle)));
+    return this;
+  }
+
+  /** The transport's state and counters of a device registered with {@link virtio}. */
+  virtioCounters(dev: VirtioDevice): VirtioCounters {
+    const h = this.virtioHandles.get(dev);
+    if (h === undefined) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the device with client.virtio first');
+    const c = callBinding(() => this.handle.virtioCounters(h));
+    return { ...c, lastError: c.lastError ?? null };
+  }
+
+  /**
+   * Tells the driver the configuration of `dev` (registered with {@link virtio}) changed:
+   * `config` (at most 4096 bytes) replaces the image the core serves (default: `dev.config`
+   * again, e.g. after the device changed it in place); `config_generation` moves on and, once
+   * the driver set DRIVER_OK, a configuration-change interrupt goes out (ISR bit 1, or the
+   * configuration MSI-X vector).
+   */
+  virtioConfigChanged(dev: VirtioDevice, config: Uint8Array = dev.config): void {
+    const h = this.virtioHandles.get(dev);
+    if (h === undefined) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the device with client.virtio first');
+    if (!(config instanceof Uint8Array)) throw new TypeError('config must be a Uint8Array');
+    const b = Buffer.from(config.buffer, config.byteOffset, config.byteLength);
+    callBinding(() => this.handle.virtioConfigChanged(h, b));
+  }
+
+  /** Hands the chains the core deferred to their devices (after each batch). */
+  private serveVirtio(): void {
+    if (this.virtioDevices.size === 0) return;
+    const chains: (ReturnType<ClientHandle['virtioTake']>[number] & { done?: boolean })[] = this.handle.virtioTake();
+    if (chains.length === 0) return;
+    const mem = this.memory!();
+    for (const c of chains) {
+      const reg = this.virtioDevices.get(c.device);
+      if (reg === undefined) continue;
+      let r: number | Promise<number>;
+      try {
+        const view = (b: { gpa: bigint; len: number }) => (b.len === 0 ? Buffer.alloc(0) : mem.view(b.gpa, b.len));
+        const handle = this.handle;
+        const chain: VirtioChain = {
+          head: c.head,
+          readable: c.readable.map(view),
+          writable: c.writable.map(view),
+          alive: () => !c.done && handle.virtioEpoch(c.device) === c.epoch,
+        };
+        r = reg.dev.request(c.queue, chain);
+      } catch (err) {
+        this.returnChain(reg.name, c, 0, err);
+        continue;
+      }
+      if (r !== null && typeof r === 'object' && typeof (r as Promise<number>).then === 'function') {
+        (r as Promise<number>).then(
+          (n) => this.returnChain(reg.name, c, n),
+          (err: unknown) => this.returnChain(reg.name, c, 0, err),
+        );
+      } else {
+        this.returnChain(reg.name, c, r);
+      }
+    }
+  }
+
+  private returnChain(name: string, c: { device: number; epoch: number; queue: number; head: number; done?: boolean }, n: unknown, err?: unknown): void {
+    c.done = true;
+    let written = 0;
+    if (err === undefined) {
+      if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff) written = n;
+      else err = new TypeError(`${name}.request returned ${String(n)}, not a byte count (u32)`);
+    }
+    try {
+      this.handle.virtioReturnChain(c.device, c.epoch, c.queue, c.head, written);
+    } catch (e) {
+      err ??= fromBindingError(e);
+    }
+    if (err === undefined) return;
+    const e = err instanceof Error ? err : new Error(String(err));
+    const chain = { device: name, queue: c.queue, head: c.head };
+    (e as Error & { chain?: typeof chain }).chain = chain;
+    if (this.listenerCount('error') > 0) this.emit('error', e, chain);
+    else process.emitWarning(`acrn-hsm: virtio device ${name} failed (${e.message}); the chain was completed with 0 bytes`);
+  }
+
   private addRange(space: 'pio' | 'mmio', base: bigint, length: bigint, device: Device | Uart16550 | RegisterFile): this {
     if (device instanceof Uart16550) {
       if (space !== 'pio' || length !== 8n) throw new RangeError('a 16550 UART takes 8 ports: client.pio(base, 8, uart)');
@@ -499,16 +623,22 @@ export class IoreqClient extends EventEmitter {
   }
 
   /**
-   * Removes every registration of `device` (a TS device, a `Uart16550`, a `RegisterFile` or a
-   * `PciFunction`, with its BARs), serving or not: from the client's next look for requests its
+   * Removes every registration of `device` (a TS device, a `Uart16550`, a `RegisterFile`, a
+   * `PciFunction` with its BARs, or a {@link VirtioDevice} with its BAR), serving or not: from the client's next look for requests its
    * ranges are unclaimed (reads all ones, writes ignored); a request already handed to it is
    * completed as it was. Throws `ERR_NO_DEVICE` if it is not registered with this client.
    */
-  remove(device: Device | PciDevice | PciFunction | Uart16550 | RegisterFile): this {
+  remove(device: Device | PciDevice | PciFunction | Uart16550 | RegisterFile | VirtioDevice): this {
     const ids = this.ids.get(device);
     if (ids === undefined) throw new AcrnHsmError('ERR_NO_DEVICE', `${deviceName(device, 'the device')} is not registered with this client`);
     for (const id of ids) callBinding(() => this.handle.removeDevice(id));
     this.ids.delete(device);
+    const vh = this.virtioHandles.get(device as VirtioDevice);
+    if (vh !== undefined) {
+      // Chains already handed out still complete; those not taken yet are left in flight.
+      this.virtioHandles.delete(device as VirtioDevice);
+      this.virtioDevices.delete(vh);
+    }
     if (device instanceof Uart16550 || device instanceof RegisterFile || device instanceof PciFunction) device.attached = undefined;
     const gone = ids.flatMap((id) => [id, ...(this.followers.get(id) ?? [])]);
     for (const id of ids) this.followers.delete(id);
@@ -603,6 +733,7 @@ export class IoreqClient extends EventEmitter {
         if (retired.length > 0) this.forget(retired);
         if (n < 0) break;
         for (let k = 0; k < n; k++) this.serveOne(out, out32, k, responses, resp32, false, undefined);
+        this.serveVirtio();
         if ((++batches & 255) === 0) this.drainFaults();
       }
     } finally {
@@ -640,6 +771,7 @@ export class IoreqClient extends EventEmitter {
           const r = this.serveOne(out, out32, k, responses, resp32, true, guard);
           if (r !== undefined) await this.settleOrTimeOut(r, guard, out, out32, k, responses);
         }
+        this.serveVirtio();
         this.drainFaults();
       }
     } finally {

@@ -474,7 +474,7 @@ export class Vm {
     if (options.trace !== undefined && (typeof options.trace !== 'string' || options.trace === '')) {
       throw new TypeError('trace must be a non-empty file path');
     }
-    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs, trace: options.trace, vmDestroyed: () => this.#destroyed });
+    return new IoreqClient(callBinding(() => this.handle.createClient(wake === 'poll')), { handlerTimeoutMs, trace: options.trace, vmDestroyed: () => this.#destroyed, memory: () => this.memory });
   }
 
   /** A token with which a worker thread opens this same VM: `Vm.fromShared(token)`. */

@@ -225,3 +225,60 @@ fn batches_are_recorded_and_a_reset_withholds_the_batch() {
     assert_eq!(first.outcome, acrn_trace::Outcome::Cleared);
     assert!(first.ts.handler_start >= first.ts.processing);
 }
+
+/// A native device that queued work for the server (as a deferred virtio transport does) wakes
+/// the batch wait: `next_batch` returns an empty batch after the scan that served it.
+#[test]
+fn wake_batch_ends_the_wait_with_an_empty_batch() {
+    use acrn_hsm::client::{ClientHandle, IoDevice};
+    use std::sync::{Arc, Mutex};
+    struct Waker(Arc<Mutex<Option<ClientHandle>>>);
+    impl IoDevice for Waker {
+        fn name(&self) -> &str {
+            "waker"
+        }
+        fn read(&mut self, _: u64, _: u8) -> u64 {
+            0
+        }
+        fn write(&mut self, _: u64, _: u8, _: u64) {
+            if let Some(h) = self.0.lock().unwrap().as_ref() {
+                h.wake_batch();
+            }
+        }
+    }
+    let (emu, _hsm, vm) = vm_with(1, 0);
+    let slot = Arc::new(Mutex::new(None));
+    let mut d = dispatcher();
+    d.add_pio(0x520, 1, Box::new(Waker(slot.clone())))
+        .expect("free");
+    let mut client = IoreqClient::new(vm.clone(), d, ClientConfig::default()).expect("client");
+    *slot.lock().unwrap() = Some(client.handle());
+    vm.start().expect("start");
+    let w = Workload {
+        vcpus: vec![vec![Op::Pio {
+            port: 0x520,
+            size: 1,
+            access: Access::Write(1),
+        }]],
+    };
+    let run = emu
+        .guest(vm.vmid())
+        .expect("guest")
+        .spawn(&w)
+        .expect("spawn");
+    assert_eq!(client.next_batch(&[]).expect("woken"), Batch::Ready(0));
+    assert!(client.batch().is_empty());
+    let r = run.join();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.completed, 1);
+    let handle = client.handle();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        handle.stop();
+    });
+    assert_eq!(
+        client.next_batch(&[]).expect("stopped"),
+        Batch::Exit(RunExit::Stopped)
+    );
+    stopper.join().expect("stopper");
+}

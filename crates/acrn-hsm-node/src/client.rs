@@ -25,7 +25,9 @@ use acrn_hsm::client::{
     DeferredRequest, DeviceId, Dispatcher, DispatcherHandle, FaultReport, IoDevice, IoreqClient,
     Kind, VmAction, WakeMode,
 };
-use acrn_hsm::devices::virtio::{VirtioBlk, VirtioDevice, VirtioPci, VirtioRng, VmInterrupts};
+use acrn_hsm::devices::virtio::{
+    CompleteError, DeferredVirtio, VirtioBlk, VirtioDevice, VirtioPci, VirtioRng, VmInterrupts,
+};
 use acrn_hsm::devices::{
     Bar, Msi, MsiConfig, MsiSignal, MsiSink, Msix, MsixConfig, PciFunction, RegisterFile,
     RegisterView, Uart16550, UartInput, UartOutput,
@@ -272,6 +274,61 @@ pub struct VirtioOptions {
     pub read_only: Option<bool>,
 }
 
+/// A virtio device served in JavaScript: its chains are deferred to `virtioTake`.
+#[napi(object)]
+pub struct JsVirtioOptions {
+    /// A short name (`virtio-<name>`).
+    pub name: String,
+    /// The virtio device type (1..=0xffbf: 2 block, 3 console, 4 entropy...).
+    pub device_type: u32,
+    /// The device-type feature bits offered (the transport adds VERSION_1, INDIRECT_DESC,
+    /// RING_EVENT_IDX).
+    pub features: BigInt,
+    /// The device configuration space image.
+    pub config: Buffer,
+    /// The maximum size of each queue (1 to 63 queues; sizes powers of two up to 32768).
+    pub queues: Vec<u32>,
+}
+
+impl std::fmt::Debug for JsVirtioOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsVirtioOptions")
+            .field("name", &self.name)
+            .field("device_type", &self.device_type)
+            .field("config_len", &self.config.len())
+            .field("queues", &self.queues)
+            .finish()
+    }
+}
+
+/// One guest buffer of a deferred chain.
+#[napi(object)]
+#[derive(Debug)]
+pub struct VirtioBuffer {
+    /// Guest-physical address.
+    pub gpa: BigInt,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// A deferred chain for a JavaScript virtio device.
+#[napi(object)]
+#[derive(Debug)]
+pub struct VirtioChain {
+    /// The device's handle (what `addJsVirtio` returned).
+    pub device: u32,
+    /// The reset epoch the chain belongs to (passed back to `virtioReturnChain`).
+    pub epoch: f64,
+    /// The queue.
+    pub queue: u32,
+    /// The head descriptor index (passed back to `virtioReturnChain`).
+    pub head: u32,
+    /// The device-readable buffers, in chain order.
+    pub readable: Vec<VirtioBuffer>,
+    /// The device-writable buffers, in chain order.
+    pub writable: Vec<VirtioBuffer>,
+}
+
 /// A virtio transport's state and counters.
 #[napi(object)]
 #[derive(Debug)]
@@ -307,8 +364,10 @@ pub struct IoreqClientHandle {
     /// The MSI and MSI-X capabilities of PCI functions, by the function's device id.
     msis: Vec<(u32, Msi)>,
     msixes: Vec<(u32, Msix)>,
-    /// The native virtio devices, by handle.
+    /// The virtio devices (native and JavaScript), by handle.
     virtio: Vec<VirtioPci>,
+    /// Their PCI functions' device ids (same index).
+    virtio_ids: Vec<DeviceId>,
 }
 
 impl IoreqClientHandle {
@@ -365,6 +424,7 @@ impl IoreqClientHandle {
             msis: Vec::new(),
             msixes: Vec::new(),
             virtio: Vec::new(),
+            virtio_ids: Vec::new(),
         })
     }
 
@@ -638,11 +698,161 @@ impl IoreqClientHandle {
         let vm = self.vm.clone();
         let t = VirtioPci::new(dev, vm.clone(), Arc::new(VmInterrupts(vm)));
         let (cfg, bars) = t.clone().into_parts();
-        self.bus
+        let (id, _) = self
+            .bus
             .add_pci_with_bars(bdf, cfg, bars)
             .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
         self.virtio.push(t);
+        self.virtio_ids.push(id);
         Ok(u32::try_from(self.virtio.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// Adds a virtio device served in JavaScript (modern virtio-pci, BAR 4, the transport in
+    /// the core) at `bus:device.func`; returns its handle (for `virtioCounters`,
+    /// `virtioReturnChain`). Its chains are queued for [`virtio_take`](Self::virtio_take); a batch
+    /// wait returns (possibly with no request) once chains were queued.
+    #[napi]
+    pub fn add_js_virtio(
+        &mut self,
+        bus: u32,
+        device: u32,
+        func: u32,
+        options: JsVirtioOptions,
+    ) -> Result<u32> {
+        let bdf = bdf(bus, device, func)?;
+        let device_type = u16::try_from(options.device_type)
+            .ok()
+            .filter(|t| (1..=0xffbf).contains(t))
+            .ok_or_else(|| coded_error("ERR_OUT_OF_RANGE", "deviceType must be 1..=0xffbf"))?;
+        if options.queues.is_empty() || options.queues.len() > 63 {
+            return Err(coded_error(
+                "ERR_OUT_OF_RANGE",
+                "a virtio device has 1 to 63 queues",
+            ));
+        }
+        let mut queues = Vec::with_capacity(options.queues.len());
+        for &q in &options.queues {
+            match u16::try_from(q) {
+                Ok(q) if q.is_power_of_two() && q <= 32768 => queues.push(q),
+                _ => {
+                    return Err(coded_error(
+                        "ERR_OUT_OF_RANGE",
+                        "queue sizes are powers of two up to 32768",
+                    ));
+                }
+            }
+        }
+        if options.config.len() > 0x1000 {
+            return Err(coded_error(
+                "ERR_OUT_OF_RANGE",
+                "the configuration space holds at most 4096 bytes",
+            ));
+        }
+        let features = bigint_u64("features", &options.features)?;
+        self.check_open()?;
+        let dev = DeferredVirtio::new(
+            options.name,
+            device_type,
+            features,
+            options.config.to_vec(),
+            queues,
+        );
+        let vm = self.vm.clone();
+        let t = VirtioPci::new(Box::new(dev), vm.clone(), Arc::new(VmInterrupts(vm)));
+        let wake = self.handle.clone();
+        t.set_deferred_hook(Arc::new(move || wake.wake_batch()));
+        let (cfg, bars) = t.clone().into_parts();
+        let (id, _) = self
+            .bus
+            .add_pci_with_bars(bdf, cfg, bars)
+            .map_err(|e| coded_error("ERR_RANGE", &e.to_string()))?;
+        self.virtio.push(t);
+        self.virtio_ids.push(id);
+        Ok(u32::try_from(self.virtio.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    /// Takes the deferred chains of every JavaScript virtio device queued so far.
+    #[napi]
+    pub fn virtio_take(&self) -> Vec<VirtioChain> {
+        let mut out = Vec::new();
+        for (k, t) in self.virtio.iter().enumerate() {
+            for c in t.take_deferred() {
+                let (mut readable, mut writable) = (Vec::new(), Vec::new());
+                for b in &c.chain.bufs {
+                    let v = VirtioBuffer {
+                        gpa: BigInt::from(b.addr),
+                        len: b.len,
+                    };
+                    if b.writable {
+                        writable.push(v);
+                    } else {
+                        readable.push(v);
+                    }
+                }
+                out.push(VirtioChain {
+                    device: u32::try_from(k).unwrap_or(u32::MAX),
+                    epoch: c.epoch as f64,
+                    queue: u32::from(c.queue),
+                    head: u32::from(c.chain.head),
+                    readable,
+                    writable,
+                });
+            }
+        }
+        out
+    }
+
+    /// Completes a deferred chain with `written` bytes written into its device-writable
+    /// buffers: `true` if it went to the used ring, `false` if it was dropped (a reset since,
+    /// or the device needs a reset). A head not in flight (completed already) is refused.
+    #[napi]
+    pub fn virtio_return_chain(
+        &self,
+        handle: u32,
+        epoch: f64,
+        queue: u32,
+        head: u32,
+        written: u32,
+    ) -> Result<bool> {
+        let t = self
+            .virtio
+            .get(handle as usize)
+            .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such virtio device"))?;
+        let (queue, head) = match (u16::try_from(queue), u16::try_from(head)) {
+            (Ok(q), Ok(h)) => (q, h),
+            _ => return Err(coded_error("ERR_OUT_OF_RANGE", "queue and head are u16")),
+        };
+        t.complete(epoch as u64, queue, head, written)
+            .map_err(|e: CompleteError| coded_error("ERR_VIRTIO_COMPLETE", &e.to_string()))
+    }
+
+    /// The configuration of a JavaScript virtio device changed (`config`: its new image, at
+    /// most 4096 bytes): the generation moves on and, once the driver is up, a
+    /// configuration-change interrupt. `false` for a native device (nothing changed).
+    #[napi]
+    pub fn virtio_config_changed(&self, handle: u32, config: Option<Buffer>) -> Result<bool> {
+        let t = self
+            .virtio
+            .get(handle as usize)
+            .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such virtio device"))?;
+        if config.as_ref().is_some_and(|c| c.len() > 0x1000) {
+            return Err(coded_error(
+                "ERR_OUT_OF_RANGE",
+                "the configuration space holds at most 4096 bytes",
+            ));
+        }
+        Ok(t.config_changed(config.as_deref()))
+    }
+
+    /// The reset epoch of a virtio device (bumped by every driver or platform reset): a chain
+    /// of an older epoch was dropped.
+    #[napi]
+    pub fn virtio_epoch(&self, handle: u32) -> Result<f64> {
+        let t = self
+            .virtio
+            .get(handle as usize)
+            .ok_or_else(|| coded_error("ERR_INVALID_ARG", "no such virtio device"))?;
+        Ok(t.epoch() as f64)
     }
 
     /// The state and counters of a virtio device.
@@ -664,17 +874,20 @@ impl IoreqClientHandle {
         })
     }
 
-    /// The device id of a native device added by `addUart` (`kind` `'uart'`) or
-    /// `addRegisterFile` (`'registers'`), from the handle those returned, for `removeDevice`.
+    /// The device id of a native device added by `addUart` (`kind` `'uart'`),
+    /// `addRegisterFile` (`'registers'`) or `addVirtio` / `addJsVirtio` (`'virtio'`: the PCI
+    /// function, whose removal removes its BAR), from the handle those returned, for
+    /// `removeDevice`.
     #[napi]
     pub fn native_device_id(&self, kind: String, handle: u32) -> Result<u32> {
         let id = match kind.as_str() {
             "uart" => self.uarts.get(handle as usize).map(|u| u.2),
             "registers" => self.registers.get(handle as usize).map(|r| r.1),
+            "virtio" => self.virtio_ids.get(handle as usize).copied(),
             other => {
                 return Err(coded_error(
                     "ERR_INVALID_ARG",
-                    &format!("kind must be 'uart' or 'registers', got '{other}'"),
+                    &format!("kind must be 'uart', 'registers' or 'virtio', got '{other}'"),
                 ));
             }
         };

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use acrn_hsm::devices::virtio::queue::{DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, QueueError};
 use acrn_hsm::devices::virtio::{
-    CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY, CAP_PCI_CFG, DEVICE_CFG_OFFSET, F_INDIRECT_DESC,
-    F_RING_EVENT_IDX, F_VERSION_1, ISR_OFFSET, Interrupt, MSIX_TABLE_OFFSET, NOTIFY_OFFSET,
-    RecordedInterrupts, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
-    STATUS_NEEDS_RESET, VirtioBar, VirtioBlk, VirtioPci, VirtioRng,
+    CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY, CAP_PCI_CFG, CompleteError, DEVICE_CFG_OFFSET,
+    F_INDIRECT_DESC, F_RING_EVENT_IDX, F_VERSION_1, ISR_OFFSET, Interrupt, MSIX_TABLE_OFFSET,
+    NOTIFY_OFFSET, RecordedInterrupts, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK,
+    STATUS_FEATURES_OK, STATUS_NEEDS_RESET, VirtioBar, VirtioBlk, VirtioPci, VirtioRng,
 };
 use acrn_hsm::{GuestMemory, IoDevice, PciDevice, UserPages};
 
@@ -720,4 +720,179 @@ fn through_the_dispatcher_and_the_dm_reset() {
         "BAR unprogrammed: unclaimed"
     );
     let _ = std::fs::remove_file(p);
+}
+
+/// A deferred device: chains queued for a server, completed later in any order.
+fn deferred_drv() -> Drv {
+    use acrn_hsm::devices::virtio::DeferredVirtio;
+    let dev = DeferredVirtio::new("js", 4, 0, vec![1, 2, 3, 4], vec![8]);
+    Drv::new(Box::new(dev))
+}
+
+#[test]
+fn deferred_chains_complete_out_of_order() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut d = deferred_drv();
+    let woken = Arc::new(AtomicUsize::new(0));
+    let w = woken.clone();
+    d.t.set_deferred_hook(Arc::new(move || {
+        w.fetch_add(1, Ordering::Relaxed);
+    }));
+    d.start(F_VERSION_1, 8);
+    assert_eq!(d.r(DEVICE_CFG_OFFSET + 2, 2), 0x0403);
+    let a = d.chain(&[(0x40000, 16, false), (0x50000, 32, true)]);
+    d.publish(a);
+    let b = d.chain(&[(0x60000, 64, true)]);
+    d.publish(b);
+    d.kick();
+    assert_eq!(woken.load(Ordering::Relaxed), 1);
+    assert_eq!(d.used(), vec![], "nothing completed yet");
+    let chains = d.t.take_deferred();
+    assert_eq!(chains.len(), 2);
+    assert_eq!((chains[0].queue, chains[0].chain.head), (0, a));
+    assert_eq!(chains[0].chain.bufs.len(), 2);
+    assert_eq!(chains[1].chain.head, b);
+    assert_eq!(d.t.in_flight(), 2);
+    let ep = chains[0].epoch;
+    d.irq.take();
+    // The second first; `written` is clamped to the chain's writable bytes.
+    assert_eq!(d.t.complete(ep, 0, b, 1000), Ok(true));
+    assert_eq!(d.used(), vec![(u32::from(b), 64)]);
+    assert_eq!(d.irq.take().len(), 1, "INTx asserted");
+    assert_eq!(d.t.complete(ep, 0, a, 7), Ok(true));
+    assert_eq!(d.used(), vec![(u32::from(a), 7)]);
+    assert_eq!(d.t.in_flight(), 0);
+    assert_eq!(d.t.stats().chains, 2);
+    // Twice, an unknown head, an unknown queue: refused, nothing written.
+    assert_eq!(
+        d.t.complete(ep, 0, a, 7),
+        Err(CompleteError::NotInFlight { queue: 0, head: a })
+    );
+    assert_eq!(
+        d.t.complete(ep, 0, 5, 0),
+        Err(CompleteError::NotInFlight { queue: 0, head: 5 })
+    );
+    assert_eq!(
+        d.t.complete(ep, 3, a, 0),
+        Err(CompleteError::NoSuchQueue { queue: 3 })
+    );
+    assert_eq!(d.used(), vec![]);
+    assert_eq!(d.status() & STATUS_NEEDS_RESET, 0);
+}
+
+#[test]
+fn deferred_chains_in_flight_at_reset_are_dropped() {
+    let mut d = deferred_drv();
+    d.start(F_VERSION_1, 8);
+    let a = d.chain(&[(0x50000, 32, true)]);
+    d.publish(a);
+    d.kick();
+    let old = d.t.take_deferred();
+    assert_eq!(old.len(), 1);
+    // Reset and set up again; the same head is made available in the new epoch.
+    d.w(0x14, 1, 0);
+    assert_eq!(d.t.in_flight(), 0);
+    d.mem.write(USED, &[0u8; 6 + 8 * 8]).unwrap();
+    d.mem.write(AVAIL, &[0u8; 6 + 2 * 8]).unwrap();
+    d.next_desc = 0;
+    d.avail_idx = 0;
+    d.used_seen = 0;
+    d.start(F_VERSION_1, 8);
+    let a2 = d.chain(&[(0x50000, 32, true)]);
+    assert_eq!(a2, a);
+    d.publish(a2);
+    d.kick();
+    let new = d.t.take_deferred();
+    assert_eq!(new.len(), 1);
+    assert_ne!(new[0].epoch, old[0].epoch);
+    // The old completion is dropped, never written into the new queue.
+    assert_eq!(d.t.complete(old[0].epoch, 0, a, 32), Ok(false));
+    assert_eq!(d.used(), vec![]);
+    assert_eq!(d.t.complete(new[0].epoch, 0, a, 32), Ok(true));
+    assert_eq!(d.used(), vec![(u32::from(a), 32)]);
+}
+
+#[test]
+fn a_head_made_available_twice_while_in_flight_needs_reset() {
+    let mut d = deferred_drv();
+    d.start(F_VERSION_1, 8);
+    let a = d.chain(&[(0x50000, 32, true)]);
+    d.publish(a);
+    d.kick();
+    d.publish(a);
+    d.kick();
+    assert_ne!(d.status() & STATUS_NEEDS_RESET, 0);
+    assert_eq!(d.t.last_error(), Some(QueueError::HeadInFlight { head: a }));
+    let chains = d.t.take_deferred();
+    assert_eq!(chains.len(), 1);
+    // The device needs a reset: the completion is dropped.
+    assert_eq!(d.t.complete(chains[0].epoch, 0, a, 1), Ok(false));
+    assert_eq!(d.used(), vec![]);
+}
+
+#[test]
+fn deferred_completions_honour_the_event_index() {
+    let mut d = deferred_drv();
+    d.start(F_VERSION_1 | F_RING_EVENT_IDX, 8);
+    // used_event = 1: no interrupt for the first completion (used idx 0 -> 1), one for the
+    // second (1 -> 2).
+    d.mem.write_le(AVAIL + 4 + 2 * 8, 2, 1).unwrap();
+    let a = d.chain(&[(0x50000, 8, true)]);
+    d.publish(a);
+    let b = d.chain(&[(0x60000, 8, true)]);
+    d.publish(b);
+    d.kick();
+    let c = d.t.take_deferred();
+    d.irq.take();
+    assert_eq!(d.t.complete(c[1].epoch, 0, b, 8), Ok(true));
+    assert_eq!(d.irq.take(), vec![], "suppressed by used_event");
+    assert_eq!(d.t.complete(c[0].epoch, 0, a, 8), Ok(true));
+    assert_eq!(d.irq.take().len(), 1);
+    assert_eq!(d.used(), vec![(u32::from(b), 8), (u32::from(a), 8)]);
+}
+
+#[test]
+fn deferred_completions_with_msix() {
+    let mut d = deferred_drv();
+    // MSI-X enable (message control bit 15) at the capability 0x98 + 2; queue 0 on vector 1.
+    d.cfg_w(0x98 + 2, 2, 1 << 15);
+    d.start(F_VERSION_1, 8);
+    d.w(MSIX_TABLE_OFFSET + 16, 4, 0xfee0_0000);
+    d.w(MSIX_TABLE_OFFSET + 16 + 8, 4, 0x41);
+    d.w(MSIX_TABLE_OFFSET + 16 + 12, 4, 0);
+    d.w(0x16, 2, 0);
+    d.w(0x1a, 2, 1);
+    let a = d.chain(&[(0x50000, 8, true)]);
+    d.publish(a);
+    d.kick();
+    let c = d.t.take_deferred();
+    d.irq.take();
+    assert_eq!(d.t.complete(c[0].epoch, 0, a, 4), Ok(true));
+    assert_eq!(
+        d.irq.take(),
+        vec![Interrupt::Msi {
+            addr: 0xfee0_0000,
+            data: 0x41
+        }]
+    );
+}
+
+#[test]
+fn a_deferred_device_config_change() {
+    let mut d = deferred_drv();
+    // Before DRIVER_OK: the generation moves, no interrupt.
+    let g0 = d.r(0x15, 1);
+    assert!(d.t.config_changed(Some(&[9, 8, 7, 6])));
+    assert_eq!(d.r(0x15, 1), (g0 + 1) & 0xff);
+    assert_eq!(d.irq.take(), vec![]);
+    d.start(F_VERSION_1, 8);
+    assert_eq!(d.r(DEVICE_CFG_OFFSET, 4), 0x0607_0809);
+    assert!(d.t.config_changed(Some(&[1])));
+    assert_eq!(d.r(DEVICE_CFG_OFFSET, 4), 1);
+    assert_eq!(d.r(ISR_OFFSET, 1), 2, "configuration change");
+    // A native device takes no image.
+    let mut r = Drv::new(Box::new(VirtioRng::new()));
+    assert!(!r.t.config_changed(Some(&[1])));
+    assert!(r.t.config_changed(None));
+    let _ = r.r(0x14, 1);
 }

@@ -432,6 +432,8 @@ struct Shared {
     /// drop): issued at most once, so a client created later by someone else is never destroyed.
     destroyed: AtomicBool,
     running: AtomicBool,
+    /// Set by [`ClientHandle::wake_batch`]: the next scan ends the batch wait.
+    wake: AtomicBool,
     counters: Counters,
     devices: std::sync::RwLock<Vec<Arc<DeviceCounters>>>,
 }
@@ -476,6 +478,14 @@ impl ClientHandle {
             let _ = self.vm.destroy_ioreq_client();
         }
     }
+    /// Makes [`IoreqClient::next_batch`] return after its current scan pass, with an empty
+    /// batch if no deferred device has a request ([`Batch::Ready`]`(0)`): a native device that
+    /// queued work for the server (deferred virtio chains) calls it from the serving thread.
+    /// From another thread it takes effect at the next scan (the next request or poll).
+    pub fn wake_batch(&self) {
+        self.shared.wake.store(true, Ordering::Release);
+    }
+
     /// Whether [`stop`](Self::stop) was called.
     pub fn is_stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Acquire)
@@ -584,6 +594,7 @@ impl IoreqClient {
             stop: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
             running: AtomicBool::new(false),
+            wake: AtomicBool::new(false),
             counters: Counters::default(),
             devices: std::sync::RwLock::new(dispatcher.counters()),
         });
@@ -839,6 +850,9 @@ impl IoreqClient {
                 Err(e) => break Err(e),
                 Ok(Pass::Exit(x)) => break Ok(Batch::Exit(x)),
                 Ok(Pass::Handled(n)) => {
+                    if self.pending.is_empty() && self.shared.wake.swap(false, Ordering::AcqRel) {
+                        break Ok(Batch::Ready(0));
+                    }
                     if !self.pending.is_empty() {
                         self.shared.counters.inc(C_BATCHES);
                         let now = if self.config.recorder.is_some() {

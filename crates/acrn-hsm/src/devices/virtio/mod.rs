@@ -7,10 +7,15 @@
 //!   configuration access; MSI-X) in front of any [`VirtioDevice`].
 //! * [`VirtioBlk`]: a block device backed by a file; [`VirtioRng`]: an entropy source.
 //!
+//! * [`DeferredVirtio`]: a device whose requests are served elsewhere (a TypeScript device): the
+//!   transport queues its chains ([`VirtioPci::take_deferred`]) and the server completes them
+//!   later, in any order ([`VirtioPci::complete`]).
+//!
 //! A device that meets a broken ring sets `DEVICE_NEEDS_RESET` in the device status, raises a
 //! configuration-change interrupt and touches the queues no more until the driver resets it.
 
 mod blk;
+mod deferred;
 mod pci;
 pub mod queue;
 mod rng;
@@ -18,10 +23,11 @@ mod rng;
 use std::sync::{Arc, Mutex};
 
 pub use blk::VirtioBlk;
+pub use deferred::DeferredVirtio;
 pub use pci::{
-    BAR_SIZE, CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY, CAP_PCI_CFG, DEVICE_CFG_OFFSET,
-    ISR_OFFSET, MSIX_PBA_OFFSET, MSIX_TABLE_OFFSET, MSIX_VECTORS, NOTIFY_OFF_MULTIPLIER,
-    NOTIFY_OFFSET, VIRTIO_BAR, VirtioBar, VirtioPci, VirtioStats,
+    BAR_SIZE, CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY, CAP_PCI_CFG, CompleteError,
+    DEVICE_CFG_OFFSET, DeferredChain, ISR_OFFSET, MSIX_PBA_OFFSET, MSIX_TABLE_OFFSET, MSIX_VECTORS,
+    NOTIFY_OFF_MULTIPLIER, NOTIFY_OFFSET, VIRTIO_BAR, VirtioBar, VirtioPci, VirtioStats,
 };
 pub use queue::{DescChain, Queue, QueueError};
 pub use rng::VirtioRng;
@@ -34,6 +40,8 @@ pub const VIRTIO_VENDOR: u16 = 0x1af4;
 /// Modern PCI device ids are `0x1040 + device type`.
 pub const VIRTIO_PCI_DEVICE_BASE: u16 = 0x1040;
 
+/// Device type of a console.
+pub const TYPE_CONSOLE: u16 = 3;
 /// Device type of a block device.
 pub const TYPE_BLOCK: u16 = 2;
 /// Device type of an entropy source.
@@ -63,6 +71,17 @@ pub const STATUS_FAILED: u8 = 0x80;
 pub const ISR_QUEUE: u8 = 1;
 /// ISR bit 1: a configuration change.
 pub const ISR_CONFIG: u8 = 2;
+
+/// What [`VirtioDevice::submit`] did with a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// Served on the spot: the used element's `len` (bytes written into the device-writable
+    /// buffers).
+    Done(u32),
+    /// Taken to be served later: the transport keeps the chain in flight until
+    /// [`VirtioPci::complete`] names its head.
+    Deferred,
+}
 
 /// One virtio device type behind a transport: its identity, features, configuration space and
 /// request processing. The transport owns the queues and the negotiation.
@@ -98,6 +117,21 @@ pub trait VirtioDevice: Send {
         chain: &DescChain,
         mem: &GuestMemory,
     ) -> Result<u32, QueueError>;
+    /// Replaces the configuration image from outside (a TypeScript device): `false` if the
+    /// device does not take one (the default).
+    fn replace_config(&mut self, _config: &[u8]) -> bool {
+        false
+    }
+    /// Takes one chain of `queue`: served now ([`Processed::Done`], by default through
+    /// [`process`](Self::process)) or later ([`Processed::Deferred`]).
+    fn submit(
+        &mut self,
+        queue: u16,
+        chain: &DescChain,
+        mem: &GuestMemory,
+    ) -> Result<Processed, QueueError> {
+        self.process(queue, chain, mem).map(Processed::Done)
+    }
 }
 
 /// Something that reaches a VM's guest memory: the [`Vm`] itself, or a bare [`GuestMemory`]

@@ -18,15 +18,25 @@
 //! thread). Interrupts: MSI-X messages when MSI-X is enabled, else the INTx level (ISR status
 //! not 0, INTx not disabled by the command register) on the interrupt line's GSI, through an
 //! [`InterruptSink`].
+//!
+//! Deferred chains: a device whose [`VirtioDevice::submit`] answers [`Processed::Deferred`]
+//! leaves the chain *in flight*: the transport remembers its head (per queue, with the bytes
+//! the chain can take), queues a [`DeferredChain`] for [`VirtioPci::take_deferred`] and calls
+//! the deferred hook. [`VirtioPci::complete`] later returns it to the driver, in any order: the
+//! used element, a release fence, the used idx, and the interrupt unless the driver suppressed
+//! it. A reset drops every chain in flight and starts a new epoch: a completion of an older
+//! epoch is dropped, never written into the reset queue; a head not in flight is refused
+//! ([`CompleteError`]), so no chain is completed twice.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::queue::{NO_VECTOR, Queue, QueueError};
+use super::queue::{DescChain, NO_VECTOR, Queue, QueueError};
 use super::{
     F_INDIRECT_DESC, F_RING_EVENT_IDX, F_VERSION_1, ISR_CONFIG, ISR_QUEUE, InterruptSink,
-    MemoryHandle, STATUS_DRIVER_OK, STATUS_FEATURES_OK, STATUS_NEEDS_RESET, VIRTIO_PCI_DEVICE_BASE,
-    VIRTIO_VENDOR, VirtioDevice,
+    MemoryHandle, Processed, STATUS_DRIVER_OK, STATUS_FEATURES_OK, STATUS_NEEDS_RESET,
+    VIRTIO_PCI_DEVICE_BASE, VIRTIO_VENDOR, VirtioDevice,
 };
 use crate::client::{BarHandler, BarWindow, IoDevice, PciDevice};
 use crate::devices::{Bar, PciFunction};
@@ -111,6 +121,47 @@ struct Inner {
     msix_pending: Vec<bool>,
     last_error: Option<QueueError>,
     stats: VirtioStats,
+    /// Per queue: the heads of deferred chains in flight, with their writable bytes.
+    in_flight: Vec<HashMap<u16, u32>>,
+    /// Deferred chains not taken yet.
+    deferred: VecDeque<DeferredChain>,
+    /// Bumped by every reset.
+    epoch: u64,
+    /// Called when chains were deferred.
+    hook: Option<DeferredHook>,
+}
+
+/// What [`VirtioPci::set_deferred_hook`] takes.
+pub type DeferredHook = Arc<dyn Fn() + Send + Sync>;
+
+/// A chain a deferred device took, waiting for [`VirtioPci::complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferredChain {
+    /// The reset epoch it belongs to (passed back to [`VirtioPci::complete`]).
+    pub epoch: u64,
+    /// The queue.
+    pub queue: u16,
+    /// The chain (its head and buffers, checked to lie in RAM).
+    pub chain: DescChain,
+}
+
+/// A completion [`VirtioPci::complete`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompleteError {
+    /// The device has no such queue.
+    #[error("no queue {queue}")]
+    NoSuchQueue {
+        /// The queue.
+        queue: u16,
+    },
+    /// The head is not in flight on the queue (never deferred, or completed already).
+    #[error("head {head} of queue {queue} is not in flight (completed already?)")]
+    NotInFlight {
+        /// The queue.
+        queue: u16,
+        /// The head.
+        head: u16,
+    },
 }
 
 /// The modern virtio-pci transport of one device: its configuration space (a [`PciDevice`]).
@@ -208,6 +259,10 @@ impl VirtioPci {
                 msix_pending: vec![false; vectors],
                 last_error: None,
                 stats: VirtioStats::default(),
+                in_flight: vec![HashMap::new(); vectors - 1],
+                deferred: VecDeque::new(),
+                epoch: 0,
+                hook: None,
             })),
         }
     }
@@ -250,6 +305,61 @@ impl VirtioPci {
         lock(&self.inner).stats
     }
 
+    /// Called (on the serving thread, with the transport locked: it must not call back into
+    /// it) whenever chains were deferred, e.g. to wake the server that takes them.
+    pub fn set_deferred_hook(&self, hook: DeferredHook) {
+        lock(&self.inner).hook = Some(hook);
+    }
+
+    /// Takes the deferred chains queued so far, in the order the driver made them available.
+    pub fn take_deferred(&self) -> Vec<DeferredChain> {
+        lock(&self.inner).deferred.drain(..).collect()
+    }
+
+    /// Deferred chains in flight (taken or not, not completed).
+    pub fn in_flight(&self) -> usize {
+        lock(&self.inner).in_flight.iter().map(HashMap::len).sum()
+    }
+
+    /// The current reset epoch.
+    pub fn epoch(&self) -> u64 {
+        lock(&self.inner).epoch
+    }
+
+    /// Completes deferred chain `head` of `queue` with `written` bytes written into its
+    /// device-writable buffers (clamped to what they hold): the used element, a release fence,
+    /// the used idx, then the interrupt unless the driver suppressed it (flags or event index).
+    /// `Ok(true)`: returned to the driver; `Ok(false)`: dropped (a chain of an older `epoch`
+    /// than the last reset, or the device needs a reset or the queue was disabled). A head not
+    /// in flight is refused: a chain is never completed twice.
+    pub fn complete(
+        &self,
+        epoch: u64,
+        queue: u16,
+        head: u16,
+        written: u32,
+    ) -> Result<bool, CompleteError> {
+        lock(&self.inner).complete(epoch, queue, head, written)
+    }
+
+    /// The device's configuration changed (`config`: its new image, for a device that takes
+    /// one, [`VirtioDevice::replace_config`]): `config_generation` moves on and, once the driver
+    /// set DRIVER_OK, a configuration-change interrupt (ISR bit 1 / the configuration vector).
+    /// `false` if the device does not take a new image (nothing changed then).
+    pub fn config_changed(&self, config: Option<&[u8]>) -> bool {
+        let mut g = lock(&self.inner);
+        if let Some(c) = config {
+            if !g.dev.replace_config(c) {
+                return false;
+            }
+        }
+        g.config_generation = g.config_generation.wrapping_add(1);
+        if g.status & STATUS_DRIVER_OK != 0 && g.status & STATUS_NEEDS_RESET == 0 {
+            g.signal_config();
+        }
+        true
+    }
+
     /// Calls `f` with the device (e.g. to read a device's own counters).
     pub fn with_device<R>(&self, f: impl FnOnce(&mut dyn VirtioDevice) -> R) -> R {
         f(lock(&self.inner).dev.as_mut())
@@ -274,6 +384,12 @@ impl Inner {
         for q in &mut self.queues {
             q.reset();
         }
+        // Requests in flight are dropped: their completions belong to the old epoch.
+        for f in &mut self.in_flight {
+            f.clear();
+        }
+        self.deferred.clear();
+        self.epoch = self.epoch.wrapping_add(1);
         self.device_feature_select = 0;
         self.driver_feature_select = 0;
         self.driver_features = 0;
@@ -397,6 +513,7 @@ impl Inner {
         let mem = self.mem.clone();
         let m = mem.memory();
         let mut served = 0usize;
+        let mut deferred = 0usize;
         let result: Result<(), QueueError> = (|| {
             // Bounded also when the ring looks non-empty and then empty again (a driver
             // flipping its idx from another vCPU).
@@ -410,13 +527,34 @@ impl Inner {
                     }
                     break;
                 };
-                let len = self.dev.process(q as u16, &chain, m)?;
-                self.queues[q].add_used(m, chain.head, len)?;
-                served += 1;
-                self.stats.chains += 1;
+                if self.in_flight[q].contains_key(&chain.head) {
+                    return Err(QueueError::HeadInFlight { head: chain.head });
+                }
+                match self.dev.submit(q as u16, &chain, m)? {
+                    Processed::Done(len) => {
+                        self.queues[q].add_used(m, chain.head, len)?;
+                        served += 1;
+                        self.stats.chains += 1;
+                    }
+                    Processed::Deferred => {
+                        let room = u32::try_from(chain.writable_len()).unwrap_or(u32::MAX);
+                        self.in_flight[q].insert(chain.head, room);
+                        self.deferred.push_back(DeferredChain {
+                            epoch: self.epoch,
+                            queue: q as u16,
+                            chain,
+                        });
+                        deferred += 1;
+                    }
+                }
             }
             Ok(())
         })();
+        if deferred > 0 {
+            if let Some(h) = &self.hook {
+                h();
+            }
+        }
         if let Err(e) = result {
             self.fail(e);
             return;
@@ -428,6 +566,42 @@ impl Inner {
                 Err(e) => self.fail(e),
             }
         }
+    }
+
+    fn complete(
+        &mut self,
+        epoch: u64,
+        queue: u16,
+        head: u16,
+        written: u32,
+    ) -> Result<bool, CompleteError> {
+        if epoch != self.epoch {
+            return Ok(false);
+        }
+        let q = usize::from(queue);
+        let flight = self
+            .in_flight
+            .get_mut(q)
+            .ok_or(CompleteError::NoSuchQueue { queue })?;
+        let room = flight
+            .remove(&head)
+            .ok_or(CompleteError::NotInFlight { queue, head })?;
+        if self.status & STATUS_NEEDS_RESET != 0 || !self.queues[q].ready {
+            return Ok(false);
+        }
+        let mem = self.mem.clone();
+        let m = mem.memory();
+        if let Err(e) = self.queues[q].add_used(m, head, written.min(room)) {
+            self.fail(e);
+            return Ok(false);
+        }
+        self.stats.chains += 1;
+        match self.queues[q].needs_interrupt(m) {
+            Ok(true) => self.signal_queue(q),
+            Ok(false) => {}
+            Err(e) => self.fail(e),
+        }
+        Ok(true)
     }
 
     fn notify(&mut self, q: usize) {

@@ -108,6 +108,13 @@ pub enum QueueError {
     /// A request the device cannot make sense of (too short to hold its header or status).
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
+    /// The driver made a head available again while the device still holds it (a deferred
+    /// chain not completed yet).
+    #[error("descriptor head {head} made available again while still in flight")]
+    HeadInFlight {
+        /// The head index.
+        head: u16,
+    },
 }
 
 /// One guest buffer of a chain, checked to lie inside RAM when the chain was read.
