@@ -13,8 +13,8 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+use super::device::{TYPE_BLOCK, VirtioDevice};
 use super::queue::{DescChain, QueueError};
-use super::{TYPE_BLOCK, VirtioDevice};
 use crate::guest_memory::GuestMemory;
 
 /// `VIRTIO_BLK_F_SEG_MAX`.

@@ -1,8 +1,8 @@
 //! A virtio device served outside the transport (a TypeScript device): its identity, feature
 //! bits, configuration bytes and queue sizes, every chain deferred.
 
+use super::device::{Processed, VirtioDevice};
 use super::queue::{DescChain, QueueError};
-use super::{Processed, VirtioDevice};
 use crate::guest_memory::GuestMemory;
 
 /// A device whose chains are all deferred: the transport queues them

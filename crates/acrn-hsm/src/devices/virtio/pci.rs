@@ -32,12 +32,12 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::queue::{DescChain, NO_VECTOR, Queue, QueueError};
-use super::{
+use super::device::{
     F_INDIRECT_DESC, F_RING_EVENT_IDX, F_VERSION_1, ISR_CONFIG, ISR_QUEUE, InterruptSink,
     MemoryHandle, Processed, STATUS_DRIVER_OK, STATUS_FEATURES_OK, STATUS_NEEDS_RESET,
     VIRTIO_PCI_DEVICE_BASE, VIRTIO_VENDOR, VirtioDevice,
 };
+use super::queue::{DescChain, NO_VECTOR, Queue, QueueError};
 use crate::client::{BarHandler, BarWindow, IoDevice, PciDevice};
 use crate::devices::{Bar, PciFunction};
 

@@ -1,8 +1,8 @@
 //! virtio-rng (virtio 1.x §5.4): one request queue; the device fills each chain's
 //! device-writable buffers with bytes from the host's `getrandom`.
 
+use super::device::{TYPE_RNG, VirtioDevice};
 use super::queue::{DescChain, QueueError};
-use super::{TYPE_RNG, VirtioDevice};
 use crate::guest_memory::GuestMemory;
 
 const QUEUE_SIZE: u16 = 64;
