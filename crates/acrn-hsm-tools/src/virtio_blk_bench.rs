@@ -314,7 +314,7 @@ pub struct NativeBlkRun {
 }
 
 /// Boots the image at `image` on the KVM engine with the native virtio-blk (read-only), in the
-/// given completion mode; fails when KVM or SeaBIOS is missing, or when the guest does not
+/// given completion mode, without SeaBIOS's serial console (as under [`qemu_args`]); fails when KVM or SeaBIOS is missing, or when the guest does not
 /// reach its debug exit within `timeout`.
 pub fn run_native(
     image: &Path,
@@ -329,6 +329,9 @@ pub fn run_native(
         timeout: Some(timeout),
         disk: Some(image.to_path_buf()),
         disk_read_only: true,
+        // QEMU's SeaBIOS has no serial console here either (`-nodefaults`): the same firmware
+        // path, without an LSR poll per wait.
+        sercon: false,
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
