@@ -183,6 +183,7 @@ describe('acrn-hsm bench', () => {
       }
       expect(g.ratios[mode].virtio_blk_read_js_vs_qemu).toBeNull();
     }
+    expect(g.per_round.length).toBe(4);
   }, 60_000);
 
   it('rejects bad options with a usage error', async () => {

@@ -101,6 +101,8 @@ export interface VirtioBenchJson {
     ratios: Partial<Record<BenchMode, Record<VirtioRatioName, number | null>>>;
     /** The lowest and highest per-round value of each ratio. */
     ratio_ranges: Partial<Record<BenchMode, Record<VirtioRatioName, [number, number] | null>>>;
+    /** Every run, in the order measured (round from 0): its throughput and median 4 KiB read. */
+    per_round: { round: number; mode: BenchMode; variant: BlkVariant; throughput_mb_s: number; lat_4k_p50_us: number; wall_ms: number }[];
   };
 }
 
@@ -614,6 +616,7 @@ async function virtioBench(values: Record<string, string | undefined> & { quick?
       results: [],
       ratios: {},
       ratio_ranges: {},
+      per_round: [],
     },
   };
   const g = json.virtio_blk;
@@ -670,6 +673,14 @@ async function virtioBench(values: Record<string, string | undefined> & { quick?
   // MB/s (10^6 bytes) of a run's throughput reads: their bytes over the sum of their times.
   const mbs = (r: BlkRun) => Math.round(((r.big.length * g.big_bytes) / (sum(r.big) / g.tsc_hz) / 1e6) * 10) / 10;
   const r3 = (x: number) => Math.round(x * 1000) / 1000;
+  perRound.forEach((round, k) => {
+    for (const mode of modes) {
+      for (const variant of variants) {
+        const r = round[mode]?.[variant];
+        if (r) g.per_round.push({ round: k, mode, variant, throughput_mb_s: mbs(r), lat_4k_p50_us: us(median(r.small)), wall_ms: Math.round(r.wallMs) });
+      }
+    }
+  });
   for (const mode of modes) {
     for (const variant of variants) {
       const rs = perRound.map((r) => r[mode]?.[variant]).filter((x): x is BlkRun => x !== undefined);
