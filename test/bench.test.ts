@@ -156,11 +156,42 @@ describe('acrn-hsm bench', () => {
     }
   }, 60_000);
 
+  it('--virtio --json: one round of a few reads, the documented shape (skipped without KVM, SeaBIOS or QEMU)', async () => {
+    let stdout = '';
+    let stderr = '';
+    const code = await benchCommand(['--virtio', '--json', '--runs', '1', '--virtio-reads', '8', '--virtio-latency-reads', '8'], { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
+    expect(code, stderr).toBe(0);
+    const g = JSON.parse(stdout).virtio_blk;
+    if (g.skipped) {
+      console.log(`SKIP bench --virtio: ${g.skipped}`);
+      return;
+    }
+    expect(g.big_reads).toBe(8);
+    expect(g.big_bytes).toBe(32768);
+    expect(g.small_bytes).toBe(4096);
+    expect(g.qemu_command).toMatch(/virtio-blk-pci,drive=d0,disable-legacy=on/);
+    for (const mode of ['poll', 'notify']) {
+      const rs = g.results.filter((r: { mode: string }) => r.mode === mode);
+      expect(rs.map((r: { variant: string }) => r.variant).sort()).toEqual(['native', 'qemu']);
+      for (const r of rs) {
+        expect(r.throughput_mb_s, `${r.variant} ${mode}`).toBeGreaterThan(0);
+        expect(r.lat_4k_p50_us).toBeGreaterThan(0);
+      }
+      for (const n of ['virtio_blk_read_native_vs_qemu', 'virtio_blk_4k_latency_native_vs_qemu']) {
+        expect(g.ratios[mode][n], n).toBeGreaterThan(0);
+        expect(g.ratio_ranges[mode][n]).toEqual([g.ratios[mode][n], g.ratios[mode][n]]);
+      }
+      expect(g.ratios[mode].virtio_blk_read_js_vs_qemu).toBeNull();
+    }
+    expect(g.per_round.length).toBe(4);
+  }, 60_000);
+
   it('rejects bad options with a usage error', async () => {
     let stderr = '';
     await expect(benchCommand(['--vcpus', '17'], { stdout: () => {}, stderr: (s) => (stderr += s) })).rejects.toThrow(/--vcpus/);
     await expect(benchCommand(['--paths', 'java'], { stdout: () => {}, stderr: () => {} })).rejects.toThrow(/--paths/);
     await expect(benchCommand(['--guest', '--guest-iterations', '9000'], { stdout: () => {}, stderr: () => {} })).rejects.toThrow(/--guest-iterations/);
+    await expect(benchCommand(['--virtio', '--virtio-reads', '0'], { stdout: () => {}, stderr: () => {} })).rejects.toThrow(/--virtio-reads/);
     expect(stderr).toBe('');
   });
 });

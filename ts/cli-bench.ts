@@ -10,11 +10,12 @@ import { UsageError, parseCommand, printHelp, type CommandSpec, type Out } from 
 import type { BenchMode, BenchPath, CaseResult, CaseSize, FloorResult } from './bench/run.js';
 import { MODES, PATHS } from './bench/run.js';
 import type { GuestRun, GuestVariant } from './bench/guest.js';
+import type { BlkRun, BlkVariant } from './bench/virtio.js';
 
 /** `acrn-hsm bench`'s options. */
 export const BENCH_SPEC: CommandSpec = {
   name: 'bench',
-  summary: "ioreq latency by path and wake-up mode on the emulator, against the machine's floor and a C client; --guest: a real guest's PIO on KVM against QEMU (docs/performance.md).",
+  summary: "ioreq latency by path and wake-up mode on the emulator, against the machine's floor and a C client; --guest: a real guest's PIO on KVM against QEMU; --virtio: a guest's virtio-blk reads against QEMU's (docs/performance.md).",
   options: [
     { name: 'quick', type: 'boolean', help: 'fewer requests and runs (a smoke run: 20000 requests, 2 runs)' },
     { name: 'json', type: 'boolean', help: 'print the results as JSON' },
@@ -31,6 +32,9 @@ export const BENCH_SPEC: CommandSpec = {
     { name: 'svg', type: 'string', value: 'FILE', help: 'also write the latency chart as SVG to FILE' },
     { name: 'guest', type: 'boolean', help: "instead: real-guest PIO latency on KVM (a real-mode guest timing out/in to a port\nserved by a native device, a TS device (sync, async), QEMU/KVM, a C KVM loop; --modes, --runs\n(default 5, 3 with --quick), --no-c and --json apply; needs /dev/kvm and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
     { name: 'guest-iterations', type: 'string', value: 'N', help: 'timed out/in pairs per guest run, 1..8000', default: '2000, 500 with --quick' },
+    { name: 'virtio', type: 'boolean', help: "instead: virtio-blk read throughput and 4 KiB read latency from a guest (SeaBIOS + a\ntiming boot sector) on KVM with the native virtio-blk against QEMU/KVM's virtio-blk-pci on the same\nimage; --modes, --runs (default 5, 3 with --quick) and --json apply; needs /dev/kvm, seabios and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
+    { name: 'virtio-reads', type: 'string', value: 'N', help: 'timed 32 KiB reads per --virtio run (throughput), 1..8000', default: '1920, 240 with --quick' },
+    { name: 'virtio-latency-reads', type: 'string', value: 'N', help: 'timed 4 KiB reads per --virtio run (latency), 1..8000', default: '2000, 300 with --quick' },
   ],
 };
 
@@ -66,6 +70,48 @@ export interface GuestBenchJson {
     ratio_ranges: Partial<Record<BenchMode, Record<GuestRatioName, [number, number] | null>>>;
   };
 }
+
+/** What `--virtio --json` prints (docs/performance.md, "virtio-blk throughput"). */
+export interface VirtioBenchJson {
+  virtio_blk: {
+    /** Why nothing was measured (KVM or SeaBIOS unusable), else null. */
+    skipped: string | null;
+    /** Variants left out, with why (QEMU missing; `js`: no TypeScript virtio-blk yet). */
+    skipped_variants: Partial<Record<BlkVariant, string>>;
+    /** The host TSC's rate the cycle counts are converted with. */
+    tsc_hz: number;
+    /** Reads per run: warm-up, throughput (`big_bytes` each), latency (`small_bytes` each). */
+    warmup_reads: number;
+    big_reads: number;
+    big_bytes: number;
+    small_reads: number;
+    small_bytes: number;
+    /** The region read, bytes (sequential, wrapping). */
+    region_bytes: number;
+    rounds: number;
+    qemu: string | null;
+    /** QEMU's command line (the image and dump paths are per run). */
+    qemu_command: string | null;
+    /**
+     * Per variant and completion mode (QEMU: measured next to each mode's native run): medians
+     * over the rounds. Throughput: the throughput reads' bytes over the sum of their times.
+     */
+    results: { variant: BlkVariant; mode: BenchMode; throughput_mb_s: number; throughput_mb_s_range: [number, number]; read_big_p50_us: number; lat_4k_p50_us: number; lat_4k_p99_us: number; lat_4k_p50_us_range: [number, number] }[];
+    /** Each ratio per round (its two variants measured next to each other), then the median. */
+    ratios: Partial<Record<BenchMode, Record<VirtioRatioName, number | null>>>;
+    /** The lowest and highest per-round value of each ratio. */
+    ratio_ranges: Partial<Record<BenchMode, Record<VirtioRatioName, [number, number] | null>>>;
+    /** Every run, in the order measured (round from 0): its throughput and median 4 KiB read. */
+    per_round: { round: number; mode: BenchMode; variant: BlkVariant; throughput_mb_s: number; lat_4k_p50_us: number; wall_ms: number }[];
+  };
+}
+
+/**
+ * The ratios of `--virtio`, per completion mode: `*_read_*` is throughput, native (or js) MB/s
+ * over QEMU's (higher is better; the targets: native >= 1.0, js >= 0.8); `*_4k_latency_*` is the
+ * median 4 KiB read latency over QEMU's (lower is better).
+ */
+export type VirtioRatioName = 'virtio_blk_read_native_vs_qemu' | 'virtio_blk_4k_latency_native_vs_qemu' | 'virtio_blk_read_js_vs_qemu' | 'virtio_blk_4k_latency_js_vs_qemu';
 
 /**
  * The ratios of `--guest`: out/in pair latency of one variant over another's, per completion mode
@@ -197,8 +243,9 @@ function aggregateFloor(fs: FloorResult[]): FloorResult | null {
 export async function benchCommand(args: string[], out: Out): Promise<number> {
   const { values: v, help } = parseCommand(BENCH_SPEC, args);
   if (help) return printHelp(BENCH_SPEC, out);
-  const values = v as Record<string, string | undefined> & { quick?: boolean; 'no-c'?: boolean; 'poll-backoff'?: boolean; json?: boolean; guest?: boolean };
+  const values = v as Record<string, string | undefined> & { quick?: boolean; 'no-c'?: boolean; 'poll-backoff'?: boolean; json?: boolean; guest?: boolean; virtio?: boolean };
   const quick = values.quick === true;
+  if (values.virtio === true) return virtioBench(values, out);
   if (values.guest === true) return guestBench(values, out);
   const vcpuList = (values.vcpus ?? '1,2,4,16').split(',').map((s) => {
     const n = Number(s.trim());
@@ -540,6 +587,167 @@ async function guestBench(values: Record<string, string | undefined> & { quick?:
     if (!rt || !rr) continue;
     const show = (n: GuestRatioName) => `${n} ${rt[n] ?? '-'}${rr[n] ? ` [${rr[n]?.map((x) => x.toFixed(3)).join(', ')}]` : ''}`;
     out.stdout(`  ${mode.padEnd(6)} ${(['guest_pio_native_vs_qemu', 'guest_pio_js_vs_qemu', 'guest_pio_js_async_vs_qemu', 'guest_pio_native_vs_kvm_c', 'guest_pio_js_vs_native'] as const).map(show).join(', ')}\n`);
+  }
+  return 0;
+}
+
+/** `acrn-hsm bench --virtio`: virtio-blk reads from a guest, against QEMU's (ts/bench/virtio.ts). */
+async function virtioBench(values: Record<string, string | undefined> & { quick?: boolean; json?: boolean }, out: Out): Promise<number> {
+  const quick = values.quick === true;
+  const modes = list('modes', values.modes, MODES, MODES);
+  const rounds = Math.round(num('runs', values.runs, quick ? 3 : 5, 1, 100));
+  const bigReads = Math.round(num('virtio-reads', values['virtio-reads'], quick ? 240 : 1920, 1, 8000));
+  const smallReads = Math.round(num('virtio-latency-reads', values['virtio-latency-reads'], quick ? 300 : 2000, 1, 8000));
+  const sizes = { warmup: 16, bigReads, bigSectors: 64, smallReads, smallSectors: 8, lba0: 2048, lbaEnd: 32768 };
+  const json: VirtioBenchJson = {
+    virtio_blk: {
+      skipped: null,
+      skipped_variants: {},
+      tsc_hz: 0,
+      warmup_reads: sizes.warmup,
+      big_reads: bigReads,
+      big_bytes: sizes.bigSectors * 512,
+      small_reads: smallReads,
+      small_bytes: sizes.smallSectors * 512,
+      region_bytes: (sizes.lbaEnd - sizes.lba0) * 512,
+      rounds,
+      qemu: null,
+      qemu_command: null,
+      results: [],
+      ratios: {},
+      ratio_ranges: {},
+      per_round: [],
+    },
+  };
+  const g = json.virtio_blk;
+  const skipped = (why: string): number => {
+    g.skipped = why;
+    if (values.json) out.stdout(JSON.stringify(json, null, 2) + '\n');
+    else out.stdout(`bench --virtio: skipped: ${why}\n`);
+    return 0;
+  };
+  const { engines } = await import('./run.js');
+  const kvm = engines().kvm;
+  if (!kvm.usable) return skipped(`the KVM engine cannot run here: ${kvm.reason}`);
+  const { existsSync } = await import('node:fs');
+  if (!existsSync('/usr/share/seabios/bios.bin')) return skipped('/usr/share/seabios/bios.bin missing (apt-get install seabios, or scripts/setup-bench-guest.sh)');
+  const guest = await import('./bench/guest.js');
+  const vb = await import('./bench/virtio.js');
+  const qv = guest.qemuVersion();
+  if (!qv.version) return skipped(qv.reason);
+  g.qemu = qv.version;
+  g.skipped_variants.js = 'the TypeScript virtio-blk device is not wired into this benchmark yet';
+  g.tsc_hz = Math.round(guest.tscHz(50));
+  const files = new vb.BlkFiles(sizes);
+  g.qemu_command = vb.qemuCommand(files).join(' ');
+  const variants = vb.BLK_VARIANTS.filter((x) => !g.skipped_variants[x] && vb.BLK_RUNNERS[x]);
+  const progress = new Progress(rounds * modes.length * variants.length, process.stderr.isTTY === true ? out.stderr : null);
+  const perRound: Record<string, Partial<Record<BlkVariant, BlkRun>>>[] = [];
+  try {
+    for (let k = 0; k < rounds; k++) {
+      const tag = rounds > 1 ? ` (round ${k + 1}/${rounds})` : '';
+      const round: (typeof perRound)[number] = {};
+      perRound.push(round);
+      for (const mode of modes) {
+        const m: Partial<Record<BlkVariant, BlkRun>> = (round[mode] = {});
+        // QEMU first, then the others: each ratio's two runs are next to each other.
+        for (const variant of ['qemu', ...variants.filter((x) => x !== 'qemu')] as BlkVariant[]) {
+          const runner = vb.BLK_RUNNERS[variant];
+          if (!runner || !variants.includes(variant)) continue;
+          progress.step(`${variant} ${mode}${tag}`);
+          m[variant] = await runner(files, mode);
+          progress.next();
+        }
+      }
+    }
+  } finally {
+    progress.end();
+    files.remove();
+  }
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  const q = (xs: number[], p: number) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0;
+  };
+  const us = (cycles: number) => Math.round((cycles / g.tsc_hz) * 1e7) / 10;
+  // MB/s (10^6 bytes) of a run's throughput reads: their bytes over the sum of their times.
+  const mbs = (r: BlkRun) => Math.round(((r.big.length * g.big_bytes) / (sum(r.big) / g.tsc_hz) / 1e6) * 10) / 10;
+  const r3 = (x: number) => Math.round(x * 1000) / 1000;
+  perRound.forEach((round, k) => {
+    for (const mode of modes) {
+      for (const variant of variants) {
+        const r = round[mode]?.[variant];
+        if (r) g.per_round.push({ round: k, mode, variant, throughput_mb_s: mbs(r), lat_4k_p50_us: us(median(r.small)), wall_ms: Math.round(r.wallMs) });
+      }
+    }
+  });
+  for (const mode of modes) {
+    for (const variant of variants) {
+      const rs = perRound.map((r) => r[mode]?.[variant]).filter((x): x is BlkRun => x !== undefined);
+      if (!rs.length) continue;
+      const thr = rs.map(mbs);
+      const lat = rs.map((r) => us(median(r.small)));
+      g.results.push({
+        variant,
+        mode,
+        throughput_mb_s: median(thr),
+        throughput_mb_s_range: [Math.min(...thr), Math.max(...thr)],
+        read_big_p50_us: median(rs.map((r) => us(median(r.big)))),
+        lat_4k_p50_us: median(lat),
+        lat_4k_p99_us: median(rs.map((r) => us(q(r.small, 0.99)))),
+        lat_4k_p50_us_range: [Math.min(...lat), Math.max(...lat)],
+      });
+    }
+    const pairs = (f: (r: Partial<Record<BlkVariant, BlkRun>>) => number | null): { median: number | null; range: [number, number] | null } => {
+      const xs = perRound.map((r) => f(r[mode] ?? {})).filter((x): x is number => x !== null);
+      if (!xs.length) return { median: null, range: null };
+      return { median: r3(median(xs)), range: [r3(Math.min(...xs)), r3(Math.max(...xs))] };
+    };
+    // Throughput: the same bytes each, so MB/s(a) / MB/s(b) = time(b) / time(a).
+    const thrRatio = (a: BlkVariant) => pairs((r) => (r[a] && r.qemu ? ratio(sum(r.qemu.big), sum(r[a].big)) : null));
+    const latRatio = (a: BlkVariant) => pairs((r) => (r[a] && r.qemu ? ratio(median(r[a].small), median(r.qemu.small)) : null));
+    const measured: Record<VirtioRatioName, ReturnType<typeof pairs>> = {
+      virtio_blk_read_native_vs_qemu: thrRatio('native'),
+      virtio_blk_4k_latency_native_vs_qemu: latRatio('native'),
+      virtio_blk_read_js_vs_qemu: thrRatio('js'),
+      virtio_blk_4k_latency_js_vs_qemu: latRatio('js'),
+    };
+    const names = Object.keys(measured) as VirtioRatioName[];
+    g.ratios[mode] = Object.fromEntries(names.map((n) => [n, measured[n].median])) as Record<VirtioRatioName, number | null>;
+    g.ratio_ranges[mode] = Object.fromEntries(names.map((n) => [n, measured[n].range])) as Record<VirtioRatioName, [number, number] | null>;
+  }
+  if (values.json) {
+    out.stdout(JSON.stringify(json, null, 2) + '\n');
+    return 0;
+  }
+  out.stdout(
+    `virtio-blk reads from a guest (SeaBIOS int 13h AH=42h): ${bigReads} x ${g.big_bytes / 1024} KiB (throughput), ${smallReads} x ${g.small_bytes / 1024} KiB (latency) per run after ${sizes.warmup}, over ${g.region_bytes >> 20} MiB; ${rounds} round${rounds > 1 ? 's' : ''}, TSC ${(g.tsc_hz / 1e9).toFixed(3)} GHz, ${g.qemu}\n`,
+  );
+  for (const [vname, why] of Object.entries(g.skipped_variants)) out.stdout(`  ${vname}: skipped (${why})\n`);
+  out.stdout('\n');
+  out.stdout(
+    table(
+      ['variant', 'mode', '', 'MB/s', 'range', '32K p50', '4K p50', 'range', '4K p99'],
+      g.results.map((r) => [
+        r.variant,
+        r.variant === 'qemu' ? `(${r.mode})` : r.mode,
+        '',
+        r.throughput_mb_s.toFixed(1),
+        `${r.throughput_mb_s_range[0].toFixed(1)}..${r.throughput_mb_s_range[1].toFixed(1)}`,
+        `${r.read_big_p50_us} µs`,
+        `${r.lat_4k_p50_us} µs`,
+        `${r.lat_4k_p50_us_range[0]}..${r.lat_4k_p50_us_range[1]}`,
+        `${r.lat_4k_p99_us} µs`,
+      ]),
+    ) + '\n',
+  );
+  out.stdout('ratios (per round, median [min, max]; read: throughput over QEMU\'s, higher is better, target native >= 1.0, js >= 0.8; 4k_latency: median over QEMU\'s, lower is better)\n');
+  for (const mode of modes) {
+    const rt = g.ratios[mode];
+    const rr = g.ratio_ranges[mode];
+    if (!rt || !rr) continue;
+    const show = (n: VirtioRatioName) => `${n} ${rt[n] ?? '-'}${rr[n] ? ` [${rr[n]?.map((x) => x.toFixed(3)).join(', ')}]` : ''}`;
+    out.stdout(`  ${mode.padEnd(6)} ${(Object.keys(rt) as VirtioRatioName[]).filter((n) => rt[n] !== null).map(show).join(', ')}\n`);
   }
   return 0;
 }

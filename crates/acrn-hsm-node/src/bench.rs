@@ -276,3 +276,189 @@ pub fn guest_pio_qemu_args(image: String, dump: String) -> Vec<String> {
 pub fn tsc_hz(ms: Option<u32>) -> f64 {
     acrn_hsm_tools::guest_pio::tsc_hz(u64::from(ms.unwrap_or(50)))
 }
+
+/// The sizes of the virtio-blk benchmark's guest (`acrn-hsm bench --virtio`,
+/// [`acrn_hsm_tools::virtio_blk_bench::BlkSizes`]); absent fields take the defaults.
+#[napi(object)]
+pub struct VirtioBlkSizes {
+    /// Warm-up reads of `bigSectors` (default 8).
+    pub warmup: Option<u32>,
+    /// Throughput reads (default 480).
+    pub big_reads: Option<u32>,
+    /// Sectors per throughput read, 1..127 (default 64: 32 KiB).
+    pub big_sectors: Option<u32>,
+    /// Latency reads (default 1000).
+    pub small_reads: Option<u32>,
+    /// Sectors per latency read, 1..127 (default 8: 4 KiB).
+    pub small_sectors: Option<u32>,
+    /// First LBA read (default 2048).
+    pub lba0: Option<u32>,
+    /// End of the region read, exclusive: the disk's size in sectors (default 32768: 16 MiB).
+    pub lba_end: Option<u32>,
+}
+
+fn blk_sizes(s: &VirtioBlkSizes) -> Result<acrn_hsm_tools::virtio_blk_bench::BlkSizes> {
+    let d = acrn_hsm_tools::virtio_blk_bench::BlkSizes::default();
+    let w16 = |what: &str, v: Option<u32>, dflt: u16| -> Result<u16> {
+        match v {
+            None => Ok(dflt),
+            Some(v) => u16::try_from(v)
+                .map_err(|_| coded_error("ERR_OUT_OF_RANGE", &format!("{what} {v}: too large"))),
+        }
+    };
+    let sizes = acrn_hsm_tools::virtio_blk_bench::BlkSizes {
+        warmup: w16("warmup", s.warmup, d.warmup)?,
+        big_reads: w16("bigReads", s.big_reads, d.big_reads)?,
+        big_sectors: w16("bigSectors", s.big_sectors, d.big_sectors)?,
+        small_reads: w16("smallReads", s.small_reads, d.small_reads)?,
+        small_sectors: w16("smallSectors", s.small_sectors, d.small_sectors)?,
+        lba0: s.lba0.unwrap_or(d.lba0),
+        lba_end: s.lba_end.unwrap_or(d.lba_end),
+    };
+    sizes
+        .validate()
+        .map_err(|e| coded_error("ERR_OUT_OF_RANGE", &e))?;
+    Ok(sizes)
+}
+
+/// The TSC deltas of one run of the virtio-blk guest, per phase, in cycles.
+#[napi(object)]
+pub struct VirtioBlkDeltas {
+    /// The warm-up reads.
+    pub warmup: Vec<u32>,
+    /// The throughput reads.
+    pub big: Vec<u32>,
+    /// The latency reads.
+    pub small: Vec<u32>,
+}
+
+impl From<acrn_hsm_tools::virtio_blk_bench::BlkDeltas> for VirtioBlkDeltas {
+    fn from(d: acrn_hsm_tools::virtio_blk_bench::BlkDeltas) -> Self {
+        VirtioBlkDeltas {
+            warmup: d.warmup,
+            big: d.big,
+            small: d.small,
+        }
+    }
+}
+
+/// Writes the virtio-blk benchmark's disk image (the timing boot sector, then a pattern) to
+/// `path`: every variant boots the same file.
+#[napi]
+pub fn virtio_blk_write_image(path: String, sizes: VirtioBlkSizes) -> Result<()> {
+    let s = blk_sizes(&sizes)?;
+    acrn_hsm_tools::virtio_blk_bench::write_disk_image(std::path::Path::new(&path), &s)
+        .map_err(|e| coded_error("ERR_IO", &e))
+}
+
+/// QEMU's arguments (after the program) for the virtio-blk benchmark's image, the debugcon
+/// output into `dump`.
+#[napi]
+pub fn virtio_blk_qemu_args(image: String, dump: String) -> Vec<String> {
+    acrn_hsm_tools::virtio_blk_bench::qemu_args(
+        std::path::Path::new(&image),
+        std::path::Path::new(&dump),
+    )
+}
+
+/// The deltas in a debugcon output (after the guest's marker); `null` when missing or short.
+#[napi]
+pub fn virtio_blk_parse_dump(
+    dump: Buffer,
+    sizes: VirtioBlkSizes,
+) -> Result<Option<VirtioBlkDeltas>> {
+    let s = blk_sizes(&sizes)?;
+    Ok(acrn_hsm_tools::virtio_blk_bench::parse_dump(&dump, &s).map(Into::into))
+}
+
+/// One run of the virtio-blk guest on the KVM engine with the native virtio-blk.
+#[napi(object)]
+pub struct VirtioBlkRunOptions {
+    /// The image ([`virtio_blk_write_image`]).
+    pub image: String,
+    /// `"poll"` or `"notify"`.
+    pub mode: String,
+    /// The sizes the image was written with.
+    pub sizes: VirtioBlkSizes,
+    /// Seconds before the run is abandoned (default 300).
+    pub timeout: Option<f64>,
+}
+
+/// What [`bench_virtio_blk`] returned.
+#[napi(object)]
+pub struct VirtioBlkRunResult {
+    /// The guest's deltas.
+    pub deltas: VirtioBlkDeltas,
+    /// Descriptor chains the device completed.
+    pub chains: f64,
+    /// VM exits the KVM engine handled.
+    pub exits: f64,
+    /// START_VM to the debug exit, ms.
+    pub elapsed_ms: f64,
+}
+
+/// The run on the libuv pool.
+pub struct VirtioBlkTask {
+    image: std::path::PathBuf,
+    sizes: acrn_hsm_tools::virtio_blk_bench::BlkSizes,
+    polling: bool,
+    timeout: std::time::Duration,
+    failure: Failure,
+}
+
+impl Task for VirtioBlkTask {
+    type Output = acrn_hsm_tools::virtio_blk_bench::NativeBlkRun;
+    type JsValue = VirtioBlkRunResult;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let r = acrn_hsm_tools::virtio_blk_bench::run_native(
+            &self.image,
+            &self.sizes,
+            self.polling,
+            self.timeout,
+        )
+        .map_err(|e| coded_error("ERR_RUN", &e));
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Self::JsValue> {
+        self.failure.reject(&env, err)
+    }
+
+    fn resolve(&mut self, _env: Env, r: Self::Output) -> napi::Result<VirtioBlkRunResult> {
+        Ok(VirtioBlkRunResult {
+            deltas: r.deltas.into(),
+            chains: r.chains as f64,
+            exits: r.exits as f64,
+            elapsed_ms: r.elapsed.as_secs_f64() * 1e3,
+        })
+    }
+}
+
+/// Boots the virtio-blk benchmark's image on the KVM engine (SeaBIOS, the `acrn-hsm run`
+/// platform, the native virtio-blk read-only at 00:03.0) and returns the guest's deltas.
+#[napi(ts_return_type = "Promise<VirtioBlkRunResult>")]
+pub fn bench_virtio_blk(options: VirtioBlkRunOptions) -> Result<AsyncTask<VirtioBlkTask>> {
+    let polling = match options.mode.as_str() {
+        "poll" => true,
+        "notify" => false,
+        m => {
+            return Err(coded_error(
+                "ERR_INVALID_ARG",
+                &format!("mode must be 'poll' or 'notify', got '{m}'"),
+            ));
+        }
+    };
+    let sizes = blk_sizes(&options.sizes)?;
+    let t = options.timeout.unwrap_or(300.0);
+    if !(t.is_finite() && t > 0.0) {
+        return Err(coded_error("ERR_OUT_OF_RANGE", "timeout must be positive"));
+    }
+    Ok(AsyncTask::new(VirtioBlkTask {
+        image: options.image.into(),
+        sizes,
+        polling,
+        timeout: std::time::Duration::from_secs_f64(t),
+        failure: Failure::default(),
+    }))
+}

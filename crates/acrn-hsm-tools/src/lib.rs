@@ -12,3 +12,4 @@ pub mod export;
 pub mod guest_pio;
 pub mod replay;
 pub mod run;
+pub mod virtio_blk_bench;

@@ -95,6 +95,9 @@ pub struct RunConfig {
     pub disk_read_only: bool,
     /// Attach a virtio-rng device (00:04.0).
     pub rng: bool,
+    /// Offer SeaBIOS its serial console (fw_cfg `etc/sercon-port` = COM1; default on). Off, the
+    /// firmware neither prints its boot messages on COM1 nor polls COM1's LSR while it waits.
+    pub sercon: bool,
 }
 
 impl Default for RunConfig {
@@ -113,6 +116,7 @@ impl Default for RunConfig {
             disk: None,
             disk_read_only: false,
             rng: false,
+            sercon: true,
         }
     }
 }
@@ -289,9 +293,11 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         Box::new(Cmos::new(ram.low_len(), ram.high_len(), vcpus)),
     )
     .map_err(|e| err(e.to_string()))?;
-    let fw_cfg = FwCfg::new(ram.low_len() + ram.high_len(), vcpus)
-        .with_file("etc/sercon-port", 0x3f8u16.to_le_bytes().to_vec())
-        .with_file("etc/boot-fail-wait", 5000u32.to_le_bytes().to_vec());
+    let mut fw_cfg = FwCfg::new(ram.low_len() + ram.high_len(), vcpus);
+    if config.sercon {
+        fw_cfg = fw_cfg.with_file("etc/sercon-port", 0x3f8u16.to_le_bytes().to_vec());
+    }
+    let fw_cfg = fw_cfg.with_file("etc/boot-fail-wait", 5000u32.to_le_bytes().to_vec());
     d.add_pio(0x510, 2, Box::new(fw_cfg))
         .map_err(|e| err(e.to_string()))?;
     let kbc = I8042::new(control.clone());

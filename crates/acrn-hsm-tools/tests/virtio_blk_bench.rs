@@ -1,0 +1,87 @@
+//! Smoke test of the virtio-blk benchmark's guest (`acrn-hsm bench --virtio`): tiny sizes, one
+//! run per variant: the KVM engine's native virtio-blk in both completion modes and, where
+//! `qemu-system-x86_64` is installed, QEMU/KVM's virtio-blk-pci on the same image. Skipped
+//! where `/dev/kvm` is unusable or `seabios` is missing.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use acrn_hsm_emulator::kvm;
+use acrn_hsm_tools::run::SEABIOS_PATH;
+use acrn_hsm_tools::virtio_blk_bench::{self as vb, BlkSizes};
+
+fn skip(test: &str) -> bool {
+    let p = kvm::probe();
+    if !p.usable {
+        println!("SKIP {test}: KVM engine unusable here: {}", p.reason);
+        return true;
+    }
+    if !std::path::Path::new(SEABIOS_PATH).exists() {
+        println!("SKIP {test}: {SEABIOS_PATH} missing (apt-get install seabios)");
+        return true;
+    }
+    false
+}
+
+const SIZES: BlkSizes = BlkSizes {
+    warmup: 2,
+    big_reads: 16,
+    big_sectors: 64,
+    small_reads: 16,
+    small_sectors: 8,
+    lba0: 2048,
+    lba_end: 4096,
+};
+
+fn check(what: &str, d: &vb::BlkDeltas) {
+    println!(
+        "{what}: big {:?}\n  small {:?}",
+        &d.big[..4.min(d.big.len())],
+        &d.small[..4.min(d.small.len())]
+    );
+    assert_eq!(d.warmup.len(), 2);
+    assert_eq!(d.big.len(), 16);
+    assert_eq!(d.small.len(), 16);
+    assert!(d.big.iter().chain(&d.small).all(|&c| c > 0), "{d:?}");
+}
+
+#[test]
+fn virtio_blk_bench_guest_runs_native_and_qemu() {
+    if skip("virtio_blk_bench_guest_runs_native_and_qemu") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vblk-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("disk.img");
+    vb::write_disk_image(&img, &SIZES).unwrap();
+    for polling in [false, true] {
+        let r = vb::run_native(&img, &SIZES, polling, Duration::from_secs(120)).unwrap();
+        check(
+            if polling {
+                "native poll"
+            } else {
+                "native notify"
+            },
+            &r.deltas,
+        );
+        assert!(r.chains >= 35, "boot sector + 34 reads: {}", r.chains);
+        println!("  {:?}, {} exits", r.elapsed, r.exits);
+    }
+    let have_qemu = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have_qemu {
+        let dump = dir.join("qemu.dcon");
+        let st = std::process::Command::new("qemu-system-x86_64")
+            .args(vb::qemu_args(&img, &dump))
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(33), "QEMU's exit: the guest's debug exit");
+        let d = vb::parse_dump(&std::fs::read(&dump).unwrap(), &SIZES).unwrap();
+        check("qemu", &d);
+    } else {
+        println!("qemu-system-x86_64 missing: the QEMU variant not run");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,92 @@
+/**
+ * The cases of `acrn-hsm bench --virtio`: virtio-blk read throughput and 4 KiB read latency as a
+ * guest sees them. The guest is SeaBIOS (Debian's `bios.bin`) booting one disk image whose boot
+ * sector (crates/acrn-hsm-tools/src/virtio_blk_bench.rs) reads that disk through int 13h AH=42h,
+ * so through SeaBIOS's modern virtio-pci driver and the device under test, timing each read with
+ * `rdtsc`: warm-up reads, throughput reads of 32 KiB, latency reads of 4 KiB. The TSC deltas
+ * come back through debugcon (0x402). Every variant boots the same image file:
+ *
+ * - `native`: the KVM engine behind the ACRN ABI with the `acrn-hsm run` platform and the
+ *   native Rust virtio-blk (`benchVirtioBlk`), per completion mode;
+ * - `qemu`: Debian's `qemu-system-x86_64` with KVM and its own `virtio-blk-pci`
+ *   (`disable-legacy=on`, `cache=writethrough`), measured next to each mode's native run.
+ *
+ * A `js` variant (the TypeScript virtio-blk device on the same platform) plugs in as one more
+ * entry of {@link BLK_RUNNERS}: a function that boots `files.image` and returns the guest's
+ * deltas; the CLI's ratios then take it like the others.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native } from '../native.js';
+import type { BenchMode } from './run.js';
+
+/** The variants measured now; `js` is reserved for the TypeScript virtio-blk. */
+export type BlkVariant = 'native' | 'qemu' | 'js';
+export const BLK_VARIANTS: readonly BlkVariant[] = ['native', 'js', 'qemu'];
+
+/** The guest's sizes (absent fields: the defaults of the Rust core). */
+export type BlkSizes = Parameters<ReturnType<typeof native>['virtioBlkWriteImage']>[1];
+
+/** One run of the guest. */
+export interface BlkRun {
+  variant: BlkVariant;
+  /** `null` for QEMU (no completion mode). */
+  mode: BenchMode | null;
+  /** TSC cycles of each throughput read. */
+  big: number[];
+  /** TSC cycles of each latency read. */
+  small: number[];
+  wallMs: number;
+}
+
+/** The image every variant boots, in a private directory. */
+export class BlkFiles {
+  readonly dir = mkdtempSync(join(tmpdir(), 'acrn-hsm-virtio-blk-'));
+  readonly image = join(this.dir, 'disk.img');
+  constructor(readonly sizes: BlkSizes) {
+    native().virtioBlkWriteImage(this.image, sizes);
+  }
+  dump(name: string): string {
+    return join(this.dir, `${name}.dcon`);
+  }
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The KVM engine with the native virtio-blk. */
+export async function runBlkNative(files: BlkFiles, mode: BenchMode): Promise<BlkRun> {
+  const t = performance.now();
+  const r = await native().benchVirtioBlk({ image: files.image, mode, sizes: files.sizes });
+  return { variant: 'native', mode, big: r.deltas.big, small: r.deltas.small, wallMs: performance.now() - t };
+}
+
+/** QEMU's command line for `files` (the program, then its arguments). */
+export function qemuCommand(files: BlkFiles, qemu = 'qemu-system-x86_64'): string[] {
+  return [qemu, ...native().virtioBlkQemuArgs(files.image, files.dump('qemu'))];
+}
+
+/** QEMU/KVM with its virtio-blk-pci on the same image. */
+export function runBlkQemu(files: BlkFiles, qemu = 'qemu-system-x86_64'): BlkRun {
+  const out = files.dump('qemu');
+  rmSync(out, { force: true });
+  const [prog, ...args] = qemuCommand(files, qemu);
+  const t = performance.now();
+  const r = spawnSync(prog ?? qemu, args, { encoding: 'utf8', timeout: 300_000 });
+  const wallMs = performance.now() - t;
+  if (r.status !== 33) throw new Error(`qemu: exit ${r.status ?? r.signal} (expected 33, the guest's debug exit): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}`);
+  const d = native().virtioBlkParseDump(readFileSync(out), files.sizes);
+  if (!d) throw new Error(`qemu: the guest's dump is missing or short in ${out}`);
+  return { variant: 'qemu', mode: null, big: d.big, small: d.small, wallMs };
+}
+
+/**
+ * How each variant runs (per completion mode; QEMU ignores it). The TypeScript virtio-blk adds
+ * `js` here.
+ */
+export const BLK_RUNNERS: Partial<Record<BlkVariant, (files: BlkFiles, mode: BenchMode) => BlkRun | Promise<BlkRun>>> = {
+  qemu: (files) => runBlkQemu(files),
+  native: (files, mode) => runBlkNative(files, mode),
+};
