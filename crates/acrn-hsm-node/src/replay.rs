@@ -13,7 +13,7 @@ use acrn_hsm_tools::replay::{
 use acrn_trace::IoSource;
 use napi_derive::napi;
 
-use crate::errors::{Result, coded_error};
+use crate::errors::{CodedError, Result, coded_error};
 
 /// Options of [`trace_replay_file`].
 #[napi(object)]
@@ -23,6 +23,21 @@ pub struct TraceReplayOptions {
     pub pace: Option<bool>,
     /// `'auto'` (default), `'recorded'` or `'demo'`.
     pub devices: Option<String>,
+}
+
+/// The trace file at `path`, buffered.
+fn open_trace(path: &str) -> Result<IoSource<BufReader<File>>> {
+    let f = File::open(path)
+        .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot open {path}: {e}")))?;
+    Ok(IoSource(BufReader::with_capacity(1 << 16, f)))
+}
+
+/// A replay failure as the JavaScript error: the trace's own code, or `ERR_REPLAY`.
+fn replay_error(e: ReplayError) -> CodedError {
+    match &e {
+        ReplayError::Trace(t) => coded_error(t.code(), &t.to_string()),
+        other => coded_error("ERR_REPLAY", &other.to_string()),
+    }
 }
 
 /// Replays the trace in file `path`; returns the report as JSON (`ReplayReport`).
@@ -35,18 +50,12 @@ pub fn trace_replay_file(path: String, options: Option<TraceReplayOptions>) -> R
             .parse::<ReplayDevices>()
             .map_err(|e| coded_error("ERR_INVALID_ARG", &e))?,
     };
-    let f = File::open(&path)
-        .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot open {path}: {e}")))?;
     let o = ReplayOptions {
         pace: options.pace.unwrap_or(false),
         devices,
         ..Default::default()
     };
-    let report =
-        replay_trace(IoSource(BufReader::with_capacity(1 << 16, f)), &o).map_err(|e| match &e {
-            ReplayError::Trace(t) => coded_error(t.code(), &t.to_string()),
-            other => coded_error("ERR_REPLAY", &other.to_string()),
-        })?;
+    let report = replay_trace(open_trace(&path)?, &o).map_err(replay_error)?;
     let mut v =
         serde_json::to_value(&report).map_err(|e| coded_error("ERR_REPLAY", &e.to_string()))?;
     if let Some(m) = v.as_object_mut() {
@@ -103,20 +112,12 @@ pub fn trace_workload_file(
             ));
         }
     };
-    let f = File::open(&path)
-        .map_err(|e| coded_error("ERR_TRACE_IO", &format!("cannot open {path}: {e}")))?;
     let o = ReplayOptions {
         pace: options.pace.unwrap_or(false),
         max_gap,
         ..Default::default()
     };
-    let tw =
-        workload_from_trace(IoSource(BufReader::with_capacity(1 << 16, f)), &o).map_err(|e| {
-            match &e {
-                ReplayError::Trace(t) => coded_error(t.code(), &t.to_string()),
-                other => coded_error("ERR_REPLAY", &other.to_string()),
-            }
-        })?;
+    let tw = workload_from_trace(open_trace(&path)?, &o).map_err(replay_error)?;
     Ok(TraceWorkloadInfo {
         workload_json: tw.workload.to_json().to_string(),
         vcpus: tw.workload.vcpus.len() as u32,
