@@ -224,6 +224,19 @@ impl Drop for RawTerminal {
     }
 }
 
+/// Why SeaBIOS cannot run on the KVM engine here (`None`: it can): an unusable `/dev/kvm`, or
+/// Debian's `seabios` package missing. For the tests and benchmarks that skip with a reason.
+pub fn seabios_unavailable() -> Option<String> {
+    let p = kvm::probe();
+    if !p.usable {
+        return Some(format!("KVM engine unusable here: {}", p.reason));
+    }
+    if !std::path::Path::new(SEABIOS_PATH).exists() {
+        return Some(format!("{SEABIOS_PATH} missing (apt-get install seabios)"));
+    }
+    None
+}
+
 /// Runs a guest to its end. Fails before starting when KVM is missing or refuses.
 pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
     let probe = kvm::probe();

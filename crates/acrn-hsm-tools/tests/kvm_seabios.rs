@@ -6,20 +6,16 @@
 
 use std::time::Duration;
 
-use acrn_hsm_emulator::kvm;
 use acrn_hsm_tools::run::{Console, Payload, RunConfig, RunEnd, SEABIOS_PATH, run_guest};
 
 fn skip(test: &str) -> bool {
-    let p = kvm::probe();
-    if !p.usable {
-        println!("SKIP {test}: KVM engine unusable here: {}", p.reason);
-        return true;
+    match acrn_hsm_tools::run::seabios_unavailable() {
+        Some(why) => {
+            println!("SKIP {test}: {why}");
+            true
+        }
+        None => false,
     }
-    if !std::path::Path::new(SEABIOS_PATH).exists() {
-        println!("SKIP {test}: {SEABIOS_PATH} missing (apt-get install seabios)");
-        return true;
-    }
-    false
 }
 
 fn seabios(polling: bool) {

@@ -6,21 +6,16 @@
 
 use std::time::Duration;
 
-use acrn_hsm_emulator::kvm;
-use acrn_hsm_tools::run::SEABIOS_PATH;
 use acrn_hsm_tools::virtio_blk_bench::{self as vb, BlkSizes};
 
 fn skip(test: &str) -> bool {
-    let p = kvm::probe();
-    if !p.usable {
-        println!("SKIP {test}: KVM engine unusable here: {}", p.reason);
-        return true;
+    match acrn_hsm_tools::run::seabios_unavailable() {
+        Some(why) => {
+            println!("SKIP {test}: {why}");
+            true
+        }
+        None => false,
     }
-    if !std::path::Path::new(SEABIOS_PATH).exists() {
-        println!("SKIP {test}: {SEABIOS_PATH} missing (apt-get install seabios)");
-        return true;
-    }
-    false
 }
 
 const SIZES: BlkSizes = BlkSizes {
