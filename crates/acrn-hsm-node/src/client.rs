@@ -353,14 +353,14 @@ pub struct VirtioCounters {
 #[napi]
 pub struct IoreqClientHandle {
     server: Arc<Mutex<Option<Server>>>,
-    handle: ClientHandle,
+    pub(crate) handle: ClientHandle,
     /// Adds and removes devices, serving or not.
-    bus: DispatcherHandle,
+    pub(crate) bus: DispatcherHandle,
     faults: Arc<Mutex<Vec<FaultInfo>>>,
     uarts: Vec<(UartOutput, UartInput, DeviceId)>,
     registers: Vec<(RegisterView, DeviceId)>,
     /// Where MSI / MSI-X messages go.
-    vm: Arc<Vm>,
+    pub(crate) vm: Arc<Vm>,
     /// The MSI and MSI-X capabilities of PCI functions, by the function's device id.
     msis: Vec<(u32, Msi)>,
     msixes: Vec<(u32, Msix)>,
@@ -368,6 +368,8 @@ pub struct IoreqClientHandle {
     virtio: Vec<VirtioPci>,
     /// Their PCI functions' device ids (same index).
     virtio_ids: Vec<DeviceId>,
+    /// PC platforms (`addPcPlatform`), by handle.
+    pub(crate) pcs: Vec<acrn_hsm::pc::PcPlatform>,
 }
 
 impl IoreqClientHandle {
@@ -425,6 +427,7 @@ impl IoreqClientHandle {
             msixes: Vec::new(),
             virtio: Vec::new(),
             virtio_ids: Vec::new(),
+            pcs: Vec::new(),
         })
     }
 
@@ -443,7 +446,7 @@ impl IoreqClientHandle {
     }
 
     /// Devices come and go while the client is open, serving or not.
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         let closed =
             self.handle.is_stopped() || self.server.try_lock().is_ok_and(|guard| guard.is_none());
         if closed {
@@ -453,7 +456,7 @@ impl IoreqClientHandle {
     }
 
     /// A new device's id as the records carry it (refused past 0xfffe devices).
-    fn record_id(&self, id: DeviceId) -> Result<u32> {
+    pub(crate) fn record_id(&self, id: DeviceId) -> Result<u32> {
         match u32::try_from(id.0) {
             Ok(i) if i < MAX_DEVICE => Ok(i),
             _ => {

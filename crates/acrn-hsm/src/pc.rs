@@ -43,6 +43,8 @@ pub trait DeviceBus {
     ) -> Result<DeviceId, BusError>;
     /// A PCI function.
     fn add_pci(&mut self, bdf: Bdf, device: Box<dyn PciDevice>) -> Result<DeviceId, BusError>;
+    /// Takes a device away again.
+    fn remove(&mut self, id: DeviceId) -> Result<(), BusError>;
 }
 
 impl DeviceBus for Dispatcher {
@@ -57,6 +59,9 @@ impl DeviceBus for Dispatcher {
     fn add_pci(&mut self, bdf: Bdf, device: Box<dyn PciDevice>) -> Result<DeviceId, BusError> {
         Dispatcher::add_pci(self, bdf, device)
     }
+    fn remove(&mut self, id: DeviceId) -> Result<(), BusError> {
+        Dispatcher::remove(self, id)
+    }
 }
 
 impl DeviceBus for DispatcherHandle {
@@ -70,6 +75,9 @@ impl DeviceBus for DispatcherHandle {
     }
     fn add_pci(&mut self, bdf: Bdf, device: Box<dyn PciDevice>) -> Result<DeviceId, BusError> {
         DispatcherHandle::add_pci(self, bdf, device)
+    }
+    fn remove(&mut self, id: DeviceId) -> Result<(), BusError> {
+        DispatcherHandle::remove(self, id)
     }
 }
 
@@ -174,13 +182,32 @@ pub struct PcPlatform {
 impl PcPlatform {
     /// Adds the PC's devices (see the module) to `bus`. COM1 raises IRQ 4 of `vm`; the i8042,
     /// port 0x92, 0xcf9 and `isa-debug-exit` ask `control` (the serving client's) for resets and
-    /// the power-off. On an error the devices already added stay (a client that fails to set up
-    /// is closed anyway).
+    /// the power-off. On an error (a range already taken) the devices already added are removed
+    /// again.
     pub fn install(
         bus: &mut impl DeviceBus,
         vm: &Arc<Vm>,
         control: &VmControl,
         options: PcOptions,
+    ) -> Result<PcPlatform, BusError> {
+        let mut ids = Vec::new();
+        match Self::install_into(bus, vm, control, options, &mut ids) {
+            Ok(pc) => Ok(pc),
+            Err(e) => {
+                for id in ids.into_iter().rev() {
+                    let _ = bus.remove(id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn install_into(
+        bus: &mut impl DeviceBus,
+        vm: &Arc<Vm>,
+        control: &VmControl,
+        options: PcOptions,
+        ids: &mut Vec<DeviceId>,
     ) -> Result<PcPlatform, BusError> {
         let PcOptions {
             ram_below_4g,
@@ -193,7 +220,6 @@ impl PcPlatform {
             com1_sink,
             debugcon_sink,
         } = options;
-        let mut ids = Vec::new();
         ids.push(bus.add_pci(Bdf::new(0, 0, 0), host_bridge())?);
         ids.push(bus.add_pio(
             0x70,
@@ -215,8 +241,8 @@ impl PcPlatform {
         ids.push(bus.add_pio(0x92, 1, Box::new(Port92::new(control.clone())))?);
         ids.push(bus.add_pio(0xcf9, 1, Box::new(ResetPort::new(control.clone())))?);
         let mut uart = Uart16550::new().with_name("com1");
-        if let Some(mut sink) = com1_sink {
-            uart = uart.with_sink(move |b| sink(b));
+        if let Some(sink) = com1_sink {
+            uart = uart.with_sink(sink);
         }
         let (serial, serial_in) = (uart.output(), uart.input());
         let com1 = IrqUart::new(uart, vm.clone(), 4);
@@ -257,7 +283,7 @@ impl PcPlatform {
             exit_status,
             kbc_resets,
             debugcon,
-            ids,
+            ids: ids.clone(),
         })
     }
 
