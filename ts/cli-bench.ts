@@ -636,7 +636,6 @@ async function virtioBench(values: Record<string, string | undefined> & { quick?
   const qv = guest.qemuVersion();
   if (!qv.version) return skipped(qv.reason);
   g.qemu = qv.version;
-  g.skipped_variants.js = 'the TypeScript virtio-blk device is not wired into this benchmark yet';
   g.tsc_hz = Math.round(guest.tscHz(50));
   const files = new vb.BlkFiles(sizes);
   g.qemu_command = vb.qemuCommand(files).join(' ');

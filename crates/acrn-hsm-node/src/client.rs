@@ -763,7 +763,9 @@ impl IoreqClientHandle {
         let vm = self.vm.clone();
         let t = VirtioPci::new(Box::new(dev), vm.clone(), Arc::new(VmInterrupts(vm)));
         let wake = self.handle.clone();
-        t.set_deferred_hook(Arc::new(move || wake.wake_batch()));
+        // The notify that queued chains completes once they were handed to JavaScript (and, for
+        // synchronous handlers, returned): the guest finds them used when its write returns.
+        t.set_deferred_hook(Arc::new(move || wake.wake_batch_holding()));
         let (cfg, bars) = t.clone().into_parts();
         let (id, _) = self
             .bus

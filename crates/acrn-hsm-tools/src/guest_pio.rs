@@ -120,9 +120,15 @@ pub fn bios_image(code: &[u8]) -> Vec<u8> {
     img
 }
 
+/// QEMU's CPU model for the reference runs: `max` without `arch-capabilities`. On these nested
+/// KVMs QEMU 7.2 aborts setting MSR 0x10a (IA32_ARCH_CAPABILITIES) with `-cpu host`, and with
+/// `-cpu max` too on an AMD EPYC host (`kvm_buf_set_msrs` assertion); the default model warns
+/// that `pni` is missing. The guests only need `rdtsc`.
+pub const QEMU_CPU: &str = "max,-arch-capabilities";
+
 /// QEMU's command line (after the program) for the guest in `image` (a [`bios_image`]),
-/// results to `dump`: KVM, the `pc` machine with no default devices, `-cpu max` (`-cpu host`
-/// aborts on this nested KVM: MSR 0x10a; the default model warns that `pni` is missing), `isa-debug-exit` at [`EXIT_PORT`] and
+/// results to `dump`: KVM, the `pc` machine with no default devices, [`QEMU_CPU`],
+/// `isa-debug-exit` at [`EXIT_PORT`] and
 /// `isa-debugcon` at [`RESULT_PORT`] into `dump`. [`TEST_PORT`] is left unassigned: QEMU
 /// answers it (reads all ones, writes ignored) in the vCPU thread.
 pub fn qemu_args(image: &std::path::Path, dump: &std::path::Path) -> Vec<String> {
@@ -132,7 +138,7 @@ pub fn qemu_args(image: &std::path::Path, dump: &std::path::Path) -> Vec<String>
         "-M",
         "pc",
         "-cpu",
-        "max",
+        QEMU_CPU,
         "-m",
         "16",
         "-nodefaults",

@@ -434,6 +434,8 @@ struct Shared {
     running: AtomicBool,
     /// Set by [`ClientHandle::wake_batch`]: the next scan ends the batch wait.
     wake: AtomicBool,
+    /// Set by [`ClientHandle::wake_batch_holding`]: the request being dispatched is held.
+    hold: AtomicBool,
     counters: Counters,
     devices: std::sync::RwLock<Vec<Arc<DeviceCounters>>>,
 }
@@ -486,6 +488,18 @@ impl ClientHandle {
         self.shared.wake.store(true, Ordering::Release);
     }
 
+    /// [`wake_batch`](Self::wake_batch), called from a device while it handles a request in
+    /// [`IoreqClient::next_batch`], and that request is held: its value goes into the slot now,
+    /// but its NOTIFY only when the batch this wake ends is handed back (the next `next_batch`),
+    /// so the vCPU resumes after the caller has handled the batch. A virtio queue notify whose
+    /// chains go to JavaScript handlers uses it: the guest finds them in the used ring when its
+    /// notify write returns, as with a native device (ACRN's device model may complete a request
+    /// whenever it likes; the vCPU waits for it). Outside `next_batch`, as `wake_batch`.
+    pub fn wake_batch_holding(&self) {
+        self.shared.hold.store(true, Ordering::Release);
+        self.shared.wake.store(true, Ordering::Release);
+    }
+
     /// Whether [`stop`](Self::stop) was called.
     pub fn is_stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Acquire)
@@ -534,8 +548,22 @@ pub struct IoreqClient {
     pending: Vec<Pending>,
     /// The same requests, as they are handed out.
     batch: Vec<DeferredRequest>,
-    /// Bit i: slot i is in `pending` (still PROCESSING: not to be claimed again).
+    /// Bit i: slot i is in `pending` or `held` (still PROCESSING: not to be claimed again).
     pending_mask: u32,
+    /// Requests of native devices answered but held ([`ClientHandle::wake_batch_holding`]):
+    /// completed (NOTIFY) with the batch, when the next `next_batch` hands it back.
+    held: Vec<Held>,
+    /// Inside `next_batch` (only there may a request be held).
+    batching: bool,
+}
+
+/// A request a native device answered whose NOTIFY waits for the batch to be handed back.
+#[derive(Debug)]
+struct Held {
+    claim: Claim,
+    out: dispatch::Outcome,
+    /// Processing, handler start, handler end.
+    stamps: [u64; 3],
 }
 
 /// A request of a deferred device, as [`IoreqClient::next_batch`] hands it out.
@@ -595,6 +623,7 @@ impl IoreqClient {
             destroyed: AtomicBool::new(false),
             running: AtomicBool::new(false),
             wake: AtomicBool::new(false),
+            hold: AtomicBool::new(false),
             counters: Counters::default(),
             devices: std::sync::RwLock::new(dispatcher.counters()),
         });
@@ -610,6 +639,8 @@ impl IoreqClient {
             pending: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
             batch: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
             pending_mask: 0,
+            held: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
+            batching: false,
         }
     }
 
@@ -800,6 +831,16 @@ impl IoreqClient {
             }
             return self.vm_action(action, claim).map(Some);
         }
+        if self.batching && self.shared.hold.load(Ordering::Relaxed) {
+            self.shared.hold.store(false, Ordering::Relaxed);
+            self.pending_mask |= 1 << claim.vcpu();
+            self.held.push(Held {
+                claim,
+                out,
+                stamps: [processing, hs, he],
+            });
+            return Ok(None);
+        }
         let notify = if RECORD { crate::trace::stamp() } else { 0 };
         self.notify(claim);
         if RECORD {
@@ -842,6 +883,7 @@ impl IoreqClient {
             WakeMode::Blocking => None,
         };
         self.shared.running.store(true, Ordering::Release);
+        self.batching = true;
         let r = loop {
             if self.stopped() {
                 break Ok(Batch::Exit(RunExit::Stopped));
@@ -883,6 +925,7 @@ impl IoreqClient {
                 Some(b) => b.wait(),
             }
         };
+        self.batching = false;
         self.shared.running.store(false, Ordering::Release);
         if !matches!(r, Ok(Batch::Ready(_))) {
             if let Some(rec) = self.config.recorder.as_mut() {
@@ -893,7 +936,7 @@ impl IoreqClient {
     }
 
     fn complete_batch(&mut self, responses: &[u64]) -> Result<Option<RunExit>> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.held.is_empty() {
             return Ok(None);
         }
         let action = self.control.take();
@@ -928,6 +971,24 @@ impl IoreqClient {
             }
         }
         self.pending = pending;
+        let mut held = std::mem::take(&mut self.held);
+        for h in held.drain(..) {
+            let req = *h.claim.request();
+            let [processing, hs, he] = h.stamps;
+            if action.is_some() {
+                if recording {
+                    self.record(&req, h.out, [processing, hs, he, 0], true);
+                }
+                self.withhold(h.claim);
+                continue;
+            }
+            let notify = if recording { crate::trace::stamp() } else { 0 };
+            self.notify(h.claim);
+            if recording {
+                self.record(&req, h.out, [processing, hs, he, notify], false);
+            }
+        }
+        self.held = held;
         self.batch.clear();
         self.pending_mask = 0;
         match action {
@@ -939,6 +1000,7 @@ impl IoreqClient {
     /// Drops the pending batch without NOTIFY (CLEAR_VM_IOREQ completes its requests).
     fn drop_batch(&mut self) {
         self.pending.clear();
+        self.held.clear();
         self.batch.clear();
         self.pending_mask = 0;
     }
