@@ -76,7 +76,7 @@ export interface VirtioBenchJson {
   virtio_blk: {
     /** Why nothing was measured (KVM or SeaBIOS unusable), else null. */
     skipped: string | null;
-    /** Variants left out, with why (QEMU missing; `js`: no TypeScript virtio-blk yet). */
+    /** Variants left out, with why (none so far: QEMU missing skips the whole bench). */
     skipped_variants: Partial<Record<BlkVariant, string>>;
     /** The host TSC's rate the cycle counts are converted with. */
     tsc_hz: number;
