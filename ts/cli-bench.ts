@@ -32,7 +32,7 @@ export const BENCH_SPEC: CommandSpec = {
     { name: 'svg', type: 'string', value: 'FILE', help: 'also write the latency chart as SVG to FILE' },
     { name: 'guest', type: 'boolean', help: "instead: real-guest PIO latency on KVM (a real-mode guest timing out/in to a port\nserved by a native device, a TS device (sync, async), QEMU/KVM, a C KVM loop; --modes, --runs\n(default 5, 3 with --quick), --no-c and --json apply; needs /dev/kvm and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
     { name: 'guest-iterations', type: 'string', value: 'N', help: 'timed out/in pairs per guest run, 1..8000', default: '2000, 500 with --quick' },
-    { name: 'virtio', type: 'boolean', help: "instead: virtio-blk read throughput and 4 KiB read latency from a guest (SeaBIOS + a\ntiming boot sector) on KVM with the native virtio-blk against QEMU/KVM's virtio-blk-pci on the same\nimage; --modes, --runs (default 5, 3 with --quick) and --json apply; needs /dev/kvm, seabios and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
+    { name: 'virtio', type: 'boolean', help: "instead: virtio-blk read throughput and 4 KiB read latency from a guest (SeaBIOS + a\ntiming boot sector) on KVM with the native and the TypeScript virtio-blk against QEMU/KVM's\nvirtio-blk-pci on the same image; --modes, --runs (default 5, 3 with --quick) and --json apply;\nneeds /dev/kvm, seabios and qemu-system-x86_64: scripts/setup-bench-guest.sh)" },
     { name: 'virtio-reads', type: 'string', value: 'N', help: 'timed 32 KiB reads per --virtio run (throughput), 1..8000', default: '1920, 240 with --quick' },
     { name: 'virtio-latency-reads', type: 'string', value: 'N', help: 'timed 4 KiB reads per --virtio run (latency), 1..8000', default: '2000, 300 with --quick' },
   ],
