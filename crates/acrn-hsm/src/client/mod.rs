@@ -395,8 +395,11 @@ const C_BATCHES: usize = 17;
 impl Counters {
     #[inline]
     fn inc(&self, i: usize) {
-        // Single writer (the client thread); readers only take snapshots.
-        self.v[i].fetch_add(1, Ordering::Relaxed);
+        // Single writer (the client thread); readers only take snapshots. A load and a store,
+        // not a read-modify-write: no locked instruction (a full barrier on x86) on the request
+        // path or in every idle pass of a polling scan.
+        let c = &self.v[i];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
     fn get(&self, i: usize) -> u64 {
         self.v[i].load(Ordering::Relaxed)
@@ -892,7 +895,11 @@ impl IoreqClient {
                 Err(e) => break Err(e),
                 Ok(Pass::Exit(x)) => break Ok(Batch::Exit(x)),
                 Ok(Pass::Handled(n)) => {
-                    if self.pending.is_empty() && self.shared.wake.swap(false, Ordering::AcqRel) {
+                    // A plain load first: the swap (a locked instruction) only when woken.
+                    if self.pending.is_empty()
+                        && self.shared.wake.load(Ordering::Relaxed)
+                        && self.shared.wake.swap(false, Ordering::AcqRel)
+                    {
                         break Ok(Batch::Ready(0));
                     }
                     if !self.pending.is_empty() {
