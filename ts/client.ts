@@ -825,25 +825,31 @@ export class IoreqClient extends EventEmitter {
     // One records buffer for the whole run: the native side writes each batch into it.
     const out = new BigUint64Array(L.maxBatch * L.words);
     const out32 = new Uint32Array(out.buffer);
-    let pending = 0;
+    const none = responses.subarray(0, 0);
     try {
       for (;;) {
         let n: number;
         const retired = this.takeRetired();
         try {
-          n = await this.handle.nextAsync(responses.subarray(0, pending), out);
+          n = await this.handle.nextAsync(none, out);
         } catch (err) {
           throw fromBindingError(err);
         }
         if (retired.length > 0) this.forget(retired);
         if (n < 0) break;
-        pending = n;
-        for (let k = 0; k < pending; k++) {
+        for (let k = 0; k < n; k++) {
           const guard = { expired: false };
           const r = this.serveOne(out, out32, k, responses, resp32, true, guard);
           if (r !== undefined) await this.settleOrTimeOut(r, guard, out, out32, k, responses);
         }
         this.serveVirtio();
+        // Completed here, on the main thread: the vCPUs resume now, not once a libuv thread
+        // has woken for the next wait.
+        try {
+          this.handle.answerBatch(responses.subarray(0, n));
+        } catch (err) {
+          throw fromBindingError(err);
+        }
         this.drainFaults();
       }
     } finally {

@@ -365,3 +365,51 @@ fn wake_batch_holding_completes_the_request_with_the_batch() {
         assert_eq!(client.stats().notifies, 2, "exactly one NOTIFY each");
     }
 }
+
+/// `complete(responses)` answers the batch on the caller's thread: the vCPU resumes (and its
+/// read has the value) before any further `next_batch`, which then only waits; exactly one
+/// NOTIFY per request. A power-off asked while the batch was handled ends serving at the next
+/// `next_batch`.
+#[test]
+fn complete_answers_the_batch_before_the_next_wait() {
+    let (emu, _hsm, vm) = vm_with(1, 0);
+    let mut client =
+        IoreqClient::new(vm.clone(), dispatcher(), ClientConfig::default()).expect("client");
+    vm.start().expect("start");
+    let w = Workload {
+        vcpus: vec![vec![Op::Mmio {
+            address: DEFERRED_BASE,
+            size: 4,
+            access: Access::Read { expect: Some(0x77) },
+        }]],
+    };
+    let run = emu
+        .guest(vm.vmid())
+        .expect("guest")
+        .spawn(&w)
+        .expect("spawn");
+    assert_eq!(client.next_batch(&[]).expect("batch"), Batch::Ready(1));
+    client.complete(&[0x77]).expect("complete");
+    // The guest ends without another next_batch.
+    let r = run.join();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.completed, 1);
+    assert_eq!(client.stats().notifies, 1);
+    // A second complete has nothing left to answer.
+    client.complete(&[0x99]).expect("nothing pending");
+    assert_eq!(client.stats().notifies, 1);
+    // A power-off requested during a batch: complete withholds, next_batch returns the exit.
+    let run = emu
+        .guest(vm.vmid())
+        .expect("guest")
+        .spawn(&w)
+        .expect("spawn");
+    assert_eq!(client.next_batch(&[]).expect("batch"), Batch::Ready(1));
+    client.control().request(VmAction::PowerOff);
+    client.complete(&[0x77]).expect("complete");
+    assert_eq!(
+        client.next_batch(&[]).expect("exit"),
+        Batch::Exit(RunExit::PoweredOff)
+    );
+    drop(run);
+}

@@ -1121,6 +1121,23 @@ impl IoreqClientHandle {
         Ok(signal_name(msix.signal(v)))
     }
 
+    /// Answers the batch the last `next`/`nextAsync` handed out with `responses` now, on this
+    /// thread (the asynchronous loop then waits with `nextAsync([])`): the vCPUs resume without
+    /// waiting for a libuv thread to wake. Nothing to do once the client is closed.
+    #[napi]
+    pub fn answer_batch(&self, responses: &[u64]) -> Result<()> {
+        let mut guard = self.server.try_lock().map_err(|_| {
+            coded_error(
+                "ERR_CLIENT_RUNNING",
+                "answerBatch while a wait is in progress: answer before the next nextAsync",
+            )
+        })?;
+        match guard.as_mut() {
+            Some(server) => server.client.complete(responses).map_err(hsm_error),
+            None => Ok(()),
+        }
+    }
+
     /// `next` on the libuv pool: completes the previous batch with `responses`, waits for the
     /// next, writes its records into `out` (at least 64 words, reused from batch to batch: no
     /// allocation per batch on the JS heap) and resolves to their count, or -1 once stopped.

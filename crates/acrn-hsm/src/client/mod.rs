@@ -558,6 +558,8 @@ pub struct IoreqClient {
     held: Vec<Held>,
     /// Inside `next_batch` (only there may a request be held).
     batching: bool,
+    /// What [`complete`](IoreqClient::complete) ended serving with, for the next `next_batch`.
+    exit_after_complete: Option<RunExit>,
 }
 
 /// A request a native device answered whose NOTIFY waits for the batch to be handed back.
@@ -644,6 +646,7 @@ impl IoreqClient {
             pending_mask: 0,
             held: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
             batching: false,
+            exit_after_complete: None,
         }
     }
 
@@ -878,6 +881,9 @@ impl IoreqClient {
     /// runs as from a native device (reset: serving goes on; suspend, power-off:
     /// [`Batch::Exit`]).
     pub fn next_batch(&mut self, responses: &[u64]) -> Result<Batch> {
+        if let Some(exit) = self.exit_after_complete.take() {
+            return Ok(Batch::Exit(exit));
+        }
         if let Some(exit) = self.complete_batch(responses)? {
             return Ok(Batch::Exit(exit));
         }
@@ -940,6 +946,18 @@ impl IoreqClient {
             }
         }
         r
+    }
+
+    /// Completes the batch handed out by the last [`next_batch`](Self::next_batch) now, on the
+    /// caller's thread, as `next_batch(responses)` would first do; the next `next_batch` (with
+    /// no responses) then only waits. For a caller whose wait runs on another thread (the
+    /// bindings' asynchronous loop): the vCPUs resume without waiting for that thread to wake.
+    /// A VM action that ends serving (suspend, power-off) is returned by the next `next_batch`.
+    pub fn complete(&mut self, responses: &[u64]) -> Result<()> {
+        if let Some(exit) = self.complete_batch(responses)? {
+            self.exit_after_complete = Some(exit);
+        }
+        Ok(())
     }
 
     fn complete_batch(&mut self, responses: &[u64]) -> Result<Option<RunExit>> {
