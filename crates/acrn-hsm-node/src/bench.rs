@@ -382,6 +382,9 @@ pub struct VirtioBlkRunOptions {
     pub sizes: VirtioBlkSizes,
     /// Seconds before the run is abandoned (default 300).
     pub timeout: Option<f64>,
+    /// Queue notifications through IOEVENTFD and the device's worker thread (default true);
+    /// false: each notification is an I/O request to the ioreq client.
+    pub ioeventfd: Option<bool>,
 }
 
 /// What [`bench_virtio_blk`] returned.
@@ -393,6 +396,10 @@ pub struct VirtioBlkRunResult {
     pub chains: f64,
     /// VM exits the KVM engine handled.
     pub exits: f64,
+    /// Queue notifications the device served.
+    pub notifies: f64,
+    /// Worker wake-ups by a queue's ioeventfd (0 without `ioeventfd`).
+    pub ioeventfd_wakeups: f64,
     /// START_VM to the debug exit, ms.
     pub elapsed_ms: f64,
 }
@@ -402,6 +409,7 @@ pub struct VirtioBlkTask {
     image: std::path::PathBuf,
     sizes: acrn_hsm_tools::virtio_blk_bench::BlkSizes,
     polling: bool,
+    ioeventfd: bool,
     timeout: std::time::Duration,
     failure: Failure,
 }
@@ -415,6 +423,7 @@ impl Task for VirtioBlkTask {
             &self.image,
             &self.sizes,
             self.polling,
+            self.ioeventfd,
             self.timeout,
         )
         .map_err(|e| coded_error("ERR_RUN", &e));
@@ -430,6 +439,8 @@ impl Task for VirtioBlkTask {
             deltas: r.deltas.into(),
             chains: r.chains as f64,
             exits: r.exits as f64,
+            notifies: r.notifies as f64,
+            ioeventfd_wakeups: r.ioeventfd_wakeups as f64,
             elapsed_ms: r.elapsed.as_secs_f64() * 1e3,
         })
     }
@@ -458,6 +469,7 @@ pub fn bench_virtio_blk(options: VirtioBlkRunOptions) -> Result<AsyncTask<Virtio
         image: options.image.into(),
         sizes,
         polling,
+        ioeventfd: options.ioeventfd.unwrap_or(true),
         timeout: std::time::Duration::from_secs_f64(t),
         failure: Failure::default(),
     }))

@@ -309,22 +309,30 @@ pub struct NativeBlkRun {
     pub chains: u64,
     /// VM exits the KVM engine handled.
     pub exits: u64,
+    /// Queue notifications the device saw (through the BAR or the ioeventfds).
+    pub notifies: u64,
+    /// Worker wake-ups by a queue's ioeventfd (0 without [`RunConfig::disk_ioeventfd`]).
+    pub ioeventfd_wakeups: u64,
     /// Wall time from START_VM to the debug exit.
     pub elapsed: Duration,
 }
 
 /// Boots the image at `image` on the KVM engine with the native virtio-blk (read-only), in the
-/// given completion mode, without SeaBIOS's serial console (as under [`qemu_args`]); fails when KVM or SeaBIOS is missing, or when the guest does not
-/// reach its debug exit within `timeout`.
+/// given completion mode, without SeaBIOS's serial console (as under [`qemu_args`]), its queue
+/// notifications through IOEVENTFD when `ioeventfd` ([`RunConfig::disk_ioeventfd`]) or as I/O
+/// requests to the ioreq client; fails when KVM or SeaBIOS is missing, or when the guest does
+/// not reach its debug exit within `timeout`.
 pub fn run_native(
     image: &Path,
     sizes: &BlkSizes,
     polling: bool,
+    ioeventfd: bool,
     timeout: Duration,
 ) -> Result<NativeBlkRun, String> {
     let r = run_guest(&RunConfig {
         payload: Payload::Firmware(SEABIOS_PATH.into()),
         polling,
+        disk_ioeventfd: ioeventfd,
         console: Console::Capture,
         timeout: Some(timeout),
         disk: Some(image.to_path_buf()),
@@ -348,6 +356,8 @@ pub fn run_native(
         deltas,
         chains: r.virtio_blk.map(|s| s.chains).unwrap_or(0),
         exits: r.kvm.exits,
+        notifies: r.virtio_blk.map(|s| s.notifies).unwrap_or(0),
+        ioeventfd_wakeups: r.virtio_blk_notifier.map(|s| s.wakeups).unwrap_or(0),
         elapsed: r.elapsed,
     })
 }
