@@ -802,6 +802,9 @@ impl EmulatedHsm {
         let evc = {
             let mut inner = lock(&vm.inner);
             inner.ioeventfds.clear();
+            if let Some(v) = vm.hv_vm().filter(|v| v.vmid == vm.vmid()) {
+                v.kvm.clear_ioeventfds();
+            }
             inner.ioeventfd_client.take()
         };
         if let Some(c) = evc {
@@ -1058,6 +1061,10 @@ impl EmulatedHsm {
             // address, type or datamatch given.
             if let Some(i) = inner.ioeventfds.iter().position(|p| p.key == key) {
                 let p = inner.ioeventfds.remove(i);
+                if let Some(v) = self.vm.hv_vm().filter(|v| v.vmid == self.vm.vmid()) {
+                    v.kvm
+                        .remove_ioeventfd(p.key, p.ty == abi::TYPE_PORTIO, p.addr);
+                }
                 if let Some(c) = &inner.ioeventfd_client {
                     let mut r = lock(&c.ranges);
                     if let Some(j) = r.iter().position(|&(t, s, e)| {
@@ -1088,6 +1095,23 @@ impl EmulatedHsm {
             return Err(Errno::EINVAL);
         };
         lock(&c.ranges).push((ty, addr, addr + len - 1));
+        // On the KVM engine KVM matches it too (`kvm_state::KvmIoeventfd`), unless the
+        // hypervisor's own handlers, which come first, may claim the range.
+        if self.hv.kvm_ioeventfd.load(Ordering::Acquire) && !Hv::hv_may_claim(ty, addr, len) {
+            if let (Some(v), Ok(dup)) = (
+                self.vm.hv_vm().filter(|v| v.vmid == self.vm.vmid()),
+                fd.try_clone(),
+            ) {
+                v.kvm.add_ioeventfd(crate::kvm_state::KvmIoeventfd {
+                    fd: dup,
+                    key,
+                    pio: ty == abi::TYPE_PORTIO,
+                    addr,
+                    len: len as u32,
+                    datamatch: (!wildcard).then_some(data),
+                });
+            }
+        }
         inner.ioeventfds.push(IoEventFd {
             fd,
             key,

@@ -83,6 +83,31 @@ impl Hv {
         None
     }
 
+    /// Whether the hypervisor may complete some access to `addr..addr + len` of type `ty` itself
+    /// (any of the ranges above, whatever the VM's flags): such a range must keep taking the
+    /// exit path, where these handlers come first.
+    pub(crate) fn hv_may_claim(ty: u32, addr: u64, len: u64) -> bool {
+        let end = addr.saturating_add(len);
+        let hits = |(base, size): (u64, u64)| addr < base + size && base < end;
+        if ty == abi::TYPE_PORTIO {
+            [
+                (0x20, 2),
+                (0xa0, 2),
+                (0x4d0, 2),
+                (0x70, 2),
+                (0x64, 1),
+                (u64::from(vpci::CONFIG_ADDR), 8),
+                (0xcf9, 1),
+            ]
+            .into_iter()
+            .any(hits)
+        } else {
+            [VIOAPIC, VLAPIC, (vpci::MMCFG_BASE, vpci::MMCFG_SIZE)]
+                .into_iter()
+                .any(hits)
+        }
+    }
+
     /// Either of the above for an access of type `ty` (`abi::TYPE_PORTIO`/`TYPE_MMIO`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn hv_handles(

@@ -382,9 +382,10 @@ pub struct VirtioBlkRunOptions {
     pub sizes: VirtioBlkSizes,
     /// Seconds before the run is abandoned (default 300).
     pub timeout: Option<f64>,
-    /// Queue notifications through IOEVENTFD and the device's worker thread (default true);
-    /// false: each notification is an I/O request to the ioreq client.
-    pub ioeventfd: Option<bool>,
+    /// How queue notifications reach the device: `"kvm"` (default: IOEVENTFD, matched by KVM
+    /// itself, no VM exit), `"hsm"` (IOEVENTFD through the HSM's in-kernel client, one exit
+    /// each), `"off"` (an I/O request to the ioreq client each).
+    pub ioeventfd: Option<String>,
 }
 
 /// What [`bench_virtio_blk`] returned.
@@ -409,7 +410,7 @@ pub struct VirtioBlkTask {
     image: std::path::PathBuf,
     sizes: acrn_hsm_tools::virtio_blk_bench::BlkSizes,
     polling: bool,
-    ioeventfd: bool,
+    notify: acrn_hsm_tools::virtio_blk_bench::NotifyPath,
     timeout: std::time::Duration,
     failure: Failure,
 }
@@ -423,7 +424,7 @@ impl Task for VirtioBlkTask {
             &self.image,
             &self.sizes,
             self.polling,
-            self.ioeventfd,
+            self.notify,
             self.timeout,
         )
         .map_err(|e| coded_error("ERR_RUN", &e));
@@ -460,6 +461,18 @@ pub fn bench_virtio_blk(options: VirtioBlkRunOptions) -> Result<AsyncTask<Virtio
             ));
         }
     };
+    use acrn_hsm_tools::virtio_blk_bench::NotifyPath;
+    let notify = match options.ioeventfd.as_deref().unwrap_or("kvm") {
+        "kvm" => NotifyPath::KvmIoeventfd,
+        "hsm" => NotifyPath::Ioeventfd,
+        "off" => NotifyPath::Ioreq,
+        m => {
+            return Err(coded_error(
+                "ERR_INVALID_ARG",
+                &format!("ioeventfd must be 'kvm', 'hsm' or 'off', got '{m}'"),
+            ));
+        }
+    };
     let sizes = blk_sizes(&options.sizes)?;
     let t = options.timeout.unwrap_or(300.0);
     if !(t.is_finite() && t > 0.0) {
@@ -469,7 +482,7 @@ pub fn bench_virtio_blk(options: VirtioBlkRunOptions) -> Result<AsyncTask<Virtio
         image: options.image.into(),
         sizes,
         polling,
-        ioeventfd: options.ioeventfd.unwrap_or(true),
+        notify,
         timeout: std::time::Duration::from_secs_f64(t),
         failure: Failure::default(),
     }))

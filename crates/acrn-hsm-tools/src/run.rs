@@ -98,6 +98,10 @@ pub struct RunConfig {
     /// Take [`disk`](Self::disk)'s queue notifications through IOEVENTFD and a worker thread
     /// ([`QueueNotifier`]; default on) instead of an I/O request to the ioreq client each.
     pub disk_ioeventfd: bool,
+    /// Let KVM match the VM's ioeventfds itself (`KVM_IOEVENTFD`, [`Emulator::set_kvm_ioeventfd`];
+    /// default on): a notify write then never leaves `KVM_RUN`. Off, each one is an exit the
+    /// HSM's in-kernel ioeventfd client completes. (Off while recording a trace.)
+    pub kvm_ioeventfd: bool,
     /// Attach a virtio-rng device (00:04.0).
     pub rng: bool,
     /// Offer SeaBIOS its serial console (fw_cfg `etc/sercon-port` = COM1; default on). Off, the
@@ -121,6 +125,7 @@ impl Default for RunConfig {
             disk: None,
             disk_read_only: false,
             disk_ioeventfd: true,
+            kvm_ioeventfd: true,
             rng: false,
             sercon: true,
         }
@@ -258,6 +263,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
     }
     let emu = Emulator::new();
     emu.set_engine(Engine::Kvm);
+    emu.set_kvm_ioeventfd(config.kvm_ioeventfd);
     let hsm = emu.open_hsm();
     let vm = Arc::new(hsm.create_vm(&VmConfig {
         vcpu_num: config.vcpus.max(1),

@@ -234,7 +234,9 @@ pub fn write_disk_image(path: &Path, sizes: &BlkSizes) -> Result<(), String> {
 }
 
 /// QEMU's command line (after the program) for the image at `image`, the debugcon output into
-/// `dump`: KVM, `pc`, `-cpu max`, 128 MiB, no default devices, Debian's SeaBIOS, the image
+/// `dump`: KVM, `pc`, `-cpu max` without `arch-capabilities` (a nested `kvm_pvm` host refuses
+/// QEMU's write of IA32_ARCH_CAPABILITIES, MSR 0x10a, and QEMU aborts; SeaBIOS never reads it),
+/// 128 MiB, no default devices, Debian's SeaBIOS, the image
 /// read-only as a `virtio-blk-pci` with the legacy interface off (`cache=writethrough`: reads
 /// through the host page cache, as the native device's `pread`), `isa-debug-exit` at 0xf4 and
 /// `isa-debugcon` at 0x402.
@@ -245,7 +247,7 @@ pub fn qemu_args(image: &Path, dump: &Path) -> Vec<String> {
         "-M".into(),
         "pc".into(),
         "-cpu".into(),
-        "max".into(),
+        "max,arch-capabilities=off".into(),
         "-m".into(),
         "128".into(),
         "-nodefaults".into(),
@@ -300,6 +302,19 @@ pub fn parse_dump(debugcon: &[u8], sizes: &BlkSizes) -> Option<BlkDeltas> {
     })
 }
 
+/// How the native device takes its queue notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyPath {
+    /// Each one an I/O request to the ioreq client (the BAR handler serves the queue).
+    Ioreq,
+    /// IOEVENTFD: the HSM's in-kernel ioeventfd client completes the write and signals the
+    /// device's eventfd, its worker thread serves the queue (one VM exit per notification).
+    Ioeventfd,
+    /// IOEVENTFD, matched by KVM itself as well (`KVM_IOEVENTFD`: no exit to the engine).
+    #[default]
+    KvmIoeventfd,
+}
+
 /// What a run on the KVM engine returned.
 #[derive(Debug, Clone)]
 pub struct NativeBlkRun {
@@ -311,7 +326,7 @@ pub struct NativeBlkRun {
     pub exits: u64,
     /// Queue notifications the device saw (through the BAR or the ioeventfds).
     pub notifies: u64,
-    /// Worker wake-ups by a queue's ioeventfd (0 without [`RunConfig::disk_ioeventfd`]).
+    /// Worker wake-ups by a queue's ioeventfd (0 with [`NotifyPath::Ioreq`]).
     pub ioeventfd_wakeups: u64,
     /// Wall time from START_VM to the debug exit.
     pub elapsed: Duration,
@@ -319,20 +334,21 @@ pub struct NativeBlkRun {
 
 /// Boots the image at `image` on the KVM engine with the native virtio-blk (read-only), in the
 /// given completion mode, without SeaBIOS's serial console (as under [`qemu_args`]), its queue
-/// notifications through IOEVENTFD when `ioeventfd` ([`RunConfig::disk_ioeventfd`]) or as I/O
-/// requests to the ioreq client; fails when KVM or SeaBIOS is missing, or when the guest does
+/// notifications taken as `notify` says ([`RunConfig::disk_ioeventfd`],
+/// [`RunConfig::kvm_ioeventfd`]); fails when KVM or SeaBIOS is missing, or when the guest does
 /// not reach its debug exit within `timeout`.
 pub fn run_native(
     image: &Path,
     sizes: &BlkSizes,
     polling: bool,
-    ioeventfd: bool,
+    notify: NotifyPath,
     timeout: Duration,
 ) -> Result<NativeBlkRun, String> {
     let r = run_guest(&RunConfig {
         payload: Payload::Firmware(SEABIOS_PATH.into()),
         polling,
-        disk_ioeventfd: ioeventfd,
+        disk_ioeventfd: notify != NotifyPath::Ioreq,
+        kvm_ioeventfd: notify == NotifyPath::KvmIoeventfd,
         console: Console::Capture,
         timeout: Some(timeout),
         disk: Some(image.to_path_buf()),

@@ -75,7 +75,11 @@ impl Shared {
         if let Some(old) = a.0.take() {
             for q in 0..a.1.len() {
                 if std::mem::take(&mut a.1[q]) {
-                    self.ioctl(q, old + u64::from(NOTIFY_OFF_MULTIPLIER) * q as u64, FLAG_DEASSIGN);
+                    self.ioctl(
+                        q,
+                        old + u64::from(NOTIFY_OFF_MULTIPLIER) * q as u64,
+                        FLAG_DEASSIGN,
+                    );
                 }
             }
         }

@@ -31,7 +31,8 @@ pub use ioeventfd::{NotifierStats, QueueNotifier};
 pub use pci::{
     BAR_SIZE, CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY, CAP_PCI_CFG, CompleteError,
     DEVICE_CFG_OFFSET, DeferredChain, ISR_OFFSET, MSIX_PBA_OFFSET, MSIX_TABLE_OFFSET, MSIX_VECTORS,
-    NOTIFY_OFF_MULTIPLIER, NOTIFY_OFFSET, NotifyHook, VIRTIO_BAR, VirtioBar, VirtioPci, VirtioStats,
+    NOTIFY_OFF_MULTIPLIER, NOTIFY_OFFSET, NotifyHook, VIRTIO_BAR, VirtioBar, VirtioPci,
+    VirtioStats,
 };
 pub use queue::{DescChain, Queue, QueueError};
 pub use rng::VirtioRng;
