@@ -90,7 +90,11 @@ impl Rig {
         self.w(0x28, 8, AVAIL);
         self.w(0x30, 8, USED);
         self.w(0x1c, 2, 1);
-        self.w(0x14, 1, u64::from(s1 | STATUS_FEATURES_OK | STATUS_DRIVER_OK));
+        self.w(
+            0x14,
+            1,
+            u64::from(s1 | STATUS_FEATURES_OK | STATUS_DRIVER_OK),
+        );
     }
     /// Descriptor `i`: one 16-byte device-writable buffer.
     fn put_descs(&self) {
