@@ -225,11 +225,11 @@ fn worker(t: &VirtioPci, s: &Shared, stop: &AtomicBool, wake: &EventFd) {
         if r <= 0 {
             continue;
         }
-        for q in 0..n {
-            if fds[q].revents == 0 {
+        for (q, p) in fds.iter_mut().enumerate().take(n) {
+            if p.revents == 0 {
                 continue;
             }
-            fds[q].revents = 0;
+            p.revents = 0;
             // Take the counter before serving: a notification after this read signals again.
             if let Ok(Some(_)) = s.fds[q].read() {
                 s.wakeups.fetch_add(1, Ordering::Relaxed);
