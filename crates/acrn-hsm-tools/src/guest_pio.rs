@@ -121,8 +121,10 @@ pub fn bios_image(code: &[u8]) -> Vec<u8> {
 }
 
 /// QEMU's command line (after the program) for the guest in `image` (a [`bios_image`]),
-/// results to `dump`: KVM, the `pc` machine with no default devices, `-cpu max` (`-cpu host`
-/// aborts on this nested KVM: MSR 0x10a; the default model warns that `pni` is missing), `isa-debug-exit` at [`EXIT_PORT`] and
+/// results to `dump`: KVM, the `pc` machine with no default devices, `-cpu max` without
+/// `arch-capabilities` (`-cpu host`, and now plain `max` too, abort on this nested KVM: it
+/// refuses QEMU's write of MSR 0x10a; the default model warns that `pni` is missing),
+/// `isa-debug-exit` at [`EXIT_PORT`] and
 /// `isa-debugcon` at [`RESULT_PORT`] into `dump`. [`TEST_PORT`] is left unassigned: QEMU
 /// answers it (reads all ones, writes ignored) in the vCPU thread.
 pub fn qemu_args(image: &std::path::Path, dump: &std::path::Path) -> Vec<String> {
@@ -132,7 +134,7 @@ pub fn qemu_args(image: &std::path::Path, dump: &std::path::Path) -> Vec<String>
         "-M",
         "pc",
         "-cpu",
-        "max",
+        "max,arch-capabilities=off",
         "-m",
         "16",
         "-nodefaults",
