@@ -33,8 +33,11 @@ import type { BenchMode } from './run.js';
 export type BlkVariant = 'native' | 'native-ioeventfd' | 'native-kvm-ioeventfd' | 'qemu' | 'js';
 export const BLK_VARIANTS: readonly BlkVariant[] = ['native', 'native-ioeventfd', 'native-kvm-ioeventfd', 'js', 'qemu'];
 
+/** The variants on the KVM engine with the native virtio-blk. */
+export type NativeBlkVariant = 'native' | 'native-ioeventfd' | 'native-kvm-ioeventfd';
+
 /** How each native variant takes its queue notifications (`benchVirtioBlk`'s `ioeventfd`). */
-const NOTIFY_PATH = { native: 'off', 'native-ioeventfd': 'hsm', 'native-kvm-ioeventfd': 'kvm' } as const;
+const NOTIFY_PATH: Record<NativeBlkVariant, 'off' | 'hsm' | 'kvm'> = { native: 'off', 'native-ioeventfd': 'hsm', 'native-kvm-ioeventfd': 'kvm' };
 
 /** The guest's sizes (absent fields: the defaults of the Rust core). */
 export type BlkSizes = Parameters<ReturnType<typeof native>['virtioBlkWriteImage']>[1];
@@ -67,7 +70,7 @@ export class BlkFiles {
 }
 
 /** The KVM engine with the native virtio-blk, its queue notifications as `variant` says. */
-export async function runBlkNative(files: BlkFiles, mode: BenchMode, variant: keyof typeof NOTIFY_PATH = 'native'): Promise<BlkRun> {
+export async function runBlkNative(files: BlkFiles, mode: BenchMode, variant: NativeBlkVariant = 'native'): Promise<BlkRun> {
   const t = performance.now();
   const r = await native().benchVirtioBlk({ image: files.image, mode, sizes: files.sizes, ioeventfd: NOTIFY_PATH[variant] });
   return { variant, mode, big: r.deltas.big, small: r.deltas.small, wallMs: performance.now() - t };
