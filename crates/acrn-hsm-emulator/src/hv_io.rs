@@ -129,3 +129,24 @@ impl Hv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_the_hypervisor_may_claim_stay_on_the_exit_path() {
+        let pio = |a, l| Hv::hv_may_claim(abi::TYPE_PORTIO, a, l);
+        let mmio = |a, l| Hv::hv_may_claim(abi::TYPE_MMIO, a, l);
+        assert!(pio(0xcf8, 4) && pio(0xcfc, 2) && pio(0xcff, 1) && pio(0xcf9, 1));
+        assert!(pio(0x20, 1) && pio(0xa1, 1) && pio(0x4d0, 2) && pio(0x70, 1) && pio(0x64, 1));
+        assert!(pio(0xcf4, 8), "straddles 0xcf8");
+        assert!(!pio(0x3f8, 1) && !pio(0xcf0, 8) && !pio(0xf4, 1) && !pio(0x300, 2));
+        assert!(mmio(0xfec0_0000, 4) && mmio(0xfee0_0ffc, 4) && mmio(0xe000_0000, 8));
+        assert!(
+            mmio(0xefff_fffc, 4) && mmio(0xfebf_fffc, 8),
+            "MMCFG's end, the vIOAPIC's start"
+        );
+        assert!(!mmio(0xfebf_b000, 2) && !mmio(0xf000_0000, 4) && !mmio(0xdfff_fff8, 8));
+    }
+}
