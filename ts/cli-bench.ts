@@ -32,7 +32,7 @@ export const BENCH_SPEC: CommandSpec = {
     { name: 'svg', type: 'string', value: 'FILE', help: 'also write the latency chart as SVG to FILE' },
     { name: 'guest', type: 'boolean', help: "instead: real-guest PIO latency on KVM (a real-mode guest timing out/in to a port\nserved by a native device, a TS device (sync, async), QEMU/KVM, a C KVM loop; --modes, --runs\n(default 5, 3 with --quick), --no-c and --json apply; needs /dev/kvm and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
     { name: 'guest-iterations', type: 'string', value: 'N', help: 'timed out/in pairs per guest run, 1..8000', default: '2000, 500 with --quick' },
-    { name: 'virtio', type: 'boolean', help: "instead: virtio-blk read throughput and 4 KiB read latency from a guest (SeaBIOS + a\ntiming boot sector) on KVM with the native virtio-blk against QEMU/KVM's virtio-blk-pci on the same\nimage; --modes, --runs (default 5, 3 with --quick) and --json apply; needs /dev/kvm, seabios and\nqemu-system-x86_64: scripts/setup-bench-guest.sh)" },
+    { name: 'virtio', type: 'boolean', help: "instead: virtio-blk read throughput and 4 KiB read latency from a guest (SeaBIOS + a\ntiming boot sector) on KVM with the native and the TypeScript virtio-blk against QEMU/KVM's\nvirtio-blk-pci on the same image; --modes, --runs (default 5, 3 with --quick) and --json apply;\nneeds /dev/kvm, seabios and qemu-system-x86_64: scripts/setup-bench-guest.sh)" },
     { name: 'virtio-reads', type: 'string', value: 'N', help: 'timed 32 KiB reads per --virtio run (throughput), 1..8000', default: '1920, 240 with --quick' },
     { name: 'virtio-latency-reads', type: 'string', value: 'N', help: 'timed 4 KiB reads per --virtio run (latency), 1..8000', default: '2000, 300 with --quick' },
   ],
@@ -76,7 +76,7 @@ export interface VirtioBenchJson {
   virtio_blk: {
     /** Why nothing was measured (KVM or SeaBIOS unusable), else null. */
     skipped: string | null;
-    /** Variants left out, with why (QEMU missing; `js`: no TypeScript virtio-blk yet). */
+    /** Variants left out, with why (none so far: QEMU missing skips the whole bench). */
     skipped_variants: Partial<Record<BlkVariant, string>>;
     /** The host TSC's rate the cycle counts are converted with. */
     tsc_hz: number;
@@ -644,7 +644,6 @@ async function virtioBench(values: Record<string, string | undefined> & { quick?
   const qv = guest.qemuVersion();
   if (!qv.version) return skipped(qv.reason);
   g.qemu = qv.version;
-  g.skipped_variants.js = 'the TypeScript virtio-blk device is not wired into this benchmark yet';
   g.tsc_hz = Math.round(guest.tscHz(50));
   const files = new vb.BlkFiles(sizes);
   g.qemu_command = vb.qemuCommand(files).join(' ');

@@ -147,6 +147,64 @@ export class Uart16550 {
   }
 }
 
+/**
+ * The core's PC platform, the machine `acrn-hsm run` gives a firmware: the i440FX host bridge
+ * at 00:00.0, CMOS (with the VM's RAM sizes), fw_cfg (`etc/sercon-port` = COM1), the i8042,
+ * ports 0x92 and 0xcf9 (resets, done the device model's way), COM1 on IRQ 4, debugcon (0x402),
+ * isa-debug-exit (0xf4 by default; a write of `v` powers the VM off with status `(v << 1) | 1`,
+ * which ends `run()`/`runSync()`) and the firmware's RAM shadow (restored on reset). Load the
+ * firmware first (`vm.loadFirmware('seabios')`), then `client.pcPlatform(pc)`; other devices
+ * (a TypeScript virtio disk...) go on the same client.
+ */
+export class PcPlatform {
+  /** @internal */ attached?: { handle: ClientHandle; index: number };
+  constructor(
+    readonly options: {
+      /** Tell SeaBIOS to use COM1 as its console (fw_cfg `etc/sercon-port`; default true). */
+      sercon?: boolean;
+      /** The isa-debug-exit port (default 0xf4; 0: none). */
+      debugExit?: number;
+      /** How long SeaBIOS waits after "No bootable device" before it retries (ms, default 5000). */
+      bootFailWaitMs?: number;
+    } = {},
+  ) {
+    if (options.sercon !== undefined && typeof options.sercon !== 'boolean') throw new TypeError('sercon must be a boolean');
+    if (options.debugExit !== undefined) checkInt('debugExit', options.debugExit, 0, 0xffff);
+    if (options.bootFailWaitMs !== undefined) checkInt('bootFailWaitMs', options.bootFailWaitMs, 0, 0x7fff_ffff);
+  }
+  /** What COM1 transmitted since the last call (latin1). */
+  takeSerial(): string {
+    const a = this.attachedOrThrow();
+    return callBinding(() => a.handle.pcTakeSerial(a.index)).toString('latin1');
+  }
+  /** Bytes for COM1 to receive (its receive interrupt is raised). */
+  sendSerial(data: string | Uint8Array): void {
+    const a = this.attachedOrThrow();
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'latin1') : Buffer.from(data);
+    callBinding(() => a.handle.pcSerialInput(a.index, bytes));
+  }
+  /** Everything the guest wrote to debugcon (0x402). */
+  debugcon(): Buffer {
+    const a = this.attachedOrThrow();
+    return callBinding(() => a.handle.pcDebugcon(a.index));
+  }
+  /** `(v << 1) | 1` once the guest wrote `v` to isa-debug-exit, else `null`. */
+  exitStatus(): number | null {
+    const a = this.attachedOrThrow();
+    return callBinding(() => a.handle.pcState(a.index)).exitStatus ?? null;
+  }
+  /** Resets the guest asked through the i8042, and COM1 interrupt pulses sent. */
+  counters(): { kbcResets: number; uartIrqs: number } {
+    const a = this.attachedOrThrow();
+    const st = callBinding(() => a.handle.pcState(a.index));
+    return { kbcResets: st.kbcResets, uartIrqs: st.uartIrqs };
+  }
+  private attachedOrThrow() {
+    if (!this.attached) throw new AcrnHsmError('ERR_NOT_ATTACHED', 'register the platform with client.pcPlatform(pc) first');
+    return this.attached;
+  }
+}
+
 /** A native register file of the core: memory-backed, little-endian, any aligned access. */
 export class RegisterFile {
   readonly name: string;
@@ -481,6 +539,20 @@ export class IoreqClient extends EventEmitter {
   }
 
   /**
+   * Adds the core's PC platform (see {@link PcPlatform}) to this client, shaped after the VM's
+   * RAM (map it first: `vm.loadFirmware(...)`). Serving or not.
+   */
+  pcPlatform(pc: PcPlatform): this {
+    if (!(pc instanceof PcPlatform)) throw new TypeError('pc must be a PcPlatform');
+    if (pc.attached) throw new AcrnHsmError('ERR_ALREADY_ATTACHED', 'this platform is already registered');
+    const o = pc.options;
+    const index = callBinding(() => this.handle.addPcPlatform({ sercon: o.sercon, debugExit: o.debugExit, bootFailWaitMs: o.bootFailWaitMs }));
+    pc.attached = { handle: this.handle, index };
+    for (const id of callBinding(() => this.handle.pcDeviceIds(index))) this.remember(pc, id);
+    return this;
+  }
+
+  /**
    * Serves a virtio device written in TypeScript at PCI function `bus:device.fn`, behind the
    * core's modern virtio-pci transport (configuration space, BAR 4, MSI-X, negotiation and the
    * virtqueues are the core's). Each descriptor chain the driver makes available is handed to
@@ -628,7 +700,7 @@ export class IoreqClient extends EventEmitter {
    * ranges are unclaimed (reads all ones, writes ignored); a request already handed to it is
    * completed as it was. Throws `ERR_NO_DEVICE` if it is not registered with this client.
    */
-  remove(device: Device | PciDevice | PciFunction | Uart16550 | RegisterFile | VirtioDevice): this {
+  remove(device: Device | PciDevice | PciFunction | Uart16550 | RegisterFile | VirtioDevice | PcPlatform): this {
     const ids = this.ids.get(device);
     if (ids === undefined) throw new AcrnHsmError('ERR_NO_DEVICE', `${deviceName(device, 'the device')} is not registered with this client`);
     for (const id of ids) callBinding(() => this.handle.removeDevice(id));
@@ -639,7 +711,7 @@ export class IoreqClient extends EventEmitter {
       this.virtioHandles.delete(device as VirtioDevice);
       this.virtioDevices.delete(vh);
     }
-    if (device instanceof Uart16550 || device instanceof RegisterFile || device instanceof PciFunction) device.attached = undefined;
+    if (device instanceof Uart16550 || device instanceof RegisterFile || device instanceof PciFunction || device instanceof PcPlatform) device.attached = undefined;
     const gone = ids.flatMap((id) => [id, ...(this.followers.get(id) ?? [])]);
     for (const id of ids) this.followers.delete(id);
     // A batch already handed out may still hold requests for it: forget it only once the
@@ -753,25 +825,31 @@ export class IoreqClient extends EventEmitter {
     // One records buffer for the whole run: the native side writes each batch into it.
     const out = new BigUint64Array(L.maxBatch * L.words);
     const out32 = new Uint32Array(out.buffer);
-    let pending = 0;
+    const none = responses.subarray(0, 0);
     try {
       for (;;) {
         let n: number;
         const retired = this.takeRetired();
         try {
-          n = await this.handle.nextAsync(responses.subarray(0, pending), out);
+          n = await this.handle.nextAsync(none, out);
         } catch (err) {
           throw fromBindingError(err);
         }
         if (retired.length > 0) this.forget(retired);
         if (n < 0) break;
-        pending = n;
-        for (let k = 0; k < pending; k++) {
+        for (let k = 0; k < n; k++) {
           const guard = { expired: false };
           const r = this.serveOne(out, out32, k, responses, resp32, true, guard);
           if (r !== undefined) await this.settleOrTimeOut(r, guard, out, out32, k, responses);
         }
         this.serveVirtio();
+        // Completed here, on the main thread: the vCPUs resume now, not once a libuv thread
+        // has woken for the next wait.
+        try {
+          this.handle.answerBatch(responses.subarray(0, n));
+        } catch (err) {
+          throw fromBindingError(err);
+        }
         this.drainFaults();
       }
     } finally {

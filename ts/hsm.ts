@@ -4,13 +4,16 @@
  * workloads on emulated vCPUs. Every failure is an {@link AcrnHsmError} with the errno name as
  * `code` (`'EINVAL'`) and the number as `errno`.
  */
-import { statSync } from 'node:fs';
-import { checkU32, checkU64 } from './check.js';
+import { readFileSync, statSync } from 'node:fs';
+import { checkInt, checkU32, checkU64 } from './check.js';
 import { callBinding, fromBindingError, AcrnHsmError, withAdvice } from './errors.js';
 import { IoreqClient, checkHandlerTimeout, type WakeMode } from './client.js';
 import { native } from './native.js';
 import { EventFd, GuestMemory } from './memory.js';
 import type { NativeBinding } from './native.js';
+
+/** Debian's SeaBIOS (`apt-get install seabios`). */
+export const SEABIOS_PATH = '/usr/share/seabios/bios.bin';
 
 type HsmHandle = InstanceType<NativeBinding['HsmHandle']>;
 type VmHandle = InstanceType<NativeBinding['VmHandle']>;
@@ -459,6 +462,32 @@ export class Vm {
     if (!(memory instanceof UserPage)) throw new TypeError('memory must come from Hsm.allocPages()');
     checkU32('attr', attr);
     callBinding(() => this.handle.mapRam(userVmPa, memory.handle, attr));
+  }
+  /**
+   * Maps `memMib` MiB of RAM (default 128; from guest-physical 0, the part past 3.5 GiB from
+   * 4 GiB) and a firmware image so that it ends at 4 GiB, its last 128 KiB copied to the shadow
+   * below 1 MiB, as `acrn-hsm run` does: the vCPU starts at the reset vector. `firmware` is a
+   * file, `'seabios'` (Debian's `/usr/share/seabios/bios.bin`) or the image's bytes (a multiple
+   * of 4 KiB, at most 16 MiB). Then `client.pcPlatform(new PcPlatform())` gives it a PC.
+   */
+  loadFirmware(firmware: string | Uint8Array, options: { memMib?: number } = {}): { lowRamBytes: bigint; highRamBytes: bigint; romBase: bigint } {
+    const memMib = options.memMib ?? 128;
+    checkInt('memMib', memMib, 2, 65536);
+    let image: Buffer;
+    if (typeof firmware === 'string') {
+      const path = firmware === 'seabios' ? SEABIOS_PATH : firmware;
+      try {
+        image = readFileSync(path);
+      } catch (e) {
+        const why = (e as NodeJS.ErrnoException).code ?? String(e);
+        throw new AcrnHsmError('ERR_FIRMWARE', `${path}: ${why}${path === SEABIOS_PATH ? " (install Debian's seabios package: apt-get install seabios)" : ''}`);
+      }
+    } else if (firmware instanceof Uint8Array) {
+      image = Buffer.from(firmware.buffer, firmware.byteOffset, firmware.byteLength);
+    } else {
+      throw new TypeError("firmware must be a file name, 'seabios' or a Uint8Array");
+    }
+    return callBinding(() => this.handle.loadFirmware(image, BigInt(memMib) << 20n));
   }
   /**
    * CREATE_IOREQ_CLIENT: the VM's (default) ioreq client, to which devices are added

@@ -10,14 +10,14 @@ import { native } from './native.js';
 export type * from './public-types.js';
 export { AcrnHsmError } from './errors.js';
 export { NO_DEVICE, pciAddress, pciFields, Trace, TRACE_STAGES, TRACE_STAMPS } from './trace.js';
-export { Guest, Hsm, traceWorkload, UserPage, Vm, workloadJson } from './hsm.js';
+export { Guest, Hsm, SEABIOS_PATH, traceWorkload, UserPage, Vm, workloadJson } from './hsm.js';
 export { EventFd, GuestMemory, GuestMemoryRangeError } from './memory.js';
 export type { MemorySegment } from './memory.js';
-export { IoreqClient, PciFunction, RegisterFile, stopClient, Uart16550, VirtioBlk, VirtioRng } from './client.js';
+export { IoreqClient, PcPlatform, PciFunction, RegisterFile, stopClient, Uart16550, VirtioBlk, VirtioRng } from './client.js';
 export type { ClientCounters, ClientFault, Device, MsiSignal, PciDevice, ServedRequest, VirtioCounters, WakeMode } from './client.js';
 export { TsVirtioBlk, TsVirtioConsole, TsVirtioRng } from './virtio/index.js';
 export type { TsBlkStats, VirtioChain, VirtioDevice } from './virtio/index.js';
-export { engines, runGuest } from './run.js';
+export { bootTestDisk, engines, runGuest } from './run.js';
 export type { EnginesInfo, RunGuestOptions, RunGuestReport } from './run.js';
 export type { CreateVmOptions, EmulatorOptions, Memseg, MmioDev, PciDev, PmState, PtdevIrq, RunFault, RunMismatch, RunResult, TraceWorkload, TraceWorkloadOptions, VcpuRegs, Vdev, Workload, WorkloadAccess, WorkloadOp, WorkloadPciAddress, WorkloadU64 } from './hsm.js';
 

@@ -108,3 +108,14 @@ export async function runGuest(options: RunGuestOptions = {}): Promise<RunGuestR
   }
   return JSON.parse(json) as RunGuestReport;
 }
+
+/**
+ * A disk for checking a virtio-blk backend end to end (1 MiB): booted by SeaBIOS, its boot
+ * sector reads sectors 1–3 through the BIOS disk service (int 13h AH=02h and AH=42h, so through
+ * the firmware's virtio-blk driver and the device under test), prints `texts` on COM1 one per
+ * line and writes 0x10 to isa-debug-exit: `exitStatus` (33) when every read succeeded, 35 when
+ * one failed.
+ */
+export function bootTestDisk(): { image: Buffer; texts: string[]; exitStatus: number } {
+  return native().bootTestDisk();
+}

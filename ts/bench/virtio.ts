@@ -15,21 +15,27 @@
  * - `native-kvm-ioeventfd`: IOEVENTFD matched by KVM itself as well (`KVM_IOEVENTFD`, what
  *   QEMU's ioeventfd is): a notification does not leave `KVM_RUN`. `acrn-hsm run --disk`'s
  *   default;
+ * - `js`: the same VM set up through the public API (`Hsm.emulated({ engine: 'kvm' })`,
+ *   `vm.loadFirmware('seabios')`), the core's PC platform (`client.pcPlatform`) and the
+ *   TypeScript virtio-blk (`TsVirtioBlk`, ts/virtio/blk.ts) behind the core's virtio-pci
+ *   transport, served by `client.runSync()` on a worker thread (ts/bench/virtio-worker.ts);
  * - `qemu`: Debian's `qemu-system-x86_64` with KVM and its own `virtio-blk-pci`
- *   (`disable-legacy=on`, `cache=writethrough`), measured next to each mode's native run.
+ *   (`disable-legacy=on`, `cache=writethrough`), measured next to each mode's other runs.
  *
- * A `js` variant (the TypeScript virtio-blk device on the same platform) plugs in as one more
- * entry of {@link BLK_RUNNERS}: a function that boots `files.image` and returns the guest's
- * deltas; the CLI's ratios then take it like the others.
+ * Each variant is an entry of {@link BLK_RUNNERS}: a function that boots `files.image` and
+ * returns the guest's deltas; the CLI's ratios take them alike.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { stopClient } from '../client.js';
+import { Hsm } from '../hsm.js';
 import { native } from '../native.js';
 import type { BenchMode } from './run.js';
 
-/** The variants measured now; `js` is reserved for the TypeScript virtio-blk. */
+/** The variants: the native virtio-blk (three ways of taking its queue notifications), the TypeScript one, and QEMU's. */
 export type BlkVariant = 'native' | 'native-ioeventfd' | 'native-kvm-ioeventfd' | 'qemu' | 'js';
 export const BLK_VARIANTS: readonly BlkVariant[] = ['native', 'native-ioeventfd', 'native-kvm-ioeventfd', 'js', 'qemu'];
 
@@ -76,6 +82,61 @@ export async function runBlkNative(files: BlkFiles, mode: BenchMode, variant: Na
   return { variant, mode, big: r.deltas.big, small: r.deltas.small, wallMs: performance.now() - t };
 }
 
+const VM_FLAG_POLLING = 1n << 2n; // GUEST_FLAG_IO_COMPLETION_POLLING
+
+/** The KVM engine through the public API with the TypeScript virtio-blk on a worker thread. */
+export async function runBlkJs(files: BlkFiles, mode: BenchMode, timeoutMs = 300_000): Promise<BlkRun> {
+  const hsm = Hsm.emulated({ engine: 'kvm' });
+  const vm = hsm.createVm({ vcpuNum: 1, vmFlag: mode === 'poll' ? VM_FLAG_POLLING : 0n });
+  vm.loadFirmware('seabios', { memMib: 128 });
+  const worker = new Worker(new URL('./virtio-worker.js', import.meta.url), {
+    workerData: { token: vm.share(), wake: mode === 'poll' ? 'poll' : 'blocking', image: files.image },
+  });
+  const messages: Record<string, unknown>[] = [];
+  let wake: (() => void) | undefined;
+  let failure: unknown;
+  worker.on('message', (m: Record<string, unknown>) => (messages.push(m), wake?.()));
+  worker.on('error', (e) => ((failure = e), wake?.()));
+  worker.on('exit', () => wake?.());
+  const next = async (what: string): Promise<Record<string, unknown>> => {
+    while (messages.length === 0) {
+      if (failure) throw failure;
+      await new Promise<void>((resolve) => (wake = resolve));
+      if (messages.length === 0 && !failure) throw new Error(`js ${mode}: the worker ended before ${what}`);
+    }
+    return messages.shift() as Record<string, unknown>;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`js ${mode}: the guest did not finish in ${timeoutMs} ms`)), timeoutMs)));
+  let stopToken = 0;
+  try {
+    stopToken = Number((await Promise.race([next('it was ready'), late])).stopToken ?? 0);
+    const t = performance.now();
+    vm.start();
+    const done = await Promise.race([next('the debug exit'), late]);
+    const wallMs = performance.now() - t;
+    if (done.exitStatus !== 33) throw new Error(`js ${mode}: the guest ended with ${String(done.exitStatus)} (expected 33, its debug exit)`);
+    const d = native().virtioBlkParseDump(Buffer.from(done.debugcon as Uint8Array), files.sizes);
+    if (!d) throw new Error(`js ${mode}: the guest's dump is missing or short`);
+    return { variant: 'js', mode, big: d.big, small: d.small, wallMs };
+  } finally {
+    clearTimeout(timer);
+    try {
+      vm.pause();
+      vm.clearVmIoreq();
+    } catch {
+      // Already powered off.
+    }
+    if (stopToken) stopClient(stopToken);
+    await worker.terminate();
+    try {
+      vm.destroy();
+    } catch {
+      // Already destroyed.
+    }
+  }
+}
+
 /** QEMU's command line for `files` (the program, then its arguments). */
 export function qemuCommand(files: BlkFiles, qemu = 'qemu-system-x86_64'): string[] {
   return [qemu, ...native().virtioBlkQemuArgs(files.image, files.dump('qemu'))];
@@ -95,13 +156,11 @@ export function runBlkQemu(files: BlkFiles, qemu = 'qemu-system-x86_64'): BlkRun
   return { variant: 'qemu', mode: null, big: d.big, small: d.small, wallMs };
 }
 
-/**
- * How each variant runs (per completion mode; QEMU ignores it). The TypeScript virtio-blk adds
- * `js` here.
- */
+/** How each variant runs (per completion mode; QEMU ignores it). */
 export const BLK_RUNNERS: Partial<Record<BlkVariant, (files: BlkFiles, mode: BenchMode) => BlkRun | Promise<BlkRun>>> = {
   qemu: (files) => runBlkQemu(files),
   native: (files, mode) => runBlkNative(files, mode),
   'native-ioeventfd': (files, mode) => runBlkNative(files, mode, 'native-ioeventfd'),
   'native-kvm-ioeventfd': (files, mode) => runBlkNative(files, mode, 'native-kvm-ioeventfd'),
+  js: (files, mode) => runBlkJs(files, mode),
 };

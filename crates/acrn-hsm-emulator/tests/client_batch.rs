@@ -282,3 +282,134 @@ fn wake_batch_ends_the_wait_with_an_empty_batch() {
     );
     stopper.join().expect("stopper");
 }
+
+/// `wake_batch_holding` (a virtio notify whose chains go to JavaScript): the request is answered
+/// but its vCPU waits until the batch is handed back by the next `next_batch`, which NOTIFYs it
+/// exactly once; a second request after it is then served as usual. In both wake modes.
+#[test]
+fn wake_batch_holding_completes_the_request_with_the_batch() {
+    use acrn_hsm::client::{ClientHandle, IoDevice};
+    use std::sync::{Arc, Mutex};
+    struct Holder(Arc<Mutex<Option<ClientHandle>>>);
+    impl IoDevice for Holder {
+        fn name(&self) -> &str {
+            "holder"
+        }
+        fn read(&mut self, _: u64, _: u8) -> u64 {
+            0x5a
+        }
+        fn write(&mut self, _: u64, _: u8, _: u64) {
+            if let Some(h) = self.0.lock().unwrap().as_ref() {
+                h.wake_batch_holding();
+            }
+        }
+    }
+    for mode in [WakeMode::Blocking, WakeMode::poll()] {
+        let (emu, _hsm, vm) = vm_with(1, 0);
+        let slot = Arc::new(Mutex::new(None));
+        let mut d = dispatcher();
+        d.add_pio(0x520, 1, Box::new(Holder(slot.clone())))
+            .expect("free");
+        let mut client = IoreqClient::new(
+            vm.clone(),
+            d,
+            ClientConfig {
+                mode,
+                ..Default::default()
+            },
+        )
+        .expect("client");
+        *slot.lock().unwrap() = Some(client.handle());
+        vm.start().expect("start");
+        let w = Workload {
+            vcpus: vec![vec![
+                Op::Pio {
+                    port: 0x520,
+                    size: 1,
+                    access: Access::Write(1),
+                },
+                Op::Pio {
+                    port: 0x520,
+                    size: 1,
+                    access: Access::Read { expect: Some(0x5a) },
+                },
+            ]],
+        };
+        let run = emu
+            .guest(vm.vmid())
+            .expect("guest")
+            .spawn(&w)
+            .expect("spawn");
+        assert_eq!(client.next_batch(&[]).expect("woken"), Batch::Ready(0));
+        // The write is held: its vCPU has not been notified, so the read was not issued.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(
+            client.stats().notifies,
+            0,
+            "held until the batch comes back"
+        );
+        let handle = client.handle();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            handle.stop();
+        });
+        // Handing the (empty) batch back completes the write; the read is then served natively.
+        assert_eq!(
+            client.next_batch(&[]).expect("stopped"),
+            Batch::Exit(RunExit::Stopped)
+        );
+        stopper.join().expect("stopper");
+        let r = run.join();
+        assert!(r.is_clean(), "{r:?}");
+        assert_eq!(r.completed, 2);
+        assert_eq!(client.stats().notifies, 2, "exactly one NOTIFY each");
+    }
+}
+
+/// `complete(responses)` answers the batch on the caller's thread: the vCPU resumes (and its
+/// read has the value) before any further `next_batch`, which then only waits; exactly one
+/// NOTIFY per request. A power-off asked while the batch was handled ends serving at the next
+/// `next_batch`.
+#[test]
+fn complete_answers_the_batch_before_the_next_wait() {
+    let (emu, _hsm, vm) = vm_with(1, 0);
+    let mut client =
+        IoreqClient::new(vm.clone(), dispatcher(), ClientConfig::default()).expect("client");
+    vm.start().expect("start");
+    let w = Workload {
+        vcpus: vec![vec![Op::Mmio {
+            address: DEFERRED_BASE,
+            size: 4,
+            access: Access::Read { expect: Some(0x77) },
+        }]],
+    };
+    let run = emu
+        .guest(vm.vmid())
+        .expect("guest")
+        .spawn(&w)
+        .expect("spawn");
+    assert_eq!(client.next_batch(&[]).expect("batch"), Batch::Ready(1));
+    client.complete(&[0x77]).expect("complete");
+    // The guest ends without another next_batch.
+    let r = run.join();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.completed, 1);
+    assert_eq!(client.stats().notifies, 1);
+    // A second complete has nothing left to answer.
+    client.complete(&[0x99]).expect("nothing pending");
+    assert_eq!(client.stats().notifies, 1);
+    // A power-off requested during a batch: complete withholds, next_batch returns the exit.
+    let run = emu
+        .guest(vm.vmid())
+        .expect("guest")
+        .spawn(&w)
+        .expect("spawn");
+    assert_eq!(client.next_batch(&[]).expect("batch"), Batch::Ready(1));
+    client.control().request(VmAction::PowerOff);
+    client.complete(&[0x77]).expect("complete");
+    assert_eq!(
+        client.next_batch(&[]).expect("exit"),
+        Batch::Exit(RunExit::PoweredOff)
+    );
+    drop(run);
+}

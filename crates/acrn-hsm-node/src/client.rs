@@ -353,14 +353,14 @@ pub struct VirtioCounters {
 #[napi]
 pub struct IoreqClientHandle {
     server: Arc<Mutex<Option<Server>>>,
-    handle: ClientHandle,
+    pub(crate) handle: ClientHandle,
     /// Adds and removes devices, serving or not.
-    bus: DispatcherHandle,
+    pub(crate) bus: DispatcherHandle,
     faults: Arc<Mutex<Vec<FaultInfo>>>,
     uarts: Vec<(UartOutput, UartInput, DeviceId)>,
     registers: Vec<(RegisterView, DeviceId)>,
     /// Where MSI / MSI-X messages go.
-    vm: Arc<Vm>,
+    pub(crate) vm: Arc<Vm>,
     /// The MSI and MSI-X capabilities of PCI functions, by the function's device id.
     msis: Vec<(u32, Msi)>,
     msixes: Vec<(u32, Msix)>,
@@ -368,6 +368,8 @@ pub struct IoreqClientHandle {
     virtio: Vec<VirtioPci>,
     /// Their PCI functions' device ids (same index).
     virtio_ids: Vec<DeviceId>,
+    /// PC platforms (`addPcPlatform`), by handle.
+    pub(crate) pcs: Vec<acrn_hsm::pc::PcPlatform>,
 }
 
 impl IoreqClientHandle {
@@ -425,6 +427,7 @@ impl IoreqClientHandle {
             msixes: Vec::new(),
             virtio: Vec::new(),
             virtio_ids: Vec::new(),
+            pcs: Vec::new(),
         })
     }
 
@@ -443,7 +446,7 @@ impl IoreqClientHandle {
     }
 
     /// Devices come and go while the client is open, serving or not.
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         let closed =
             self.handle.is_stopped() || self.server.try_lock().is_ok_and(|guard| guard.is_none());
         if closed {
@@ -453,7 +456,7 @@ impl IoreqClientHandle {
     }
 
     /// A new device's id as the records carry it (refused past 0xfffe devices).
-    fn record_id(&self, id: DeviceId) -> Result<u32> {
+    pub(crate) fn record_id(&self, id: DeviceId) -> Result<u32> {
         match u32::try_from(id.0) {
             Ok(i) if i < MAX_DEVICE => Ok(i),
             _ => {
@@ -760,7 +763,9 @@ impl IoreqClientHandle {
         let vm = self.vm.clone();
         let t = VirtioPci::new(Box::new(dev), vm.clone(), Arc::new(VmInterrupts(vm)));
         let wake = self.handle.clone();
-        t.set_deferred_hook(Arc::new(move || wake.wake_batch()));
+        // The notify that queued chains completes once they were handed to JavaScript (and, for
+        // synchronous handlers, returned): the guest finds them used when its write returns.
+        t.set_deferred_hook(Arc::new(move || wake.wake_batch_holding()));
         let (cfg, bars) = t.clone().into_parts();
         let (id, _) = self
             .bus
@@ -1114,6 +1119,23 @@ impl IoreqClientHandle {
         })?;
         let v = u16::try_from(vector).unwrap_or(u16::MAX);
         Ok(signal_name(msix.signal(v)))
+    }
+
+    /// Answers the batch the last `next`/`nextAsync` handed out with `responses` now, on this
+    /// thread (the asynchronous loop then waits with `nextAsync([])`): the vCPUs resume without
+    /// waiting for a libuv thread to wake. Nothing to do once the client is closed.
+    #[napi]
+    pub fn answer_batch(&self, responses: &[u64]) -> Result<()> {
+        let mut guard = self.server.try_lock().map_err(|_| {
+            coded_error(
+                "ERR_CLIENT_RUNNING",
+                "answerBatch while a wait is in progress: answer before the next nextAsync",
+            )
+        })?;
+        match guard.as_mut() {
+            Some(server) => server.client.complete(responses).map_err(hsm_error),
+            None => Ok(()),
+        }
     }
 
     /// `next` on the libuv pool: completes the previous batch with `responses`, waits for the

@@ -382,6 +382,13 @@ pub struct VmHandle {
     hsm: Hsm,
 }
 
+impl VmHandle {
+    /// The core's VM.
+    pub(crate) fn vm(&self) -> &Arc<Vm> {
+        &self.vm
+    }
+}
+
 /// `struct acrn_vm_memmap` (type 0 RAM, 1 MMIO).
 #[napi(object)]
 #[derive(Debug)]

@@ -268,3 +268,29 @@ pub fn engines_info() -> String {
     })
     .to_string()
 }
+
+/// A test disk for virtio-blk backends ([`acrn_hsm_tools::boot_disk`]).
+#[napi(object)]
+pub struct BootTestDisk {
+    /// The 1 MiB image.
+    pub image: napi::bindgen_prelude::Buffer,
+    /// The texts the boot sector prints on COM1, in order (sectors 1, 2, 3).
+    pub texts: Vec<String>,
+    /// The isa-debug-exit status when every read succeeded.
+    pub exit_status: i32,
+}
+
+/// A disk whose boot sector, booted by SeaBIOS, reads sectors 1–3 through the BIOS disk service
+/// (so through the virtio-blk device under test), prints their texts on COM1 and writes 0x10 to
+/// isa-debug-exit (status 33; a failed read: 35).
+#[napi]
+pub fn boot_test_disk() -> BootTestDisk {
+    BootTestDisk {
+        image: acrn_hsm_tools::boot_disk::image().into(),
+        texts: acrn_hsm_tools::boot_disk::SECTOR_TEXTS
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect(),
+        exit_status: 33,
+    }
+}

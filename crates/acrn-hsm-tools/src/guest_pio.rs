@@ -120,10 +120,14 @@ pub fn bios_image(code: &[u8]) -> Vec<u8> {
     img
 }
 
+/// QEMU's CPU model for the reference runs: `max` without `arch-capabilities`. On these nested
+/// KVMs QEMU 7.2 aborts setting MSR 0x10a (IA32_ARCH_CAPABILITIES) with `-cpu host`, and with
+/// `-cpu max` too on an AMD EPYC host (`kvm_buf_set_msrs` assertion); the default model warns
+/// that `pni` is missing. The guests only need `rdtsc`.
+pub const QEMU_CPU: &str = "max,-arch-capabilities";
+
 /// QEMU's command line (after the program) for the guest in `image` (a [`bios_image`]),
-/// results to `dump`: KVM, the `pc` machine with no default devices, `-cpu max` without
-/// `arch-capabilities` (`-cpu host`, and now plain `max` too, abort on this nested KVM: it
-/// refuses QEMU's write of MSR 0x10a; the default model warns that `pni` is missing),
+/// results to `dump`: KVM, the `pc` machine with no default devices, [`QEMU_CPU`],
 /// `isa-debug-exit` at [`EXIT_PORT`] and
 /// `isa-debugcon` at [`RESULT_PORT`] into `dump`. [`TEST_PORT`] is left unassigned: QEMU
 /// answers it (reads all ones, writes ignored) in the vCPU thread.
@@ -134,7 +138,7 @@ pub fn qemu_args(image: &std::path::Path, dump: &std::path::Path) -> Vec<String>
         "-M",
         "pc",
         "-cpu",
-        "max,arch-capabilities=off",
+        QEMU_CPU,
         "-m",
         "16",
         "-nodefaults",

@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bench;
+pub mod boot_disk;
 pub mod demo;
 pub mod export;
 pub mod guest_pio;

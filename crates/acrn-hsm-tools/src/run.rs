@@ -12,19 +12,16 @@
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use acrn_hsm::client::{ClientConfig, ClientStats, Dispatcher, IoreqClient, RunExit, WakeMode};
-use acrn_hsm::devices::platform::{
-    Cmos, DebugCon, DebugExit, FirmwareShadow, FwCfg, I8042, IrqUart, Port92, host_bridge,
-};
 use acrn_hsm::devices::virtio::{
     NotifierStats, QueueNotifier, VirtioBlk, VirtioPci, VirtioRng, VirtioStats, VmInterrupts,
 };
-use acrn_hsm::devices::{ResetPort, Uart16550};
 use acrn_hsm::loader::{self, GuestRam};
+use acrn_hsm::pc::{PcOptions, PcPlatform};
 use acrn_hsm::trace::{TraceRecorder, TraceSetup, TraceSummary};
 use acrn_hsm::{VcpuRegs, VmConfig};
 use acrn_hsm_emulator::kvm::{self, GuestExit, KvmStats};
@@ -313,70 +310,32 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
     // The platform.
     let control = acrn_hsm::client::VmControl::new();
     let mut d = Dispatcher::new();
-    d.add_pci(acrn_hsm::client::Bdf::new(0, 0, 0), host_bridge())
-        .map_err(|e| err(e.to_string()))?;
-    d.add_pio(
-        0x70,
-        2,
-        Box::new(Cmos::new(ram.low_len(), ram.high_len(), vcpus)),
-    )
-    .map_err(|e| err(e.to_string()))?;
-    let mut fw_cfg = FwCfg::new(ram.low_len() + ram.high_len(), vcpus);
-    if config.sercon {
-        fw_cfg = fw_cfg.with_file("etc/sercon-port", 0x3f8u16.to_le_bytes().to_vec());
-    }
-    let fw_cfg = fw_cfg.with_file("etc/boot-fail-wait", 5000u32.to_le_bytes().to_vec());
-    d.add_pio(0x510, 2, Box::new(fw_cfg))
-        .map_err(|e| err(e.to_string()))?;
-    let kbc = I8042::new(control.clone());
-    let kbc_resets = kbc.resets();
-    d.add_pio(0x60, 5, Box::new(kbc))
-        .map_err(|e| err(e.to_string()))?;
-    d.add_pio(0x92, 1, Box::new(Port92::new(control.clone())))
-        .map_err(|e| err(e.to_string()))?;
-    d.add_pio(0xcf9, 1, Box::new(ResetPort::new(control.clone())))
-        .map_err(|e| err(e.to_string()))?;
     let terminal = config.console == Console::Terminal;
-    let uart = Uart16550::new().with_name("com1").with_sink(move |b| {
-        if terminal {
-            let mut o = std::io::stdout().lock();
-            let _ = o.write_all(&[b]);
-            let _ = o.flush();
-        }
-    });
-    let serial = uart.output();
-    let serial_in = uart.input();
-    let com1 = IrqUart::new(uart, vm.clone(), 4);
-    let com1_irq = com1.irq();
-    d.add_pio(0x3f8, 8, Box::new(com1))
-        .map_err(|e| err(e.to_string()))?;
-    let debug_exit = DebugExit::new(control.clone());
-    let exit_status = debug_exit.status();
-    if let Some(port) = config.debug_exit {
-        d.add_pio(port, 1, Box::new(debug_exit))
-            .map_err(|e| err(e.to_string()))?;
-    }
-    let dcon: Arc<Mutex<Vec<u8>>> = Arc::default();
     let mut dcon_file = match &config.debugcon {
         Some(p) => {
             Some(std::fs::File::create(p).map_err(|e| err(format!("{}: {e}", p.display())))?)
         }
         None => None,
     };
-    let dc = dcon.clone();
-    d.add_pio(
-        0x402,
-        1,
-        Box::new(DebugCon::new(move |b| {
-            if let Ok(mut v) = dc.lock() {
-                v.extend_from_slice(b);
-            }
+    let mut options = PcOptions::for_ram(&ram, vcpus);
+    options.sercon = config.sercon;
+    options.debug_exit = config.debug_exit;
+    options.firmware_shadow = shadow.as_ref().map(|fw| fw.shadow());
+    if terminal {
+        options.com1_sink = Some(Box::new(|b| {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(&[b]);
+            let _ = o.flush();
+        }));
+    }
+    if dcon_file.is_some() {
+        options.debugcon_sink = Some(Box::new(move |b: &[u8]| {
             if let Some(f) = dcon_file.as_mut() {
                 let _ = f.write_all(b);
             }
-        })),
-    )
-    .map_err(|e| err(e.to_string()))?;
+        }));
+    }
+    let pc = PcPlatform::install(&mut d, &vm, &control, options).map_err(|e| err(e.to_string()))?;
     let mut blk = None;
     let mut blk_notifier = None;
     if let Some(path) = &config.disk {
@@ -408,18 +367,6 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         d.add_pci_with_bars(acrn_hsm::client::Bdf::new(0, 4, 0), cfg, bars)
             .map_err(|e| err(e.to_string()))?;
     }
-    if let Some(fw) = &shadow {
-        let sh = fw.shadow();
-        let off = 0x10_0000 - sh.len();
-        // Registered on an otherwise unused port only to be reset with the other devices.
-        d.add_pio(
-            0xfeff,
-            1,
-            Box::new(FirmwareShadow::new(ram.low.clone(), off, sh)),
-        )
-        .map_err(|e| err(e.to_string()))?;
-    }
-
     let recorder = match &config.trace {
         Some(path) => {
             let mut setup = TraceSetup::new(
@@ -470,8 +417,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
     };
     if terminal {
         let (quit, stop_input) = (quit.clone(), stop_input.clone());
-        let input = serial_in.clone();
-        let irq = com1_irq.clone();
+        let (input, irq) = pc.serial_feed();
         std::thread::Builder::new()
             .name("com1-stdin".into())
             .spawn(move || stdin_loop(&input, &irq, &quit, &stop_input))
@@ -488,8 +434,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         )));
     }
     let end = loop {
-        let st = exit_status.load(Ordering::Acquire);
-        if st >= 0 {
+        if let Some(st) = pc.exit_status() {
             break RunEnd::DebugExit((st as u32) >> 1);
         }
         if let Some(e) = emu.guest_exits(vm.vmid()).into_iter().next() {
@@ -499,7 +444,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
             break RunEnd::Quit;
         }
         if let Some(pat) = &config.until_serial {
-            if serial.text().contains(pat.as_str()) {
+            if pc.serial().text().contains(pat.as_str()) {
                 break RunEnd::SerialMatch;
             }
         }
@@ -522,8 +467,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
     let end = match (end, client_result) {
         (RunEnd::ClientStopped(_), Err(e)) => RunEnd::ClientStopped(e.to_string()),
         (RunEnd::ClientStopped(_), Ok(RunExit::PoweredOff)) => {
-            let st = exit_status.load(Ordering::Acquire);
-            if st >= 0 {
+            if let Some(st) = pc.exit_status() {
                 RunEnd::DebugExit((st as u32) >> 1)
             } else {
                 RunEnd::ClientStopped("powered off".into())
@@ -549,17 +493,16 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         RunEnd::Timeout => 124,
         RunEnd::GuestExit(_) | RunEnd::ClientStopped(_) => 2,
     };
-    let resets =
-        u64::try_from(kbc_resets.load(Ordering::Relaxed)).unwrap_or(0) + client_stats.resets;
+    let resets = pc.kbc_resets() + client_stats.resets;
     Ok(RunReport {
         end,
         status,
-        serial: serial.bytes(),
-        debugcon: dcon.lock().map(|v| v.clone()).unwrap_or_default(),
+        serial: pc.serial().bytes(),
+        debugcon: pc.debugcon(),
         kvm: kvm_stats,
         client: client_stats,
         resets,
-        uart_irqs: com1_irq.pulses(),
+        uart_irqs: pc.uart_irqs(),
         elapsed: t0.elapsed(),
         trace,
         virtio_blk: blk.map(|t| t.stats()),

@@ -234,9 +234,7 @@ pub fn write_disk_image(path: &Path, sizes: &BlkSizes) -> Result<(), String> {
 }
 
 /// QEMU's command line (after the program) for the image at `image`, the debugcon output into
-/// `dump`: KVM, `pc`, `-cpu max` without `arch-capabilities` (a nested `kvm_pvm` host refuses
-/// QEMU's write of IA32_ARCH_CAPABILITIES, MSR 0x10a, and QEMU aborts; SeaBIOS never reads it),
-/// 128 MiB, no default devices, Debian's SeaBIOS, the image
+/// `dump`: KVM, `pc`, [`QEMU_CPU`](crate::guest_pio::QEMU_CPU), 128 MiB, no default devices, Debian's SeaBIOS, the image
 /// read-only as a `virtio-blk-pci` with the legacy interface off (`cache=writethrough`: reads
 /// through the host page cache, as the native device's `pread`), `isa-debug-exit` at 0xf4 and
 /// `isa-debugcon` at 0x402.
@@ -247,7 +245,7 @@ pub fn qemu_args(image: &Path, dump: &Path) -> Vec<String> {
         "-M".into(),
         "pc".into(),
         "-cpu".into(),
-        "max,arch-capabilities=off".into(),
+        crate::guest_pio::QEMU_CPU.into(),
         "-m".into(),
         "128".into(),
         "-nodefaults".into(),

@@ -36,6 +36,7 @@ pub mod eventfd;
 pub mod guest_memory;
 pub mod loader;
 pub mod memory;
+pub mod pc;
 pub mod sys;
 pub mod trace;
 mod vm;

@@ -307,8 +307,8 @@ impl DeviceCounters {
     }
     fn count(&self, is_read: bool) {
         let c = if is_read { &self.reads } else { &self.writes };
-        // One writer (the client thread): a load + store would do, fetch_add keeps it obvious.
-        c.fetch_add(1, Ordering::Relaxed);
+        // One writer (the serving thread): a load and a store, no locked read-modify-write.
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 }
 

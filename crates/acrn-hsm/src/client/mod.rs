@@ -395,8 +395,11 @@ const C_BATCHES: usize = 17;
 impl Counters {
     #[inline]
     fn inc(&self, i: usize) {
-        // Single writer (the client thread); readers only take snapshots.
-        self.v[i].fetch_add(1, Ordering::Relaxed);
+        // Single writer (the client thread); readers only take snapshots. A load and a store,
+        // not a read-modify-write: no locked instruction (a full barrier on x86) on the request
+        // path or in every idle pass of a polling scan.
+        let c = &self.v[i];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
     fn get(&self, i: usize) -> u64 {
         self.v[i].load(Ordering::Relaxed)
@@ -434,6 +437,8 @@ struct Shared {
     running: AtomicBool,
     /// Set by [`ClientHandle::wake_batch`]: the next scan ends the batch wait.
     wake: AtomicBool,
+    /// Set by [`ClientHandle::wake_batch_holding`]: the request being dispatched is held.
+    hold: AtomicBool,
     counters: Counters,
     devices: std::sync::RwLock<Vec<Arc<DeviceCounters>>>,
 }
@@ -486,6 +491,18 @@ impl ClientHandle {
         self.shared.wake.store(true, Ordering::Release);
     }
 
+    /// [`wake_batch`](Self::wake_batch), called from a device while it handles a request in
+    /// [`IoreqClient::next_batch`], and that request is held: its value goes into the slot now,
+    /// but its NOTIFY only when the batch this wake ends is handed back (the next `next_batch`),
+    /// so the vCPU resumes after the caller has handled the batch. A virtio queue notify whose
+    /// chains go to JavaScript handlers uses it: the guest finds them in the used ring when its
+    /// notify write returns, as with a native device (ACRN's device model may complete a request
+    /// whenever it likes; the vCPU waits for it). Outside `next_batch`, as `wake_batch`.
+    pub fn wake_batch_holding(&self) {
+        self.shared.hold.store(true, Ordering::Release);
+        self.shared.wake.store(true, Ordering::Release);
+    }
+
     /// Whether [`stop`](Self::stop) was called.
     pub fn is_stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Acquire)
@@ -534,8 +551,24 @@ pub struct IoreqClient {
     pending: Vec<Pending>,
     /// The same requests, as they are handed out.
     batch: Vec<DeferredRequest>,
-    /// Bit i: slot i is in `pending` (still PROCESSING: not to be claimed again).
+    /// Bit i: slot i is in `pending` or `held` (still PROCESSING: not to be claimed again).
     pending_mask: u32,
+    /// Requests of native devices answered but held ([`ClientHandle::wake_batch_holding`]):
+    /// completed (NOTIFY) with the batch, when the next `next_batch` hands it back.
+    held: Vec<Held>,
+    /// Inside `next_batch` (only there may a request be held).
+    batching: bool,
+    /// What [`complete`](IoreqClient::complete) ended serving with, for the next `next_batch`.
+    exit_after_complete: Option<RunExit>,
+}
+
+/// A request a native device answered whose NOTIFY waits for the batch to be handed back.
+#[derive(Debug)]
+struct Held {
+    claim: Claim,
+    out: dispatch::Outcome,
+    /// Processing, handler start, handler end.
+    stamps: [u64; 3],
 }
 
 /// A request of a deferred device, as [`IoreqClient::next_batch`] hands it out.
@@ -595,6 +628,7 @@ impl IoreqClient {
             destroyed: AtomicBool::new(false),
             running: AtomicBool::new(false),
             wake: AtomicBool::new(false),
+            hold: AtomicBool::new(false),
             counters: Counters::default(),
             devices: std::sync::RwLock::new(dispatcher.counters()),
         });
@@ -610,6 +644,9 @@ impl IoreqClient {
             pending: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
             batch: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
             pending_mask: 0,
+            held: Vec::with_capacity(acrn_uapi::ioreq::SLOT_COUNT),
+            batching: false,
+            exit_after_complete: None,
         }
     }
 
@@ -800,6 +837,16 @@ impl IoreqClient {
             }
             return self.vm_action(action, claim).map(Some);
         }
+        if self.batching && self.shared.hold.load(Ordering::Relaxed) {
+            self.shared.hold.store(false, Ordering::Relaxed);
+            self.pending_mask |= 1 << claim.vcpu();
+            self.held.push(Held {
+                claim,
+                out,
+                stamps: [processing, hs, he],
+            });
+            return Ok(None);
+        }
         let notify = if RECORD { crate::trace::stamp() } else { 0 };
         self.notify(claim);
         if RECORD {
@@ -834,6 +881,9 @@ impl IoreqClient {
     /// runs as from a native device (reset: serving goes on; suspend, power-off:
     /// [`Batch::Exit`]).
     pub fn next_batch(&mut self, responses: &[u64]) -> Result<Batch> {
+        if let Some(exit) = self.exit_after_complete.take() {
+            return Ok(Batch::Exit(exit));
+        }
         if let Some(exit) = self.complete_batch(responses)? {
             return Ok(Batch::Exit(exit));
         }
@@ -842,6 +892,7 @@ impl IoreqClient {
             WakeMode::Blocking => None,
         };
         self.shared.running.store(true, Ordering::Release);
+        self.batching = true;
         let r = loop {
             if self.stopped() {
                 break Ok(Batch::Exit(RunExit::Stopped));
@@ -850,7 +901,11 @@ impl IoreqClient {
                 Err(e) => break Err(e),
                 Ok(Pass::Exit(x)) => break Ok(Batch::Exit(x)),
                 Ok(Pass::Handled(n)) => {
-                    if self.pending.is_empty() && self.shared.wake.swap(false, Ordering::AcqRel) {
+                    // A plain load first: the swap (a locked instruction) only when woken.
+                    if self.pending.is_empty()
+                        && self.shared.wake.load(Ordering::Relaxed)
+                        && self.shared.wake.swap(false, Ordering::AcqRel)
+                    {
                         break Ok(Batch::Ready(0));
                     }
                     if !self.pending.is_empty() {
@@ -883,6 +938,7 @@ impl IoreqClient {
                 Some(b) => b.wait(),
             }
         };
+        self.batching = false;
         self.shared.running.store(false, Ordering::Release);
         if !matches!(r, Ok(Batch::Ready(_))) {
             if let Some(rec) = self.config.recorder.as_mut() {
@@ -892,8 +948,20 @@ impl IoreqClient {
         r
     }
 
+    /// Completes the batch handed out by the last [`next_batch`](Self::next_batch) now, on the
+    /// caller's thread, as `next_batch(responses)` would first do; the next `next_batch` (with
+    /// no responses) then only waits. For a caller whose wait runs on another thread (the
+    /// bindings' asynchronous loop): the vCPUs resume without waiting for that thread to wake.
+    /// A VM action that ends serving (suspend, power-off) is returned by the next `next_batch`.
+    pub fn complete(&mut self, responses: &[u64]) -> Result<()> {
+        if let Some(exit) = self.complete_batch(responses)? {
+            self.exit_after_complete = Some(exit);
+        }
+        Ok(())
+    }
+
     fn complete_batch(&mut self, responses: &[u64]) -> Result<Option<RunExit>> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.held.is_empty() {
             return Ok(None);
         }
         let action = self.control.take();
@@ -928,6 +996,24 @@ impl IoreqClient {
             }
         }
         self.pending = pending;
+        let mut held = std::mem::take(&mut self.held);
+        for h in held.drain(..) {
+            let req = *h.claim.request();
+            let [processing, hs, he] = h.stamps;
+            if action.is_some() {
+                if recording {
+                    self.record(&req, h.out, [processing, hs, he, 0], true);
+                }
+                self.withhold(h.claim);
+                continue;
+            }
+            let notify = if recording { crate::trace::stamp() } else { 0 };
+            self.notify(h.claim);
+            if recording {
+                self.record(&req, h.out, [processing, hs, he, notify], false);
+            }
+        }
+        self.held = held;
         self.batch.clear();
         self.pending_mask = 0;
         match action {
@@ -939,6 +1025,7 @@ impl IoreqClient {
     /// Drops the pending batch without NOTIFY (CLEAR_VM_IOREQ completes its requests).
     fn drop_batch(&mut self) {
         self.pending.clear();
+        self.held.clear();
         self.batch.clear();
         self.pending_mask = 0;
     }

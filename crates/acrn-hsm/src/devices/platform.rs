@@ -617,17 +617,26 @@ impl IoDevice for IrqUart {
 
 /// Re-copies a firmware image into its RAM shadow on a device-model reset.
 pub struct FirmwareShadow {
-    ram: Arc<UserPages>,
-    offset: usize,
+    target: ShadowTarget,
     image: Arc<Vec<u8>>,
     resets: Arc<Mutex<u32>>,
 }
 
+/// Where [`FirmwareShadow`] writes the image back.
+enum ShadowTarget {
+    /// At `offset` of pages the caller owns.
+    Pages { ram: Arc<UserPages>, offset: usize },
+    /// At guest-physical `gpa` of the VM's RAM map.
+    Guest { vm: Arc<Vm>, gpa: u64 },
+}
+
 impl std::fmt::Debug for FirmwareShadow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FirmwareShadow")
-            .field("offset", &self.offset)
-            .finish()
+        let at = match &self.target {
+            ShadowTarget::Pages { offset, .. } => *offset as u64,
+            ShadowTarget::Guest { gpa, .. } => *gpa,
+        };
+        f.debug_struct("FirmwareShadow").field("at", &at).finish()
     }
 }
 
@@ -635,8 +644,16 @@ impl FirmwareShadow {
     /// `image` belongs at `offset` of `ram`.
     pub fn new(ram: Arc<UserPages>, offset: usize, image: Arc<Vec<u8>>) -> FirmwareShadow {
         FirmwareShadow {
-            ram,
-            offset,
+            target: ShadowTarget::Pages { ram, offset },
+            image,
+            resets: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    /// `image` belongs at guest-physical `gpa` of `vm`'s RAM (written through [`Vm::memory`]).
+    pub fn in_guest(vm: Arc<Vm>, gpa: u64, image: Arc<Vec<u8>>) -> FirmwareShadow {
+        FirmwareShadow {
+            target: ShadowTarget::Guest { vm, gpa },
             image,
             resets: Arc::new(Mutex::new(0)),
         }
@@ -652,7 +669,12 @@ impl IoDevice for FirmwareShadow {
     }
     fn write(&mut self, _offset: u64, _size: u8, _value: u64) {}
     fn reset(&mut self) {
-        let _ = self.ram.write_bytes(self.offset, &self.image);
+        let _ = match &self.target {
+            ShadowTarget::Pages { ram, offset } => {
+                ram.write_bytes(*offset, &self.image).map_err(|_| ())
+            }
+            ShadowTarget::Guest { vm, gpa } => vm.memory().write(*gpa, &self.image).map_err(|_| ()),
+        };
         if let Ok(mut n) = self.resets.lock() {
             *n += 1;
         }
