@@ -18,6 +18,12 @@
 //! (before DRIVER_OK, between a deassign and the next assign) is an ordinary request, served by
 //! the BAR handler: none is lost. An eventfd's counter folds several notifications into one
 //! wake-up, which serves the queue until it is empty, as one notification would.
+//!
+//! A device whose chains are deferred ([`DeferredVirtio`](super::DeferredVirtio)) works too,
+//! but its deferred hook then runs on the worker thread, outside any request: a hook that
+//! holds the notify's request until the chains come back
+//! ([`ClientHandle::wake_batch_holding`](crate::client::ClientHandle::wake_batch_holding), the
+//! TypeScript binding's) does not belong with a notifier (there is no request to hold).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
