@@ -783,22 +783,24 @@ export class IoreqClient extends EventEmitter {
     this.enterLoop('runSync()');
     this.startTrace();
     const L = layout();
-    // One buffer for clientNext: the responses, then the records.
-    const buf = new BigUint64Array(L.maxBatch * (1 + L.words));
+    const binding = native();
+    // The loop's lane: the client and one buffer (the responses, then the records) bound once,
+    // so each native call takes only the lane's id (no object unwrapped, no array converted).
+    const lane = binding.openSyncLane(this.handle);
+    const mem = binding.syncLaneBuffer(lane);
+    const buf = new BigUint64Array(mem.buffer, mem.byteOffset, L.maxBatch * (1 + L.words));
     const responses = buf.subarray(0, L.maxBatch);
-    const resp32 = new Uint32Array(buf.buffer, 0, 2 * L.maxBatch);
+    const resp32 = new Uint32Array(buf.buffer, buf.byteOffset, 2 * L.maxBatch);
     const out = buf.subarray(L.maxBatch);
-    const out32 = new Uint32Array(buf.buffer, 8 * L.maxBatch);
+    const out32 = new Uint32Array(buf.buffer, buf.byteOffset + 8 * L.maxBatch, 2 * L.maxBatch * L.words);
     let batches = 0;
     // The hot loop: one native call per batch, no closure or object made per request.
-    const binding = native();
-    const handle = this.handle;
     try {
       for (;;) {
         const retired = this.takeRetired();
         let n: number;
         try {
-          n = binding.clientNext(handle, buf);
+          n = binding.syncLaneNext(lane);
         } catch (err) {
           throw fromBindingError(err);
         }
@@ -809,6 +811,7 @@ export class IoreqClient extends EventEmitter {
         if ((++batches & 255) === 0) this.drainFaults();
       }
     } finally {
+      binding.closeSyncLane(lane);
       this.running = false;
       this.forget(this.takeRetired());
       this.drainFaults();

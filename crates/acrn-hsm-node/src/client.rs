@@ -96,7 +96,7 @@ fn kind_code(kind: Kind) -> u64 {
 }
 
 /// The serving half: the core client and the recorder being written, if any.
-struct Server {
+pub(crate) struct Server {
     client: IoreqClient,
     recorder: Option<TraceRecorder>,
 }
@@ -352,7 +352,7 @@ pub struct VirtioCounters {
 /// The ioreq client of one VM (the VM's default client).
 #[napi]
 pub struct IoreqClientHandle {
-    server: Arc<Mutex<Option<Server>>>,
+    pub(crate) server: Arc<Mutex<Option<Server>>>,
     pub(crate) handle: ClientHandle,
     /// Adds and removes devices, serving or not.
     pub(crate) bus: DispatcherHandle,
@@ -1286,7 +1286,8 @@ impl IoreqClientHandle {
 /// one buffer (one typed-array conversion per call): its first `maxBatch` words are the
 /// responses to the previous batch (one value per request, in record order; ignored for
 /// writes), the next `maxBatch * recordWords` words receive the records of the new batch.
-/// Returns the number of requests, or -1 once the client is stopped.
+/// Returns the number of requests, or -1 once the client is stopped. (`runSync` uses the
+/// cheaper `syncLaneNext`, the same through a buffer bound once.)
 #[napi]
 pub fn client_next(
     client: &IoreqClientHandle,
@@ -1294,18 +1295,25 @@ pub fn client_next(
 ) -> Result<i32> {
     // `Option` only because napi-rs converts a borrowed mutable typed array through it.
     let buf = buf.ok_or_else(|| coded_error("ERR_INVALID_ARG", "buf must be a BigUint64Array"))?;
+    serve_next(&client.server, buf)
+}
+
+/// Words of the buffer of [`client_next`] and of a sync lane: the responses, then the records.
+pub(crate) const NEXT_WORDS: usize = MAX_BATCH as usize * (1 + RECORD_WORDS as usize);
+
+/// The body of [`client_next`]: answer the batch in `buf`, wait, write the next one into it.
+pub(crate) fn serve_next(server: &Mutex<Option<Server>>, buf: &mut [u64]) -> Result<i32> {
     let batch = MAX_BATCH as usize;
-    if buf.len() < batch * (1 + RECORD_WORDS as usize) {
+    if buf.len() < NEXT_WORDS {
         return Err(coded_error(
             "ERR_INVALID_ARG",
             &format!(
-                "buf must hold {} words ({batch} responses, then {batch} records x {RECORD_WORDS})",
-                batch * (1 + RECORD_WORDS as usize)
+                "buf must hold {NEXT_WORDS} words ({batch} responses, then {batch} records x {RECORD_WORDS})"
             ),
         ));
     }
     let (responses, out) = buf.split_at_mut(batch);
-    let mut guard = client.server.try_lock().map_err(|_| {
+    let mut guard = server.try_lock().map_err(|_| {
         coded_error(
             "ERR_CLIENT_RUNNING",
             "another next() is already waiting: one loop (run() or runSync()) per client",

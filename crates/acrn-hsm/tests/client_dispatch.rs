@@ -295,3 +295,28 @@ fn removed_devices_are_unclaimed_and_changes_from_a_handle_apply_in_order() {
     cfg.raw_bdf = (0, 2, 0);
     assert_eq!(d.dispatch(&cfg).target, Target::Unclaimed);
 }
+
+/// The lookup remembers the last range it found per space: a removal, a new range and the
+/// other space never see a stale answer.
+#[test]
+fn lookup_cache_follows_every_change() {
+    let mut d = Dispatcher::new();
+    let a = d.add_pio(0x60, 8, dev("a")).expect("add");
+    let m = d.add_mmio(0x60, 8, dev("m")).expect("add");
+    assert_eq!(d.lookup(AddressSpace::Pio, 0x61, 1), Some((a, 1)));
+    assert_eq!(d.lookup(AddressSpace::Mmio, 0x61, 1), Some((m, 1)));
+    // A cached range still checks the access's end and its start.
+    assert_eq!(d.lookup(AddressSpace::Pio, 0x67, 2), None);
+    assert_eq!(d.lookup(AddressSpace::Pio, 0x5f, 1), None);
+    assert_eq!(d.lookup(AddressSpace::Pio, 0x68, 1), None);
+    d.remove(a).expect("remove");
+    assert_eq!(d.lookup(AddressSpace::Pio, 0x61, 1), None, "removed");
+    assert_eq!(d.lookup(AddressSpace::Mmio, 0x61, 1), Some((m, 1)));
+    let b = d.add_pio(0x60, 2, dev("b")).expect("add again");
+    assert_eq!(d.lookup(AddressSpace::Pio, 0x61, 1), Some((b, 1)));
+    assert_eq!(
+        d.lookup(AddressSpace::Pio, 0x62, 1),
+        None,
+        "the new range is shorter"
+    );
+}

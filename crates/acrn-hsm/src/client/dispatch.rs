@@ -19,6 +19,7 @@
 //! * a device that panics does not take the client down: the panic is caught, reads return all
 //!   ones, and a [`FaultReason::DevicePanic`] is reported.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -344,6 +345,9 @@ struct Maps {
     pio: BTreeMap<u64, (u64, DeviceId)>,
     mmio: BTreeMap<u64, (u64, DeviceId)>,
     pci: BTreeMap<Bdf, DeviceId>,
+    /// The range each space's last lookup found (base, length, device): a guest mostly hits the
+    /// same device again. Cleared by every change to the maps (`space_mut`, `remove_ids`).
+    last_hit: [Cell<Option<(u64, u64, DeviceId)>>; 2],
 }
 
 impl Maps {
@@ -355,6 +359,7 @@ impl Maps {
     }
 
     fn space_mut(&mut self, space: AddressSpace) -> &mut BTreeMap<u64, (u64, DeviceId)> {
+        self.last_hit = Default::default();
         match space {
             AddressSpace::Pio => &mut self.pio,
             AddressSpace::Mmio => &mut self.mmio,
@@ -378,6 +383,7 @@ impl Maps {
 
     /// Drops every route to one of `ids`.
     fn remove_ids(&mut self, ids: &[DeviceId]) {
+        self.last_hit = Default::default();
         self.pio.retain(|_, (_, d)| !ids.contains(d));
         self.mmio.retain(|_, (_, d)| !ids.contains(d));
         self.pci.retain(|_, d| !ids.contains(d));
@@ -1167,7 +1173,15 @@ impl Dispatcher {
 
     /// Which device (if any) serves `[addr, addr + size)` of `space`.
     pub fn lookup(&self, space: AddressSpace, addr: u64, size: u64) -> Option<(DeviceId, u64)> {
-        let (&base, &(len, id)) = self.maps.space(space).range(..=addr).next_back()?;
+        let hit = &self.maps.last_hit[space as usize];
+        let (base, len, id) = match hit.get() {
+            Some((b, l, id)) if addr >= b && addr - b < l => (b, l, id),
+            _ => {
+                let (&b, &(l, id)) = self.maps.space(space).range(..=addr).next_back()?;
+                hit.set(Some((b, l, id)));
+                (b, l, id)
+            }
+        };
         let off = addr - base;
         // Fully inside: off + size <= len (no overflow: off < 2^64, size <= 8, checked).
         match off.checked_add(size) {
