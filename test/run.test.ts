@@ -128,7 +128,21 @@ describe.skipIf(whyNot !== undefined || noBios !== undefined)('acrn-hsm run --di
     expect(rep.serial.replace(/[.\r\n]/g, '')).toContain('<sector one, read through virtio-blk>');
     expect(rep.virtioBlk.chains).toBeGreaterThanOrEqual(2);
     expect(rep.virtioBlk.needsReset).toBe(0);
+    // The default: every queue notification through the ioeventfd (KVM_IOEVENTFD).
+    expect(rep.virtioBlk.ioeventfdWakeups).toBe(rep.virtioBlk.notifies);
   }, 180_000);
+
+  for (const [how, wakeups] of [['hsm', true], ['ioreq', false]] as const) {
+    it(`boots it with --disk-notify ${how}`, () => {
+      const f = join(dir, `boot-${how}.img`);
+      writeFileSync(f, bootDisk('<sector one, read through virtio-blk>'));
+      const r = cli('run', '--bios', 'seabios', '--disk', f, '--disk-notify', how, '--timeout', '120', '--json');
+      expect(r.status, r.stderr).toBe(33);
+      const rep = JSON.parse(r.stdout);
+      expect(rep.virtioBlk.chains).toBe(rep.virtioBlk.notifies);
+      expect(rep.virtioBlk.ioeventfdWakeups).toBe(wakeups ? rep.virtioBlk.notifies : null);
+    }, 180_000);
+  }
 });
 
 describe.skipIf(whyNot !== undefined)('acrn-hsm run with a raw payload', () => {
@@ -145,6 +159,12 @@ describe.skipIf(whyNot !== undefined)('acrn-hsm run with a raw payload', () => {
     const ro = cli('run', '--disk-ro');
     expect(ro.status).toBe(2);
     expect(ro.stderr).toMatch(/--disk-ro needs --disk/);
+    const dn = cli('run', '--disk-notify', 'hsm');
+    expect(dn.status).toBe(2);
+    expect(dn.stderr).toMatch(/--disk-notify needs --disk/);
+    const bad = cli('run', '--disk', join(dir, 'x.img'), '--disk-notify', 'eventfd');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--disk-notify must be kvm, hsm or ioreq/);
     const d = cli('run', '--disk', join(dir, 'no-such-disk.img'), '--timeout', '5');
     expect(d.status).toBe(1);
     expect(d.stderr).toMatch(/no-such-disk.img: No such file/);

@@ -111,7 +111,15 @@ export interface VirtioBenchJson {
  * over QEMU's (higher is better; the targets: native >= 1.0, js >= 0.8); `*_4k_latency_*` is the
  * median 4 KiB read latency over QEMU's (lower is better).
  */
-export type VirtioRatioName = 'virtio_blk_read_native_vs_qemu' | 'virtio_blk_4k_latency_native_vs_qemu' | 'virtio_blk_read_js_vs_qemu' | 'virtio_blk_4k_latency_js_vs_qemu';
+export type VirtioRatioName =
+  | 'virtio_blk_read_native_vs_qemu'
+  | 'virtio_blk_4k_latency_native_vs_qemu'
+  | 'virtio_blk_read_native_ioeventfd_vs_qemu'
+  | 'virtio_blk_4k_latency_native_ioeventfd_vs_qemu'
+  | 'virtio_blk_read_native_kvm_ioeventfd_vs_qemu'
+  | 'virtio_blk_4k_latency_native_kvm_ioeventfd_vs_qemu'
+  | 'virtio_blk_read_js_vs_qemu'
+  | 'virtio_blk_4k_latency_js_vs_qemu';
 
 /**
  * The ratios of `--guest`: out/in pair latency of one variant over another's, per completion mode
@@ -708,6 +716,10 @@ async function virtioBench(values: Record<string, string | undefined> & { quick?
     const measured: Record<VirtioRatioName, ReturnType<typeof pairs>> = {
       virtio_blk_read_native_vs_qemu: thrRatio('native'),
       virtio_blk_4k_latency_native_vs_qemu: latRatio('native'),
+      virtio_blk_read_native_ioeventfd_vs_qemu: thrRatio('native-ioeventfd'),
+      virtio_blk_4k_latency_native_ioeventfd_vs_qemu: latRatio('native-ioeventfd'),
+      virtio_blk_read_native_kvm_ioeventfd_vs_qemu: thrRatio('native-kvm-ioeventfd'),
+      virtio_blk_4k_latency_native_kvm_ioeventfd_vs_qemu: latRatio('native-kvm-ioeventfd'),
       virtio_blk_read_js_vs_qemu: thrRatio('js'),
       virtio_blk_4k_latency_js_vs_qemu: latRatio('js'),
     };

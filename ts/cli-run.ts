@@ -15,6 +15,7 @@ export const RUN_SPEC: CommandSpec = {
     { name: 'cmdline', type: 'string', value: 'S', help: 'the kernel command line for --kernel' },
     { name: 'disk', type: 'string', value: 'FILE', help: 'a disk image attached as virtio-blk (modern virtio-pci, 00:03.0); SeaBIOS boots it' },
     { name: 'disk-ro', type: 'boolean', help: 'attach --disk read-only (writes answer IOERR)' },
+    { name: 'disk-notify', type: 'string', value: 'kvm|hsm|ioreq', help: "how --disk's queue notifications arrive: kvm (IOEVENTFD matched by KVM, no exit; default), hsm (IOEVENTFD through the HSM's in-kernel client), ioreq (a request to the ioreq client)" },
     { name: 'rng', type: 'boolean', help: 'attach a virtio-rng device (00:04.0)' },
     { name: 'mem', type: 'string', value: 'MiB', help: 'guest RAM', default: '64' },
     { name: 'vcpus', type: 'string', value: 'N', help: 'vCPUs, 1 to 16', default: '1' },
@@ -62,6 +63,13 @@ export async function runCommand(args: string[], out: Out): Promise<number> {
   if (values['disk-ro'] === true && values.disk === undefined) {
     throw new UsageError('--disk-ro needs --disk', RUN_SPEC);
   }
+  const diskNotify = values['disk-notify'];
+  if (diskNotify !== undefined && diskNotify !== 'kvm' && diskNotify !== 'hsm' && diskNotify !== 'ioreq') {
+    throw new UsageError(`--disk-notify must be kvm, hsm or ioreq, got '${String(diskNotify)}'`, RUN_SPEC);
+  }
+  if (diskNotify !== undefined && values.disk === undefined) {
+    throw new UsageError('--disk-notify needs --disk', RUN_SPEC);
+  }
   if ((values.initrd !== undefined || values.cmdline !== undefined) && values.kernel === undefined) {
     throw new UsageError('--initrd and --cmdline need --kernel', RUN_SPEC);
   }
@@ -90,6 +98,7 @@ export async function runCommand(args: string[], out: Out): Promise<number> {
     untilSerial: values.until as string | undefined,
     disk: values.disk as string | undefined,
     diskReadOnly: values['disk-ro'] === true,
+    diskNotify: diskNotify as 'kvm' | 'hsm' | 'ioreq' | undefined,
     rng: values.rng === true,
     terminal: !json,
   });

@@ -45,6 +45,12 @@ export interface RunGuestOptions {
   disk?: string;
   /** Attach {@link disk} read-only (VIRTIO_BLK_F_RO: writes answer IOERR). */
   diskReadOnly?: boolean;
+  /**
+   * How the disk's queue notifications arrive: `'kvm'` (default: IOEVENTFD, matched by KVM
+   * itself, no VM exit), `'hsm'` (IOEVENTFD through the HSM's in-kernel ioeventfd client, one
+   * exit each), `'ioreq'` (an I/O request to the ioreq client each).
+   */
+  diskNotify?: 'kvm' | 'hsm' | 'ioreq';
   /** Attach a virtio-rng device (00:04.0). */
   rng?: boolean;
 }
@@ -74,8 +80,8 @@ export interface RunGuestReport {
   uartIrqs: number;
   /** Records in the trace, if one was written. */
   traceRecords: number | null;
-  /** The virtio-blk transport's counters when a disk was attached: notifications, chains completed, interrupts sent, times it went to DEVICE_NEEDS_RESET. */
-  virtioBlk: { notifies: number; chains: number; interrupts: number; needsReset: number } | null;
+  /** The virtio-blk transport's counters when a disk was attached: notifications, chains completed, interrupts sent, times it went to DEVICE_NEEDS_RESET, and the ioeventfd worker's wake-ups (`null` with `diskNotify: 'ioreq'`). */
+  virtioBlk: { notifies: number; chains: number; interrupts: number; needsReset: number; ioeventfdWakeups: number | null } | null;
 }
 
 /** The execution engines of the emulated hypervisor on this machine. */

@@ -7,7 +7,14 @@
  * come back through debugcon (0x402). Every variant boots the same image file:
  *
  * - `native`: the KVM engine behind the ACRN ABI with the `acrn-hsm run` platform and the
- *   native Rust virtio-blk (`benchVirtioBlk`), per completion mode;
+ *   native Rust virtio-blk (`benchVirtioBlk`), per completion mode, each queue notification an
+ *   I/O request to the ioreq client;
+ * - `native-ioeventfd`: the same with the queue notifications through IOEVENTFD (the HSM's
+ *   in-kernel ioeventfd client completes the notify write and signals an eventfd; the device's
+ *   worker thread serves the queue): one VM exit per notification, no ioreq client;
+ * - `native-kvm-ioeventfd`: IOEVENTFD matched by KVM itself as well (`KVM_IOEVENTFD`, what
+ *   QEMU's ioeventfd is): a notification does not leave `KVM_RUN`. `acrn-hsm run --disk`'s
+ *   default;
  * - `js`: the same VM set up through the public API (`Hsm.emulated({ engine: 'kvm' })`,
  *   `vm.loadFirmware('seabios')`), the core's PC platform (`client.pcPlatform`) and the
  *   TypeScript virtio-blk (`TsVirtioBlk`, ts/virtio/blk.ts) behind the core's virtio-pci
@@ -28,9 +35,15 @@ import { Hsm } from '../hsm.js';
 import { native } from '../native.js';
 import type { BenchMode } from './run.js';
 
-/** The variants: the native and the TypeScript virtio-blk, and QEMU's. */
-export type BlkVariant = 'native' | 'qemu' | 'js';
-export const BLK_VARIANTS: readonly BlkVariant[] = ['native', 'js', 'qemu'];
+/** The variants: the native virtio-blk (three ways of taking its queue notifications), the TypeScript one, and QEMU's. */
+export type BlkVariant = 'native' | 'native-ioeventfd' | 'native-kvm-ioeventfd' | 'qemu' | 'js';
+export const BLK_VARIANTS: readonly BlkVariant[] = ['native', 'native-ioeventfd', 'native-kvm-ioeventfd', 'js', 'qemu'];
+
+/** The variants on the KVM engine with the native virtio-blk. */
+export type NativeBlkVariant = 'native' | 'native-ioeventfd' | 'native-kvm-ioeventfd';
+
+/** How each native variant takes its queue notifications (`benchVirtioBlk`'s `ioeventfd`). */
+const NOTIFY_PATH: Record<NativeBlkVariant, 'off' | 'hsm' | 'kvm'> = { native: 'off', 'native-ioeventfd': 'hsm', 'native-kvm-ioeventfd': 'kvm' };
 
 /** The guest's sizes (absent fields: the defaults of the Rust core). */
 export type BlkSizes = Parameters<ReturnType<typeof native>['virtioBlkWriteImage']>[1];
@@ -62,11 +75,11 @@ export class BlkFiles {
   }
 }
 
-/** The KVM engine with the native virtio-blk. */
-export async function runBlkNative(files: BlkFiles, mode: BenchMode): Promise<BlkRun> {
+/** The KVM engine with the native virtio-blk, its queue notifications as `variant` says. */
+export async function runBlkNative(files: BlkFiles, mode: BenchMode, variant: NativeBlkVariant = 'native'): Promise<BlkRun> {
   const t = performance.now();
-  const r = await native().benchVirtioBlk({ image: files.image, mode, sizes: files.sizes });
-  return { variant: 'native', mode, big: r.deltas.big, small: r.deltas.small, wallMs: performance.now() - t };
+  const r = await native().benchVirtioBlk({ image: files.image, mode, sizes: files.sizes, ioeventfd: NOTIFY_PATH[variant] });
+  return { variant, mode, big: r.deltas.big, small: r.deltas.small, wallMs: performance.now() - t };
 }
 
 const VM_FLAG_POLLING = 1n << 2n; // GUEST_FLAG_IO_COMPLETION_POLLING
@@ -147,5 +160,7 @@ export function runBlkQemu(files: BlkFiles, qemu = 'qemu-system-x86_64'): BlkRun
 export const BLK_RUNNERS: Partial<Record<BlkVariant, (files: BlkFiles, mode: BenchMode) => BlkRun | Promise<BlkRun>>> = {
   qemu: (files) => runBlkQemu(files),
   native: (files, mode) => runBlkNative(files, mode),
+  'native-ioeventfd': (files, mode) => runBlkNative(files, mode, 'native-ioeventfd'),
+  'native-kvm-ioeventfd': (files, mode) => runBlkNative(files, mode, 'native-kvm-ioeventfd'),
   js: (files, mode) => runBlkJs(files, mode),
 };

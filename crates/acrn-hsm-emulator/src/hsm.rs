@@ -117,6 +117,10 @@ pub(crate) struct HsmVm {
     /// `vm->ioreq_buf` (the pinned page).
     ioreq: RwLock<Option<Pinned>>,
     inner: Mutex<Inner>,
+    /// Serialises IOEVENTFD (and the ioeventfd teardown) with their KVM mirrors: taken before
+    /// `inner`, and held while the mirror is updated after `inner` is released (a vCPU thread
+    /// may need `inner` to dispatch while the KVM engine, under its `running` lock, joins it).
+    ioeventfd_cfg: Mutex<()>,
     /// The HV VM this file created last (a cache for the hot path; hypercalls resolve by vmid).
     hv_vm: RwLock<Option<Arc<HvVm>>>,
     irqfds: IrqfdSet,
@@ -411,6 +415,7 @@ impl EmulatedHsm {
             pci_conf_addr: AtomicU32::new(0),
             ioreq: RwLock::new(None),
             inner: Mutex::new(Inner::default()),
+            ioeventfd_cfg: Mutex::new(()),
             hv_vm: RwLock::new(None),
             irqfds: IrqfdSet::new(hv.clone()),
             id,
@@ -800,9 +805,16 @@ impl EmulatedHsm {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|v| v.id != vm.id);
         let evc = {
-            let mut inner = lock(&vm.inner);
-            inner.ioeventfds.clear();
-            inner.ioeventfd_client.take()
+            let _cfg = lock(&vm.ioeventfd_cfg);
+            let evc = {
+                let mut inner = lock(&vm.inner);
+                inner.ioeventfds.clear();
+                inner.ioeventfd_client.take()
+            };
+            if let Some(v) = vm.hv_vm().filter(|v| v.vmid == vm.vmid()) {
+                v.kvm.clear_ioeventfds();
+            }
+            evc
         };
         if let Some(c) = evc {
             self.client_destroy(&c);
@@ -1051,6 +1063,7 @@ impl EmulatedHsm {
             abi::TYPE_MMIO
         };
         let wildcard = flags & abi::IOEVENTFD_FLAG_DATAMATCH == 0;
+        let _cfg = lock(&self.vm.ioeventfd_cfg);
         let mut inner = lock(&self.vm.inner);
         if flags & abi::IOEVENTFD_FLAG_DEASSIGN != 0 {
             let (_fd, key) = eventfd_get(le::u32_at(b, o::FD) as i32)?;
@@ -1058,6 +1071,7 @@ impl EmulatedHsm {
             // address, type or datamatch given.
             if let Some(i) = inner.ioeventfds.iter().position(|p| p.key == key) {
                 let p = inner.ioeventfds.remove(i);
+                let mirror = (p.key, p.ty == abi::TYPE_PORTIO, p.addr);
                 if let Some(c) = &inner.ioeventfd_client {
                     let mut r = lock(&c.ranges);
                     if let Some(j) = r.iter().position(|&(t, s, e)| {
@@ -1065,6 +1079,10 @@ impl EmulatedHsm {
                     }) {
                         r.remove(j);
                     }
+                }
+                drop(inner);
+                if let Some(v) = self.vm.hv_vm().filter(|v| v.vmid == self.vm.vmid()) {
+                    v.kvm.remove_ioeventfd(mirror.0, mirror.1, mirror.2);
                 }
             }
             return Ok(0);
@@ -1088,6 +1106,14 @@ impl EmulatedHsm {
             return Err(Errno::EINVAL);
         };
         lock(&c.ranges).push((ty, addr, addr + len - 1));
+        // On the KVM engine KVM matches it too (`kvm_state::KvmIoeventfd`), unless the
+        // hypervisor's own handlers, which come first, may claim the range.
+        let mirror =
+            if self.hv.kvm_ioeventfd.load(Ordering::Acquire) && !Hv::hv_may_claim(ty, addr, len) {
+                fd.try_clone().ok()
+            } else {
+                None
+            };
         inner.ioeventfds.push(IoEventFd {
             fd,
             key,
@@ -1097,6 +1123,18 @@ impl EmulatedHsm {
             data,
             wildcard,
         });
+        drop(inner);
+        if let (Some(v), Some(dup)) = (self.vm.hv_vm().filter(|v| v.vmid == self.vm.vmid()), mirror)
+        {
+            v.kvm.add_ioeventfd(crate::kvm_state::KvmIoeventfd {
+                fd: dup,
+                key,
+                pio: ty == abi::TYPE_PORTIO,
+                addr,
+                len: len as u32,
+                datamatch: (!wildcard).then_some(data),
+            });
+        }
         Ok(0)
     }
 }

@@ -219,6 +219,9 @@ pub(crate) struct Hv {
     pub(crate) shutdown: AtomicBool,
     /// The execution engine of VMs started from now on (`Engine as u8`).
     pub(crate) engine: AtomicU8,
+    /// On the KVM engine, HSM ioeventfds are also matched by KVM (`KVM_IOEVENTFD`, see
+    /// `kvm_state::KvmIoeventfd`); default on.
+    pub(crate) kvm_ioeventfd: AtomicBool,
     /// The execution engines' lifecycle hooks (the KVM engine's).
     hooks: Box<dyn EngineHooks>,
 }
@@ -241,6 +244,7 @@ impl Hv {
             interrupts: Mutex::new(Vec::new()),
             shutdown: AtomicBool::new(false),
             engine: AtomicU8::new(0),
+            kvm_ioeventfd: AtomicBool::new(true),
             hooks,
         }
     }

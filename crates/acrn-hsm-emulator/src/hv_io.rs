@@ -83,6 +83,31 @@ impl Hv {
         None
     }
 
+    /// Whether the hypervisor may complete some access to `addr..addr + len` of type `ty` itself
+    /// (any of the ranges above, whatever the VM's flags): such a range must keep taking the
+    /// exit path, where these handlers come first.
+    pub(crate) fn hv_may_claim(ty: u32, addr: u64, len: u64) -> bool {
+        let end = addr.saturating_add(len);
+        let hits = |(base, size): (u64, u64)| addr < base + size && base < end;
+        if ty == abi::TYPE_PORTIO {
+            [
+                (0x20, 2),
+                (0xa0, 2),
+                (0x4d0, 2),
+                (0x70, 2),
+                (0x64, 1),
+                (u64::from(vpci::CONFIG_ADDR), 8),
+                (0xcf9, 1),
+            ]
+            .into_iter()
+            .any(hits)
+        } else {
+            [VIOAPIC, VLAPIC, (vpci::MMCFG_BASE, vpci::MMCFG_SIZE)]
+                .into_iter()
+                .any(hits)
+        }
+    }
+
     /// Either of the above for an access of type `ty` (`abi::TYPE_PORTIO`/`TYPE_MMIO`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn hv_handles(
@@ -102,5 +127,26 @@ impl Hv {
         } else {
             self.hv_handles_mmio(vm, vcpu, addr, size, dir)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_the_hypervisor_may_claim_stay_on_the_exit_path() {
+        let pio = |a, l| Hv::hv_may_claim(abi::TYPE_PORTIO, a, l);
+        let mmio = |a, l| Hv::hv_may_claim(abi::TYPE_MMIO, a, l);
+        assert!(pio(0xcf8, 4) && pio(0xcfc, 2) && pio(0xcff, 1) && pio(0xcf9, 1));
+        assert!(pio(0x20, 1) && pio(0xa1, 1) && pio(0x4d0, 2) && pio(0x70, 1) && pio(0x64, 1));
+        assert!(pio(0xcf4, 8), "straddles 0xcf8");
+        assert!(!pio(0x3f8, 1) && !pio(0xcf0, 8) && !pio(0xf4, 1) && !pio(0x300, 2));
+        assert!(mmio(0xfec0_0000, 4) && mmio(0xfee0_0ffc, 4) && mmio(0xe000_0000, 8));
+        assert!(
+            mmio(0xefff_fffc, 4) && mmio(0xfebf_fffc, 8),
+            "MMCFG's end, the vIOAPIC's start"
+        );
+        assert!(!mmio(0xfebf_b000, 2) && !mmio(0xf000_0000, 4) && !mmio(0xdfff_fff8, 8));
     }
 }

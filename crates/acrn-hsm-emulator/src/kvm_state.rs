@@ -2,6 +2,7 @@
 //! a [`KvmState`]) and `kvm/` (the engine, which fills it in). Re-exported by `kvm`.
 
 use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -112,6 +113,71 @@ pub(crate) struct KvmState {
     pub(crate) counters: Counters,
     pub(crate) last_error: Mutex<Option<String>>,
     pub(crate) recorder: Mutex<Option<GuestRecorder>>,
+    /// The HSM ioeventfds mirrored as KVM_IOEVENTFDs (see [`KvmIoeventfd`]).
+    pub(crate) ioeventfds: Mutex<Vec<KvmIoeventfd>>,
+}
+
+/// An HSM ioeventfd that KVM matches in the kernel (`KVM_IOEVENTFD`), so that a matching write
+/// never leaves `KVM_RUN`: what the HSM's in-kernel ioeventfd client does with it
+/// (`acrn_ioeventfd_handler`: signal the eventfd, complete the request, the vCPU goes on) without
+/// the exit to the engine, the slot and the dispatcher. Only exact-length writes match (KVM
+/// compares the length; HSM takes any write not longer than the registration): the others, and
+/// every read, still take the request path, where the HSM's client handles them. Registered on
+/// every KVM VM built for the hypervisor VM while it exists.
+pub(crate) struct KvmIoeventfd {
+    /// A dup of the eventfd (KVM takes its own reference; deassign names it again).
+    pub(crate) fd: OwnedFd,
+    /// The eventfd's identity (HSM's `key`).
+    pub(crate) key: (u64, u64),
+    pub(crate) pio: bool,
+    pub(crate) addr: u64,
+    pub(crate) len: u32,
+    /// `None`: any value.
+    pub(crate) datamatch: Option<u64>,
+}
+
+/// `KVM_IOEVENTFD` = `_IOW(KVMIO, 0x79, struct kvm_ioeventfd)`.
+const KVM_IOEVENTFD: libc::c_ulong = (1 << 30)
+    | ((std::mem::size_of::<kvm_bindings::kvm_ioeventfd>() as libc::c_ulong) << 16)
+    | (0xae << 8)
+    | 0x79;
+
+impl KvmIoeventfd {
+    /// Assigns (or deassigns) it on `vm`: 0 or the errno.
+    pub(crate) fn apply(&self, vm: &VmFd, deassign: bool) -> i32 {
+        use kvm_bindings::{
+            kvm_ioeventfd_flag_nr_datamatch, kvm_ioeventfd_flag_nr_deassign,
+            kvm_ioeventfd_flag_nr_pio,
+        };
+        let mut flags = 0u32;
+        if self.datamatch.is_some() {
+            flags |= 1 << kvm_ioeventfd_flag_nr_datamatch;
+        }
+        if self.pio {
+            flags |= 1 << kvm_ioeventfd_flag_nr_pio;
+        }
+        if deassign {
+            flags |= 1 << kvm_ioeventfd_flag_nr_deassign;
+        }
+        let arg = kvm_bindings::kvm_ioeventfd {
+            datamatch: self.datamatch.unwrap_or(0),
+            addr: self.addr,
+            len: self.len,
+            fd: self.fd.as_raw_fd(),
+            flags,
+            ..Default::default()
+        };
+        // SAFETY: KVM_IOEVENTFD on an open VM descriptor reads one `kvm_ioeventfd`, a live
+        // local of exactly the size the request number encodes; `fd` is an open eventfd.
+        let r = unsafe { libc::ioctl(vm.as_raw_fd(), KVM_IOEVENTFD as _, &raw const arg) };
+        if r < 0 {
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO)
+        } else {
+            0
+        }
+    }
 }
 
 /// One KVM VM and its vCPU threads, from START_VM to RESET_VM/DESTROY_VM.
@@ -179,6 +245,54 @@ impl KvmState {
     pub(crate) fn report(&self, e: GuestExit) {
         lock(&self.exits).push(e);
         self.exits_cv.notify_all();
+    }
+
+    /// Mirrors an HSM ioeventfd into KVM: kept for the KVM VMs built from now on, and assigned
+    /// on the running one. Not while the VM's requests are recorded (a trace has every request).
+    pub(crate) fn add_ioeventfd(&self, e: KvmIoeventfd) {
+        let running = lock(&self.running);
+        if let Some(k) = running.as_ref() {
+            if lock(&self.recorder).is_none() {
+                let _ = e.apply(&k.vm, false);
+            }
+        }
+        lock(&self.ioeventfds).push(e);
+    }
+
+    /// Removes the mirror of HSM ioeventfd `key` at `addr` (deassigned from the running VM).
+    pub(crate) fn remove_ioeventfd(&self, key: (u64, u64), pio: bool, addr: u64) {
+        let running = lock(&self.running);
+        let mut list = lock(&self.ioeventfds);
+        if let Some(i) = list
+            .iter()
+            .position(|e| e.key == key && e.pio == pio && e.addr == addr)
+        {
+            let e = list.remove(i);
+            if let Some(k) = running.as_ref() {
+                let _ = e.apply(&k.vm, true);
+            }
+        }
+    }
+
+    /// Drops every mirror (`acrn_ioeventfd_deinit`), deassigned from the running VM.
+    pub(crate) fn clear_ioeventfds(&self) {
+        let running = lock(&self.running);
+        let list = std::mem::take(&mut *lock(&self.ioeventfds));
+        if let Some(k) = running.as_ref() {
+            for e in &list {
+                let _ = e.apply(&k.vm, true);
+            }
+        }
+    }
+
+    /// Assigns every mirror on a KVM VM being built (none while recording).
+    pub(crate) fn assign_ioeventfds(&self, vm: &VmFd) {
+        if lock(&self.recorder).is_some() {
+            return;
+        }
+        for e in lock(&self.ioeventfds).iter() {
+            let _ = e.apply(vm, false);
+        }
     }
 
     /// The running KVM VM, for interrupt injection.

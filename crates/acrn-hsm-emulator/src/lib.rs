@@ -296,6 +296,18 @@ impl Emulator {
             .store(v, std::sync::atomic::Ordering::Release);
     }
 
+    /// Whether HSM ioeventfds of VMs on the KVM engine are matched by KVM itself
+    /// (`KVM_IOEVENTFD`: a matching write never leaves `KVM_RUN`; the eventfd is signalled and
+    /// the vCPU goes on, as after the HSM's in-kernel ioeventfd client completed the request,
+    /// only without a request in the slot) or only by the HSM on the request path. Default on;
+    /// it applies to ioeventfds assigned from now on. Off while a VM's requests are recorded
+    /// ([`Emulator::set_kvm_recorder`]): a trace has every request.
+    pub fn set_kvm_ioeventfd(&self, on: bool) {
+        self.hv
+            .kvm_ioeventfd
+            .store(on, std::sync::atomic::Ordering::Release);
+    }
+
     /// The engine VMs started now run on.
     pub fn engine(&self) -> Engine {
         if self.hv.kvm_engine() {

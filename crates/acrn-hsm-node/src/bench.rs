@@ -382,6 +382,10 @@ pub struct VirtioBlkRunOptions {
     pub sizes: VirtioBlkSizes,
     /// Seconds before the run is abandoned (default 300).
     pub timeout: Option<f64>,
+    /// How queue notifications reach the device: `"kvm"` (default: IOEVENTFD, matched by KVM
+    /// itself, no VM exit), `"hsm"` (IOEVENTFD through the HSM's in-kernel client, one exit
+    /// each), `"off"` (an I/O request to the ioreq client each).
+    pub ioeventfd: Option<String>,
 }
 
 /// What [`bench_virtio_blk`] returned.
@@ -393,6 +397,10 @@ pub struct VirtioBlkRunResult {
     pub chains: f64,
     /// VM exits the KVM engine handled.
     pub exits: f64,
+    /// Queue notifications the device served.
+    pub notifies: f64,
+    /// Worker wake-ups by a queue's ioeventfd (0 without `ioeventfd`).
+    pub ioeventfd_wakeups: f64,
     /// START_VM to the debug exit, ms.
     pub elapsed_ms: f64,
 }
@@ -402,6 +410,7 @@ pub struct VirtioBlkTask {
     image: std::path::PathBuf,
     sizes: acrn_hsm_tools::virtio_blk_bench::BlkSizes,
     polling: bool,
+    notify: acrn_hsm_tools::virtio_blk_bench::NotifyPath,
     timeout: std::time::Duration,
     failure: Failure,
 }
@@ -415,6 +424,7 @@ impl Task for VirtioBlkTask {
             &self.image,
             &self.sizes,
             self.polling,
+            self.notify,
             self.timeout,
         )
         .map_err(|e| coded_error("ERR_RUN", &e));
@@ -430,6 +440,8 @@ impl Task for VirtioBlkTask {
             deltas: r.deltas.into(),
             chains: r.chains as f64,
             exits: r.exits as f64,
+            notifies: r.notifies as f64,
+            ioeventfd_wakeups: r.ioeventfd_wakeups as f64,
             elapsed_ms: r.elapsed.as_secs_f64() * 1e3,
         })
     }
@@ -449,6 +461,18 @@ pub fn bench_virtio_blk(options: VirtioBlkRunOptions) -> Result<AsyncTask<Virtio
             ));
         }
     };
+    use acrn_hsm_tools::virtio_blk_bench::NotifyPath;
+    let notify = match options.ioeventfd.as_deref().unwrap_or("kvm") {
+        "kvm" => NotifyPath::KvmIoeventfd,
+        "hsm" => NotifyPath::Ioeventfd,
+        "off" => NotifyPath::Ioreq,
+        m => {
+            return Err(coded_error(
+                "ERR_INVALID_ARG",
+                &format!("ioeventfd must be 'kvm', 'hsm' or 'off', got '{m}'"),
+            ));
+        }
+    };
     let sizes = blk_sizes(&options.sizes)?;
     let t = options.timeout.unwrap_or(300.0);
     if !(t.is_finite() && t > 0.0) {
@@ -458,6 +482,7 @@ pub fn bench_virtio_blk(options: VirtioBlkRunOptions) -> Result<AsyncTask<Virtio
         image: options.image.into(),
         sizes,
         polling,
+        notify,
         timeout: std::time::Duration::from_secs_f64(t),
         failure: Failure::default(),
     }))

@@ -50,6 +50,10 @@ pub struct RunGuestOptions {
     pub disk: Option<String>,
     /// Attach the disk read-only.
     pub disk_read_only: Option<bool>,
+    /// How the disk's queue notifications arrive: `'kvm'` (default: IOEVENTFD, matched by KVM
+    /// itself), `'hsm'` (IOEVENTFD through the HSM's in-kernel client), `'ioreq'` (an I/O
+    /// request to the ioreq client each).
+    pub disk_notify: Option<String>,
     /// Attach a virtio-rng device (00:04.0).
     pub rng: Option<bool>,
 }
@@ -119,6 +123,7 @@ impl RunTask {
                 "chains": v.chains,
                 "interrupts": v.interrupts,
                 "needsReset": v.needs_reset,
+                "ioeventfdWakeups": r.virtio_blk_notifier.map(|n| n.wakeups),
             })),
         });
         Ok(v.to_string())
@@ -215,6 +220,17 @@ pub fn run_guest(options: RunGuestOptions) -> Result<AsyncTask<RunTask>> {
     if c.disk_read_only && c.disk.is_none() {
         return Err(coded_error("ERR_INVALID_ARG", "diskReadOnly needs disk"));
     }
+    (c.disk_ioeventfd, c.kvm_ioeventfd) = match options.disk_notify.as_deref() {
+        None | Some("kvm") => (true, true),
+        Some("hsm") => (true, false),
+        Some("ioreq") => (false, false),
+        Some(m) => {
+            return Err(coded_error(
+                "ERR_INVALID_ARG",
+                &format!("diskNotify must be 'kvm', 'hsm' or 'ioreq', got '{m}'"),
+            ));
+        }
+    };
     c.rng = options.rng.unwrap_or(false);
     c.trace = options.trace.map(PathBuf::from);
     if let Some(t) = options.timeout {

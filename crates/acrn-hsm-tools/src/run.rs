@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use acrn_hsm::client::{ClientConfig, ClientStats, Dispatcher, IoreqClient, RunExit, WakeMode};
-use acrn_hsm::devices::virtio::{VirtioBlk, VirtioPci, VirtioRng, VirtioStats, VmInterrupts};
+use acrn_hsm::devices::virtio::{
+    NotifierStats, QueueNotifier, VirtioBlk, VirtioPci, VirtioRng, VirtioStats, VmInterrupts,
+};
 use acrn_hsm::loader::{self, GuestRam};
 use acrn_hsm::pc::{PcOptions, PcPlatform};
 use acrn_hsm::trace::{TraceRecorder, TraceSetup, TraceSummary};
@@ -90,6 +92,13 @@ pub struct RunConfig {
     pub disk: Option<PathBuf>,
     /// Attach [`disk`](Self::disk) read-only (VIRTIO_BLK_F_RO; writes answer IOERR).
     pub disk_read_only: bool,
+    /// Take [`disk`](Self::disk)'s queue notifications through IOEVENTFD and a worker thread
+    /// ([`QueueNotifier`]; default on) instead of an I/O request to the ioreq client each.
+    pub disk_ioeventfd: bool,
+    /// Let KVM match the VM's ioeventfds itself (`KVM_IOEVENTFD`, [`Emulator::set_kvm_ioeventfd`];
+    /// default on): a notify write then never leaves `KVM_RUN`. Off, each one is an exit the
+    /// HSM's in-kernel ioeventfd client completes. (Off while recording a trace.)
+    pub kvm_ioeventfd: bool,
     /// Attach a virtio-rng device (00:04.0).
     pub rng: bool,
     /// Offer SeaBIOS its serial console (fw_cfg `etc/sercon-port` = COM1; default on). Off, the
@@ -112,6 +121,8 @@ impl Default for RunConfig {
             until_serial: None,
             disk: None,
             disk_read_only: false,
+            disk_ioeventfd: true,
+            kvm_ioeventfd: true,
             rng: false,
             sercon: true,
         }
@@ -161,6 +172,9 @@ pub struct RunReport {
     pub trace: Option<TraceSummary>,
     /// The virtio-blk transport's counters, if a disk was attached.
     pub virtio_blk: Option<VirtioStats>,
+    /// The virtio-blk queue notifier's counters, if it took the notifications
+    /// ([`RunConfig::disk_ioeventfd`]).
+    pub virtio_blk_notifier: Option<NotifierStats>,
 }
 
 /// Why a run could not start.
@@ -246,6 +260,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
     }
     let emu = Emulator::new();
     emu.set_engine(Engine::Kvm);
+    emu.set_kvm_ioeventfd(config.kvm_ioeventfd);
     let hsm = emu.open_hsm();
     let vm = Arc::new(hsm.create_vm(&VmConfig {
         vcpu_num: config.vcpus.max(1),
@@ -322,6 +337,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
     }
     let pc = PcPlatform::install(&mut d, &vm, &control, options).map_err(|e| err(e.to_string()))?;
     let mut blk = None;
+    let mut blk_notifier = None;
     if let Some(path) = &config.disk {
         let dev = VirtioBlk::open(path, config.disk_read_only)
             .map_err(|e| err(format!("{}: {e}", path.display())))?;
@@ -331,6 +347,12 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
             Arc::new(VmInterrupts(vm.clone())),
         );
         blk = Some(t.clone());
+        if config.disk_ioeventfd {
+            blk_notifier = Some(
+                QueueNotifier::attach(&t, vm.clone())
+                    .map_err(|e| err(format!("virtio-blk ioeventfd: {e}")))?,
+            );
+        }
         let (cfg, bars) = t.into_parts();
         d.add_pci_with_bars(acrn_hsm::client::Bdf::new(0, 3, 0), cfg, bars)
             .map_err(|e| err(e.to_string()))?;
@@ -453,6 +475,10 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         }
         (end, _) => end,
     };
+    let notifier_stats = blk_notifier.as_ref().map(QueueNotifier::stats);
+    if let Some(n) = blk_notifier {
+        n.detach();
+    }
     let kvm_stats = emu.kvm_stats(vm.vmid()).unwrap_or_default();
     emu.set_kvm_recorder(vm.vmid(), None);
     let _ = vm.destroy();
@@ -480,6 +506,7 @@ pub fn run_guest(config: &RunConfig) -> Result<RunReport, RunError> {
         elapsed: t0.elapsed(),
         trace,
         virtio_blk: blk.map(|t| t.stats()),
+        virtio_blk_notifier: notifier_stats,
     })
 }
 

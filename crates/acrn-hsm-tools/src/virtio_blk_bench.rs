@@ -300,6 +300,19 @@ pub fn parse_dump(debugcon: &[u8], sizes: &BlkSizes) -> Option<BlkDeltas> {
     })
 }
 
+/// How the native device takes its queue notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyPath {
+    /// Each one an I/O request to the ioreq client (the BAR handler serves the queue).
+    Ioreq,
+    /// IOEVENTFD: the HSM's in-kernel ioeventfd client completes the write and signals the
+    /// device's eventfd, its worker thread serves the queue (one VM exit per notification).
+    Ioeventfd,
+    /// IOEVENTFD, matched by KVM itself as well (`KVM_IOEVENTFD`: no exit to the engine).
+    #[default]
+    KvmIoeventfd,
+}
+
 /// What a run on the KVM engine returned.
 #[derive(Debug, Clone)]
 pub struct NativeBlkRun {
@@ -309,22 +322,31 @@ pub struct NativeBlkRun {
     pub chains: u64,
     /// VM exits the KVM engine handled.
     pub exits: u64,
+    /// Queue notifications the device saw (through the BAR or the ioeventfds).
+    pub notifies: u64,
+    /// Worker wake-ups by a queue's ioeventfd (0 with [`NotifyPath::Ioreq`]).
+    pub ioeventfd_wakeups: u64,
     /// Wall time from START_VM to the debug exit.
     pub elapsed: Duration,
 }
 
 /// Boots the image at `image` on the KVM engine with the native virtio-blk (read-only), in the
-/// given completion mode, without SeaBIOS's serial console (as under [`qemu_args`]); fails when KVM or SeaBIOS is missing, or when the guest does not
-/// reach its debug exit within `timeout`.
+/// given completion mode, without SeaBIOS's serial console (as under [`qemu_args`]), its queue
+/// notifications taken as `notify` says ([`RunConfig::disk_ioeventfd`],
+/// [`RunConfig::kvm_ioeventfd`]); fails when KVM or SeaBIOS is missing, or when the guest does
+/// not reach its debug exit within `timeout`.
 pub fn run_native(
     image: &Path,
     sizes: &BlkSizes,
     polling: bool,
+    notify: NotifyPath,
     timeout: Duration,
 ) -> Result<NativeBlkRun, String> {
     let r = run_guest(&RunConfig {
         payload: Payload::Firmware(SEABIOS_PATH.into()),
         polling,
+        disk_ioeventfd: notify != NotifyPath::Ioreq,
+        kvm_ioeventfd: notify == NotifyPath::KvmIoeventfd,
         console: Console::Capture,
         timeout: Some(timeout),
         disk: Some(image.to_path_buf()),
@@ -348,6 +370,8 @@ pub fn run_native(
         deltas,
         chains: r.virtio_blk.map(|s| s.chains).unwrap_or(0),
         exits: r.kvm.exits,
+        notifies: r.virtio_blk.map(|s| s.notifies).unwrap_or(0),
+        ioeventfd_wakeups: r.virtio_blk_notifier.map(|s| s.wakeups).unwrap_or(0),
         elapsed: r.elapsed,
     })
 }

@@ -3,7 +3,8 @@
 //! virtqueue and jumps to it. The boot sector (hand-assembled below) reads sectors 1-2 with
 //! int 13h AH=02h and sector 3 with AH=42h (extended read) through the BIOS, prints the
 //! NUL-terminated text of each on COM1 and writes 0x10 to isa-debug-exit (status 33). Both
-//! ioreq completion modes. Skipped where `/dev/kvm` is unusable or `seabios` is missing.
+//! ioreq completion modes, and each way the queue notifications can arrive (KVM_IOEVENTFD, the
+//! HSM's ioeventfd client, an ioreq). Skipped where `/dev/kvm` is unusable or `seabios` is missing.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -30,14 +31,32 @@ fn disk_image(tag: &str) -> PathBuf {
     p
 }
 
+/// How the disk's queue notifications arrive: `Kvm` (IOEVENTFD matched by KVM, the default),
+/// `Hsm` (IOEVENTFD through the HSM's in-kernel client), `Ioreq` (a request to the ioreq client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notify {
+    Kvm,
+    Hsm,
+    Ioreq,
+}
+
 fn boot_virtio(polling: bool) {
-    let disk = disk_image(if polling { "poll" } else { "notify" });
+    boot_virtio_via(polling, Notify::Kvm);
+}
+
+fn boot_virtio_via(polling: bool, via: Notify) {
+    let disk = disk_image(&format!(
+        "{}-{via:?}",
+        if polling { "poll" } else { "notify" }
+    ));
     let r = run_guest(&RunConfig {
         payload: Payload::Firmware(SEABIOS_PATH.into()),
         polling,
         console: Console::Capture,
         timeout: Some(Duration::from_secs(300)),
         disk: Some(disk.clone()),
+        disk_ioeventfd: via != Notify::Ioreq,
+        kvm_ioeventfd: via == Notify::Kvm,
         ..Default::default()
     })
     .unwrap();
@@ -73,6 +92,47 @@ fn boot_virtio(polling: bool) {
     );
     assert_eq!(stats.needs_reset, 0);
     assert_eq!(r.kvm.faults, 0);
+    // SeaBIOS makes one request per notification and waits for it: each notification served
+    // exactly one chain, whichever way it came.
+    assert_eq!(stats.chains, stats.notifies, "{stats:?}");
+    match r.virtio_blk_notifier {
+        // Every notification came through an eventfd (SeaBIOS sets DRIVER_OK first).
+        Some(n) => {
+            assert_ne!(via, Notify::Ioreq);
+            assert_eq!(n.wakeups, stats.notifies, "{n:?} {stats:?}");
+            assert_eq!(n.registrations, 1, "{n:?}");
+            assert_eq!(n.errors, 0, "{n:?}");
+        }
+        None => assert_eq!(via, Notify::Ioreq),
+    }
+}
+
+#[test]
+fn seabios_boots_virtio_blk_through_the_hsm_ioeventfd_notify() {
+    if !skip("seabios_boots_virtio_blk_through_the_hsm_ioeventfd_notify") {
+        boot_virtio_via(false, Notify::Hsm);
+    }
+}
+
+#[test]
+fn seabios_boots_virtio_blk_through_the_hsm_ioeventfd_polling() {
+    if !skip("seabios_boots_virtio_blk_through_the_hsm_ioeventfd_polling") {
+        boot_virtio_via(true, Notify::Hsm);
+    }
+}
+
+#[test]
+fn seabios_boots_virtio_blk_through_ioreq_notify() {
+    if !skip("seabios_boots_virtio_blk_through_ioreq_notify") {
+        boot_virtio_via(false, Notify::Ioreq);
+    }
+}
+
+#[test]
+fn seabios_boots_virtio_blk_through_ioreq_polling() {
+    if !skip("seabios_boots_virtio_blk_through_ioreq_polling") {
+        boot_virtio_via(true, Notify::Ioreq);
+    }
 }
 
 #[test]

@@ -234,6 +234,8 @@ fn build(hv: &Arc<Hv>, hsm: &Arc<HsmGlobal>, vm: &Arc<HvVm>) -> Result<KvmVm, St
         pins.push(pin);
         slot += 1;
     }
+    // The HSM's ioeventfds, matched by KVM itself (`KvmIoeventfd`).
+    vm.kvm.assign_ioeventfds(&fd);
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;

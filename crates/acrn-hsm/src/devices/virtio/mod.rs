@@ -10,6 +10,8 @@
 //! * [`DeferredVirtio`]: a device whose requests are served elsewhere (a TypeScript device): the
 //!   transport queues its chains ([`VirtioPci::take_deferred`]) and the server completes them
 //!   later, in any order ([`VirtioPci::complete`]).
+//! * [`QueueNotifier`]: queue notifications through IOEVENTFD (the HSM completes the notify
+//!   write itself) and a worker thread, instead of an I/O request per notification.
 //!
 //! A device that meets a broken ring sets `DEVICE_NEEDS_RESET` in the device status, raises a
 //! configuration-change interrupt and touches the queues no more until the driver resets it.
@@ -17,6 +19,7 @@
 mod blk;
 mod deferred;
 mod device;
+mod ioeventfd;
 mod pci;
 pub mod queue;
 mod rng;
@@ -24,10 +27,12 @@ mod rng;
 pub use blk::VirtioBlk;
 pub use deferred::DeferredVirtio;
 pub use device::*;
+pub use ioeventfd::{NotifierStats, QueueNotifier};
 pub use pci::{
     BAR_SIZE, CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY, CAP_PCI_CFG, CompleteError,
     DEVICE_CFG_OFFSET, DeferredChain, ISR_OFFSET, MSIX_PBA_OFFSET, MSIX_TABLE_OFFSET, MSIX_VECTORS,
-    NOTIFY_OFF_MULTIPLIER, NOTIFY_OFFSET, VIRTIO_BAR, VirtioBar, VirtioPci, VirtioStats,
+    NOTIFY_OFF_MULTIPLIER, NOTIFY_OFFSET, NotifyHook, VIRTIO_BAR, VirtioBar, VirtioPci,
+    VirtioStats,
 };
 pub use queue::{DescChain, Queue, QueueError};
 pub use rng::VirtioRng;

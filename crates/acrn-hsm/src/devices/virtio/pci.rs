@@ -129,10 +129,20 @@ struct Inner {
     epoch: u64,
     /// Called when chains were deferred.
     hook: Option<DeferredHook>,
+    /// Told where the queue notifications are to be taken ([`VirtioPci::set_notify_hook`]).
+    notify_hook: Option<NotifyHook>,
+    /// The notification area the hook was last told of.
+    notify_at: Option<u64>,
 }
 
 /// What [`VirtioPci::set_deferred_hook`] takes.
 pub type DeferredHook = Arc<dyn Fn() + Send + Sync>;
+
+/// What [`VirtioPci::set_notify_hook`] takes: called with the guest-physical address of the
+/// notification area (`BAR 4 + NOTIFY_OFFSET`; queue `q` at `+ NOTIFY_OFF_MULTIPLIER * q`)
+/// while the driver may notify there, or `None` when it may not any more, and the number of
+/// queues.
+pub type NotifyHook = Arc<dyn Fn(Option<u64>, u16) + Send + Sync>;
 
 /// A chain a deferred device took, waiting for [`VirtioPci::complete`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +273,8 @@ impl VirtioPci {
                 deferred: VecDeque::new(),
                 epoch: 0,
                 hook: None,
+                notify_hook: None,
+                notify_at: None,
             })),
         }
     }
@@ -283,6 +295,11 @@ impl VirtioPci {
             Box::new(self),
             vec![(VIRTIO_BAR, BarHandler::Native(Box::new(bar)))],
         )
+    }
+
+    /// The number of queues.
+    pub fn num_queues(&self) -> u16 {
+        lock(&self.inner).queues.len() as u16
     }
 
     /// The device status register.
@@ -309,6 +326,34 @@ impl VirtioPci {
     /// it) whenever chains were deferred, e.g. to wake the server that takes them.
     pub fn set_deferred_hook(&self, hook: DeferredHook) {
         lock(&self.inner).hook = Some(hook);
+    }
+
+    /// Installs (or, with `None`, removes) the hook told where queue notifications arrive: the
+    /// notification area's address once the driver set DRIVER_OK with BAR 4 decoded, its new
+    /// address when the BAR moves, `None` when the device is reset, BAR 4 stops being decoded
+    /// or the hook is replaced (the old hook is told `None` first). It is where an ioeventfd
+    /// per queue belongs (virtio 1.x §4.1.4.4; QEMU starts its ioeventfds on DRIVER_OK as
+    /// well, `virtio_pci_common_write`). Called with the transport locked, from the thread
+    /// that made the change: it must not call back into the transport.
+    pub fn set_notify_hook(&self, hook: Option<NotifyHook>) {
+        let mut g = lock(&self.inner);
+        if let (Some(old), Some(_)) = (g.notify_hook.take(), g.notify_at.take()) {
+            old(None, g.queues.len() as u16);
+        }
+        g.notify_hook = hook;
+        g.sync_notify();
+    }
+
+    /// Where the notification area is while the driver may notify (DRIVER_OK, BAR 4 decoded),
+    /// whether or not a hook is installed.
+    pub fn notify_area(&self) -> Option<u64> {
+        lock(&self.inner).notify_wanted()
+    }
+
+    /// A notification of `queue` that arrived elsewhere than through the BAR (an ioeventfd):
+    /// served exactly as a write to its notify address.
+    pub fn notify_queue(&self, queue: u16) {
+        lock(&self.inner).notify(usize::from(queue));
     }
 
     /// Takes the deferred chains queued so far, in the order the driver made them available.
@@ -400,6 +445,37 @@ impl Inner {
         self.last_error = None;
         self.update_intx();
         self.dev.reset();
+        self.sync_notify();
+    }
+
+    /// Where the notification area should be announced now.
+    fn notify_wanted(&self) -> Option<u64> {
+        if self.status & STATUS_DRIVER_OK == 0 {
+            return None;
+        }
+        self.pci
+            .bar_windows()
+            .into_iter()
+            .find(|w| w.index == VIRTIO_BAR && w.size >= u64::from(BAR_SIZE))
+            .map(|w| w.base + NOTIFY_OFFSET)
+    }
+
+    /// Tells the notify hook when the notification area appears, moves or goes.
+    fn sync_notify(&mut self) {
+        let Some(hook) = self.notify_hook.clone() else {
+            return;
+        };
+        let want = self.notify_wanted();
+        if want != self.notify_at {
+            let n = self.queues.len() as u16;
+            if self.notify_at.is_some() {
+                hook(None, n);
+            }
+            self.notify_at = want;
+            if want.is_some() {
+                hook(want, n);
+            }
+        }
     }
 
     /// The platform reset: the virtio reset and the PCI state (header, caps, MSI-X).
@@ -418,6 +494,7 @@ impl Inner {
             *p = false;
         }
         self.intx_level = None;
+        self.sync_notify();
     }
 
     // ---- interrupts ----
@@ -767,6 +844,7 @@ impl Inner {
                 self.process_queue(q);
             }
         }
+        self.sync_notify();
     }
 
     // ---- the BAR ----
@@ -980,6 +1058,8 @@ impl Inner {
         }
         // The command register's INTx disable or the interrupt line may have changed.
         self.update_intx();
+        // So may BAR 4's address or decoding.
+        self.sync_notify();
     }
 }
 
