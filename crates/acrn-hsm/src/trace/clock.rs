@@ -1,8 +1,8 @@
 //! The recorder's stamps: the TSC where the kernel itself keeps `CLOCK_MONOTONIC` on it
 //! (x86-64, `constant_tsc` and `nonstop_tsc`, clocksource `tsc`), converted to `CLOCK_MONOTONIC`
 //! ns by the writer thread; `clock_gettime(CLOCK_MONOTONIC)` elsewhere. A TSC read costs a
-//! fraction of a `clock_gettime` (about 11 ns against 26 to 50 ns in the development VM), and
-//! a request takes seven stamps.
+//! fraction of a `clock_gettime` (about 15 ns against 36 to 44 ns in the development VM), and
+//! a request takes seven stamps (one of them after an LFENCE).
 
 use std::collections::VecDeque;
 use std::sync::OnceLock;
@@ -72,8 +72,11 @@ pub fn stamp() -> u64 {
 }
 
 /// [`stamp`] for a stamp that must not precede the load just before it, which saw another
-/// thread's store (the client's `processing` after its claim, the vCPU's `complete` after it
-/// saw COMPLETE): the other thread's stamp before that store is then never later.
+/// thread's store (the client's `processing` after its claim: the join checks `processing` not
+/// before `pending`): the other thread's stamp before that store is then never later. The
+/// LFENCE costs about as much as the read (15 + 13 ns on the development VM), so it is used only
+/// where the order is relied on; the vCPU's `complete` is a plain [`stamp`], which the join
+/// raises to `notify` when the TSC read ran ahead of the load.
 #[inline]
 pub fn stamp_after_load() -> u64 {
     if USE_TSC.load(Ordering::Relaxed) {
