@@ -541,7 +541,7 @@ struct Joiner<W: Write> {
 impl<W: Write> Joiner<W> {
     fn write(&mut self, r: &TraceRecord) -> Result<(), RecorderError> {
         let mut r = *r;
-        let ts = r.ts.to_array().map(|t| self.calib.ns(t));
+        let ts = self.calib.ns_all(r.ts.to_array());
         r.ts = acrn_trace::Timestamps::from_array(ts);
         self.w.write_record(&r)?;
         self.sum.records += 1;
@@ -670,10 +670,15 @@ fn writer_thread<W: Write>(
     };
     j.lanes.resize_with(vcpus, Lane::default);
     let pinned = pin_writer();
+    let mut since_refresh = 0u32;
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
             Err(TryRecvError::Empty) => {
+                // Refreshed now, so the stamps of the chunks that come while it sleeps are in
+                // the newest segment of the conversion (the quick case).
+                j.calib.refresh();
+                since_refresh = 0;
                 std::thread::sleep(WRITER_PERIOD);
                 continue;
             }
@@ -682,7 +687,11 @@ fn writer_thread<W: Write>(
         if discard {
             continue;
         }
-        j.calib.refresh();
+        since_refresh += 1;
+        if since_refresh == 64 {
+            j.calib.refresh();
+            since_refresh = 0;
+        }
         match msg {
             Msg::GuestAttached => j.guest_attached = true,
             Msg::Client(chunk, lost) => {
