@@ -43,7 +43,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
@@ -172,10 +172,34 @@ enum Msg {
     GuestAttached,
 }
 
-/// What producers and the writer share: the count of dropped records.
+/// What producers and the writer share: the count of dropped records, and the chunks the writer
+/// emptied, given back so the hot path reuses them (no allocation, no fresh pages to fault in).
 #[derive(Debug, Default)]
 struct Shared {
     dropped: AtomicU64,
+    client_pool: Mutex<Vec<Vec<TraceRecord>>>,
+    guest_pool: Mutex<Vec<Vec<GuestEntry>>>,
+}
+
+/// Emptied chunks kept for reuse, per kind.
+const POOL_CHUNKS: usize = 16;
+
+/// An empty chunk: a given-back one, else a new one.
+fn fresh_chunk<T>(pool: &Mutex<Vec<Vec<T>>>) -> Vec<T> {
+    pool.lock()
+        .ok()
+        .and_then(|mut p| p.pop())
+        .unwrap_or_else(|| Vec::with_capacity(CHUNK))
+}
+
+/// Gives an emptied chunk back (dropped if the pool is full).
+fn give_back<T>(pool: &Mutex<Vec<Vec<T>>>, mut chunk: Vec<T>) {
+    chunk.clear();
+    if let Ok(mut p) = pool.lock() {
+        if p.len() < POOL_CHUNKS {
+            p.push(chunk);
+        }
+    }
 }
 
 /// Hands `msg` to the writer. `wait`: block while the channel is full (not on the hot path);
@@ -224,7 +248,7 @@ impl ClientRecorder {
     #[inline]
     pub fn record(&mut self, r: TraceRecord) {
         if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(CHUNK);
+            self.buf = fresh_chunk(&self.shared.client_pool);
         }
         self.buf.push(r);
         if self.buf.len() >= CHUNK {
@@ -241,7 +265,7 @@ impl ClientRecorder {
         if self.buf.is_empty() {
             return;
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let chunk = std::mem::replace(&mut self.buf, fresh_chunk(&self.shared.client_pool));
         let lost: Vec<(u16, u64)> = (self.lost.iter().enumerate())
             .filter(|&(_, &n)| n != 0)
             .map(|(v, &n)| (u16::try_from(v).unwrap_or(u16::MAX), n))
@@ -262,7 +286,10 @@ impl ClientRecorder {
                     self.lost[v] += 1;
                 }
                 chunk.clear();
-                self.buf = chunk;
+                give_back(
+                    &self.shared.client_pool,
+                    std::mem::replace(&mut self.buf, chunk),
+                );
             }
             Err(_) => {}
         }
@@ -350,7 +377,7 @@ impl VcpuRecorder {
             rec.device = KERNEL_DEVICE;
         }
         if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(CHUNK);
+            self.buf = fresh_chunk(&self.shared.guest_pool);
         }
         self.buf.push(GuestEntry {
             rec,
@@ -366,7 +393,7 @@ impl VcpuRecorder {
         if self.buf.is_empty() {
             return;
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let chunk = std::mem::replace(&mut self.buf, fresh_chunk(&self.shared.guest_pool));
         match hand_over(&self.tx, Msg::Guest(self.vcpu, chunk, self.lost), wait) {
             Ok(()) => self.lost = 0,
             Err(Msg::Guest(_, mut chunk, _)) => {
@@ -375,7 +402,10 @@ impl VcpuRecorder {
                     .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 self.lost += chunk.iter().filter(|e| e.via_client).count() as u64;
                 chunk.clear();
-                self.buf = chunk;
+                give_back(
+                    &self.shared.guest_pool,
+                    std::mem::replace(&mut self.buf, chunk),
+                );
             }
             Err(_) => {}
         }
@@ -474,9 +504,10 @@ impl TraceRecorder {
             known[usize::from(d.id / 64)] |= 1 << (d.id % 64);
         }
         let shared = Arc::new(Shared::default());
+        let pools = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("trace-writer".into())
-            .spawn(move || writer_thread(writer, rx, vcpus, calib, known, discard))?;
+            .spawn(move || writer_thread(writer, rx, vcpus, calib, known, discard, &pools))?;
         Ok(TraceRecorder { tx, shared, thread })
     }
 
@@ -660,6 +691,7 @@ fn writer_thread<W: Write>(
     calib: clock::Calib,
     known: Vec<u64>,
     discard: bool,
+    pools: &Shared,
 ) -> Result<TraceSummary, RecorderError> {
     let mut j = Joiner {
         w,
@@ -685,6 +717,11 @@ fn writer_thread<W: Write>(
             Err(TryRecvError::Disconnected) => break,
         };
         if discard {
+            match msg {
+                Msg::Client(chunk, _) => give_back(&pools.client_pool, chunk),
+                Msg::Guest(_, chunk, _) => give_back(&pools.guest_pool, chunk),
+                Msg::GuestAttached => {}
+            }
             continue;
         }
         since_refresh += 1;
@@ -694,14 +731,14 @@ fn writer_thread<W: Write>(
         }
         match msg {
             Msg::GuestAttached => j.guest_attached = true,
-            Msg::Client(chunk, lost) => {
+            Msg::Client(mut chunk, lost) => {
                 let mut touched = 0u64;
                 for (v, n) in lost {
                     let lane = j.lane(v);
                     lane.client.extend((0..n).map(|_| None));
                     touched |= 1 << (v % 64);
                 }
-                for mut r in chunk {
+                for mut r in chunk.drain(..) {
                     if r.device != NO_DEVICE
                         && known[usize::from(r.device / 64)] & (1 << (r.device % 64)) == 0
                     {
@@ -710,16 +747,18 @@ fn writer_thread<W: Write>(
                     touched |= 1 << (r.vcpu % 64);
                     j.lane(r.vcpu).client.push_back(Some(r));
                 }
+                give_back(&pools.client_pool, chunk);
                 for i in 0..j.lanes.len() {
                     if touched & (1 << (i % 64)) != 0 {
                         j.drain(i, false)?;
                     }
                 }
             }
-            Msg::Guest(vcpu, chunk, lost) => {
+            Msg::Guest(vcpu, mut chunk, lost) => {
                 let lane = j.lane(vcpu);
                 lane.guest.extend((0..lost).map(|_| None));
-                lane.guest.extend(chunk.into_iter().map(Some));
+                lane.guest.extend(chunk.drain(..).map(Some));
+                give_back(&pools.guest_pool, chunk);
                 j.drain(usize::from(vcpu), false)?;
             }
         }
