@@ -172,14 +172,26 @@ fn record_requests(k: u64, stamps: bool) -> (f64, acrn_hsm::trace::TraceSummary)
         c.record(r);
         let complete = st(stamp);
         let free = st(stamp);
-        v.record(true, REGS, 8, false, i, [pending, complete, free], true, None);
+        v.record(
+            true,
+            REGS,
+            8,
+            false,
+            i,
+            [pending, complete, free],
+            true,
+            None,
+        );
         i
     });
     drop((c, v, g));
     let sum = rec.finish().unwrap();
     assert!(sum.dropped > 0 || sum.records == sum.joined, "{sum:?}");
     if sum.dropped > 0 {
-        println!("  (dropped {} records: the writer fell behind)", sum.dropped);
+        println!(
+            "  (dropped {} records: the writer fell behind)",
+            sum.dropped
+        );
     }
     (ns, sum)
 }
@@ -218,7 +230,9 @@ fn recorder_cost_on_the_native_path() {
     let hot = hot_path();
     println!(
         "load average at start: {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     let mut notify_cost = 0.0;
     let modes = std::env::var("ACRN_RECORDER_COST_MODES").unwrap_or_else(|_| "notify,poll".into());
@@ -264,7 +278,9 @@ fn recorder_cost_on_the_native_path() {
              writer {w:.0} ns CPU per record = {:.1} % of it; load average now {}",
             hot / round_trip * 100.0,
             w / round_trip * 100.0,
-            std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
         );
         if !polling {
             notify_cost = cost;

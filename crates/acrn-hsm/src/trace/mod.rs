@@ -43,9 +43,9 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -804,19 +804,98 @@ fn pin_writer() -> bool {
     if unsafe { libc::sched_getaffinity(0, size, &raw mut set) } != 0 {
         return false;
     }
-    // SAFETY (CPU_ISSET, CPU_ZERO, CPU_SET): `set` is a valid cpu_set_t and every index is
-    // below CPU_SETSIZE.
     let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .filter(|&c| {
+            // SAFETY: `set` is a valid cpu_set_t and `c` is below CPU_SETSIZE.
+            unsafe { libc::CPU_ISSET(c, &set) }
+        })
         .collect();
     let Some(&last) = cpus.last().filter(|_| cpus.len() >= 3) else {
         return false;
     };
-    // SAFETY: as above.
-    unsafe {
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(last, &mut set);
-    }
+    // SAFETY: `set` is a valid cpu_set_t.
+    unsafe { libc::CPU_ZERO(&mut set) };
+    // SAFETY: `set` is a valid cpu_set_t and `last` is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(last, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of `size` bytes; pid 0 is this thread.
     unsafe { libc::sched_setaffinity(0, size, &raw const set) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joiner() -> Joiner<Vec<u8>> {
+        let setup = TraceSetup {
+            emulated: true,
+            ..TraceSetup::new("t", 1, 1, true, Vec::new())
+        };
+        let w = TraceWriter::new(IoSink(Vec::new()), &setup.header()).expect("header");
+        let mut j = Joiner {
+            w,
+            calib: clock::init(),
+            lanes: Vec::new(),
+            guest_attached: true,
+            sum: TraceSummary::default(),
+        };
+        j.lanes.resize_with(1, Lane::default);
+        j
+    }
+
+    fn guest(pending: u64) -> Option<GuestEntry> {
+        let mut rec = TraceRecord::new(0, IoType::Mmio, Direction::Write, 4, 0x1000);
+        rec.ts.pending = pending;
+        Some(GuestEntry {
+            rec,
+            via_client: true,
+            stopped: false,
+        })
+    }
+
+    fn client(processing: u64) -> Option<TraceRecord> {
+        let mut r = TraceRecord::new(0, IoType::Mmio, Direction::Write, 4, 0x1000);
+        r.ts.processing = processing;
+        Some(r)
+    }
+
+    #[test]
+    fn a_dropped_guest_request_leaves_its_client_record_alone() {
+        let mut j = joiner();
+        j.lanes[0].guest.extend([guest(10), None, guest(30)]);
+        j.lanes[0]
+            .client
+            .extend([client(11), client(21), client(31)]);
+        j.drain(0, true).expect("drain");
+        assert_eq!((j.sum.joined, j.sum.client_only, j.sum.records), (2, 1, 3));
+    }
+
+    #[test]
+    fn a_dropped_client_record_leaves_its_request_alone() {
+        let mut j = joiner();
+        j.lanes[0].guest.extend([guest(10), guest(20), guest(30)]);
+        j.lanes[0].client.extend([client(11), None, client(31)]);
+        j.drain(0, false).expect("drain");
+        assert_eq!((j.sum.joined, j.sum.guest_only, j.sum.records), (2, 1, 3));
+        // Both sides of one request dropped: nothing written for it.
+        j.lanes[0].guest.extend([None, guest(50)]);
+        j.lanes[0].client.extend([None, client(51)]);
+        j.drain(0, true).expect("drain");
+        assert_eq!((j.sum.joined, j.sum.records), (3, 4));
+    }
+
+    #[test]
+    fn records_a_full_channel_cannot_take_are_counted() {
+        let setup = TraceSetup::new("t", 1, 1, true, Vec::new());
+        let rec = TraceRecorder::new(std::io::sink(), &setup).expect("recorder");
+        let mut c = rec.client();
+        // More than the channel holds, faster than the writer (asleep between drains) takes it.
+        let n = (CHANNEL_CHUNKS as u64 + 64) * CHUNK as u64;
+        for i in 0..n {
+            c.record(client(i + 1).expect("record"));
+        }
+        drop(c);
+        let sum = rec.finish().expect("finish");
+        assert_eq!(sum.records + sum.dropped, n, "{sum:?}");
+        assert_eq!(sum.client_only, sum.records);
+    }
 }
