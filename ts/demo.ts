@@ -38,8 +38,12 @@ export interface DemoTraceSummary {
   in_kernel: number;
   /** Client records without a guest request. */
   client_only: number;
-  /** Guest requests without a client record (stopped, cleared). */
+  /** Guest requests without a client record (stopped, cleared, or its client record dropped). */
   guest_only: number;
+  /** Records dropped, not written (the trace writer fell behind); 0 in a complete trace. */
+  dropped: number;
+  /** CPU time the trace writer thread used, in ns. */
+  writer_cpu_ns: number;
 }
 
 /** Per-device counters. */

@@ -24,7 +24,7 @@ use crate::hsm::{Emulator, HsmGlobal, upcall};
 use crate::hv::{Hv, HvVm};
 use crate::slot::{PageSlots, Slot};
 use crate::slot_protocol;
-use crate::trace::{GuestRecorder, VcpuRecorder, stamp, stamp_after_load};
+use crate::trace::{GuestRecorder, VcpuRecorder, stamp};
 use crate::types::{VmState, lock};
 use crate::workload::{Access, Op, Workload, size_mask};
 use std::sync::atomic::{Ordering, fence};
@@ -814,11 +814,9 @@ impl SlotIo {
             );
             return IoOutcome::Stopped(r);
         }
-        let complete_ns = if self.rec.is_some() {
-            stamp_after_load()
-        } else {
-            0
-        };
+        // A plain TSC read (no LFENCE): it may read the counter a few ticks before the load that
+        // saw COMPLETE, but the recorder's join raises `complete` to the client's `notify`.
+        let complete_ns = if self.rec.is_some() { stamp() } else { 0 };
         // dm_emulate_io_complete
         if self.vm.state() == VmState::Paused {
             // Zombie vCPU: FREE without post-work, and the vCPU no longer runs.

@@ -1,8 +1,8 @@
 //! The recorder's stamps: the TSC where the kernel itself keeps `CLOCK_MONOTONIC` on it
 //! (x86-64, `constant_tsc` and `nonstop_tsc`, clocksource `tsc`), converted to `CLOCK_MONOTONIC`
 //! ns by the writer thread; `clock_gettime(CLOCK_MONOTONIC)` elsewhere. A TSC read costs a
-//! fraction of a `clock_gettime` (about 11 ns against 26 to 50 ns in the development VM), and
-//! a request takes seven stamps.
+//! fraction of a `clock_gettime` (about 15 ns against 36 to 44 ns in the development VM), and
+//! a request takes seven stamps (one of them after an LFENCE).
 
 use std::collections::VecDeque;
 use std::sync::OnceLock;
@@ -72,8 +72,11 @@ pub fn stamp() -> u64 {
 }
 
 /// [`stamp`] for a stamp that must not precede the load just before it, which saw another
-/// thread's store (the client's `processing` after its claim, the vCPU's `complete` after it
-/// saw COMPLETE): the other thread's stamp before that store is then never later.
+/// thread's store (the client's `processing` after its claim: the join checks `processing` not
+/// before `pending`): the other thread's stamp before that store is then never later. The
+/// LFENCE costs about as much as the read (15 + 13 ns on the development VM), so it is used only
+/// where the order is relied on; the vCPU's `complete` is a plain [`stamp`], which the join
+/// raises to `notify` when the TSC read ran ahead of the load.
 #[inline]
 pub fn stamp_after_load() -> u64 {
     if USE_TSC.load(Ordering::Relaxed) {
@@ -167,8 +170,11 @@ struct Segment {
 
 impl Segment {
     /// The function's value at `stamp` (continuous and increasing: both slopes are positive).
+    #[inline]
     fn at(&self, stamp: u64) -> f64 {
-        let d = (stamp as i128 - self.tsc as i128) as f64;
+        // As i64, not i128 (whose conversion to f64 is a library call): stamps of one trace are
+        // within 2^63 ticks of each other.
+        let d = stamp.wrapping_sub(self.tsc) as i64 as f64;
         if d <= self.steer {
             self.ns + d * self.slope
         } else {
@@ -200,7 +206,8 @@ pub(crate) struct Calib {
 }
 
 impl Calib {
-    /// Takes a new reference pair (cheap; the writer calls it per chunk, at most every ms).
+    /// Takes a new reference pair (cheap; the writer calls it before it sleeps and every 64
+    /// chunks; at most every ms).
     pub(crate) fn refresh(&mut self) {
         let Some(s) = self.scale else { return };
         let (t, m) = pair();
@@ -239,6 +246,34 @@ impl Calib {
         });
     }
 
+    /// A record's stamps in ns ([`ns`](Self::ns) of each, the newest segment looked up once).
+    #[inline]
+    pub(crate) fn ns_all<const N: usize>(&self, stamps: [u64; N]) -> [u64; N] {
+        let (Some(_), Some(newest)) = (self.scale, self.segments.back()) else {
+            return stamps.map(|t| self.ns(t));
+        };
+        let newest = *newest;
+        // The writer refreshes before it sleeps, so the stamps it converts next are mostly in
+        // the newest segment, some in the one before.
+        let before = self
+            .segments
+            .len()
+            .checked_sub(2)
+            .and_then(|i| self.segments.get(i))
+            .copied();
+        stamps.map(|t| {
+            if t == 0 {
+                0
+            } else if t >= newest.tsc {
+                ((newest.at(t) + 0.5) as u64).max(1)
+            } else if let Some(b) = before.filter(|b| t >= b.tsc) {
+                ((b.at(t) + 0.5) as u64).max(1)
+            } else {
+                self.ns(t)
+            }
+        })
+    }
+
     /// A stamp in ns (0 stays 0: not observed).
     #[inline]
     pub(crate) fn ns(&self, stamp: u64) -> u64 {
@@ -257,6 +292,8 @@ impl Calib {
                 }
             }
         };
-        seg.at(stamp).round().max(1.0) as u64
+        // Rounded by adding 0.5 (`f64::round` is a library call without SSE4.1); the cast
+        // saturates (a negative value gives 0, raised to 1).
+        ((seg.at(stamp) + 0.5) as u64).max(1)
     }
 }
