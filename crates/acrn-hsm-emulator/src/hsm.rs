@@ -901,6 +901,10 @@ impl EmulatedHsm {
         let Some(c) = lock(&self.vm.inner).default_client.clone() else {
             return Err(Errno::ENODEV);
         };
+        // A short spin before the sleep (timing only: the checks under the lock below decide).
+        crate::hv::halt_poll(|| {
+            c.ioreqs_map.load(Ordering::Acquire) != 0 || c.destroying.load(Ordering::Acquire)
+        });
         let mut sig = lock(&c.signals);
         let start = *sig;
         loop {
