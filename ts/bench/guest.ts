@@ -24,6 +24,7 @@ import { stopClient, type IoreqClient } from '../client.js';
 import { Hsm, type Vm } from '../hsm.js';
 import { native } from '../native.js';
 import type { BenchMode } from './run.js';
+import { deadline, destroy, quiesce, VM_FLAG_POLLING, workerInbox } from './worker-run.js';
 
 export type GuestVariant = 'native' | 'js-sync' | 'js-async' | 'qemu' | 'kvm-c';
 export const GUEST_VARIANTS: readonly GuestVariant[] = ['native', 'js-sync', 'js-async', 'qemu', 'kvm-c'];
@@ -43,8 +44,6 @@ export interface GuestRun {
   pairP99Cycles: number;
   wallMs: number;
 }
-
-const VM_FLAG_POLLING = 1n << 2n; // GUEST_FLAG_IO_COMPLETION_POLLING
 
 function quantile(xs: Uint32Array, q: number): number {
   const s = Float64Array.from(xs).sort();
@@ -147,29 +146,6 @@ function check(name: string, st: { served: number; dumped: number }, iterations:
   if (st.dumped !== 8 * iterations) throw new Error(`${name}: the guest dumped ${st.dumped} bytes, expected ${8 * iterations}`);
 }
 
-function quiesce(vm: Vm): void {
-  try {
-    vm.pause();
-    vm.clearVmIoreq();
-  } catch {
-    // The VM may already be gone.
-  }
-}
-
-function destroy(vm: Vm): void {
-  try {
-    vm.destroy();
-  } catch {
-    // Already destroyed.
-  }
-}
-
-function deadline(what: string, ms: number): { promise: Promise<never>; clear: () => void } {
-  let timer: NodeJS.Timeout | undefined;
-  const promise = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: the guest did not finish in ${ms} ms`)), ms)));
-  return { promise, clear: () => clearTimeout(timer) };
-}
-
 /** Lets the exit's request complete (the guest then halts) before PAUSE. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
@@ -215,20 +191,7 @@ export async function runGuestJsSync(mode: BenchMode, iterations: number, warmup
   const worker = new Worker(new URL('./guest-worker.js', import.meta.url), {
     workerData: { token: vm.share(), wake: mode === 'poll' ? 'poll' : 'blocking', testPort: g.testPort, resultPort: g.resultPort, exitPort: g.exitPort, dumpBytes: 8 * iterations },
   });
-  const messages: Record<string, unknown>[] = [];
-  let wake: (() => void) | undefined;
-  let failure: unknown;
-  worker.on('message', (m: Record<string, unknown>) => (messages.push(m), wake?.()));
-  worker.on('error', (e) => ((failure = e), wake?.()));
-  worker.on('exit', () => wake?.());
-  const next = async (what: string): Promise<Record<string, unknown>> => {
-    while (messages.length === 0) {
-      if (failure) throw failure;
-      await new Promise<void>((resolve) => (wake = resolve));
-      if (messages.length === 0 && !failure) throw new Error(`${name}: the worker ended before ${what}`);
-    }
-    return messages.shift() as Record<string, unknown>;
-  };
+  const next = workerInbox(worker, name);
   const limit = deadline(name, timeoutMs);
   let stopToken = 0;
   try {

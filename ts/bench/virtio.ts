@@ -34,6 +34,7 @@ import { stopClient } from '../client.js';
 import { Hsm } from '../hsm.js';
 import { native } from '../native.js';
 import type { BenchMode } from './run.js';
+import { deadline, destroy, quiesce, VM_FLAG_POLLING, workerInbox } from './worker-run.js';
 
 /** The variants: the native virtio-blk (three ways of taking its queue notifications), the TypeScript one, and QEMU's. */
 export type BlkVariant = 'native' | 'native-ioeventfd' | 'native-kvm-ioeventfd' | 'qemu' | 'js';
@@ -82,8 +83,6 @@ export async function runBlkNative(files: BlkFiles, mode: BenchMode, variant: Na
   return { variant, mode, big: r.deltas.big, small: r.deltas.small, wallMs: performance.now() - t };
 }
 
-const VM_FLAG_POLLING = 1n << 2n; // GUEST_FLAG_IO_COMPLETION_POLLING
-
 /** The KVM engine through the public API with the TypeScript virtio-blk on a worker thread. */
 export async function runBlkJs(files: BlkFiles, mode: BenchMode, timeoutMs = 300_000): Promise<BlkRun> {
   const hsm = Hsm.emulated({ engine: 'kvm' });
@@ -92,48 +91,26 @@ export async function runBlkJs(files: BlkFiles, mode: BenchMode, timeoutMs = 300
   const worker = new Worker(new URL('./virtio-worker.js', import.meta.url), {
     workerData: { token: vm.share(), wake: mode === 'poll' ? 'poll' : 'blocking', image: files.image },
   });
-  const messages: Record<string, unknown>[] = [];
-  let wake: (() => void) | undefined;
-  let failure: unknown;
-  worker.on('message', (m: Record<string, unknown>) => (messages.push(m), wake?.()));
-  worker.on('error', (e) => ((failure = e), wake?.()));
-  worker.on('exit', () => wake?.());
-  const next = async (what: string): Promise<Record<string, unknown>> => {
-    while (messages.length === 0) {
-      if (failure) throw failure;
-      await new Promise<void>((resolve) => (wake = resolve));
-      if (messages.length === 0 && !failure) throw new Error(`js ${mode}: the worker ended before ${what}`);
-    }
-    return messages.shift() as Record<string, unknown>;
-  };
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`js ${mode}: the guest did not finish in ${timeoutMs} ms`)), timeoutMs)));
+  const name = `js ${mode}`;
+  const next = workerInbox(worker, name);
+  const limit = deadline(name, timeoutMs);
   let stopToken = 0;
   try {
-    stopToken = Number((await Promise.race([next('it was ready'), late])).stopToken ?? 0);
+    stopToken = Number((await Promise.race([next('it was ready'), limit.promise])).stopToken ?? 0);
     const t = performance.now();
     vm.start();
-    const done = await Promise.race([next('the debug exit'), late]);
+    const done = await Promise.race([next('the debug exit'), limit.promise]);
     const wallMs = performance.now() - t;
-    if (done.exitStatus !== 33) throw new Error(`js ${mode}: the guest ended with ${String(done.exitStatus)} (expected 33, its debug exit)`);
+    if (done.exitStatus !== 33) throw new Error(`${name}: the guest ended with ${String(done.exitStatus)} (expected 33, its debug exit)`);
     const d = native().virtioBlkParseDump(Buffer.from(done.debugcon as Uint8Array), files.sizes);
-    if (!d) throw new Error(`js ${mode}: the guest's dump is missing or short`);
+    if (!d) throw new Error(`${name}: the guest's dump is missing or short`);
     return { variant: 'js', mode, big: d.big, small: d.small, wallMs };
   } finally {
-    clearTimeout(timer);
-    try {
-      vm.pause();
-      vm.clearVmIoreq();
-    } catch {
-      // Already powered off.
-    }
+    limit.clear();
+    quiesce(vm);
     if (stopToken) stopClient(stopToken);
     await worker.terminate();
-    try {
-      vm.destroy();
-    } catch {
-      // Already destroyed.
-    }
+    destroy(vm);
   }
 }
 
