@@ -6,9 +6,13 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use acrn_hsm::Vm;
 use acrn_hsm::client::{
-    AddressSpace, Batch, ClientConfig, DeferredAt, Dispatcher, IoreqClient, RunExit, VmAction,
-    WakeMode,
+    AddressSpace, Batch, ClientConfig, ClientHandle, DeferredAt, Dispatcher, IoDevice, IoreqClient,
+    RunExit, VmAction, WakeMode,
 };
 use acrn_hsm::devices::RegisterFile;
 use acrn_hsm::trace::{TraceRecorder, TraceSetup};
@@ -226,40 +230,87 @@ fn batches_are_recorded_and_a_reset_withholds_the_batch() {
     assert!(first.ts.handler_start >= first.ts.processing);
 }
 
+/// A native device at port 0x520 whose writes call `call` on the serving client's handle, as a
+/// deferred virtio transport's hook does; its reads answer 0x5a.
+struct HandleCaller {
+    handle: Arc<Mutex<Option<ClientHandle>>>,
+    call: fn(&ClientHandle),
+}
+
+impl IoDevice for HandleCaller {
+    fn name(&self) -> &str {
+        "handle-caller"
+    }
+    fn read(&mut self, _: u64, _: u8) -> u64 {
+        0x5a
+    }
+    fn write(&mut self, _: u64, _: u8, _: u64) {
+        if let Some(h) = self.handle.lock().unwrap().as_ref() {
+            (self.call)(h);
+        }
+    }
+}
+
+const CALLER_PORT: u16 = 0x520;
+
+/// A started 1-vCPU VM with [`HandleCaller`] at [`CALLER_PORT`] and its client in `mode`.
+fn vm_with_caller(mode: WakeMode, call: fn(&ClientHandle)) -> (Emulator, Arc<Vm>, IoreqClient) {
+    let (emu, _hsm, vm) = vm_with(1, 0);
+    let handle = Arc::new(Mutex::new(None));
+    let mut d = dispatcher();
+    d.add_pio(
+        CALLER_PORT,
+        1,
+        Box::new(HandleCaller {
+            handle: handle.clone(),
+            call,
+        }),
+    )
+    .expect("free");
+    let client = IoreqClient::new(
+        vm.clone(),
+        d,
+        ClientConfig {
+            mode,
+            ..Default::default()
+        },
+    )
+    .expect("client");
+    *handle.lock().unwrap() = Some(client.handle());
+    vm.start().expect("start");
+    (emu, vm, client)
+}
+
+/// One access of vCPU 0 to [`CALLER_PORT`].
+fn caller_op(access: Access) -> Op {
+    Op::Pio {
+        port: CALLER_PORT,
+        size: 1,
+        access,
+    }
+}
+
+/// `next_batch` once `client` is stopped from another thread `after` from now.
+fn next_batch_until_stopped(client: &mut IoreqClient, after: Duration) {
+    let handle = client.handle();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(after);
+        handle.stop();
+    });
+    assert_eq!(
+        client.next_batch(&[]).expect("stopped"),
+        Batch::Exit(RunExit::Stopped)
+    );
+    stopper.join().expect("stopper");
+}
+
 /// A native device that queued work for the server (as a deferred virtio transport does) wakes
 /// the batch wait: `next_batch` returns an empty batch after the scan that served it.
 #[test]
 fn wake_batch_ends_the_wait_with_an_empty_batch() {
-    use acrn_hsm::client::{ClientHandle, IoDevice};
-    use std::sync::{Arc, Mutex};
-    struct Waker(Arc<Mutex<Option<ClientHandle>>>);
-    impl IoDevice for Waker {
-        fn name(&self) -> &str {
-            "waker"
-        }
-        fn read(&mut self, _: u64, _: u8) -> u64 {
-            0
-        }
-        fn write(&mut self, _: u64, _: u8, _: u64) {
-            if let Some(h) = self.0.lock().unwrap().as_ref() {
-                h.wake_batch();
-            }
-        }
-    }
-    let (emu, _hsm, vm) = vm_with(1, 0);
-    let slot = Arc::new(Mutex::new(None));
-    let mut d = dispatcher();
-    d.add_pio(0x520, 1, Box::new(Waker(slot.clone())))
-        .expect("free");
-    let mut client = IoreqClient::new(vm.clone(), d, ClientConfig::default()).expect("client");
-    *slot.lock().unwrap() = Some(client.handle());
-    vm.start().expect("start");
+    let (emu, vm, mut client) = vm_with_caller(WakeMode::Blocking, ClientHandle::wake_batch);
     let w = Workload {
-        vcpus: vec![vec![Op::Pio {
-            port: 0x520,
-            size: 1,
-            access: Access::Write(1),
-        }]],
+        vcpus: vec![vec![caller_op(Access::Write(1))]],
     };
     let run = emu
         .guest(vm.vmid())
@@ -271,16 +322,7 @@ fn wake_batch_ends_the_wait_with_an_empty_batch() {
     let r = run.join();
     assert!(r.is_clean(), "{r:?}");
     assert_eq!(r.completed, 1);
-    let handle = client.handle();
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        handle.stop();
-    });
-    assert_eq!(
-        client.next_batch(&[]).expect("stopped"),
-        Batch::Exit(RunExit::Stopped)
-    );
-    stopper.join().expect("stopper");
+    next_batch_until_stopped(&mut client, Duration::from_millis(100));
 }
 
 /// `wake_batch_holding` (a virtio notify whose chains go to JavaScript): the request is answered
@@ -288,51 +330,12 @@ fn wake_batch_ends_the_wait_with_an_empty_batch() {
 /// exactly once; a second request after it is then served as usual. In both wake modes.
 #[test]
 fn wake_batch_holding_completes_the_request_with_the_batch() {
-    use acrn_hsm::client::{ClientHandle, IoDevice};
-    use std::sync::{Arc, Mutex};
-    struct Holder(Arc<Mutex<Option<ClientHandle>>>);
-    impl IoDevice for Holder {
-        fn name(&self) -> &str {
-            "holder"
-        }
-        fn read(&mut self, _: u64, _: u8) -> u64 {
-            0x5a
-        }
-        fn write(&mut self, _: u64, _: u8, _: u64) {
-            if let Some(h) = self.0.lock().unwrap().as_ref() {
-                h.wake_batch_holding();
-            }
-        }
-    }
     for mode in [WakeMode::Blocking, WakeMode::poll()] {
-        let (emu, _hsm, vm) = vm_with(1, 0);
-        let slot = Arc::new(Mutex::new(None));
-        let mut d = dispatcher();
-        d.add_pio(0x520, 1, Box::new(Holder(slot.clone())))
-            .expect("free");
-        let mut client = IoreqClient::new(
-            vm.clone(),
-            d,
-            ClientConfig {
-                mode,
-                ..Default::default()
-            },
-        )
-        .expect("client");
-        *slot.lock().unwrap() = Some(client.handle());
-        vm.start().expect("start");
+        let (emu, vm, mut client) = vm_with_caller(mode, ClientHandle::wake_batch_holding);
         let w = Workload {
             vcpus: vec![vec![
-                Op::Pio {
-                    port: 0x520,
-                    size: 1,
-                    access: Access::Write(1),
-                },
-                Op::Pio {
-                    port: 0x520,
-                    size: 1,
-                    access: Access::Read { expect: Some(0x5a) },
-                },
+                caller_op(Access::Write(1)),
+                caller_op(Access::Read { expect: Some(0x5a) }),
             ]],
         };
         let run = emu
@@ -342,23 +345,14 @@ fn wake_batch_holding_completes_the_request_with_the_batch() {
             .expect("spawn");
         assert_eq!(client.next_batch(&[]).expect("woken"), Batch::Ready(0));
         // The write is held: its vCPU has not been notified, so the read was not issued.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
         assert_eq!(
             client.stats().notifies,
             0,
             "held until the batch comes back"
         );
-        let handle = client.handle();
-        let stopper = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            handle.stop();
-        });
         // Handing the (empty) batch back completes the write; the read is then served natively.
-        assert_eq!(
-            client.next_batch(&[]).expect("stopped"),
-            Batch::Exit(RunExit::Stopped)
-        );
-        stopper.join().expect("stopper");
+        next_batch_until_stopped(&mut client, Duration::from_millis(200));
         let r = run.join();
         assert!(r.is_clean(), "{r:?}");
         assert_eq!(r.completed, 2);
