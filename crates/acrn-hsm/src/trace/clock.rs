@@ -12,13 +12,19 @@ use std::time::Duration;
 /// `CLOCK_MONOTONIC` in ns (the trace clock).
 #[inline]
 pub fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// `clock`'s time in ns (0 if `clock_gettime` fails: it cannot for the clocks used here,
+/// `CLOCK_MONOTONIC` and `CLOCK_THREAD_CPUTIME_ID`, which Linux always has).
+#[inline]
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a live, writable timespec; CLOCK_MONOTONIC is always available on Linux
-    // (clock_gettime then cannot fail; if it did, `ts` stays zero).
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    // SAFETY: `ts` is a live, writable timespec; on a failure it stays zero.
+    unsafe { libc::clock_gettime(clock, &raw mut ts) };
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)

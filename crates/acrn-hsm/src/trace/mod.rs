@@ -779,15 +779,7 @@ fn writer_thread<W: Write>(
 
 /// CPU time of the calling thread (ns).
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a live, writable timespec; a failure leaves it zero.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+    clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// Pins the calling (writer) thread to the last CPU the process may use when it may use 3 or
