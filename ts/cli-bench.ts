@@ -638,7 +638,8 @@ async function virtioBench(values: Record<string, string | undefined> & { quick?
   const kvm = engines().kvm;
   if (!kvm.usable) return skipped(`the KVM engine cannot run here: ${kvm.reason}`);
   const { existsSync } = await import('node:fs');
-  if (!existsSync('/usr/share/seabios/bios.bin')) return skipped('/usr/share/seabios/bios.bin missing (apt-get install seabios, or scripts/setup-bench-guest.sh)');
+  const { SEABIOS_PATH } = await import('./hsm.js');
+  if (!existsSync(SEABIOS_PATH)) return skipped(`${SEABIOS_PATH} missing (apt-get install seabios, or scripts/setup-bench-guest.sh)`);
   const guest = await import('./bench/guest.js');
   const vb = await import('./bench/virtio.js');
   const qv = guest.qemuVersion();

@@ -291,6 +291,6 @@ pub fn boot_test_disk() -> BootTestDisk {
             .iter()
             .map(|s| (*s).to_string())
             .collect(),
-        exit_status: 33,
+        exit_status: ((acrn_hsm_tools::boot_disk::EXIT_VALUE << 1) | 1) as i32,
     }
 }

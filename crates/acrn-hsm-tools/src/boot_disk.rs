@@ -49,6 +49,10 @@ pub const BOOT_SECTOR: &[u8] = &[
     0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
 
+/// What the boot sector writes to isa-debug-exit when every read succeeded (the run's status is
+/// `(EXIT_VALUE << 1) | 1`, 33; a failed read writes 0x11).
+pub const EXIT_VALUE: u32 = 0x10;
+
 /// The texts of sectors 1, 2 and 3, in the order the boot sector prints them.
 pub const SECTOR_TEXTS: [&str; 3] = [
     "<virtio sector 1: CHS read>",
@@ -84,6 +88,11 @@ mod tests {
         let img = image();
         assert_eq!(&img[510..512], &[0x55, 0xaa]);
         assert!(BOOT_SECTOR.len() <= 446);
+        // 0x37: mov al, EXIT_VALUE; out 0xf4, al.
+        assert_eq!(
+            &BOOT_SECTOR[0x37..0x3b],
+            &[0xb0, EXIT_VALUE as u8, 0xe6, 0xf4]
+        );
         for (k, m) in SECTOR_TEXTS.iter().enumerate() {
             let at = 512 * (k + 1);
             assert_eq!(&img[at..at + m.len()], m.as_bytes());

@@ -982,36 +982,19 @@ impl IoreqClient {
                 value,
                 target: p.target,
             };
-            if action.is_some() {
-                if recording {
-                    self.record(&req, out, [p.stamps[0], p.stamps[1], end, 0], true);
-                }
-                self.withhold(p.claim);
-                continue;
-            }
-            let notify = if recording { crate::trace::stamp() } else { 0 };
-            self.notify(p.claim);
-            if recording {
-                self.record(&req, out, [p.stamps[0], p.stamps[1], end, notify], false);
-            }
+            self.finish(
+                &req,
+                p.claim,
+                out,
+                [p.stamps[0], p.stamps[1], end],
+                action.is_some(),
+            );
         }
         self.pending = pending;
         let mut held = std::mem::take(&mut self.held);
         for h in held.drain(..) {
             let req = *h.claim.request();
-            let [processing, hs, he] = h.stamps;
-            if action.is_some() {
-                if recording {
-                    self.record(&req, h.out, [processing, hs, he, 0], true);
-                }
-                self.withhold(h.claim);
-                continue;
-            }
-            let notify = if recording { crate::trace::stamp() } else { 0 };
-            self.notify(h.claim);
-            if recording {
-                self.record(&req, h.out, [processing, hs, he, notify], false);
-            }
+            self.finish(&req, h.claim, h.out, h.stamps, action.is_some());
         }
         self.held = held;
         self.batch.clear();
@@ -1019,6 +1002,32 @@ impl IoreqClient {
         match action {
             None => Ok(None),
             Some(a) => self.apply_vm_action(a),
+        }
+    }
+
+    /// Ends a request of the batch whose value is in its slot: withheld (a VM action is pending)
+    /// or NOTIFYed, and recorded with its first three stamps (processing, handler start, end).
+    fn finish(
+        &mut self,
+        req: &Request,
+        claim: Claim,
+        out: dispatch::Outcome,
+        stamps: [u64; 3],
+        withhold: bool,
+    ) {
+        let recording = self.config.recorder.is_some();
+        let [processing, start, end] = stamps;
+        if withhold {
+            if recording {
+                self.record(req, out, [processing, start, end, 0], true);
+            }
+            self.withhold(claim);
+            return;
+        }
+        let notify = if recording { crate::trace::stamp() } else { 0 };
+        self.notify(claim);
+        if recording {
+            self.record(req, out, [processing, start, end, notify], false);
         }
     }
 
