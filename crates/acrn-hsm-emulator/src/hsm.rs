@@ -34,6 +34,10 @@ const FLAG_CLEARING: u32 = 1 << 1;
 const CONF1_ENABLE: u32 = 0x8000_0000;
 
 /// An ioreq client (`struct acrn_ioreq_client`).
+// On lines of its own (128 bytes: a cache-line pair): touched on every request by the serving
+// thread or a vCPU, it must share no line with another allocation (docs/performance.md, "False
+// sharing").
+#[repr(align(128))]
 pub(crate) struct Client {
     is_default: bool,
     /// `ioreqs_map`: one bit per vCPU.
@@ -109,6 +113,10 @@ struct Inner {
 }
 
 /// The per-file `struct acrn_vm`.
+// On lines of its own (128 bytes: a cache-line pair): touched on every request by the serving
+// thread or a vCPU, it must share no line with another allocation (docs/performance.md, "False
+// sharing").
+#[repr(align(128))]
 pub(crate) struct HsmVm {
     vmid: AtomicU16,
     vcpu_num: AtomicU16,
@@ -163,6 +171,10 @@ impl Drop for ShutdownOnDrop {
 }
 
 /// HSM's global state: `acrn_vm_list` and the dispatcher.
+// On lines of its own (128 bytes: a cache-line pair): touched on every request by the serving
+// thread or a vCPU, it must share no line with another allocation (docs/performance.md, "False
+// sharing").
+#[repr(align(128))]
 pub(crate) struct HsmGlobal {
     vm_list: RwLock<Vec<Arc<HsmVm>>>,
     dispatch_lock: Mutex<()>,

@@ -73,6 +73,10 @@ pub(crate) trait EngineHooks: Send + Sync {
 }
 
 /// One vCPU of a VM.
+// On lines of its own (128 bytes: a cache-line pair): touched on every request by the serving
+// thread or a vCPU, it must share no line with another allocation (docs/performance.md, "False
+// sharing").
+#[repr(align(128))]
 pub(crate) struct HvVcpu {
     /// `VCPU_EVENT_IOREQ`: latched (`signal_event` sets, a later `wait_event` returns at once and
     /// clears).
@@ -179,6 +183,10 @@ impl HvVcpu {
 }
 
 /// One VM on the hypervisor.
+// On lines of its own (128 bytes: a cache-line pair): touched on every request by the serving
+// thread or a vCPU, it must share no line with another allocation (docs/performance.md, "False
+// sharing").
+#[repr(align(128))]
 pub(crate) struct HvVm {
     pub(crate) vmid: u16,
     pub(crate) name: [u8; 16],

@@ -29,6 +29,10 @@ use crate::errno::Errno;
 pub const PAGE_SIZE: usize = 4096;
 
 /// One anonymous private mapping. Unmapped when the last `Arc` goes away.
+// On lines of its own (128 bytes: a cache-line pair): touched on every request by the serving
+// thread or a vCPU, it must share no line with another allocation (docs/performance.md, "False
+// sharing").
+#[repr(align(128))]
 pub(crate) struct Mapping {
     ptr: *mut u8,
     len: usize,

@@ -287,6 +287,10 @@ pub struct DeviceId(pub usize);
 
 /// Live per-device counters, readable from any thread while the client runs.
 #[derive(Debug, Default)]
+// On lines of its own (128 bytes: a cache-line pair): touched on every request by the serving
+// thread or a vCPU, it must share no line with another allocation (docs/performance.md, "False
+// sharing").
+#[repr(align(128))]
 pub struct DeviceCounters {
     name: String,
     reads: AtomicU64,

@@ -429,6 +429,10 @@ impl Counters {
 }
 
 #[derive(Debug)]
+// On lines of its own (128 bytes: a cache-line pair): touched on every request by the serving
+// thread or a vCPU, it must share no line with another allocation (docs/performance.md, "False
+// sharing").
+#[repr(align(128))]
 struct Shared {
     stop: AtomicBool,
     /// Whether this client's DESTROY_IOREQ_CLIENT was issued (by a blocking-mode stop or the
