@@ -4,8 +4,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { AcrnHsmError, encodeIoRequest, encodeTrace, Hsm, PciFunction, pciAddress, pciFields, Vm, type ServedRequest } from '../dist/index.js';
+import { AcrnHsmError, encodeIoRequest, encodeTrace, Hsm, PciFunction, pciAddress, pciFields, stopClient, Vm, type ServedRequest } from '../dist/index.js';
 import { main } from '../dist/cli.js';
 import { parseCommand, UsageError, type CommandSpec } from '../dist/cli-args.js';
 
@@ -310,6 +311,53 @@ describe('refusals with a reason, errors with advice', () => {
     await expect(client.run()).rejects.toMatchObject({ code: 'ERR_VM_DESTROYED' });
     expect(() => client.runSync()).toThrow(/destroyed/);
     expect(() => Vm.fromShared(token)).toThrow(/destroyed/);
+  });
+
+  it('runSync() keeps the client busy for its whole loop: record() from a handler is ERR_CLIENT_RUNNING', async () => {
+    const hsm = Hsm.emulated();
+    const vm = hsm.createVm({ vcpuNum: 1 });
+    const src = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      (async () => {
+        const { Vm } = await import(workerData.dist);
+        const client = Vm.fromShared(workerData.token).createIoreqClient();
+        let code = 'none';
+        client.pio(0x510, 4, {
+          read() {
+            try { client.record(workerData.trace); } catch (err) { code = err.code; }
+            return 0x1234;
+          },
+          write() {},
+        });
+        parentPort.postMessage({ stopToken: client.stopToken });
+        client.runSync();
+        parentPort.postMessage({ code });
+      })();`;
+    const worker = new Worker(src, {
+      eval: true,
+      workerData: { dist: join(root, 'dist', 'index.js'), token: vm.share(), trace: join(tmpdir(), `acrn-hsm-busy-${process.pid}.trace`) },
+    });
+    try {
+      const messages: Record<string, unknown>[] = [];
+      const next = () =>
+        new Promise<Record<string, unknown>>((resolve, reject) => {
+          worker.once('message', resolve);
+          worker.once('error', reject);
+        });
+      const ready = await next();
+      vm.start();
+      const r = await hsm.guest(vm).run({ vcpus: [[{ pio: 0x510, size: 4, read: true, expect: 0x1234 }]] });
+      expect(r.completed).toBe(1);
+      expect(r.mismatches).toHaveLength(0);
+      const done = next();
+      stopClient(ready.stopToken as number);
+      messages.push(await done);
+      expect(messages[0]).toEqual({ code: 'ERR_CLIENT_RUNNING' });
+    } finally {
+      await worker.terminate();
+      vm.pause();
+      vm.destroy();
+    }
   });
 
   it('a workload names PCI fields as decoded slots do (device/function/register); the short names still parse', async () => {

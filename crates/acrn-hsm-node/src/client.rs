@@ -1303,6 +1303,17 @@ pub(crate) const NEXT_WORDS: usize = MAX_BATCH as usize * (1 + RECORD_WORDS as u
 
 /// The body of [`client_next`]: answer the batch in `buf`, wait, write the next one into it.
 pub(crate) fn serve_next(server: &Mutex<Option<Server>>, buf: &mut [u64]) -> Result<i32> {
+    let mut guard = server.try_lock().map_err(|_| {
+        coded_error(
+            "ERR_CLIENT_RUNNING",
+            "another next() is already waiting: one loop (run() or runSync()) per client",
+        )
+    })?;
+    serve_locked(&mut guard, buf)
+}
+
+/// [`serve_next`] with the server already locked (the sync lane holds the lock while open).
+pub(crate) fn serve_locked(guard: &mut Option<Server>, buf: &mut [u64]) -> Result<i32> {
     let batch = MAX_BATCH as usize;
     if buf.len() < NEXT_WORDS {
         return Err(coded_error(
@@ -1313,12 +1324,6 @@ pub(crate) fn serve_next(server: &Mutex<Option<Server>>, buf: &mut [u64]) -> Res
         ));
     }
     let (responses, out) = buf.split_at_mut(batch);
-    let mut guard = server.try_lock().map_err(|_| {
-        coded_error(
-            "ERR_CLIENT_RUNNING",
-            "another next() is already waiting: one loop (run() or runSync()) per client",
-        )
-    })?;
     let Some(server) = guard.as_mut() else {
         return Ok(-1);
     };
@@ -1328,7 +1333,7 @@ pub(crate) fn serve_next(server: &Mutex<Option<Server>>, buf: &mut [u64]) -> Res
             Ok(i32::try_from(n).unwrap_or(i32::MAX))
         }
         None => {
-            close(&mut guard);
+            close(guard);
             Ok(-1)
         }
     }

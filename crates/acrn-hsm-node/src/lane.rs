@@ -4,19 +4,23 @@
 //! private-property lookup) and no typed-array conversion, which were about 800 of the ~4,000
 //! instructions one crossing added per request (callgrind, notify mode, 1 vCPU).
 //!
+//! The lane also holds the client's server lock from open to close (the loop is the server's
+//! one user meanwhile: `record()` and a second loop get `ERR_CLIENT_RUNNING`, as while any
+//! loop waits), so a request takes no lock and unlock, two locked instructions, per crossing.
+//!
 //! The buffer is memory of this crate shared with JavaScript as an external `Buffer` (the
 //! responses, then the records, as for `clientNext`), freed when both the lane is closed and the
 //! buffer is collected.
 
 use std::cell::{RefCell, UnsafeCell};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use napi::Env;
 use napi::bindgen_prelude::BufferSlice;
 use napi_derive::napi;
 
-use crate::client::{IoreqClientHandle, NEXT_WORDS, Server, serve_next};
+use crate::client::{IoreqClientHandle, NEXT_WORDS, Server, serve_locked};
 use crate::errors::{Result, coded_error};
 
 /// The words JavaScript and this crate share (written by one side at a time: see
@@ -34,7 +38,10 @@ impl LaneMemory {
 }
 
 struct Lane {
-    server: Arc<Mutex<Option<Server>>>,
+    /// The server, locked while the lane is open. Declared before `_server`, so it is dropped
+    /// (unlocked) before the `Arc` that keeps the mutex alive.
+    guard: MutexGuard<'static, Option<Server>>,
+    _server: Arc<Mutex<Option<Server>>>,
     memory: Rc<LaneMemory>,
     /// The buffer was handed out (once: one external buffer per pointer, as Node requires).
     shared: bool,
@@ -50,16 +57,38 @@ fn bad_lane() -> crate::errors::CodedError {
     coded_error("ERR_INVALID_ARG", "no such sync lane on this thread")
 }
 
-/// Opens a lane for `client`'s synchronous loop on this thread; returns its id.
+/// Opens a lane for `client`'s synchronous loop on this thread, locking its server until
+/// [`close_sync_lane`]; returns its id. `ERR_CLIENT_RUNNING` if another loop has the server.
 #[napi]
-pub fn open_sync_lane(client: &IoreqClientHandle) -> u32 {
-    LANES.with(|l| {
+pub fn open_sync_lane(client: &IoreqClientHandle) -> Result<u32> {
+    let server = client.server.clone();
+    let guard = match server.try_lock() {
+        Ok(g) => g,
+        // A loop that panicked left the server as it was; the next loop goes on with it.
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            return Err(coded_error(
+                "ERR_CLIENT_RUNNING",
+                "the client is already serving: one loop (run() or runSync()) per client",
+            ));
+        }
+    };
+    // SAFETY: the guard borrows the mutex inside `server`'s allocation, which the lane keeps
+    // alive in its `_server` field and drops only after the guard (field order). The lane never
+    // leaves this thread (a thread-local), as a `MutexGuard` must not.
+    let guard = unsafe {
+        std::mem::transmute::<MutexGuard<'_, Option<Server>>, MutexGuard<'static, Option<Server>>>(
+            guard,
+        )
+    };
+    let lane = Lane {
+        guard,
+        _server: server,
+        memory: Rc::new(LaneMemory::new()),
+        shared: false,
+    };
+    Ok(LANES.with(|l| {
         let mut l = l.borrow_mut();
-        let lane = Lane {
-            server: client.server.clone(),
-            memory: Rc::new(LaneMemory::new()),
-            shared: false,
-        };
         match l.iter().position(Option::is_none) {
             Some(i) => {
                 l[i] = Some(lane);
@@ -70,7 +99,7 @@ pub fn open_sync_lane(client: &IoreqClientHandle) -> u32 {
                 (l.len() - 1) as u32
             }
         }
-    })
+    }))
 }
 
 /// The lane's buffer (`maxBatch` response words, then `maxBatch * recordWords` record words),
@@ -109,17 +138,17 @@ pub fn sync_lane_next(lane: u32) -> Result<i32> {
     // The lane stays borrowed while the call waits: nothing on this thread can run meanwhile
     // (the serving path calls no JavaScript), and no reference count moves per request.
     LANES.with(|l| {
-        let l = l.borrow();
+        let mut l = l.borrow_mut();
         let lane = l
-            .get(lane as usize)
-            .and_then(Option::as_ref)
+            .get_mut(lane as usize)
+            .and_then(Option::as_mut)
             .ok_or_else(bad_lane)?;
         // SAFETY: the words are alive (the lane holds them) and only this thread touches them:
         // the lane is this thread's, and JavaScript, which also writes them through the buffer,
         // runs on this thread, which is inside this call until it returns (the façade keeps the
         // buffer private to its loop: it is never transferred to another thread).
         let words = unsafe { std::slice::from_raw_parts_mut(lane.memory.ptr(), NEXT_WORDS) };
-        serve_next(&lane.server, words)
+        serve_locked(&mut lane.guard, words)
     })
 }
 
