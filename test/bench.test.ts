@@ -6,9 +6,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Histogram } from '../dist/bench/hist.js';
 import { parseTable } from '../dist/bench/run.js';
+import { workerInbox } from '../dist/bench/worker-run.js';
 import { benchCommand } from '../dist/cli-bench.js';
 
 const root = join(import.meta.dirname, '..');
@@ -64,6 +66,25 @@ describe('Histogram', () => {
     expect(pts[0]?.percentile).toBe(0);
     expect(pts[pts.length - 1]).toEqual({ percentile: 1, valueNs: 10_000 });
     for (let i = 1; i < pts.length; i++) expect(pts[i]!.valueNs).toBeGreaterThanOrEqual(pts[i - 1]!.valueNs);
+  });
+});
+
+describe('workerInbox (the worker variants of the bench)', () => {
+  const start = (src: string) => new Worker(`const { parentPort } = require('node:worker_threads'); ${src}`, { eval: true });
+  it('gives the messages in order, then an error, not a wait, once the worker has exited', async () => {
+    const worker = start(`parentPort.postMessage({ a: 1 }); parentPort.postMessage({ b: 2 });`);
+    const next = workerInbox(worker, 'test');
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    expect(await next('a')).toEqual({ a: 1 });
+    expect(await next('b')).toEqual({ b: 2 });
+    // Asked for after the exit (nothing left to wake a wait) and during it.
+    await exited;
+    await expect(next('c')).rejects.toThrow(/test: the worker ended before c/);
+    await expect(next('d')).rejects.toThrow(/before d/);
+  });
+  it("rejects with the worker's own error", async () => {
+    const next = workerInbox(start(`throw new RangeError('boom');`), 'test');
+    await expect(next('a')).rejects.toThrow(/boom/);
   });
 });
 

@@ -11,6 +11,7 @@ import type { WakeMode } from '../client.js';
 import { native } from '../native.js';
 import { Histogram } from './hist.js';
 import { benchDevices, benchWorkload, REQUESTS_PER_ROUND } from './devices.js';
+import { VM_FLAG_POLLING, workerInbox } from './worker-run.js';
 
 export type BenchPath = 'native' | 'js-sync' | 'js-async';
 export type BenchMode = 'poll' | 'notify';
@@ -56,7 +57,6 @@ export interface CaseResult {
   p50Range?: [number, number];
 }
 
-const VM_FLAG_POLLING = 1n << 2n; // GUEST_FLAG_IO_COMPLETION_POLLING
 
 function rounds(size: CaseSize, vcpus: number): { rounds: number; warmup: number; chunk: number } {
   const per = REQUESTS_PER_ROUND * vcpus;
@@ -151,25 +151,15 @@ export async function runJsSync(mode: BenchMode, vcpus: number, size: CaseSize):
   const vm = hsm.createVm({ vcpuNum: vcpus, vmFlag: mode === 'poll' ? VM_FLAG_POLLING : 0n });
   const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { token: vm.share(), wake: wakeOf(mode) } });
   try {
-    const messages: unknown[] = [];
-    let wake: (() => void) | undefined;
-    let failure: unknown;
-    worker.on('message', (m) => (messages.push(m), wake?.()));
-    worker.on('error', (e) => ((failure = e), wake?.()));
-    const next = async (): Promise<Record<string, number>> => {
-      while (messages.length === 0) {
-        if (failure) throw failure;
-        await new Promise<void>((resolve) => (wake = resolve));
-      }
-      return messages.shift() as Record<string, number>;
-    };
-    const ready = await next();
+    // A worker that fails or exits without its message ends the case with an error, not a hang.
+    const next = workerInbox(worker, 'bench js-sync');
+    const ready = (await next('its stop token')) as { stopToken?: number };
     vm.start();
     const guest = hsm.guest(vm);
     const r = rounds(size, vcpus);
     const acc = await guestRuns((n) => guest.run(benchWorkload(vcpus, n)), r, size);
     stopClient(ready.stopToken ?? 0);
-    const { served } = await next();
+    const { served } = (await next('its count of served requests')) as { served?: number };
     const expected = (r.warmup * REQUESTS_PER_ROUND * vcpus) + acc.completed;
     const errors = acc.errors + Math.abs((served ?? 0) - expected);
     return finish({ path: 'js-sync', mode, vcpus, issued: acc.issued, completed: acc.completed, errors, seconds: acc.seconds }, acc.latencies, size);

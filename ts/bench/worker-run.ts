@@ -18,14 +18,16 @@ export function workerInbox(worker: Worker, name: string): (what: string) => Pro
   const messages: Record<string, unknown>[] = [];
   let wake: (() => void) | undefined;
   let failure: unknown;
+  let exited = false;
   worker.on('message', (m: Record<string, unknown>) => (messages.push(m), wake?.()));
   worker.on('error', (e) => ((failure = e), wake?.()));
-  worker.on('exit', () => wake?.());
+  worker.on('exit', () => ((exited = true), wake?.()));
   return async (what) => {
     while (messages.length === 0) {
       if (failure) throw failure;
+      // Also when it exited before this call: nothing would wake the wait.
+      if (exited) throw new Error(`${name}: the worker ended before ${what}`);
       await new Promise<void>((resolve) => (wake = resolve));
-      if (messages.length === 0 && !failure) throw new Error(`${name}: the worker ended before ${what}`);
     }
     return messages.shift() as Record<string, unknown>;
   };
