@@ -38,7 +38,10 @@ fn main() {
         let mut l = m.latencies;
         l.sort_unstable();
         let p50 = l.get(l.len() / 2).copied().unwrap_or(0);
-        println!("heap shifted by {shift:2} allocations: p50 {p50} ns ({} requests)", l.len());
+        println!(
+            "heap shifted by {shift:2} allocations: p50 {p50} ns ({} requests)",
+            l.len()
+        );
         p50s.push(p50);
     }
     let (lo, hi) = (

@@ -78,7 +78,10 @@ impl Words {
 
     fn merge(&self, i: usize, keep_out: u64, bits: u64) {
         let w = &self.words[i];
-        w.store((w.load(Ordering::Relaxed) & !keep_out) | bits, Ordering::Relaxed);
+        w.store(
+            (w.load(Ordering::Relaxed) & !keep_out) | bits,
+            Ordering::Relaxed,
+        );
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -260,9 +263,17 @@ mod tests {
                 } else {
                     crate::client::ones(size as u64)
                 };
-                assert_eq!(r.read(offset as u64, size as u8), want, "read {size} at {offset}");
+                assert_eq!(
+                    r.read(offset as u64, size as u8),
+                    want,
+                    "read {size} at {offset}"
+                );
                 let view = r.view().read(offset, size);
-                assert_eq!(view, in_range.then_some(want), "view read {size} at {offset}");
+                assert_eq!(
+                    view,
+                    in_range.then_some(want),
+                    "view read {size} at {offset}"
+                );
             }
             assert_eq!(r.view().bytes(), model);
         }
