@@ -42,11 +42,14 @@ impl Words {
         self.words[i].load(Ordering::Relaxed)
     }
 
-    /// The little-endian value of `size` (1..=8) bytes at `offset` (`None` out of range).
+    /// The little-endian value of `size` (0..=8) bytes at `offset` (`None` out of range).
     fn read(&self, offset: usize, size: usize) -> Option<u64> {
         let end = offset.checked_add(size)?;
-        if size == 0 || size > 8 || end > self.len {
+        if size > 8 || end > self.len {
             return None;
+        }
+        if size == 0 {
+            return Some(0);
         }
         let (i, shift) = (offset / 8, 8 * (offset % 8));
         let lo = self.word(i) >> shift;
@@ -224,6 +227,10 @@ mod tests {
         r.reset();
         assert_eq!(r.read(0, 8), 0);
         assert_eq!(r.view().bytes(), vec![0; 16]);
+        // A view's empty read: in range up to the end, as an empty slice is.
+        assert_eq!(r.view().read(16, 0), Some(0));
+        assert_eq!(r.view().read(17, 0), None);
+        assert_eq!(r.view().read(0, 9), None);
     }
 
     #[test]
