@@ -268,6 +268,17 @@ export function runFloor(bin: string, quick: boolean, expectedIntervalNs: number
   return { ...(json as unknown as Omit<FloorResult, 'table' | 'points'>), table, points };
 }
 
+/**
+ * The spin floor alone (`floor --only spin`: 50,000 round trips, ~10 ms), its p50 in ns: the extra
+ * samples the floor ratios take next to the paths they divide (see `spinFloorOfRun`).
+ */
+export function runSpinFloor(bin: string, expectedIntervalNs: number): number {
+  const args = ['--only', 'spin', '--requests', '50000'];
+  if (expectedIntervalNs > 0) args.push('--expected-interval-ns', String(expectedIntervalNs));
+  const { json } = runChild(bin, args);
+  return (json.spin as CFigures).p50_ns;
+}
+
 /** Runs the C reference client for one (mode, vCPUs): poll = polling VM + busy loop, notify = notification VM + ATTACH. */
 export function runCReference(bin: string, mode: BenchMode, vcpus: number, size: CaseSize): CaseResult {
   const loop = mode === 'poll' ? 'busy' : 'attach';
