@@ -270,7 +270,7 @@ export function runFloor(bin: string, quick: boolean, expectedIntervalNs: number
 
 /**
  * The spin floor alone (`floor --only spin`: 50,000 round trips, ~10 ms), its p50 in ns: the extra
- * samples the floor ratios take next to the paths they divide (see `spinFloorOfRun`).
+ * samples the floor ratios take next to the paths they divide (`spinNear` in ts/cli-bench.ts).
  */
 export function runSpinFloor(bin: string, expectedIntervalNs: number): number {
   const args = ['--only', 'spin', '--requests', '50000'];
