@@ -372,6 +372,9 @@ export async function benchCommand(args: string[], out: Out): Promise<number> {
     floor: floor
       ? {
           spin_p50_ns: floor.spin.p50_ns,
+          // What the floor ratios divide by: each run's median of its three spin p50s, the
+          // median over the runs.
+          spin_ref_p50_ns: median(perRun.map(spinOfRun).filter((x): x is number => x !== undefined)),
           futex_p50_ns: floor.futex.p50_ns,
           futex_unpinned_p50_ns: floor.futex_unpinned?.p50_ns ?? null,
           spin_p99_ns: floor.spin.p99_ns,
