@@ -25,11 +25,7 @@ impl Words {
     fn new(bytes: &[u8]) -> Words {
         let words = bytes
             .chunks(8)
-            .map(|c| {
-                let mut w = [0u8; 8];
-                w[..c.len()].copy_from_slice(c);
-                AtomicU64::new(u64::from_le_bytes(w))
-            })
+            .map(|c| AtomicU64::new(le_word(c)))
             .collect();
         Words {
             words,
@@ -53,7 +49,7 @@ impl Words {
         }
         let (i, shift) = (offset / 8, 8 * (offset % 8));
         let lo = self.word(i) >> shift;
-        let v = if shift + 8 * size <= 64 || shift == 0 {
+        let v = if shift + 8 * size <= 64 {
             lo
         } else {
             lo | self.word(i + 1) << (64 - shift)
@@ -97,13 +93,20 @@ impl Words {
 
     fn fill(&self, bytes: &[u8]) {
         for (w, c) in self.words.iter().zip(bytes.chunks(8)) {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+            w.store(le_word(c), Ordering::Relaxed);
         }
     }
 }
 
+/// Up to 8 bytes as a little-endian word (missing high bytes 0).
+fn le_word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(w)
+}
+
+/// The low `size` bytes (any size 1..=8: a device may be called with 3 bytes, unlike
+/// `client::ones`, which knows only the sizes a request can have).
 fn mask(size: usize) -> u64 {
     if size >= 8 {
         u64::MAX
