@@ -998,8 +998,8 @@ export class IoreqClient extends EventEmitter {
       resp32[k * 2] = v;
       resp32[k * 2 + 1] = 0;
     } else if (typeof v === 'bigint' && BigInt.asUintN(64, v) === v) {
-      // In 0..2^64-1 (asUintN(64) is optimized where two BigInt comparisons are builtin calls,
-      // ~4 ns per 64-bit read).
+      // In 0..2^64-1 (asUintN(64) is optimized where two BigInt comparisons are builtin calls:
+      // 2-4 ns per 64-bit read, benches/bigint-range-check.mjs).
       responses[k] = v;
     } else {
       responses[k] = ALL_ONES;
